@@ -1,0 +1,116 @@
+"""Array-module switch: the one place in numpynst that imports CuPy.
+
+Every numerical function in numpynst takes ``xp`` from its input arrays (:func:`get_xp`), so the
+same code runs on NumPy arrays on the CPU and on CuPy arrays on a GPU. There is no global backend
+setting: the backend is chosen where arrays are created (model weights, images) with
+:func:`resolve`, and data crosses between host and device only at the edges of a run with
+:func:`to_device` / :func:`to_host`.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendError
+
+BACKENDS = ("numpy", "cupy", "auto")
+
+
+@functools.lru_cache(maxsize=1)
+def _cupy_status() -> tuple[ModuleType | None, str]:
+    """Import CuPy once and probe for a usable CUDA device.
+
+    Returns ``(cupy_module, "")`` when usable, else ``(None, reason)``. Cached because probing the
+    driver costs ~100 ms and the answer does not change within a process.
+    """
+    try:
+        import cupy  # noqa: PLC0415  (the only CuPy import in the package)
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        return None, f"CuPy is not installed or failed to import ({type(exc).__name__}: {exc}); " \
+                     "install it with: pip install 'numpynst[gpu]'"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return None, f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+    if n < 1:
+        return None, "CuPy is installed but no CUDA device was found"
+    return cupy, ""
+
+
+def cupy_available() -> tuple[bool, str]:
+    """``(True, "")`` if CuPy with a CUDA device can be used, else ``(False, reason)``."""
+    mod, reason = _cupy_status()
+    return mod is not None, reason
+
+
+def resolve(name: str | ModuleType = "numpy") -> ModuleType:
+    """Turn ``"numpy" | "cupy" | "auto"`` (or an array module) into the array module.
+
+    ``"auto"`` picks CuPy when it and a GPU are usable, NumPy otherwise. Asking for ``"cupy"``
+    where it cannot run raises :class:`BackendError` with the reason.
+    """
+    if isinstance(name, ModuleType):
+        if name is np or getattr(name, "__name__", "") == "cupy":
+            return name
+        raise BackendError(f"backend module {name.__name__!r} is not numpy or cupy")
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    name = name.lower()
+    if name == "numpy":
+        return np
+    mod, reason = _cupy_status()
+    if mod is not None:
+        return mod
+    if name == "auto":
+        return np
+    raise BackendError(f"backend 'cupy' is unavailable: {reason}")
+
+
+def get_xp(*arrays: Any) -> ModuleType:
+    """Array module of the given arrays: CuPy if any is a CuPy array, else NumPy.
+
+    ``None`` and Python scalars are ignored. Mixing NumPy and CuPy arrays is an error here rather
+    than a silent host<->device copy later.
+    """
+    on_device = [is_device_array(a) for a in arrays if isinstance(a, np.ndarray) or is_device_array(a)]
+    if not any(on_device):
+        return np
+    if not all(on_device):
+        raise BackendError("got a mix of NumPy and CuPy arrays; move them to one device with "
+                           "numpynst.backend.to_device first")
+    import sys  # CuPy is already imported: a CuPy array exists
+    return sys.modules["cupy"]
+
+
+def is_device_array(a: Any) -> bool:
+    """True for a CuPy (GPU) array."""
+    return type(a).__module__.startswith("cupy")
+
+
+def to_device(a: Any, xp: ModuleType | str, dtype: Any = None) -> Any:
+    """Copy ``a`` to the backend ``xp`` (module or name), optionally casting; no copy if already there."""
+    xp = resolve(xp)
+    if xp is np:
+        return np.asarray(to_host(a), dtype=dtype)
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_host(a: Any) -> np.ndarray:
+    """Return ``a`` as a NumPy array (a device->host copy for CuPy arrays; a no-op for NumPy)."""
+    if is_device_array(a):
+        return a.get()
+    return np.asarray(a)
+
+
+def to_float(a: Any) -> float:
+    """A Python float from a 0-d array. On CuPy this synchronizes: call it only for logging."""
+    return float(to_host(a))
+
+
+def backend_name(xp: ModuleType) -> str:
+    """``"numpy"`` or ``"cupy"``."""
+    return "numpy" if xp is np else "cupy"
