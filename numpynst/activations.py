@@ -1,0 +1,42 @@
+"""ReLU, forward and backward.
+
+    out = max(x, 0)                       (elementwise, any shape)
+    dx  = dout * [x > 0]                  (the derivative of max(x, 0) is the step function)
+
+At exactly ``x = 0`` ReLU has no derivative; we use 0 there (``x > 0``, strict), as PyTorch and
+cuDNN do. Gradient checks keep inputs away from 0 so the kink never falls inside a finite
+difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .backend import get_xp
+
+Array = Any
+
+
+class ReluCache(NamedTuple):
+    """The forward *output*: ``out > 0`` is the same mask as ``x > 0`` and ``out`` is kept anyway
+    (it is the activation a caller asked for), so caching it costs no memory."""
+
+    out: Array
+
+
+def relu_forward(x: Array) -> tuple[Array, ReluCache]:
+    """``out = max(x, 0)``; shape and dtype of ``x``. Returns ``(out, cache)``."""
+    xp = get_xp(x)
+    out = xp.maximum(x, 0)
+    return out, ReluCache(out)
+
+
+def relu_backward(dout: Array, cache: ReluCache) -> Array:
+    """``dx = dout * (x > 0)``, same shape as ``dout``."""
+    xp = get_xp(dout, cache.out)
+    if dout.shape != cache.out.shape:
+        raise ValueError(f"relu_backward: dout.shape={tuple(dout.shape)} != forward shape "
+                         f"{tuple(cache.out.shape)}")
+    # where() instead of a multiply by a float mask: no mask array of dout's size is materialised
+    # in float, and a NaN in dout behind a dead unit stays out of dx.
+    return xp.where(cache.out > 0, dout, xp.zeros((), dtype=dout.dtype))

@@ -1,0 +1,136 @@
+"""Max and average pooling over ``size x size`` windows, forward and backward.
+
+Shapes: ``x (N, H, W, C) -> out (N, Ho, Wo, C)`` with ``Ho = (H - size) // stride + 1`` (floor mode:
+a remainder row or column that does not fill a window is dropped and receives zero gradient).
+
+Max pooling::
+
+    out[n, i, j, c] = max_{p, q < size} x[n, i*s + p, j*s + q, c]
+    dx[n, i*s + p*, j*s + q*, c] += dout[n, i, j, c]     at the arg-max (p*, q*) only
+
+**Tie rule.** When several entries of a window share the maximum, the whole gradient goes to the
+*first* of them in row-major order (smallest ``p``, then smallest ``q``), as PyTorch and cuDNN do.
+The function is not differentiable at a tie, so any subgradient is valid; picking one keeps
+``sum(dx) == sum(dout)`` (gradient is routed, never duplicated).
+
+Average pooling::
+
+    out[n, i, j, c] = 1/size^2 * sum_{p, q} x[n, i*s + p, j*s + q, c]
+    dx[n, i*s + p, j*s + q, c] += dout[n, i, j, c] / size^2          for every (p, q)
+
+Both are written as a loop over the ``size*size`` window offsets, each touching one strided slice of
+the input: no reshapes that need ``H % size == 0``, overlapping windows (stride < size) work, and the
+same code runs on CuPy (every ``+=`` writes distinct elements).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .backend import get_xp
+
+Array = Any
+
+
+class MaxPoolCache(NamedTuple):
+    x_shape: tuple[int, int, int, int]
+    argmax: Array        # (N, Ho, Wo, C) uint8: window offset p*size + q of the (first) maximum
+    size: int
+    stride: int
+
+
+class AvgPoolCache(NamedTuple):
+    x_shape: tuple[int, int, int, int]
+    size: int
+    stride: int
+
+
+def _check(x: Array, size: int, stride: int, name: str) -> tuple[int, int]:
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{name}: x must be 4-D (N, H, W, C), got shape {getattr(x, 'shape', None)}")
+    for label, v in (("size", size), ("stride", stride)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: {label} must be a positive integer, got {v!r}")
+    if size > 255:
+        raise ValueError(f"{name}: size must be <= 255, got {size}")
+    h, w = x.shape[1:3]
+    if size > h or size > w:
+        raise ValueError(f"{name}: window {size}x{size} is larger than the input {h}x{w} "
+                         f"(x.shape={tuple(x.shape)})")
+    return (h - size) // stride + 1, (w - size) // stride + 1
+
+
+def _window(a: Array, p: int, q: int, ho: int, wo: int, stride: int) -> Array:
+    """The strided view ``a[:, i*s + p, j*s + q, :]`` for all output positions ``(i, j)``."""
+    return a[:, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride, :]
+
+
+def maxpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, MaxPoolCache]:
+    """Max pooling (floor mode, first-maximum tie rule). Returns ``(out, cache)``."""
+    ho, wo = _check(x, size, stride, "maxpool_forward")
+    xp = get_xp(x)
+    out = _window(x, 0, 0, ho, wo, stride).copy()
+    argmax = xp.zeros(out.shape, dtype=xp.uint8)
+    for k in range(1, size * size):
+        p, q = divmod(k, size)
+        v = _window(x, p, q, ho, wo, stride)
+        # Strictly greater: on a tie the earlier offset keeps the argmax (the documented rule).
+        better = v > out
+        xp.copyto(out, v, where=better)
+        argmax[better] = k
+    return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
+
+
+def maxpool_backward(dout: Array, cache: MaxPoolCache) -> Array:
+    """Route each ``dout`` entry to the (first) arg-max of its window; zeros elsewhere."""
+    x_shape, argmax, size, stride = cache
+    if tuple(dout.shape) != tuple(argmax.shape):
+        raise ValueError(f"maxpool_backward: dout.shape={tuple(dout.shape)} != forward output "
+                         f"shape {tuple(argmax.shape)}")
+    xp = get_xp(dout, argmax)
+    ho, wo = argmax.shape[1:3]
+    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    zero = xp.zeros((), dtype=dout.dtype)
+    for k in range(size * size):
+        p, q = divmod(k, size)
+        _window(dx, p, q, ho, wo, stride)[...] += xp.where(argmax == k, dout, zero)
+    return dx
+
+
+def avgpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, AvgPoolCache]:
+    """Average pooling (floor mode). Returns ``(out, cache)``."""
+    ho, wo = _check(x, size, stride, "avgpool_forward")
+    out = _window(x, 0, 0, ho, wo, stride).copy()
+    for k in range(1, size * size):
+        p, q = divmod(k, size)
+        out += _window(x, p, q, ho, wo, stride)
+    out *= x.dtype.type(1.0 / (size * size))
+    return out, AvgPoolCache(tuple(x.shape), size, stride)
+
+
+def avgpool_backward(dout: Array, cache: AvgPoolCache) -> Array:
+    """Spread each ``dout`` entry evenly over its window: ``dx += dout / size^2``."""
+    x_shape, size, stride = cache
+    ho = (x_shape[1] - size) // stride + 1
+    wo = (x_shape[2] - size) // stride + 1
+    if tuple(dout.shape) != (x_shape[0], ho, wo, x_shape[3]):
+        raise ValueError(f"avgpool_backward: dout.shape={tuple(dout.shape)} != forward output "
+                         f"shape {(x_shape[0], ho, wo, x_shape[3])}")
+    xp = get_xp(dout)
+    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    share = dout * dout.dtype.type(1.0 / (size * size))
+    for k in range(size * size):
+        p, q = divmod(k, size)
+        _window(dx, p, q, ho, wo, stride)[...] += share
+    return dx
+
+
+def maxpool_forward_naive(x: Array, size: int = 2, stride: int = 2) -> Array:
+    """Reference max pooling, one window at a time (first maximum wins); forward output only."""
+    ho, wo = _check(x, size, stride, "maxpool_forward_naive")
+    xp = get_xp(x)
+    out = xp.empty((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            out[:, i, j, :] = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :].max(axis=(1, 2))
+    return out
