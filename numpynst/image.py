@@ -1,0 +1,605 @@
+"""Images in and out: loading, saving, resizing, colour preservation, bundled samples.
+
+Everything the rest of numpynst sees of an image is a NumPy ``uint8`` array of shape ``(H, W, 3)``
+in RGB order, values 0..255. This module is the only place that talks to Pillow; it turns every
+file-level problem (missing, unreadable, truncated, too large, unknown format) into an
+:class:`~numpynst.errors.ImageError` whose one-line message names the file.
+
+Public API
+----------
+``load_image(path, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> uint8 (H, W, 3)``
+``save_image(path, rgb, quality=95) -> Path``            (atomic: temp file + fsync + rename)
+``atomic_path(path)`` / ``atomic_write(path, writer)``  (the same atomic rename, for any writer)
+``resize_image(rgb, size)`` (longest side), ``resize_to(rgb, (H, W))``
+``preserve_color(content_rgb, stylized_rgb, match_luminance=False)``  (luminance-only transfer)
+``rgb_to_yiq(rgb)``, ``yiq_to_rgb(yiq)``
+``SAMPLES``, ``DEMO_CONTENT``, ``DEMO_STYLE``, ``sample_path(name)``, ``sample_names(kind=None)``
+``same_file(a, b)``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .backend import to_host
+from .errors import ImageError, OptionError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT",
+    "DEMO_STYLE", "load_image", "save_image", "atomic_path", "atomic_write", "resize_image",
+    "resize_to", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
+    "same_file",
+]
+
+#: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
+#: every ordinary camera photo; a bigger picture would be ~430 MB as float32 activations in
+#: VGG's first layer alone, so style transfer at full resolution would be a mistake anyway.
+DEFAULT_MAX_PIXELS = 36_000_000
+
+#: Largest accepted ``size`` (longest side, pixels).
+MAX_SIZE = 16384
+
+#: File extension -> Pillow format name, for :func:`save_image`.
+SAVE_FORMATS = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+    ".tif": "TIFF", ".tiff": "TIFF",
+}
+
+# Errors Pillow and its codecs raise for files that are not images, truncated or corrupt.
+# (Pillow raises SyntaxError for some malformed headers, struct.error/zlib.error from parsers.)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+                  struct.error, zlib.error)
+
+_WHITE = 255.0
+_EXIF_ORIENTATION = 0x0112
+
+
+# --------------------------------------------------------------------------------------------
+# bundled samples
+# --------------------------------------------------------------------------------------------
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
+
+#: name -> {"file", "kind" ("content" | "style"), "title", "credit"}; details in
+#: ``numpynst/data/samples/CREDITS.md``.
+SAMPLES: dict[str, dict[str, str]] = {
+    "chelsea": {
+        "file": "chelsea.jpg", "kind": "content", "title": "Chelsea the cat",
+        "credit": "Stefan van der Walt, CC0 (from scikit-image 0.26.0)"},
+    "coffee": {
+        "file": "coffee.jpg", "kind": "content", "title": "Coffee cup",
+        "credit": "Rachel Michetti, courtesy of Pikolo Espresso Bar, CC0 (from scikit-image 0.26.0)"},
+    "astronaut": {
+        "file": "astronaut.jpg", "kind": "content", "title": "Astronaut Eileen Collins",
+        "credit": "NASA, public domain (from scikit-image 0.26.0)"},
+    "ihc": {
+        "file": "ihc.jpg", "kind": "style", "title": "Immunohistochemical staining of colonic glands",
+        "credit": "Center for Microscopy And Molecular Imaging, no known copyright restrictions "
+                  "(from scikit-image 0.26.0)"},
+    "hubble": {
+        "file": "hubble.jpg", "kind": "style", "title": "Hubble eXtreme Deep Field",
+        "credit": "NASA, public domain (from scikit-image 0.26.0)"},
+}
+
+#: The pair ``numpynst demo`` stylizes.
+DEMO_CONTENT = "chelsea"
+DEMO_STYLE = "ihc"
+
+# "content" / "style" name the demo pair, so a caller can ask for "the default style".
+_SAMPLE_ALIASES = {"content": DEMO_CONTENT, "style": DEMO_STYLE}
+
+
+def sample_names(kind: str | None = None) -> list[str]:
+    """Names of the bundled samples, optionally only those of ``kind`` ("content" | "style")."""
+    if kind not in (None, "content", "style"):
+        raise OptionError(f"sample kind must be 'content' or 'style', got {kind!r}")
+    return [n for n, meta in SAMPLES.items() if kind is None or meta["kind"] == kind]
+
+
+def sample_path(name: str) -> Path:
+    """Path of the bundled sample image ``name`` (a key of :data:`SAMPLES`).
+
+    ``"content"`` and ``"style"`` are accepted as aliases of :data:`DEMO_CONTENT` and
+    :data:`DEMO_STYLE`. An unknown name raises :class:`ImageError` listing the available ones.
+    """
+    key = _SAMPLE_ALIASES.get(name, name) if isinstance(name, str) else name
+    if key not in SAMPLES:
+        listing = ", ".join(f"{n} ({m['kind']})" for n, m in SAMPLES.items())
+        raise ImageError(f"unknown sample image {name!r}; available: {listing}")
+    path = SAMPLES_DIR / SAMPLES[key]["file"]
+    if not path.is_file():  # a broken install, not a user mistake, but say so plainly
+        raise ImageError(f"sample image {key!r} is missing from the installation: {path}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# sizes
+# --------------------------------------------------------------------------------------------
+
+def _check_size(size: Any, name: str = "size") -> int:
+    """``size`` as an int in 1..MAX_SIZE, else :class:`OptionError` naming ``name``."""
+    if isinstance(size, bool):
+        raise OptionError(f"{name} must be an integer number of pixels, got {size!r}")
+    try:
+        value = operator.index(size)
+    except TypeError:
+        if isinstance(size, float) and size.is_integer():
+            value = int(size)
+        else:
+            raise OptionError(f"{name} must be an integer number of pixels, got {size!r}") from None
+    if not 1 <= value <= MAX_SIZE:
+        raise OptionError(f"{name} must be between 1 and {MAX_SIZE} pixels (longest side), "
+                          f"got {value}")
+    return value
+
+
+def _fit_longest(height: int, width: int, size: int) -> tuple[int, int]:
+    """(H, W) with the longest side equal to ``size`` and the aspect ratio kept (rounded)."""
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+def load_image(path: str | os.PathLike, size: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as RGB ``uint8`` of shape ``(H, W, 3)``.
+
+    Parameters
+    ----------
+    path : file to read (any format Pillow reads: PNG, JPEG, WebP, TIFF, BMP, GIF, PPM, ...).
+    size : if given, the longest side of the result in pixels (1..16384): the image is resized
+        with a Lanczos filter, keeping its aspect ratio; a smaller image is upscaled.
+    max_pixels : images with more than this many pixels are refused, unless ``size`` is given
+        (then a JPEG is decoded at a reduced scale where possible and resized). ``None``: no limit
+        beyond Pillow's own decompression-bomb guard.
+
+    Conversions (after applying the EXIF orientation tag, so the array is upright):
+
+    - grey ``L``/``1`` -> R = G = B;
+    - 16-bit grey ``I;16*`` (0..65535) -> ``round(v / 257)`` (0 -> 0, 65535 -> 255, monotone);
+    - 32-bit integer ``I``: values in 0..65535 are taken as 16-bit data (what Pillow yields for
+      16-bit PNG/PGM/TIFF), anything else is stretched linearly from its min..max to 0..255;
+    - float ``F``: values within 0..1 are scaled by 255, values within 0..255 kept, anything else
+      stretched from min..max; NaN -> 0;
+    - anything with transparency (``RGBA``, ``LA``, ``PA``, ``P``/``L``/``RGB`` with a
+      transparent colour) is composited over white: ``out = a*c + (1 - a)*255``, ``a = alpha/255``;
+    - ``CMYK``, ``YCbCr``, palette ``P`` -> RGB by Pillow's conversion (no ICC colour management).
+
+    Raises :class:`ImageError` (missing file, directory, not an image, truncated/corrupt data,
+    too many pixels, unsupported mode) and :class:`OptionError` (bad ``size`` / ``max_pixels``).
+    """
+    if size is not None:
+        size = _check_size(size)
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) \
+                or max_pixels < 1:
+            raise OptionError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    path = _check_readable(path)
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between its limit and twice it; we apply our own, clearer limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return _decode(im, path, size, max_pixels)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refusing to read image {path}: {_one_line(exc)}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image {path}: not an image file, or a format Pillow "
+                         "does not recognise") from None
+    except MemoryError:
+        raise ImageError(f"cannot read image {path}: not enough memory to decode it; "
+                         "pass --size to load it downscaled") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"cannot read image {path}: corrupt or truncated data "
+                         f"({_one_line(exc)})") from None
+
+
+def _check_readable(path: Any) -> Path:
+    """``path`` as a Path after checking it names an existing regular file (else ImageError)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageError(f"image path must be a file name, got {type(path).__name__}")
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise ImageError(f"cannot read image {p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"cannot read image {p}: it is a directory, not a file")
+    if not os.access(p, os.R_OK):
+        raise ImageError(f"cannot read image {p}: permission denied")
+    return p
+
+
+def _decode(im: Image.Image, path: Path, size: int | None, max_pixels: int | None) -> np.ndarray:
+    """Decode an opened Pillow image to upright RGB uint8, resized if ``size`` is given."""
+    width, height = im.size  # from the header: nothing decoded yet
+    if width < 1 or height < 1:
+        raise ImageError(f"cannot read image {path}: it has no pixels ({width}x{height})")
+    n_pixels = width * height
+    if max_pixels is not None and n_pixels > max_pixels and size is None:
+        raise ImageError(
+            f"image {path} has {width}x{height} = {n_pixels:,} pixels, more than the limit of "
+            f"{max_pixels:,}; pass --size (size=) to load it downscaled")
+    if size is not None and im.format == "JPEG":
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT domain, which is both a proper
+        # low-pass filter and far cheaper in memory than decoding 50 MP and throwing most away.
+        # draft() never goes below the requested size, so the Lanczos resize below still sets
+        # the exact final size. (Requested in stored orientation; EXIF rotation comes later.)
+        th, tw = _fit_longest(height, width, size)
+        if tw * 2 <= width and th * 2 <= height:
+            im.draft(None, (tw, th))
+    # EXIF orientations 5..8 swap width and height (transpose/rotate by 90 degrees).
+    swapped = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    im.load()
+    transposed = ImageOps.exif_transpose(im)
+    if transposed is not None:
+        im = transposed
+    rgb = _to_rgb_array(im, path)
+    if size is not None:
+        # Aspect from the full-resolution header (draft may have rounded the decoded size up).
+        target = _fit_longest(width, height, size) if swapped else _fit_longest(height, width, size)
+        if target != rgb.shape[:2]:
+            rgb = resize_to(rgb, target)
+    return rgb
+
+
+def _to_rgb_array(im: Image.Image, path: Path) -> np.ndarray:
+    """Any Pillow mode -> RGB uint8 (H, W, 3); see :func:`load_image` for the rules."""
+    mode = im.mode
+    if mode.startswith("I;16"):
+        v = np.asarray(im).astype(np.float64)
+        return _grey_to_rgb(np.rint(v / 257.0))
+    if mode == "I":
+        v = np.asarray(im).astype(np.float64)
+        if v.min() >= 0 and v.max() <= 65535:
+            return _grey_to_rgb(np.rint(v / 257.0))
+        return _grey_to_rgb(_stretch(v))
+    if mode == "F":
+        v = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = v.min(), v.max()
+        if lo >= 0 and hi <= 1:
+            return _grey_to_rgb(np.rint(v * 255.0))
+        if lo >= 0 and hi <= 255:
+            return _grey_to_rgb(np.rint(v))
+        return _grey_to_rgb(_stretch(v))
+
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    try:
+        if has_alpha:
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+            alpha = rgba[..., 3:4] / 255.0
+            out = rgba[..., :3] * alpha + _WHITE * (1.0 - alpha)
+            return np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+        if mode != "RGB":
+            im = im.convert("RGB")
+    except ValueError as exc:  # Pillow has no conversion for this mode
+        raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode!r} "
+                         f"({_one_line(exc)})") from None
+    return np.array(im, dtype=np.uint8)  # np.array: a writable copy
+
+
+def _grey_to_rgb(v: np.ndarray) -> np.ndarray:
+    grey = np.clip(v, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1))
+
+
+def _stretch(v: np.ndarray) -> np.ndarray:
+    """Linear map of v's min..max onto 0..255 (constant images -> 0)."""
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return np.zeros_like(v)
+    return np.rint((v - lo) * (255.0 / (hi - lo)))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# resizing
+# --------------------------------------------------------------------------------------------
+
+def resize_image(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``rgb`` ``(H, W[, C])`` so its longest side is ``size`` px (aspect kept, Lanczos)."""
+    size = _check_size(size)
+    arr = to_host(rgb)
+    return resize_to(arr, _fit_longest(arr.shape[0], arr.shape[1], size))
+
+
+def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize ``rgb`` ``(H, W[, C])`` to exactly ``shape = (H', W')`` with a Lanczos filter.
+
+    ``uint8`` images stay ``uint8`` (Pillow's 8-bit resampler); float images are resampled per
+    channel in float32 and returned in their own float dtype, unclipped (Lanczos overshoots a
+    little at edges; clip when converting to uint8).
+    """
+    arr = to_host(rgb)
+    if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"expected an image array of shape (H, W) or (H, W, C), got {arr.shape}")
+    th = _check_size(shape[0], "height")
+    tw = _check_size(shape[1], "width")
+    if (th, tw) == arr.shape[:2]:
+        return arr.copy()
+    if arr.dtype == np.uint8 and (arr.ndim == 2 or arr.shape[2] in (1, 3)):
+        squeeze = arr.ndim == 3 and arr.shape[2] == 1
+        src = arr[..., 0] if squeeze else arr
+        out = np.array(Image.fromarray(np.ascontiguousarray(src)).resize(
+            (tw, th), Image.Resampling.LANCZOS))
+        return out[..., None] if squeeze else out
+    if arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.integer):
+        out_dtype, work = arr.dtype, arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.floating):
+        out_dtype, work = arr.dtype, arr.astype(np.float32, copy=False)
+    else:
+        raise ImageError(f"cannot resize an image array of dtype {arr.dtype}")
+    planes = work[..., None] if work.ndim == 2 else work
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), mode="F")
+                               .resize((tw, th), Image.Resampling.LANCZOS))
+                    for c in range(planes.shape[2])], axis=-1)
+    if work.ndim == 2:
+        out = out[..., 0]
+    if np.issubdtype(out_dtype, np.integer):
+        info = np.iinfo(out_dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(out_dtype)
+    return out.astype(out_dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# saving, atomically
+# --------------------------------------------------------------------------------------------
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask (read once; os.umask can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _UMASK = mask
+    return _UMASK
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Context manager for writing ``path`` all-or-nothing.
+
+    Yields the name of a new empty temporary file in the same directory as ``path`` (same file
+    extension, so writers that infer a format from the name still work). Write the whole result
+    to it. On normal exit the temporary is flushed to disk (fsync) and renamed over ``path`` with
+    :func:`os.replace`, which is atomic on POSIX and Windows: a reader sees either the old file or
+    the complete new one, never a partial one. On an exception (including KeyboardInterrupt) the
+    temporary is removed and ``path`` is left untouched.
+
+    ``path`` may be a symlink; the file it points to is replaced. The new file gets the
+    permissions of the file it replaces, or the usual ``0o666 & ~umask`` for a new one. Errors
+    creating the temporary (missing directory, no permission) propagate as :class:`OSError`.
+
+    >>> with atomic_path("out/result.csv") as tmp:           # doctest: +SKIP
+    ...     tmp.write_text("a,b\\n1,2\\n")
+    """
+    target = Path(os.fspath(path)).expanduser()
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    directory = target.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                    dir=directory)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``path`` (see :func:`atomic_path`).
+
+    Returns ``path`` as a :class:`~pathlib.Path`.
+    """
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(os.fspath(path)).expanduser()
+
+
+def _fsync_file(path: Path) -> None:
+    # The data must be on disk before the rename is, or a crash could leave an empty file
+    # under the final name (the rename is journalled, the data not yet written).
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible (nor needed) on every platform.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> Path:
+    """Write an image atomically; the format follows the extension of ``path``.
+
+    Parameters
+    ----------
+    path : ``.png``, ``.jpg``/``.jpeg``, ``.webp``, ``.bmp`` or ``.tif``/``.tiff`` (any case).
+    rgb : ``(H, W, 3)`` RGB or ``(H, W)`` grey; ``uint8``, or any real dtype holding values on the
+        0..255 scale (rounded and clipped to 0..255; NaN is an error). NumPy or CuPy.
+    quality : 1..100, used by JPEG and WebP (JPEG at >= 90 also keeps full-resolution chroma,
+        4:4:4, since stylized images have fine colour detail that 4:2:0 would smear).
+
+    Returns the path written. Raises :class:`ImageError` (unknown extension, bad array, write
+    failure; no partial file is ever left at ``path``) or :class:`OptionError` (bad quality).
+    """
+    target = Path(os.fspath(path)).expanduser()
+    fmt = SAVE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        known = ", ".join(SAVE_FORMATS)
+        shown = target.suffix or "(none)"
+        raise ImageError(f"cannot save image {target}: unknown file extension {shown}; "
+                         f"use one of {known}")
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
+            or not 1 <= quality <= 100:
+        raise OptionError(f"quality must be an integer between 1 and 100, got {quality!r}")
+    pixels = _to_uint8(rgb, target)
+    if target.is_dir():
+        raise ImageError(f"cannot save image {target}: it is a directory")
+    if not target.parent.is_dir():
+        raise ImageError(f"cannot save image {target}: directory {target.parent} does not exist")
+
+    options: dict[str, Any] = {}
+    if fmt == "JPEG":
+        options = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2,
+                   "optimize": True}
+    elif fmt == "WEBP":
+        options = {"quality": int(quality), "method": 4}
+    image = Image.fromarray(pixels)
+    try:
+        with atomic_path(target) as tmp:
+            image.save(tmp, format=fmt, **options)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageError(f"cannot save image {target}: {_one_line(exc)}") from None
+    return target
+
+
+def _to_uint8(rgb: Any, target: Path) -> np.ndarray:
+    """Validate an image array for saving and convert it to contiguous uint8."""
+    arr = to_host(rgb)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
+        raise ImageError(f"cannot save image {target}: expected an array of shape (H, W, 3) "
+                         f"or (H, W), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)
+                                     or np.issubdtype(arr.dtype, np.floating)):
+        raise ImageError(f"cannot save image {target}: unsupported array dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ImageError(f"cannot save image {target}: the array contains NaN or infinity")
+    return np.ascontiguousarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+# colour preservation (Gatys et al. 2016, "Preserving color in neural artistic style transfer")
+# --------------------------------------------------------------------------------------------
+
+#: RGB -> YIQ (NTSC 1953). Row 0 is the luma Y (ITU-R BT.601 weights), rows 1-2 the chroma I, Q.
+#: Applied to a pixel as a column vector: ``[Y, I, Q] = RGB_TO_YIQ @ [R, G, B]``.
+RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                       [0.595716, -0.274453, -0.321263],
+                       [0.211456, -0.522591, 0.311135]])
+#: Exact inverse of :data:`RGB_TO_YIQ` (computed, not the rounded textbook table, so
+#: RGB -> YIQ -> RGB is the identity to machine precision).
+YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
+
+
+def rgb_to_yiq(rgb: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` RGB (any scale) -> ``(..., 3)`` float64 YIQ on the same scale."""
+    return np.asarray(to_host(rgb), dtype=np.float64) @ RGB_TO_YIQ.T
+
+
+def yiq_to_rgb(yiq: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` YIQ -> ``(..., 3)`` float64 RGB (unclipped)."""
+    return np.asarray(yiq, dtype=np.float64) @ YIQ_TO_RGB.T
+
+
+def preserve_color(content_rgb: np.ndarray, stylized_rgb: np.ndarray,
+                   match_luminance: bool = False) -> np.ndarray:
+    """Keep the content image's colours: luminance from ``stylized_rgb``, chroma from ``content_rgb``.
+
+    This is the *luminance-only transfer* of Gatys, Bethge, Hertzmann & Shechtman (2016),
+    applied after stylization: with ``[Y, I, Q] = M @ [R, G, B]`` (:data:`RGB_TO_YIQ`,
+    ``Y = 0.299 R + 0.587 G + 0.114 B``),
+
+        Y_out = Y_stylized,   (I, Q)_out = (I, Q)_content,   RGB_out = M^-1 @ [Y_out, I_out, Q_out]
+
+    so the strokes and textures (carried by luminance) come from the stylization and the hues
+    and saturation from the photograph.
+
+    With ``match_luminance=True`` the stylized luminance is first affinely matched to the content
+    luminance's mean and standard deviation, ``Y' = (Y_s - mu_s) * sigma_c / sigma_s + mu_c``
+    (the paper does this to the style image before transfer; doing it here keeps the content's
+    overall brightness and contrast). A constant Y_s (sigma_s = 0) is just shifted to mu_c.
+
+    Shapes: ``(H, W, 3)`` each; if the content's (H, W) differs it is resized (Lanczos) to the
+    stylized image's. Returns the dtype of ``stylized_rgb``: ``uint8`` is rounded and clipped to
+    0..255; a float input gives a float result clipped to 0..255. Colours outside the RGB gamut
+    are clipped, so where clipping happens the luminance is only approximately Y_out.
+    """
+    content = to_host(content_rgb)
+    stylized = to_host(stylized_rgb)
+    for name, arr in (("content", content), ("stylized", stylized)):
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ImageError(f"preserve_color: {name} image must have shape (H, W, 3), "
+                             f"got {arr.shape}")
+    if content.shape[:2] != stylized.shape[:2]:
+        content = resize_to(content, stylized.shape[:2])
+    yiq_c = rgb_to_yiq(content)
+    y_s = rgb_to_yiq(stylized)[..., 0]
+    if match_luminance:
+        mu_s, sd_s = y_s.mean(), y_s.std()
+        mu_c, sd_c = yiq_c[..., 0].mean(), yiq_c[..., 0].std()
+        y_s = (y_s - mu_s) * (sd_c / sd_s) + mu_c if sd_s > 0 else y_s - mu_s + mu_c
+    out = yiq_to_rgb(np.concatenate([y_s[..., None], yiq_c[..., 1:]], axis=-1))
+    out = np.clip(out, 0.0, 255.0)
+    if stylized.dtype == np.uint8:
+        return np.rint(out).astype(np.uint8)
+    if np.issubdtype(stylized.dtype, np.floating):
+        return out.astype(stylized.dtype, copy=False)
+    return np.rint(out).astype(stylized.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# paths
+# --------------------------------------------------------------------------------------------
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True if ``a`` and ``b`` name the same file, for "the output must not be an input" checks.
+
+    Uses :func:`os.path.samefile` when both exist (catches hard links and symlinks); when one does
+    not exist yet, compares the fully resolved absolute paths (symlinked directories resolved,
+    case folded where the OS folds case).
+    """
+    pa = os.path.expanduser(os.fspath(a))
+    pb = os.path.expanduser(os.fspath(b))
+    with contextlib.suppress(OSError):
+        return os.path.samefile(pa, pb)
+    return os.path.normcase(os.path.realpath(pa)) == os.path.normcase(os.path.realpath(pb))
