@@ -1,0 +1,366 @@
+"""VGG weights on disk: the shipped file, Keras HDF5 reading/validation/writing, official downloads.
+
+File layout (Keras "notop" weight files, which this module reads and writes)::
+
+    /                         attrs: layer_names = [b"input_1", b"block1_conv1", ..., b"block5_pool"]
+    /block1_conv1/            attrs: weight_names = [b"block1_conv1_W_1:0", b"block1_conv1_b_1:0"]
+        block1_conv1_W_1:0    (3, 3, C_in, C_out)   kernel, cross-correlation, input channels BGR
+        block1_conv1_b_1:0    (C_out,)              bias
+    /block1_pool/             attrs: weight_names = []        (layers without weights)
+    ...
+
+Keras 2 files name the datasets ``block1_conv1/block1_conv1/kernel:0`` and ``.../bias:0`` instead;
+both styles are read. Dense layers (``fc1``, ``fc2``, ``predictions``) of "top" files are ignored.
+
+Everything is read and checked before anything is returned (no half-loaded model): every conv
+layer of the architecture present and no other, kernels ``3x3`` whose input channels chain (3 for
+the first layer, then the previous layer's outputs), biases matching, float data, no NaN/inf.
+Each problem raises :class:`WeightsError` naming the file and the layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib.resources
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+
+from .errors import OptionError, WeightsError
+from .vgg import ARCH_BLOCKS, all_layer_names, conv_layer_names
+
+__all__ = ["WeightsError", "VGGWeights", "OfficialFile", "OFFICIAL_FILES", "DEFAULT_WEIGHTS_NAME",
+           "default_weights_path", "cache_dir", "read_vgg_weights", "write_vgg_h5", "fetch",
+           "weights_info", "file_digest"]
+
+DEFAULT_WEIGHTS_NAME = "vgg19_notop_f16.h5"
+
+_CONV_RE = re.compile(r"block(\d+)_conv(\d+)")
+# Keras 1: "block1_conv1_W_1:0" / "block1_conv1_b_1:0"; Keras 2: "kernel:0" / "bias:0"
+_KERNEL_RE = re.compile(r"(kernel|.*_W(_\d+)?)(:\d+)?")
+_BIAS_RE = re.compile(r"(bias|.*_b(_\d+)?)(:\d+)?")
+
+
+class VGGWeights(NamedTuple):
+    """Validated weights: ``params`` maps conv name -> (W float32 (3,3,Cin,Cout), b float32 (Cout,))."""
+
+    arch: str
+    path: Path
+    params: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class OfficialFile(NamedTuple):
+    """A downloadable weights file and its published checksum."""
+
+    url: str
+    filename: str
+    algo: str      # hashlib name: "md5" or "sha256"
+    digest: str    # hex digest published by Keras (keras.applications' file_hash)
+
+
+_RELEASE = "https://github.com/fchollet/deep-learning-models/releases/download/v0.1/"
+OFFICIAL_FILES: dict[str, OfficialFile] = {
+    "vgg19": OfficialFile(_RELEASE + "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "md5", "253f8cb515780f3b799900260a226db6"),
+    "vgg16": OfficialFile(_RELEASE + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "md5", "6d6bbae143d832006294945121d1f1fc"),
+}
+
+
+# ------------------------------------------------------------------------------- locations
+def default_weights_path() -> Path:
+    """The shipped VGG19 file.
+
+    Looked up inside the installed package first (a wheel carries it as
+    ``numpynst/_weights/vgg19_notop_f16.h5``), then in a source checkout's ``weights/`` folder
+    (editable installs, running from the repository). If neither exists the package path is
+    returned, and reading it gives a :class:`WeightsError` that says how to get weights.
+    """
+    packaged = Path(str(importlib.resources.files("numpynst"))) / "_weights" / DEFAULT_WEIGHTS_NAME
+    if packaged.is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS_NAME
+    return checkout if checkout.is_file() else packaged
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$NUMPYNST_HOME`` if set, else ``~/.cache/numpynst``."""
+    home = os.environ.get("NUMPYNST_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "numpynst"
+
+
+def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:
+    """Hex digest (``algo``: any hashlib name, e.g. "sha256", "md5") of a file, read in 1 MiB chunks."""
+    # usedforsecurity=False: md5 is only an integrity check here, and FIPS builds refuse it otherwise
+    h = hashlib.new(algo, usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------- reading
+def read_vgg_weights(path: str | os.PathLike) -> VGGWeights:
+    """Read and validate a VGG16/VGG19 weights file in Keras HDF5 layout.
+
+    Returns:
+        :class:`VGGWeights` with ``arch`` detected from the conv layer names (13 -> vgg16,
+        16 -> vgg19) and float32 ``params`` in network order.
+    Raises:
+        WeightsError naming the file (and the layer) for a missing/non-HDF5 file, missing or
+        unexpected conv layers, wrong or non-chaining shapes, non-float data, NaN or inf.
+    """
+    arch, params, _ = _read(Path(path))
+    return VGGWeights(arch, Path(path), params)
+
+
+def _open(path: Path):
+    import h5py  # noqa: PLC0415  (keep `import numpynst` light)
+
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist; use the shipped VGG19 (see "
+                           f"`numpynst weights path`) or download one with `numpynst weights fetch vgg19`")
+    if path.is_dir():
+        raise WeightsError(f"weights path {path} is a directory, not an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"weights file {path} is not a readable HDF5 file ({first})") from None
+
+
+def _read(path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """-> (arch, params float32, {layer: stored kernel dtype}); all checks of :func:`read_vgg_weights`."""
+    import h5py  # noqa: PLC0415
+
+    with _open(path) as f:
+        # a whole saved Keras model keeps its weights under /model_weights
+        root = f["model_weights"] if isinstance(f.get("model_weights"), h5py.Group) else f
+        found = sorted((k for k in root.keys() if _CONV_RE.fullmatch(k)),
+                       key=lambda k: tuple(int(v) for v in _CONV_RE.fullmatch(k).groups()))
+        if not found:
+            keys = ", ".join(list(root.keys())[:8]) or "none"
+            raise WeightsError(f"weights file {path} holds no VGG conv layers (groups named blockN_convM); "
+                               f"top-level entries: {keys}")
+        arch = _detect_arch(found)
+        expected = conv_layer_names(arch)
+        extra = [k for k in found if k not in expected]
+        if extra:
+            raise WeightsError(f"weights file {path}: unexpected conv layer(s) {', '.join(extra)} "
+                               f"(not part of {arch.upper()}, whose conv layers are "
+                               f"{expected[0]} .. {expected[-1]})")
+        missing = [k for k in expected if k not in found]
+        if missing:
+            raise WeightsError(f"weights file {path}: layer(s) {', '.join(missing)} of {arch.upper()} "
+                               f"are missing")
+        params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        dtypes: dict[str, str] = {}
+        cin, prev = 3, None
+        for name in expected:
+            w, b = _layer_arrays(path, name, root[name])
+            where = f"weights file {path}, layer {name}"
+            if w.ndim != 4 or w.shape[:2] != (3, 3):
+                hint = (" (a channels-first 'th' kernel? use the *_tf_dim_ordering_tf_kernels* file)"
+                        if w.ndim == 4 and w.shape[2:] == (3, 3) else "")
+                raise WeightsError(f"{where}: kernel has shape {w.shape}, expected (3, 3, C_in, C_out){hint}")
+            if w.shape[2] != cin:
+                src = "the 3 (BGR) input channels" if prev is None else f"{prev}'s {cin} output channels"
+                raise WeightsError(f"{where}: kernel has C_in={w.shape[2]} (shape {w.shape}) but must "
+                                   f"match {src}")
+            if b.shape != (w.shape[3],):
+                raise WeightsError(f"{where}: bias has shape {b.shape}, expected ({w.shape[3]},) to match "
+                                   f"the kernel {w.shape}")
+            for label, a in (("kernel", w), ("bias", b)):
+                if a.dtype.kind != "f":
+                    raise WeightsError(f"{where}: {label} has dtype {a.dtype}, expected floating point")
+                if not np.isfinite(a).all():
+                    raise WeightsError(f"{where}: {label} contains {int((~np.isfinite(a)).sum())} "
+                                       f"NaN/inf value(s)")
+            dtypes[name] = str(w.dtype)
+            params[name] = (w.astype(np.float32), b.astype(np.float32))
+            cin, prev = int(w.shape[3]), name
+    return arch, params, dtypes
+
+
+def _detect_arch(found: list[str]) -> str:
+    """vgg19 if any layer exists only in VGG19 (``blockN_conv4``), else vgg16."""
+    only19 = set(conv_layer_names("vgg19")) - set(conv_layer_names("vgg16"))
+    return "vgg19" if only19 & set(found) else "vgg16"
+
+
+def _layer_arrays(path: Path, name: str, group: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The (kernel, bias) datasets of one layer group, in either Keras naming style."""
+    import h5py  # noqa: PLC0415
+
+    if not isinstance(group, h5py.Group):
+        raise WeightsError(f"weights file {path}, layer {name}: expected a group, found a dataset")
+    datasets: dict[str, Any] = {}
+
+    def collect(key: str, obj: Any) -> None:   # must return None: a value stops visititems
+        if isinstance(obj, h5py.Dataset):
+            datasets[key] = obj
+
+    group.visititems(collect)
+    kernels = [k for k in datasets if _KERNEL_RE.fullmatch(k.rsplit("/", 1)[-1])]
+    biases = [k for k in datasets if _BIAS_RE.fullmatch(k.rsplit("/", 1)[-1])]
+    if len(kernels) != 1 or len(biases) != 1:
+        raise WeightsError(f"weights file {path}, layer {name}: expected one kernel ({name}_W_1:0 or "
+                           f"kernel:0) and one bias ({name}_b_1:0 or bias:0), found datasets "
+                           f"{sorted(datasets) or 'none'}")
+    return datasets[kernels[0]][()], datasets[biases[0]][()]
+
+
+# ------------------------------------------------------------------------------- writing
+def write_vgg_h5(path: str | os.PathLike, params: Mapping[str, tuple[Any, Any]], *,
+                 dtype: Any = np.float16, attrs: Mapping[str, Any] | None = None,
+                 compression_level: int = 9) -> Path:
+    """Write conv weights as a Keras "notop" HDF5 file (layout in the module docstring).
+
+    ``params`` must hold exactly the conv layers of VGG16 or VGG19 (arch detected from the names).
+    Datasets are stored in ``dtype`` with gzip + byte shuffle; no timestamps, so the same input
+    gives the same bytes. ``attrs`` are extra root attributes (provenance). Written to a temporary
+    file and renamed: a reader never sees a half-written file.
+    """
+    import h5py  # noqa: PLC0415
+
+    path = Path(path)
+    names = list(params)
+    arch = _detect_arch(names)
+    if sorted(names) != sorted(conv_layer_names(arch)):
+        raise OptionError(f"write_vgg_h5: params must hold exactly the conv layers of VGG16 or VGG19, "
+                          f"got {', '.join(names)}")
+    layer_names = ["input_1", *all_layer_names(arch)]
+    # a unique name beside the target (same file system, so the rename is atomic); not mkstemp,
+    # whose 0600 mode would survive the rename
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["layer_names"] = np.array([n.encode() for n in layer_names])
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = value
+            for name in layer_names:
+                g = f.create_group(name)
+                if name not in params:
+                    g.attrs["weight_names"] = np.array([], dtype="S1")
+                    continue
+                wn = [f"{name}_W_1:0", f"{name}_b_1:0"]
+                g.attrs["weight_names"] = np.array([n.encode() for n in wn])
+                for dname, a in zip(wn, params[name]):
+                    g.create_dataset(dname, data=np.asarray(a, dtype=dtype), compression="gzip",
+                                     compression_opts=compression_level, shuffle=True, track_times=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+# ------------------------------------------------------------------------------- info
+def weights_info(path: str | os.PathLike | None = None) -> str:
+    """A human-readable summary: file size, sha256, architecture, each layer's shapes/dtype/params."""
+    p = default_weights_path() if path is None else Path(path)
+    arch, params, dtypes = _read(p)
+    size = p.stat().st_size
+    total = sum(w.size + b.size for w, b in params.values())
+    lines = [f"file:          {p}",
+             f"size:          {size:,} bytes ({size / 2 ** 20:.1f} MiB)",
+             f"sha256:        {file_digest(p)}",
+             f"architecture:  {arch} ({len(params)} conv layers, {total:,} parameters)",
+             "",
+             f"{'layer':<14}{'kernel':<22}{'bias':<9}{'dtype':<9}{'params':>11}"]
+    for name, (w, b) in params.items():
+        lines.append(f"{name:<14}{str(w.shape):<22}{str(b.shape):<9}{dtypes[name]:<9}{w.size + b.size:>11,}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- download
+def fetch(arch: str, dest: str | os.PathLike | None = None, progress: bool = True,
+          timeout: float = 30.0) -> Path:
+    """Download the official Keras "notop" weights for ``arch`` ("vgg16"/"vgg19").
+
+    Goes to ``dest`` (default :func:`cache_dir`). Data streams into ``<file>.part``; an interrupted
+    download resumes from there (HTTP Range) on the next call. The file is checked against the
+    checksum Keras publishes and only then renamed into place, so the final path never holds a
+    partial or corrupt file. A file already in place with the right checksum is not downloaded again.
+
+    Raises:
+        OptionError for an unknown ``arch``; WeightsError when offline, on an HTTP error or on a
+        checksum mismatch, saying where to download the file by hand and where to put it.
+    """
+    if arch not in OFFICIAL_FILES:
+        raise OptionError(f"architecture must be one of {', '.join(OFFICIAL_FILES)}, got {arch!r}")
+    spec = OFFICIAL_FILES[arch]
+    folder = Path(dest).expanduser() if dest is not None else cache_dir()
+    target = folder / spec.filename
+    by_hand = f"download {spec.url} by hand and save it as {target}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create download folder {folder} ({exc.strerror or exc})") from None
+    if target.is_file() and file_digest(target, spec.algo) == spec.digest:
+        return target
+    part = target.with_name(target.name + ".part")
+    for attempt in range(2):
+        try:
+            resumed = _download(spec.url, part, progress, timeout)
+        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise WeightsError(f"could not download {spec.url} ({reason}); run the command again to "
+                               f"resume from {part}, or {by_hand}") from None
+        digest = file_digest(part, spec.algo)
+        if digest == spec.digest:
+            os.replace(part, target)
+            return target
+        part.unlink()
+        if not (resumed and attempt == 0):
+            break
+        # a resumed download can splice two different files: retry once from scratch
+    raise WeightsError(f"downloaded {spec.url} but its {spec.algo} is {digest}, not the published "
+                       f"{spec.digest}; deleted it, run the command again or {by_hand}")
+
+
+def _download(url: str, part: Path, progress: bool, timeout: float) -> bool:
+    """Stream ``url`` into ``part``, appending from its current size when the server allows.
+
+    Returns True when the data was appended to an existing partial file. Raises OSError /
+    URLError on network errors and when the connection ends before Content-Length bytes.
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "numpynst"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:   # nothing left to send: the part is complete (or too long)
+            return True
+        raise
+    with resp:
+        resumed = bool(have) and resp.status == 206 and \
+            resp.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+        if not resumed:
+            have = 0                   # server ignored the Range: start over
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        with open(part, "ab" if resumed else "wb") as fh, \
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=part.name[:-5], disable=not progress, leave=False) as bar:
+            for chunk in iter(lambda: resp.read(1 << 16), b""):
+                fh.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise OSError(f"connection closed after {size:,} of {total:,} bytes")
+    return resumed
