@@ -80,12 +80,14 @@ SAMPLES: dict[str, dict[str, str]] = {
         "credit": "Stefan van der Walt, CC0 (from scikit-image 0.26.0)"},
     "coffee": {
         "file": "coffee.jpg", "kind": "content", "title": "Coffee cup",
-        "credit": "Rachel Michetti, courtesy of Pikolo Espresso Bar, CC0 (from scikit-image 0.26.0)"},
+        "credit": "Rachel Michetti, courtesy of Pikolo Espresso Bar, CC0 "
+                  "(from scikit-image 0.26.0)"},
     "astronaut": {
         "file": "astronaut.jpg", "kind": "content", "title": "Astronaut Eileen Collins",
         "credit": "NASA, public domain (from scikit-image 0.26.0)"},
     "ihc": {
-        "file": "ihc.jpg", "kind": "style", "title": "Immunohistochemical staining of colonic glands",
+        "file": "ihc.jpg", "kind": "style",
+        "title": "Immunohistochemical staining of colonic glands",
         "credit": "Center for Microscopy And Molecular Imaging, no known copyright restrictions "
                   "(from scikit-image 0.26.0)"},
     "hubble": {
@@ -237,19 +239,28 @@ def _decode(im: Image.Image, path: Path, size: int | None, max_pixels: int | Non
             f"image {path} has {width}x{height} = {n_pixels:,} pixels, more than the limit of "
             f"{max_pixels:,}; pass --size (size=) to load it downscaled")
     if size is not None and im.format == "JPEG":
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT domain, which is both a proper
-        # low-pass filter and far cheaper in memory than decoding 50 MP and throwing most away.
-        # draft() never goes below the requested size, so the Lanczos resize below still sets
-        # the exact final size. (Requested in stored orientation; EXIF rotation comes later.)
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT domain: far cheaper in time and
+        # memory than decoding 50 MP and throwing most of it away. That scaling is a box filter,
+        # so we ask for twice the target size and let the Lanczos resize below do the last
+        # factor >= 2 (which also sets the exact final size; draft never goes below the request).
+        # Requested in stored orientation; the EXIF rotation comes later.
         th, tw = _fit_longest(height, width, size)
-        if tw * 2 <= width and th * 2 <= height:
-            im.draft(None, (tw, th))
+        if 4 * tw <= width and 4 * th <= height:
+            im.draft(None, (2 * tw, 2 * th))
     # EXIF orientations 5..8 swap width and height (transpose/rotate by 90 degrees).
-    swapped = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except _DECODE_ERRORS:  # malformed EXIF must not make a decodable picture unreadable
+        orientation = 1
+    swapped = orientation in (5, 6, 7, 8)
     im.load()
-    transposed = ImageOps.exif_transpose(im)
-    if transposed is not None:
-        im = transposed
+    if orientation != 1:
+        try:
+            transposed = ImageOps.exif_transpose(im)
+        except _DECODE_ERRORS:
+            transposed, swapped = None, False
+        if transposed is not None:
+            im = transposed
     rgb = _to_rgb_array(im, path)
     if size is not None:
         # Aspect from the full-resolution header (draft may have rounded the decoded size up).
@@ -421,7 +432,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
-    """Call ``writer(tmp_path)`` and atomically move the result to ``path`` (see :func:`atomic_path`).
+    """Call ``writer(tmp_path)``, then atomically move the result to ``path`` (:func:`atomic_path`).
 
     Returns ``path`` as a :class:`~pathlib.Path`.
     """
@@ -543,7 +554,7 @@ def yiq_to_rgb(yiq: np.ndarray) -> np.ndarray:
 
 def preserve_color(content_rgb: np.ndarray, stylized_rgb: np.ndarray,
                    match_luminance: bool = False) -> np.ndarray:
-    """Keep the content image's colours: luminance from ``stylized_rgb``, chroma from ``content_rgb``.
+    """Keep the content's colours: luminance from ``stylized_rgb``, chroma from ``content_rgb``.
 
     This is the *luminance-only transfer* of Gatys, Bethge, Hertzmann & Shechtman (2016),
     applied after stylization: with ``[Y, I, Q] = M @ [R, G, B]`` (:data:`RGB_TO_YIQ`,
