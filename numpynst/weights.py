@@ -315,8 +315,10 @@ def fetch(arch: str, dest: str | os.PathLike | None = None, progress: bool = Tru
             resumed = _download(spec.url, part, progress, timeout)
         except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise WeightsError(f"could not download {spec.url} ({reason}); run the command again to "
-                               f"resume from {part}, or {by_hand}") from None
+            kept = part.stat().st_size if part.is_file() else 0
+            again = (f"run the command again to resume ({kept:,} bytes kept in {part})" if kept
+                     else "run the command again when online")
+            raise WeightsError(f"could not download {spec.url} ({reason}); {again}, or {by_hand}") from None
         digest = file_digest(part, spec.algo)
         if digest == spec.digest:
             os.replace(part, target)
