@@ -50,8 +50,8 @@ DEFAULT_STYLE_LAYERS: dict[str, float] = {
 # Chosen on the bundled demo pair at 256-512 px with L-BFGS (see README "Choosing the weights"):
 # with the normalisations J_content ~ a^2 and J_style^l ~ a^4, so beta is small.
 DEFAULT_ALPHA = 1.0
-DEFAULT_BETA = 1e-3
-DEFAULT_TV_WEIGHT = 1e-2
+DEFAULT_BETA = 1e-2
+DEFAULT_TV_WEIGHT = 1.0
 DEFAULT_ITERATIONS = 200
 DEFAULT_TOL = 1e-4          # relative decrease of J over TOL_WINDOW iterations
 TOL_WINDOW = 20
