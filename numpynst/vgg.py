@@ -161,6 +161,7 @@ class VGG:
             outputs: layer names (or one name) whose activations to return.
             keep_cache: keep what :meth:`backward` needs (default). ``False`` saves memory when only
                 activations are wanted (e.g. computing style targets); backward is then unavailable.
+                Either way the caches of any earlier forward are dropped.
         Returns:
             ``{name: activation (N, H_l, W_l, C_l)}``. The arrays are also held in the cache: do not
             modify them in place before calling :meth:`backward`.
@@ -261,13 +262,14 @@ class VGG:
 
 
 # ---------------------------------------------------------------------- image <-> network input
-def preprocess(rgb: Array, *, dtype: Any = np.float32, xp: str | ModuleType = "numpy") -> Array:
+def preprocess(rgb: Array, *, dtype: Any = np.float32, xp: str | ModuleType | None = None) -> Array:
     """RGB image -> network input ``x = BGR - mean``, shape ``(1, H, W, 3)``.
 
     Args:
         rgb: ``(H, W, 3)`` (or ``(1, H, W, 3)``) uint8 or float in 0..255, RGB order.
         dtype: float32 (default) or float64.
-        xp: target backend (``"numpy"``, ``"cupy"`` or the module); a CuPy input stays on the GPU.
+        xp: target backend (``"numpy"``, ``"cupy"`` or the module); default: where ``rgb`` is
+            (NumPy for NumPy input, the GPU for a CuPy array).
     Returns:
         ``x[0, i, j, c] = rgb[i, j, 2 - c] - IMAGENET_MEAN_BGR[c]`` on ``xp`` in ``dtype``.
     """
@@ -278,7 +280,7 @@ def preprocess(rgb: Array, *, dtype: Any = np.float32, xp: str | ModuleType = "n
         shape = shape[1:]
     if len(shape) != 3 or shape[2] != 3:
         raise OptionError(f"preprocess: expected an RGB image of shape (H, W, 3), got shape {shape}")
-    mod = resolve(xp)
+    mod = get_xp(rgb) if xp is None else resolve(xp)
     a = to_device(rgb, mod, dt)
     mean = mod.asarray(IMAGENET_MEAN_BGR, dtype=dt)
     return mod.ascontiguousarray((a[:, :, ::-1] - mean)[None])

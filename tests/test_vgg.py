@@ -136,6 +136,9 @@ def test_bad_names_shapes_and_sizes_are_option_errors():
     with pytest.raises(OptionError, match="has shape"):
         model.backward({"block2_conv1": np.zeros((1, 3, 3, 6))})
     assert out["block2_conv1"].shape == (1, 8, 8, 6)
+    model.forward(x, ["block2_conv1"], keep_cache=False)
+    with pytest.raises(RuntimeError, match="keep_cache=True"):
+        model.backward({"block2_conv1": np.zeros((1, 8, 8, 6))})
     with pytest.raises(OptionError, match="pooling"):
         tiny_vgg(pooling="min")
     with pytest.raises(OptionError, match="dtype"):
