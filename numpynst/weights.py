@@ -35,7 +35,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from .errors import OptionError, WeightsError
-from .vgg import ARCH_BLOCKS, all_layer_names, conv_layer_names
+from .vgg import all_layer_names, conv_layer_names
 
 __all__ = ["WeightsError", "VGGWeights", "OfficialFile", "OFFICIAL_FILES", "DEFAULT_WEIGHTS_NAME",
            "default_weights_path", "cache_dir", "read_vgg_weights", "write_vgg_h5", "fetch",
