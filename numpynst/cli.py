@@ -22,8 +22,15 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (the default prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"numpynst: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="numpynst",
         description="Neural style transfer from first principles in NumPy/CuPy.")
     parser.add_argument("--version", action="version", version=f"numpynst {__version__}")

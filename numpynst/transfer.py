@@ -106,14 +106,14 @@ class Objective:
             raise OptionError(f"style_blend weights must be >= 0 with a positive sum, got {weights}")
         total = sum(weights)
 
-        acts = model.forward(content, [content_layer, *self.style_layers])
+        acts = model.forward(content, [content_layer, *self.style_layers], keep_cache=False)
         # .copy(): the model reuses nothing, but the target must not alias a cache that later
         # forwards drop; a copy makes the ownership obvious at the cost of one activation.
         self.content_target = acts[content_layer].copy()
         gen_pixels = {n: acts[n].shape[1] * acts[n].shape[2] for n in self.style_layers}
         self.style_targets: dict[str, Array] = {}
         for img, w in zip(styles, weights):
-            s_acts = model.forward(img, list(self.style_layers))
+            s_acts = model.forward(img, list(self.style_layers), keep_cache=False)
             for n, a in s_acts.items():
                 scale = gen_pixels[n] / (a.shape[1] * a.shape[2])     # see "Style images of another size"
                 g = gram_matrix(a) * self.xp.asarray(scale * w / total, dtype=a.dtype)

@@ -31,6 +31,13 @@ def parse_style_layers(text: str) -> dict[str, float]:
     return layers
 
 
+def _style_layers_arg(text: str) -> dict[str, float]:
+    try:
+        return parse_style_layers(text)
+    except OptionError as exc:        # argparse reports ArgumentTypeError's text as is
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--style-layers: ")) from None
+
+
 def add_stylize_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``stylize`` and ``demo``."""
     g = p.add_argument_group("picture")
@@ -58,7 +65,7 @@ def add_stylize_options(p: argparse.ArgumentParser) -> None:
                    help=f"total-variation weight (default {DEFAULT_TV_WEIGHT:g})")
     o.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
                    help=f"default {DEFAULT_CONTENT_LAYER}")
-    o.add_argument("--style-layers", type=parse_style_layers, default=None,
+    o.add_argument("--style-layers", type=_style_layers_arg, default=None,
                    help="comma list NAME[:WEIGHT] (default: "
                         + ",".join(f"{k}:{v:g}" for k, v in DEFAULT_STYLE_LAYERS.items()) + ")")
     o.add_argument("--scales", type=float, nargs="+", metavar="S",
