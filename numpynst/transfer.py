@@ -52,6 +52,10 @@ DEFAULT_STYLE_LAYERS: dict[str, float] = {
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 1e-2
 DEFAULT_TV_WEIGHT = 1.0
+# Plain gradient descent has no scale-free step: this lr is stable for the default alpha/beta on
+# 0..255 pixels (measured on the demo pair: 1e-1 diverges, 1e-2 is at the edge); with another beta,
+# scale it by DEFAULT_BETA / beta.
+DEFAULT_GD_LR = 3e-3
 DEFAULT_ITERATIONS = 200
 DEFAULT_TOL = 1e-4          # relative decrease of J over TOL_WINDOW iterations
 TOL_WINDOW = 20
@@ -243,7 +247,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
         size: longest side of the result in pixels (default: the content's own size).
         iterations: iteration cap per scale (an L-BFGS iteration is one function evaluation).
         optimizer: ``"lbfgs"`` (default), ``"adam"`` or ``"gd"`` (the textbook ``x := x - lr dJ/dx``).
-        lr: step size for ``adam``/``gd`` (defaults in :mod:`numpynst.optim`).
+        lr: step size for ``adam`` (default in :mod:`numpynst.optim`) or ``gd`` (default
+            ``DEFAULT_GD_LR``, stable for the default weights).
         alpha, beta, tv_weight, content_layer, style_layers, style_blend: see :class:`Objective`.
         style_scale: the style image is resized to ``style_scale`` x the content's longest side;
             smaller values give larger brush strokes relative to the picture.
@@ -330,6 +335,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             else:                                            # noise around the mean image
                 x = xp.asarray(rng.normal(0.0, 64.0, size=(1, h, w, 3)), dtype=dtype)
             x_flat = x.reshape(-1).copy()
+            if lr is None and optimizer == "gd":
+                lr = DEFAULT_GD_LR
             result = _optimize(obj, x_flat, make_optimizer(optimizer, **({} if lr is None else {"lr": lr})),
                                iterations, tol, log_every, history, callback, bar, scale)
             best_x, n_done, stopped = result

@@ -96,7 +96,8 @@ def test_bad_input_images_give_one_line_errors(files, make, fragments):
     (["--style-blend", "1", "2"], "style_blend"),
     (["--scales", "1", "0.5"], "scales"),
     (["--init", "nowhere.png"], "--init"),
-    (["--optimizer", "gd"], "learning rate"),
+    (["--optimizer", "lbfgs", "--lr", "0.1"], "lr does not apply"),
+    (["--optimizer", "adam", "--lr", "-1"], "lr"),
 ])
 def test_bad_options_give_one_line_errors(files, extra, fragment):
     d, w = files
