@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numpynst.image import load_image, sample_path, save_image
+from numpynst.image import load_image, resize_to, sample_path, save_image
 from numpynst.plots import save_optimizer_comparison
 from numpynst.transfer import stylize
 from numpynst.vgg import VGG
@@ -33,9 +33,7 @@ def main() -> int:
         res = stylize(sample_path(content), sample_path(style), size=SIZE, iterations=ITERATIONS, model=model,
                       tol=None)
         c = load_image(sample_path(content), size=SIZE)
-        s = load_image(sample_path(style), size=SIZE)
-        s = s[:c.shape[0], :c.shape[1]] if s.shape[0] >= c.shape[0] and s.shape[1] >= c.shape[1] else \
-            np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(s).resize(c.shape[1::-1]))
+        s = resize_to(load_image(sample_path(style), size=SIZE), c.shape[:2])   # same height for the strip
         save_image(OUT / f"{content}_{style}.jpg", np.concatenate([c, s, res.image], axis=1), quality=88)
         J = res.history["J"]
         facts[f"{content}+{style}"] = {"J0": J[0], "J_final": res.J_final, "ratio": res.J_final / J[0],
