@@ -129,3 +129,25 @@ def test_demo_runs_and_says_where_the_result_is(files, capsys):
     assert str((out / "result.png").resolve()) in text
     assert np.asarray(Image.open(out / "result.png")).shape[2] == 3
     assert (out / "result_plot.png").exists()
+
+
+def test_ctrl_c_saves_the_best_image_so_far(files):
+    """A real SIGINT in the middle of the loop: exit 130, and the output holds a finished image."""
+    import signal
+    import time
+    d, w = files
+    out = d / "interrupted.png"
+    args = [sys.executable, "-m", "numpynst", "stylize", str(d / "photo.png"), str(d / "art.jpg"), "-o", str(out),
+            "--iterations", "100000", "--tol", "0", "--save-every", "1", "--quiet", *w]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MPLBACKEND="Agg"))
+    frames = d / "interrupted_frames"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (frames.exists() and len(list(frames.glob("*.png"))) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted: saved the best image so far" in stdout
+    assert np.asarray(Image.open(out)).shape == (24, 32, 3)
