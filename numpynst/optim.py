@@ -1,0 +1,387 @@
+"""Optimizers on flat arrays, written once for NumPy and CuPy: gradient descent, Adam, L-BFGS.
+
+One API for all three. The objective is ``fun(x) -> (f, g)`` with ``x`` a flat 1-D array, ``f`` a
+0-d array and ``g`` a flat array like ``x``. An optimizer is a small object whose
+
+    x_new, f_new, g_new = opt.step(fun, x, f, g)
+
+takes one iteration from the point ``x`` (whose value and gradient the caller already has) and
+returns the new point with its value and gradient, so nothing is evaluated twice. **Every step
+costs exactly one evaluation of fun**, for all three optimizers: "iterations" and "function
+evaluations" are the same count, and runs with the same budget cost the same time.
+
+No host round trips. On CuPy, ``float(f)``, ``bool(f < g)`` or ``if f < g:`` on a device scalar
+waits for the GPU to finish everything queued and copies the value back; one such sync per
+iteration leaves the GPU idle between kernel launches. All decisions here — Armijo acceptance,
+descent-direction fallback, curvature-pair rejection — are therefore made *on the device* with
+``xp.where``: both outcomes are computed and the right one selected. The code is the same on
+NumPy, where ``where`` simply costs a few vector operations. Python-side state is limited to
+what does not depend on values (the Adam step counter).
+
+Defaults for style transfer (:func:`make_optimizer`) assume pixel values on the 0..255 scale of
+the Caffe-trained VGG's input: Adam's lr is a step size in pixel units, ~5 (a few grey levels per
+step at the start, like lr=0.02 on a 0..1 scale); plain gradient descent has no scale-free
+default (its step is lr times the gradient, whose size depends on the loss weights), so the caller
+must give lr; L-BFGS needs no learning rate at all and keeps 10 curvature pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from .backend import get_xp
+from .errors import OptionError
+
+Array = Any
+Objective = Callable[[Array], tuple[Array, Array]]
+
+OPTIMIZERS = ("gd", "adam", "lbfgs")
+DEFAULT_ADAM_LR = 5.0
+DEFAULT_LBFGS_HISTORY = 10
+
+
+def _check_positive(name: str, value: Any) -> float:
+    """A positive finite float, or :class:`OptionError` naming the option."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} must be a positive number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0.0):
+        raise OptionError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def _check_unit_interval(name: str, value: Any) -> float:
+    """A float in [0, 1), or :class:`OptionError` naming the option."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    if not (0.0 <= v < 1.0):
+        raise OptionError(f"{name} must be in [0, 1), got {value!r}")
+    return v
+
+
+def _check_flat(x: Array, g: Array) -> None:
+    if x.ndim != 1 or tuple(g.shape) != tuple(x.shape):
+        raise ValueError(f"optimizers work on flat arrays: x must be 1-D and g shaped like x, got "
+                         f"x {tuple(x.shape)} and g {tuple(g.shape)}")
+
+
+class Optimizer:
+    """Base class: ``step(fun, x, f, g) -> (x_new, f_new, g_new)``, one evaluation of ``fun``.
+
+    Optimizers with state (Adam's moments, L-BFGS's history) allocate it on the first step, on the
+    device and in the dtype of ``x``; :meth:`reset` forgets it (e.g. before optimizing a
+    different-sized image).
+    """
+
+    name = "optimizer"
+
+    def step(self, fun: Objective, x: Array, f: Array, g: Array) -> tuple[Array, Array, Array]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all state, as if newly constructed."""
+
+
+class GradientDescent(Optimizer):
+    """Plain gradient descent: ``x := x - lr * g``.
+
+    Converges on a convex quadratic when lr < 2 / L (L the largest Hessian eigenvalue), at a rate
+    1 - lr*mu per step: slow when the problem is ill-conditioned. Kept as the textbook baseline.
+    """
+
+    name = "gd"
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _check_positive("lr", lr)
+
+    def step(self, fun, x, f, g):
+        _check_flat(x, g)
+        x_new = x - self.lr * g
+        f_new, g_new = fun(x_new)
+        return x_new, f_new, g_new
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction.
+
+        m := beta1 m + (1 - beta1) g            (running mean of gradients)
+        v := beta2 v + (1 - beta2) g^2          (running mean of squared gradients)
+        m^ = m / (1 - beta1^t),  v^ = v / (1 - beta2^t)     (undo the bias of the zero start)
+        x := x - lr * m^ / (sqrt(v^) + eps)
+
+    Each coordinate moves by about lr per step whatever the gradient's scale, so lr is in the
+    units of x (pixel values for style transfer). m and v live on x's device; the step counter t
+    is a Python int (it does not depend on any value, so reading it costs no sync).
+    """
+
+    name = "adam"
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8) -> None:
+        self.lr = _check_positive("lr", lr)
+        self.beta1 = _check_unit_interval("beta1", beta1)
+        self.beta2 = _check_unit_interval("beta2", beta2)
+        self.eps = _check_positive("eps", eps)
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = 0
+        self.m = None
+        self.v = None
+
+    def step(self, fun, x, f, g):
+        _check_flat(x, g)
+        xp = get_xp(x, g)
+        if self.m is None:
+            self.m = xp.zeros_like(x)
+            self.v = xp.zeros_like(x)
+        elif self.m.shape != x.shape or self.m.dtype != x.dtype or get_xp(self.m) is not xp:
+            raise ValueError(f"Adam state was built for x of shape {self.m.shape} and dtype "
+                             f"{self.m.dtype}, got {x.shape} {x.dtype}; call reset() first")
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        self.m *= b1
+        self.m += (1.0 - b1) * g
+        self.v *= b2
+        self.v += (1.0 - b2) * (g * g)
+        # Python floats keep float32 arrays float32 (NEP 50) and cost no device work.
+        c1 = 1.0 / (1.0 - b1 ** self.t)
+        c2 = 1.0 / (1.0 - b2 ** self.t)
+        x_new = x - self.lr * (self.m * c1) / (xp.sqrt(self.v * c2) + self.eps)
+        f_new, g_new = fun(x_new)
+        return x_new, f_new, g_new
+
+
+class LBFGS(Optimizer):
+    """Limited-memory BFGS with a backtracking Armijo line search, branch-free on the device.
+
+    **One step = one evaluation of fun.** A classic L-BFGS iteration runs a line search that may
+    evaluate several trial points, deciding on the host after each whether to accept it. Here each
+    :meth:`step` evaluates exactly one trial point and decides on the device; a rejected trial
+    leaves x, f, g and the history unchanged and shrinks the step multiplier for the next call,
+    which then retries along the same direction. So a backtracking line search is spread over
+    consecutive steps, and ``iterations`` counts function evaluations, as in the Gatys-style NST
+    runs whose L-BFGS ``max_iter`` counts evaluations. This keeps the GPU busy: no value ever
+    crosses to the host.
+
+    The step, from x with value f and gradient g:
+
+    1. **Direction** d = -H g by the two-loop recursion over the stored pairs
+       (s_i, y_i) = (x_{i+1} - x_i, g_{i+1} - g_i), newest first, with rho_i = 1 / (s_i . y_i):
+
+           q = g;  for i newest..oldest:  a_i = rho_i s_i.q;   q -= a_i y_i
+           r = gamma q;  for i oldest..newest:  b = rho_i y_i.r;  r += (a_i - b) s_i
+           d = -r
+
+       H0 = gamma I with gamma = s.y / y.y of the newest pair (the scale of the inverse Hessian
+       along the last step). With no pair yet, gamma = 1 / max(1, |g|_1), so the first trial step
+       moves x by at most 1 in the 1-norm: a safe, scale-free start.
+       The history is a preallocated (m, n) buffer per S and Y, **newest pair in row 0**; empty
+       rows have rho = 0, which makes a_i = b = 0: they contribute nothing, so the recursion
+       always runs over all m rows with no host-side test of how many are filled.
+    2. **Descent safeguard**: if g.d >= 0 (or is NaN), use d = -gamma g instead (``where``).
+    3. **Trial**: x_t = x + t d, (f_t, g_t) = fun(x_t). t is a 0-d device array, 1 after an
+       accepted step.
+    4. **Armijo test on the device**: accepted = f_t <= f + c1 t g.d, and f_t, g_t finite. Then
+       x, f, g = where(accepted, trial, old).
+    5. **Step multiplier**: accepted -> t = 1; rejected -> t = the minimizer of the quadratic
+       through f, g.d and f_t, clipped to [0.1 t, 0.5 t] (0.1 t when f_t or g_t is not finite).
+    6. **History**: an accepted pair (s, y) = (t d, g_t - g) is pushed into row 0 (rows shift
+       down, the oldest drops out) only if it satisfies the curvature condition
+       s.y > eps |s| |y| — i.e. cos(s, y) > eps, which keeps H positive definite; a pair failing
+       it, or a rejected trial, leaves the history untouched. The push is a ``where`` between the
+       shifted and the unshifted buffer. (The test is on the cosine rather than s.y > eps |y|^2
+       because the cosine is invariant to rescaling f and x: pixel-scale images and losses of
+       1e10 would otherwise move the threshold by orders of magnitude.)
+
+    Costs per step, beyond the evaluation: about 4m dot products and 4m axpys of length n for the
+    recursion, plus rewriting the (m, n) buffers on a push — O(m n), negligible next to a VGG
+    forward/backward pass.
+
+    Args:
+        history: m, the number of curvature pairs kept (>= 1).
+        c1: Armijo sufficient-decrease constant, in (0, 1).
+        curvature_eps: the cosine threshold of step 6; default sqrt(machine epsilon of x's dtype)
+            (1.5e-8 for float64, 3.5e-4 for float32, where s.y is computed only to ~1e-4 relative).
+
+    Attributes after a step (0-d device arrays, for tests and diagnostics; reading them syncs):
+        accepted: whether the last trial point was accepted.
+        t: the step multiplier the next step will use.
+    """
+
+    name = "lbfgs"
+
+    def __init__(self, history: int = DEFAULT_LBFGS_HISTORY, c1: float = 1e-4,
+                 curvature_eps: float | None = None) -> None:
+        if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or history < 1:
+            raise OptionError(f"history must be a positive integer, got {history!r}")
+        self.history = int(history)
+        self.c1 = _check_positive("c1", c1)
+        if self.c1 >= 1.0:
+            raise OptionError(f"c1 must be in (0, 1), got {c1!r}")
+        self.curvature_eps = None if curvature_eps is None else _check_positive("curvature_eps",
+                                                                                curvature_eps)
+        self.reset()
+
+    def reset(self) -> None:
+        self.S = self.Y = self.rho = self.gamma = self.t = self.accepted = None
+
+    def _init_state(self, xp, x: Array) -> None:
+        m, n = self.history, x.shape[0]
+        self.S = xp.zeros((m, n), dtype=x.dtype)
+        self.Y = xp.zeros((m, n), dtype=x.dtype)
+        self.rho = xp.zeros((m,), dtype=x.dtype)   # 0 marks an empty row
+        self.gamma = xp.zeros((), dtype=x.dtype)   # s.y / y.y of the newest pair (0: none yet)
+        self.t = xp.ones((), dtype=x.dtype)
+        self.accepted = xp.zeros((), dtype=bool)
+
+    def _direction(self, xp, g: Array) -> tuple[Array, Array]:
+        """Quasi-Newton direction d and its slope g.d (< 0)."""
+        S, Y, rho = self.S, self.Y, self.rho
+        m = self.history
+        q = g.copy()
+        alphas = []
+        for i in range(m):                      # newest -> oldest
+            a = rho[i] * (S[i] @ q)
+            q -= a * Y[i]
+            alphas.append(a)
+        gamma0 = 1.0 / xp.maximum(xp.sum(xp.abs(g)), 1.0)
+        gamma = xp.where(rho[0] > 0, self.gamma, gamma0)
+        r = gamma * q
+        for i in reversed(range(m)):            # oldest -> newest
+            b = rho[i] * (Y[i] @ r)
+            r += (alphas[i] - b) * S[i]
+        d = -r
+        gd = g @ d
+        # Descent safeguard: "gd < 0" is False for NaN too, so a broken direction falls back.
+        descent = gd < 0
+        d = xp.where(descent, d, -gamma * g)
+        gd = xp.where(descent, gd, -gamma * (g @ g))
+        return d, gd
+
+    def step(self, fun, x, f, g):
+        _check_flat(x, g)
+        xp = get_xp(x, g)
+        if self.S is None:
+            self._init_state(xp, x)
+        elif self.S.shape[1] != x.shape[0] or self.S.dtype != x.dtype or get_xp(self.S) is not xp:
+            raise ValueError(f"L-BFGS state was built for x of shape ({self.S.shape[1]},) and dtype "
+                             f"{self.S.dtype}, got {x.shape} {x.dtype}; call reset() first")
+        # NumPy would warn about inf - inf etc. in a rejected trial's arithmetic; those values are
+        # discarded by the where()s, so silence them (errstate does not affect CuPy).
+        with np.errstate(all="ignore"):
+            d, gd = self._direction(xp, g)
+            t = self.t
+            x_t = x + t * d
+        f_t, g_t = fun(x_t)
+        with np.errstate(all="ignore"):
+            return self._update(xp, x, f, g, d, gd, x_t, f_t, g_t)
+
+    def _update(self, xp, x, f, g, d, gd, x_t, f_t, g_t):
+        t = self.t
+        finite = xp.isfinite(f_t) & xp.all(xp.isfinite(g_t))
+        accepted = finite & (f_t <= f + self.c1 * t * gd)
+
+        # Next step multiplier: minimizer of the quadratic q(s) with q(0) = f, q'(0) = gd,
+        # q(t) = f_t, i.e. s* = -gd t^2 / (2 (f_t - f - gd t)); the denominator is > 0 whenever a
+        # finite trial failed Armijo. Clipped to [0.1 t, 0.5 t] so the search neither stalls nor
+        # collapses.
+        t_quad = -gd * t * t / (2.0 * (f_t - f - gd * t))
+        t_quad = xp.where(finite & xp.isfinite(t_quad), xp.clip(t_quad, 0.1 * t, 0.5 * t), 0.1 * t)
+        self.t = xp.where(accepted, xp.ones_like(t), t_quad).astype(x.dtype)
+
+        # Curvature pair of the trial; pushed only if accepted and cos(s, y) > eps.
+        s = x_t - x
+        y = g_t - g
+        sy = s @ y
+        yy = y @ y
+        eps = self.curvature_eps
+        if eps is None:
+            eps = math.sqrt(float(np.finfo(x.dtype).eps))
+        push = accepted & (sy > eps * xp.sqrt(s @ s) * xp.sqrt(yy))
+        safe_sy = xp.where(push, sy, 1.0)
+        safe_yy = xp.where(push, yy, 1.0)
+        self.S = xp.where(push, xp.concatenate((s[None], self.S[:-1])), self.S)
+        self.Y = xp.where(push, xp.concatenate((y[None], self.Y[:-1])), self.Y)
+        self.rho = xp.where(push, xp.concatenate(((1.0 / safe_sy)[None], self.rho[:-1])),
+                            self.rho).astype(x.dtype)
+        self.gamma = xp.where(push, safe_sy / safe_yy, self.gamma).astype(x.dtype)
+        self.accepted = accepted
+
+        x_new = xp.where(accepted, x_t, x)
+        f_new = xp.where(accepted, f_t, f)
+        g_new = xp.where(accepted, g_t, g)
+        return x_new, f_new, g_new
+
+
+class MinimizeResult(NamedTuple):
+    """Outcome of :func:`minimize`: final point, value (0-d array), gradient, steps taken and the
+    number of evaluations of fun (steps + 1: the starting point is evaluated once)."""
+    x: Array
+    f: Array
+    g: Array
+    iterations: int
+    evaluations: int
+
+
+def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
+             callback: Callable[[int, Array, Array, Array], Any] | None = None) -> MinimizeResult:
+    """Evaluate ``fun(x0)`` once, then take ``iterations`` optimizer steps.
+
+    ``callback(k, x, f, g)`` is called after step k (1-based); a truthy return stops early. It is
+    the caller's place for logging and stopping rules — a callback that converts f to a float
+    syncs once per call, which is the caller's choice to make (e.g. every 10th step).
+    ``x0`` is not modified.
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+        raise OptionError(f"iterations must be a non-negative integer, got {iterations!r}")
+    x = x0.copy()
+    f, g = fun(x)
+    k = 0
+    for k in range(1, int(iterations) + 1):
+        x, f, g = optimizer.step(fun, x, f, g)
+        if callback is not None and callback(k, x, f, g):
+            break
+    return MinimizeResult(x, f, g, k, k + 1)
+
+
+def make_optimizer(name: str, lr: float | None = None, **kw: Any) -> Optimizer:
+    """An optimizer by name, with defaults for style transfer on 0..255-scale pixels.
+
+    * ``"lbfgs"`` — :class:`LBFGS` (history 10). Takes no lr; passing one is an error rather
+      than silently ignored. Extra options: history, c1, curvature_eps.
+    * ``"adam"`` — :class:`Adam`, lr defaults to 5.0 (pixel units per step). Extra options:
+      beta1, beta2, eps.
+    * ``"gd"`` — :class:`GradientDescent`; lr is required (a stable step depends on the scale of
+      the loss, i.e. on the style/content weights, which only the caller knows).
+
+    Raises:
+        OptionError: unknown name, unknown option, or an invalid value (names the option).
+    """
+    if not isinstance(name, str) or name.lower() not in OPTIMIZERS:
+        raise OptionError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    name = name.lower()
+    allowed = {"gd": (), "adam": ("beta1", "beta2", "eps"),
+               "lbfgs": ("history", "c1", "curvature_eps")}[name]
+    valid = allowed if name == "lbfgs" else ("lr",) + allowed
+    for key in kw:
+        if key not in allowed:
+            raise OptionError(f"option {key!r} does not apply to optimizer {name!r} "
+                              f"(valid: {', '.join(valid)})")
+    if name == "lbfgs":
+        if lr is not None:
+            raise OptionError("option lr does not apply to optimizer 'lbfgs' (it needs no learning "
+                              "rate); leave it unset")
+        return LBFGS(**kw)
+    if name == "adam":
+        return Adam(lr=DEFAULT_ADAM_LR if lr is None else lr, **kw)
+    if lr is None:
+        raise OptionError("optimizer 'gd' needs a learning rate: set lr (a stable value depends on "
+                          "the loss weights)")
+    return GradientDescent(lr=lr)
