@@ -264,6 +264,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             ``iterations`` iterations and its upsampled result initialises the next.
         progress: show a tqdm bar with the losses.
         log_every: host sync interval (default 1 on NumPy, 10 on CuPy; 0 = only at the end).
+        max_pixels: refuse a content image with more pixels than this unless ``size`` is given
+            (``None``: :data:`numpynst.image.DEFAULT_MAX_PIXELS`).
     Returns:
         :class:`Result`. Ctrl-C ends the loop early and still returns the best image so far
         (``stopped == "interrupted"``).
