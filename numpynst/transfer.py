@@ -219,6 +219,24 @@ def _scaled(shape: tuple[int, ...], scale: float, min_side: int = 16) -> tuple[i
     return int(round(h * grow)), int(round(w * grow))
 
 
+def _pool_factor(model, names) -> int:
+    """2^(number of pooling layers in front of the deepest of ``names``).
+
+    Pooling drops a remainder row/column (floor mode), and the pixels under it then get no gradient
+    from deeper layers: a visible stripe along the bottom/right edge. Working at a multiple of this
+    factor avoids it; the result is resized back to the requested size at the end.
+    """
+    known = [model.layer_names.index(n) for n in names if n in model.layer_names]
+    if not known:
+        return 1
+    return 2 ** sum(1 for n in model.layer_names[:max(known)] if n.endswith("_pool"))
+
+
+def _round_to(hw: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Each side rounded to the nearest multiple of ``factor`` (at least ``factor``)."""
+    return tuple(max(factor, int(round(v / factor)) * factor) for v in hw)  # type: ignore[return-value]
+
+
 def _check_scales(scales: Sequence[float] | None) -> list[float]:
     if scales is None:
         return [1.0]
@@ -317,9 +335,10 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     total_iters = 0
     stopped = "iterations"
     H, W = content_rgb.shape[:2]
+    factor = _pool_factor(model, [content_layer, *(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)])
     try:
         for scale in scale_list:
-            h, w = _scaled(content_rgb.shape, scale)
+            h, w = _round_to(_scaled(content_rgb.shape, scale), factor)
             c_rgb = _resize_rgb(content_rgb, (h, w))
             s_rgbs = [_resize_rgb(s, _scaled(s.shape, scale)) for s in style_rgbs]
             to_dev = lambda rgb: preprocess(rgb, dtype=dtype, xp=xp)  # noqa: E731
@@ -350,7 +369,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    image = x_prev_rgb
+    image = _resize_rgb(x_prev_rgb, (H, W))
     if preserve_color:
         from .image import preserve_color as _keep_colour
         image = _keep_colour(_resize_rgb(content_rgb, image.shape[:2]), image)

@@ -184,3 +184,13 @@ def test_stylize_rejects_bad_arguments(model, rng):
         stylize(c, c, model=model, size=0)
     with pytest.raises(NumpynstError):
         stylize(c, [], model=model)
+
+
+def test_works_at_a_multiple_of_the_pooling_factor_and_returns_the_requested_size(model, rng):
+    """block3_conv1 sits behind 2 pools: the loop runs at sides that are multiples of 4 (so floor-mode
+    pooling drops no edge pixels), and the result comes back at the content's own size."""
+    shapes = []
+    res = stylize(_img(rng, 30, 45), _img(rng, 24, 24), model=model, iterations=2, style_layers=LAYERS,
+                  content_layer="block2_conv2", tol=None, callback=lambda p: shapes.append(tuple(p.x.shape)))
+    assert shapes[0] == (1, 32, 44, 3)
+    assert res.image.shape == (30, 45, 3)
