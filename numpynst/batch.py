@@ -1,0 +1,230 @@
+"""Many stylizations at once, on a Dask cluster: ``numpynst batch`` and its Python API.
+
+>>> from numpynst import batch                                        # doctest: +SKIP
+>>> jobs = batch.read_manifest("jobs.csv")                            # or batch.grid_jobs(...)
+>>> results = batch.run(jobs, "results/", workers=4)
+>>> [r.status for r in results]                                       # "done" | "skipped" | "failed" | ...
+
+The pieces, one idea per module:
+
+* :mod:`numpynst.batch_options` -- the options a job may set and how a manifest cell is parsed;
+* :mod:`numpynst.batch_jobs` -- :class:`Job`, its content-hash identity, the checks before a run;
+* :mod:`numpynst.batch_manifest` -- CSV / JSON-lines manifests and grids (sweeps);
+* :mod:`numpynst.batch_worker` -- the task run on a worker (per-worker model cache, atomic outputs);
+* :mod:`numpynst.batch_cluster` -- a local cluster sized so BLAS and Dask share the cores, or an
+  existing cluster, or one worker per GPU;
+* :mod:`numpynst.batch_report` -- ``summary.csv`` and the contact sheet.
+
+This module runs them in order: check every job, skip those whose verified output already exists,
+submit the rest, collect results as they finish, write the report. Dask is imported only here, when
+a batch runs, so ``import numpynst`` neither needs nor loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .batch_jobs import Job, prepare_jobs
+from .batch_manifest import grid_jobs, read_manifest  # noqa: F401 (API)
+from .batch_options import OPTIONS  # noqa: F401 (API)
+from .errors import OptionError
+
+__all__ = ["Job", "JobResult", "OPTIONS", "read_manifest", "grid_jobs", "run", "summarize"]
+
+DEFAULT_RETRIES = 2
+STATUSES = ("done", "skipped", "failed", "cancelled")
+
+
+@dataclasses.dataclass
+class JobResult:
+    """One row of the summary. ``status``: ``done`` (ran now), ``skipped`` (a verified output already
+    existed), ``failed`` (``error`` says why), ``cancelled`` (Ctrl-C before it finished).
+    ``J_final``: lowest objective value reached; ``seconds``: wall time of this run's attempt (0 when
+    skipped); ``output``: file name inside the output folder."""
+
+    job: str
+    status: str
+    J_final: float | None = None
+    seconds: float = 0.0
+    worker: str = ""
+    output: str = ""
+    error: str = ""
+    stopped: str = ""
+    iterations: int = 0
+    content: str = ""
+    style: str = ""
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _result(_job: Job, **fields: Any) -> JobResult:
+    keep = {f.name for f in dataclasses.fields(JobResult)}
+    fields = {k: v for k, v in fields.items() if k in keep}
+    return JobResult(**{"job": _job.name, "content": _job.content, "style": ";".join(_job.styles),
+                        "options": dict(_job.options), **fields})
+
+
+def _remove_stale_temporaries(outdir: Path) -> int:
+    # Left by a process killed in the middle of an atomic write (see numpynst.image.atomic_path).
+    n = 0
+    for p in outdir.glob(".*.tmp.*"):
+        if p.suffix in (".png", ".json", ".csv") and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers: int | None = None,
+        scheduler: str | None = None, gpu: bool = False, retries: int = DEFAULT_RETRIES,
+        progress: bool = True, contact_sheet: bool = True, task: Callable | None = None,
+        log: Callable[[str], Any] | None = None) -> list[JobResult]:
+    """Run ``jobs`` on Dask, writing ``outdir/<name>-<digest>.png`` per job plus the report.
+
+    Args:
+        jobs: from :func:`read_manifest`, :func:`grid_jobs`, or :class:`Job` objects (checked here).
+        outdir: output folder (created). Jobs whose verified output is already there are skipped.
+        client: a ``distributed.Client`` to use (left open). Otherwise one is made from ``scheduler``
+            (address of a running cluster), ``gpu`` (dask-cuda, one worker per GPU) or a local
+            cluster of ``workers`` processes (default: sized to the machine), and closed at the end.
+        gpu: run the jobs with the CuPy backend (also with ``client``/``scheduler``).
+        retries: extra attempts for a job whose worker died or raised MemoryError.
+        task: the function run per job, ``task(spec, outdir, backend) -> row``; default
+            :func:`numpynst.batch_worker.execute_job` (tests substitute a wrapper around it).
+        log: where progress lines go (default ``print`` when ``progress``).
+    Returns:
+        one :class:`JobResult` per job, in the order of ``jobs``; also written to
+        ``outdir/summary.csv``, with the contact sheet in ``outdir/contact_sheet.png``.
+        Ctrl-C cancels what is still running, and the summary marks those jobs ``cancelled``.
+    """
+    from . import batch_worker
+    from .batch_report import save_contact_sheet, write_summary
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise OptionError(f"retries must be an integer >= 0, got {retries!r}")
+    log = log or (print if progress else (lambda *_: None))
+    jobs = prepare_jobs(jobs)
+    outdir = Path(outdir).expanduser().resolve()
+    if outdir.exists() and not outdir.is_dir():
+        raise OptionError(f"output folder {outdir} exists and is not a directory")
+    outdir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(outdir)
+    backend = "cupy" if gpu else "numpy"
+    task = task or batch_worker.execute_job
+
+    results: dict[int, JobResult] = {}
+    for i, job in enumerate(jobs):
+        record = batch_worker.verify_output(outdir, job.spec())
+        if record is not None:
+            results[i] = _result(job, status="skipped", J_final=record.get("J_final"),
+                                 worker=record.get("worker", ""), output=job.output,
+                                 stopped=record.get("stopped", ""), iterations=record.get("iterations", 0))
+    todo = [i for i in range(len(jobs)) if i not in results]
+    t0 = time.perf_counter()
+    if todo:
+        log(f"numpynst batch: {len(jobs)} jobs, {len(results)} already done, {len(todo)} to run -> {outdir}")
+        _run_on_dask(jobs, todo, results, outdir, client, workers=workers, scheduler=scheduler, gpu=gpu,
+                     retries=retries, backend=backend, task=task, progress=progress, log=log)
+    else:
+        log(f"numpynst batch: all {len(jobs)} jobs already done in {outdir}")
+    ordered = [results[i] for i in range(len(jobs))]
+    write_summary(outdir / "summary.csv", [r.as_dict() for r in ordered])
+    if contact_sheet:
+        save_contact_sheet(outdir / "contact_sheet.png", jobs, [r.as_dict() for r in ordered], outdir)
+    log(summarize(ordered, time.perf_counter() - t0))
+    return ordered
+
+
+def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobResult], outdir: Path,
+                 client, *, workers, scheduler, gpu, retries, backend, task, progress, log) -> None:
+    from .batch_cluster import connect, has_dashboard, require_dask
+    distributed = require_dask()
+    cluster = None
+    own_client = client is None
+    if own_client:
+        client, cluster = connect(workers=workers, scheduler=scheduler, gpu=gpu, retries=retries)
+    bar = None
+    futures: dict[Any, int] = {}
+    try:
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        # A local cluster has a dashboard only with bokeh installed; a remote one may have its own.
+        show = "dashboard" in client.scheduler_info().get("services", {}) and (cluster is None or has_dashboard())
+        log(f"dask: {n_workers} workers at {client.scheduler.address}"
+            + (f", dashboard {client.dashboard_link}" if show else ""))
+        for i in todo:
+            job = jobs[i]
+            fut = client.submit(task, job.spec(), str(outdir), backend, key=f"numpynst-{job.output[:-4]}",
+                                retries=retries, pure=False)
+            futures[fut] = i
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
+                   dynamic_ncols=True)
+        failed = 0
+        for fut in distributed.as_completed(list(futures)):
+            i = futures[fut]
+            results[i] = _collect(jobs[i], fut, retries, distributed)
+            failed += results[i].status == "failed"
+            fut.release()
+            bar.update(1)
+            if failed:
+                bar.set_postfix(failed=failed, refresh=False)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        pending = [f for f, i in futures.items() if i not in results]
+        client.cancel(pending)
+        for f in pending:
+            results[futures[f]] = _result(jobs[futures[f]], status="cancelled", error="interrupted (Ctrl-C)")
+        log(f"numpynst batch: interrupted; cancelled {len(pending)} unfinished jobs, closing the cluster")
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_client:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    _recheck_cancelled(jobs, results, outdir)     # after the close: running jobs have stopped writing
+
+
+def _recheck_cancelled(jobs: Sequence[Job], results: dict[int, JobResult], outdir: Path) -> None:
+    # A job already running when Ctrl-C came may still finish its (atomic) writes; if its output
+    # verifies, it is done, whatever the cancelled future says.
+    from .batch_worker import verify_output
+    for i, r in results.items():
+        if r.status == "cancelled":
+            record = verify_output(outdir, jobs[i].spec())
+            if record is not None:
+                results[i] = _result(jobs[i], status="done", J_final=record.get("J_final"),
+                                     seconds=record.get("seconds", 0.0), worker=record.get("worker", ""),
+                                     output=jobs[i].output, stopped=record.get("stopped", ""),
+                                     iterations=record.get("iterations", 0))
+
+
+def _collect(job: Job, fut, retries: int, distributed) -> JobResult:
+    """The JobResult of a finished future, turning Dask-level failures into one-line errors."""
+    if fut.status == "finished":
+        row = fut.result()
+        return _result(job, **row)
+    if fut.status == "cancelled":
+        return _result(job, status="cancelled", error="cancelled by the scheduler")
+    exc = fut.exception()
+    if isinstance(exc, distributed.KilledWorker):
+        msg = (f"the worker running this job died {retries + 1} times (out of memory? killed?); gave up "
+               f"(KilledWorker)")
+    else:
+        text = str(exc).strip().splitlines()
+        msg = f"{type(exc).__name__}: {text[0] if text else ''} (after {retries} retries)"
+    return _result(job, status="failed", error=msg)
+
+
+def summarize(results: Sequence[JobResult], seconds: float | None = None) -> str:
+    """One line: counts per status, and the throughput of the jobs run now."""
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+    text = f"{len(results)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if seconds is not None and counts["done"]:
+        text += f" in {seconds:.1f} s ({60 * counts['done'] / seconds:.1f} jobs/min)"
+    return text

@@ -1,0 +1,204 @@
+"""Batch manifests and grids: the two ways to list many jobs.
+
+Manifest formats (paths relative to the manifest's folder):
+
+* CSV with a header: ``content``, ``style`` (several styles separated by ``;``), optional ``name``,
+  and any option of :data:`numpynst.batch_options.OPTIONS` as further columns; an empty cell means
+  "stylize's default". Lines starting with ``#`` are ignored.
+* JSON lines: one object per line with the same keys; ``style`` may be a list; ``#`` lines and blank
+  lines are ignored.
+
+A grid (:func:`grid_jobs`) is the cross product of a folder of contents, a folder of styles and
+lists of option values: a parameter sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .batch_jobs import Job, default_name, prepare_jobs, slug
+from .batch_options import OPTIONS, parse_file, parse_option
+from .errors import ManifestError, OptionError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+COLUMNS = ("content", "style", "name")      # the non-option columns of a manifest
+
+
+# ----------------------------------------------------------------------------- manifests
+def read_manifest(path: str | os.PathLike, defaults: Mapping[str, Any] | None = None) -> list[Job]:
+    """Read a CSV or JSON-lines manifest into checked jobs (see the module docstring for the format).
+
+    ``defaults``: options applied to every row that leaves them empty. Relative paths in the manifest
+    are relative to the manifest's folder. Raises :class:`ManifestError` (file, row, column).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ManifestError(f"manifest {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest {path}: cannot read it ({exc})") from None
+    is_json = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{")
+    rows = _json_rows(path, text) if is_json else _csv_rows(path, text)
+    if not rows:
+        raise ManifestError(f"manifest {path}: no jobs in it")
+    base = path.resolve().parent
+    parsed = {}
+    for name, value in (defaults or {}).items():
+        try:
+            parsed[name] = parse_option(name, value)
+        except ValueError as exc:
+            raise OptionError(f"default option {name}: {exc}") from None
+    jobs = [_row_to_job(path, base, where, row, parsed) for where, row in rows]
+    return prepare_jobs(jobs)
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+    reader = csv.reader(text.splitlines())
+    header: list[str] | None = None
+    rows = []
+    for cells in reader:
+        if not cells or not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+            continue
+        if header is None:
+            header = [c.strip().lower() for c in cells]
+            for col in header:
+                if col not in COLUMNS and col not in OPTIONS:
+                    raise ManifestError(f"{path}: header (line {reader.line_num}), column {col!r}: unknown "
+                                        f"column; use content, style, name or an option: {', '.join(OPTIONS)}")
+            dup = sorted({c for c in header if header.count(c) > 1})
+            if dup:
+                raise ManifestError(f"{path}: header (line {reader.line_num}), column {dup[0]!r}: given twice")
+            continue
+        where = f"{path}: row {len(rows) + 1} (line {reader.line_num})"
+        if len(cells) > len(header):
+            raise ManifestError(f"{where}: {len(cells)} cells but the header has {len(header)} columns")
+        row = {col: cell.strip() for col, cell in zip(header, cells) if cell.strip() != ""}
+        if "style" in row:
+            row["style"] = [s.strip() for s in row["style"].split(";") if s.strip()]
+        rows.append((where, row))
+    if header is not None:
+        for col in ("content", "style"):
+            if col not in header:
+                raise ManifestError(f"{path}: header (line 1), column {col!r}: missing required column "
+                                    f"(the header must name content and style)")
+    return rows
+
+
+def _json_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}: row {len(rows) + 1} (line {line_no})"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{where}: expected a JSON object per line, got {type(obj).__name__}")
+        row = {str(k).strip().lower(): v for k, v in obj.items() if v is not None and v != ""}
+        for col in row:
+            if col not in COLUMNS and col not in OPTIONS:
+                raise ManifestError(f"{where}, column {col!r}: unknown column; use content, style, name or "
+                                    f"an option: {', '.join(OPTIONS)}")
+        if isinstance(row.get("style"), str):
+            row["style"] = [s.strip() for s in row["style"].split(";") if s.strip()]
+        rows.append((where, row))
+    return rows
+
+
+def _row_to_job(path: Path, base: Path, where: str, row: dict, defaults: Mapping[str, Any]) -> Job:
+    for col in ("content", "style"):
+        if not row.get(col):
+            raise ManifestError(f"{where}, column {col!r}: missing value")
+    styles = row["style"]
+    if not isinstance(styles, list) or not all(isinstance(s, str) for s in styles):
+        raise ManifestError(f"{where}, column 'style': expected a path or a list of paths, got {styles!r}")
+    if not isinstance(row["content"], str):
+        raise ManifestError(f"{where}, column 'content': expected a path, got {row['content']!r}")
+    try:
+        content = parse_file(row["content"], base)
+    except ValueError as exc:
+        raise ManifestError(f"{where}, column 'content': {exc}") from None
+    style_paths = []
+    for s in styles:
+        try:
+            style_paths.append(parse_file(s, base))
+        except ValueError as exc:
+            raise ManifestError(f"{where}, column 'style': {exc}") from None
+    options = dict(defaults)
+    for col, value in row.items():
+        if col in COLUMNS:
+            continue
+        try:
+            options[col] = parse_option(col, value, base)
+        except ValueError as exc:
+            raise ManifestError(f"{where}, column {col!r}: {exc}") from None
+    name = row.get("name", "")
+    if not isinstance(name, str):
+        raise ManifestError(f"{where}, column 'name': expected text, got {name!r}")
+    return Job(content=content, styles=tuple(style_paths), options=options, name=name, source=where)
+
+
+# ----------------------------------------------------------------------------- grids
+def list_images(folder: str | os.PathLike, what: str) -> list[str]:
+    """Image files directly inside ``folder`` (by extension), sorted by name; OptionError if none."""
+    d = Path(folder).expanduser()
+    if not d.is_dir():
+        raise OptionError(f"{what} folder {d}: no such directory")
+    files = sorted(str(p.resolve()) for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise OptionError(f"{what} folder {d}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def grid_jobs(contents_dir: str | os.PathLike, styles_dir: str | os.PathLike,
+              **option_lists: Any) -> list[Job]:
+    """The cross product contents x styles x option values (a sweep), as checked jobs.
+
+    Each keyword is an option of :data:`OPTIONS` with a list of values (a single value is a list of
+    one), e.g. ``grid_jobs("photos", "paintings", beta=[1e-3, 1e-2], iterations=[100])``. Jobs come
+    out content-major: all the columns of the first content, then the next content. Raises
+    :class:`OptionError` naming the option for an unknown name or a bad value.
+    """
+    contents = list_images(contents_dir, "contents")
+    styles = list_images(styles_dir, "styles")
+    names, values = [], []
+    for name, vals in option_lists.items():
+        vals = list(vals) if isinstance(vals, (list, tuple)) else [vals]
+        if not vals:
+            raise OptionError(f"grid option {name}: give at least one value")
+        try:
+            values.append([parse_option(name, v) for v in vals])
+        except ValueError as exc:
+            raise OptionError(f"grid option {name}: {exc}") from None
+        names.append(name)
+    varying = [n for n, v in zip(names, values) if len(v) > 1]
+    jobs = []
+    for content in contents:
+        for style in styles:
+            for combo in itertools.product(*values):
+                options = dict(zip(names, combo))
+                label = default_name(content, [style])
+                if varying:
+                    label += "__" + "_".join(f"{n}{_short(options[n])}" for n in varying)
+                jobs.append(Job(content=content, styles=(style,), options=options, name=slug(label),
+                                source=f"grid job {len(jobs) + 1} ({Path(content).name} x {Path(style).name})"))
+    return prepare_jobs(jobs)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return "+".join(v)
+    if isinstance(v, list):
+        return "+".join(_short(x) for x in v)
+    return Path(v).stem if isinstance(v, str) and os.sep in v else str(v)
+

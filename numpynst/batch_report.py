@@ -1,0 +1,145 @@
+"""The end of a batch: ``summary.csv`` and a contact sheet of the results, both written atomically.
+
+The contact sheet puts one content image per row and one (style, options) combination per column,
+with the content images down the left and the style images along the top, so a sweep reads at a
+glance: along a row the style or an option changes, down a column the photo does. A manifest that is
+not a grid (most cells of that table would be empty) is laid out as a plain gallery instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+SUMMARY_COLUMNS = ("job", "status", "J_final", "seconds", "worker", "output", "error",
+                   "stopped", "iterations", "content", "style", "options")
+THUMB_INCHES = 1.6          # one cell of the contact sheet
+MAX_CELLS = 400             # beyond this the sheet would be unreadable; show the first ones
+
+
+def write_summary(path: str | Path, rows: Sequence[dict]) -> Path:
+    """Write the summary rows as CSV (columns :data:`SUMMARY_COLUMNS`)."""
+    from .image import atomic_path
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(r.get(k)) for k in SUMMARY_COLUMNS})
+    return path
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return v
+
+
+def grid_layout(jobs: Sequence) -> tuple[list[str], list[tuple], dict[int, tuple[int, int]]]:
+    """``(row keys = contents, column keys = (styles, options), {job index: (row, col)})``.
+
+    Falls back to a near-square gallery (row and column keys empty) when fewer than half the cells of
+    the contents x columns table would be filled.
+    """
+    rows: list[str] = []
+    cols: list[tuple] = []
+    cells: dict[int, tuple[int, int]] = {}
+    for i, job in enumerate(jobs):
+        ck = (tuple(job.styles), json.dumps(dict(job.options), sort_keys=True, default=str))
+        if job.content not in rows:
+            rows.append(job.content)
+        if ck not in cols:
+            cols.append(ck)
+        cells[i] = (rows.index(job.content), cols.index(ck))
+    if len(set(cells.values())) < len(cells) or len(cells) < 0.5 * len(rows) * len(cols):
+        n = len(jobs)
+        ncols = max(1, math.ceil(math.sqrt(n)))
+        return [], [], {i: (i // ncols, i % ncols) for i in range(n)}
+    return rows, cols, cells
+
+
+def _varying_options(jobs: Sequence) -> list[str]:
+    names = sorted({k for j in jobs for k in j.options})
+    return [k for k in names if len({json.dumps(j.options.get(k), sort_keys=True, default=str)
+                                     for j in jobs}) > 1]
+
+
+def _thumb(path: str, px: int):
+    from .image import load_image
+    try:
+        return load_image(path, size=px)
+    except Exception:                                   # noqa: BLE001 -- a bad input is shown as text
+        return None
+
+
+def save_contact_sheet(path: str | Path, jobs: Sequence, rows: Sequence[dict], outdir: str | Path,
+                       thumb_px: int = 160) -> Path | None:
+    """Write the contact sheet PNG of ``jobs`` (results in ``outdir``); ``None`` if there are no jobs."""
+    if not jobs:
+        return None
+    from .image import atomic_path
+    import matplotlib
+    matplotlib.use("Agg", force=False)      # no display needed; keeps a backend the caller chose
+    import matplotlib.pyplot as plt
+    jobs, rows = list(jobs)[:MAX_CELLS], list(rows)[:MAX_CELLS]
+    row_keys, col_keys, cells = grid_layout(jobs)
+    is_grid = bool(row_keys)
+    n_rows = (len(row_keys) if is_grid else max(r for r, _ in cells.values()) + 1) + is_grid
+    n_cols = (len(col_keys) if is_grid else max(c for _, c in cells.values()) + 1) + is_grid
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(THUMB_INCHES * n_cols, THUMB_INCHES * n_rows + 0.3),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    varying = _varying_options(jobs)
+    small = {"fontsize": 7}
+    if is_grid:
+        axes[0, 0].text(0.5, 0.5, "content \\ style", ha="center", va="center", **small)
+        for r, content in enumerate(row_keys, 1):
+            _show(axes[r, 0], _thumb(content, thumb_px), Path(content).name, small)
+        for c, (styles, opts) in enumerate(col_keys, 1):
+            opts = json.loads(opts)
+            label = " + ".join(Path(s).name for s in styles)
+            extra = ", ".join(f"{k}={_fmt(opts.get(k))}" for k in varying if k in opts)
+            _show(axes[0, c], _thumb(styles[0], thumb_px), label + ("\n" + extra if extra else ""), small)
+    for i, job in enumerate(jobs):
+        r, c = cells[i]
+        ax = axes[r + is_grid, c + is_grid]
+        row = rows[i]
+        if row.get("output") and row.get("status") in ("done", "skipped"):
+            j = row.get("J_final")
+            _show(ax, _thumb(str(Path(outdir) / row["output"]), thumb_px),
+                  (job.name if not is_grid else "") + (f"\nJ={j:.3g}" if isinstance(j, float) else ""), small)
+        else:
+            ax.text(0.5, 0.5, f"{row.get('status', '?')}\n{str(row.get('error', ''))[:60]}", ha="center",
+                    va="center", wrap=True, color="firebrick", **small)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+def _show(ax, img, title: str, font: dict) -> None:
+    if img is None:
+        ax.text(0.5, 0.5, "unreadable", ha="center", va="center", color="firebrick", **font)
+    else:
+        ax.imshow(img)
+    ax.set_title(title, **font)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return ",".join(f"{k}:{w:g}" for k, w in v.items())
+    if isinstance(v, str) and "/" in v:
+        return Path(v).name
+    return str(v)

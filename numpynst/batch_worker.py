@@ -1,0 +1,192 @@
+"""What runs on a Dask worker for one batch job, and how a finished job is recognised.
+
+:func:`execute_job` is the task: it takes the job's plain-data spec (see
+:meth:`numpynst.batch_jobs.Job.spec`), stylizes with :func:`numpynst.transfer.stylize`, writes the
+image and then its JSON sidecar, each atomically, and returns one summary row.
+
+**One model per worker, not per job.** Reading and converting VGG19 costs seconds and ~80 MB, far
+more than a small job. Models are kept in a module-level pool in the worker process, keyed by
+``(weights file, backend, pooling, dtype)``. A :class:`~numpynst.vgg.VGG` keeps the forward pass's
+caches for its backward pass, so one model must never serve two jobs at once: a job *takes* an idle
+model from the pool (loading one only if none is idle) and puts it back when done. With one Dask
+thread per worker, the usual setup, that is exactly one load per worker per model key.
+
+**Done means verified.** The sidecar is written only after the image is in place, and it records the
+job's digest and the image's SHA-256. :func:`verify_output` accepts an output only if the sidecar
+parses, names the same digest and the image's bytes hash to the recorded value; anything less and the
+job runs again. Atomic writes (temporary file + rename) mean a killed worker leaves at most a
+``.*.tmp.*`` file behind, never a truncated image under the final name.
+
+**Failures.** Any exception from the job (a corrupt image, a bad option value) is caught and reported
+as ``status="failed"`` with a one-line message: running it again would fail the same way, so Dask
+must not retry it. A worker *process* dying is different; Dask's scheduler reschedules that job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("numpynst.batch")
+
+_POOL: dict[tuple, list] = {}           # key -> idle models
+_POOL_LOCK = threading.Lock()
+_LOADS: dict[tuple, int] = {}           # key -> models loaded in this process (for tests and stats)
+_MODEL_OPTIONS = ("weights", "pooling")
+
+
+def _model_key(weights: str | None, backend: str, pooling: str, dtype: Any) -> tuple:
+    if weights is None:
+        from .weights import default_weights_path
+        weights = str(default_weights_path())
+    return (os.path.realpath(weights), backend, pooling, np.dtype(dtype).name)
+
+
+def acquire_model(weights: str | None = None, backend: str = "numpy", pooling: str = "max",
+                  dtype: Any = np.float32):
+    """An idle cached model for this key, or a newly loaded one; give it back with :func:`release_model`."""
+    key = _model_key(weights, backend, pooling, dtype)
+    with _POOL_LOCK:
+        idle = _POOL.get(key)
+        if idle:
+            return key, idle.pop()
+    from .vgg import VGG
+    model = VGG.from_h5(key[0], backend=backend, pooling=pooling, dtype=np.dtype(key[3]))  # outside the lock
+    with _POOL_LOCK:
+        _LOADS[key] = _LOADS.get(key, 0) + 1
+    return key, model
+
+
+def release_model(key: tuple, model) -> None:
+    with _POOL_LOCK:
+        _POOL.setdefault(key, []).append(model)
+
+
+def model_loads() -> dict[str, int]:
+    """``{"weights|backend|pooling|dtype": number of loads}`` in this process (run it with ``client.run``)."""
+    with _POOL_LOCK:
+        return {"|".join(map(str, k)): n for k, n in _LOADS.items()}
+
+
+def clear_models() -> None:
+    """Forget every cached model (frees their memory)."""
+    with _POOL_LOCK:
+        _POOL.clear()
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):          # not inside a Dask worker (a plain call)
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _one_line(exc: BaseException) -> str:
+    from .errors import NumpynstError
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return msg if isinstance(exc, NumpynstError) else f"{type(exc).__name__}: {msg}"
+
+
+def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
+    """Run one job on this process; write ``outdir/spec["output"]`` and its sidecar; return a summary row.
+
+    The row has ``job, status ("done" | "failed"), J_final, seconds, worker, output, error, stopped,
+    iterations``. Only errors of the job itself are caught; ``MemoryError`` and
+    ``KeyboardInterrupt`` propagate so Dask's ``retries`` and the client can act on them.
+    """
+    from . import transfer                    # looked up by name: tests may substitute stylize
+    t0 = time.perf_counter()
+    worker = _worker_name()
+    row = {"job": spec["name"], "status": "failed", "J_final": None, "seconds": 0.0, "worker": worker,
+           "output": "", "error": "", "stopped": "", "iterations": 0}
+    opts = dict(spec["options"])
+    model_opts = {k: opts.pop(k) for k in _MODEL_OPTIONS if k in opts}
+    key = model = None
+    try:
+        key, model = acquire_model(model_opts.get("weights"), backend, model_opts.get("pooling", "max"))
+        result = transfer.stylize(spec["content"], spec["styles"], model=model, backend=backend,
+                                  progress=False, **opts)
+        if result.stopped == "interrupted":      # half-optimised: must not pass for a finished job
+            row.update(status="cancelled", error="interrupted on the worker")
+            return row
+        J = [float(v) for v in result.history["J"]]
+        finite = [v for v in J if np.isfinite(v)]
+        out = Path(outdir) / spec["output"]
+        from .image import atomic_write, save_image
+        save_image(out, result.image)
+        record = {"digest": spec["digest"], "job": spec["name"], "content": spec["content"],
+                  "styles": spec["styles"], "options": spec["options"], "backend": backend,
+                  "J_start": J[0] if J else None, "J_final": min(finite) if finite else None,
+                  "iterations": int(result.iterations), "stopped": result.stopped,
+                  "seconds": round(time.perf_counter() - t0, 3), "worker": worker, "pid": os.getpid(),
+                  "image": spec["output"], "image_sha256": _sha256(out)}
+        atomic_write(Path(outdir) / spec["sidecar"],
+                     lambda tmp: tmp.write_text(json.dumps(record, indent=1, default=str) + "\n"))
+        row.update(status="done", J_final=record["J_final"], output=spec["output"], stopped=result.stopped,
+                   iterations=record["iterations"])
+        if result.stopped == "non-finite loss":
+            row["error"] = "the loss became NaN/inf; saved the last finite image (lower lr or the weights)"
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:                  # noqa: BLE001  -- one bad job must not stop the batch
+        from .errors import NumpynstError
+        row["error"] = _one_line(exc)
+        if isinstance(exc, NumpynstError):     # the user's input: the one line says it all
+            log.info("numpynst batch job %s failed: %s", spec["name"], row["error"])
+        else:                                  # a bug: keep the traceback in the worker's log
+            log.warning("numpynst batch job %s failed:\n%s", spec["name"], traceback.format_exc())
+    finally:
+        if model is not None:
+            release_model(key, model)
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def dask_setup(worker) -> None:
+    """Dask preload hook (``preload=["numpynst.batch_worker"]``), run in each new worker process.
+
+    A local cluster's worker processes share the terminal's process group, so Ctrl-C reaches them as
+    well as the client. The client is the one that handles it (cancel, close the cluster, summary);
+    workers that also died of it would only print tracebacks. So local workers ignore SIGINT.
+    """
+    import signal
+    import threading as _threading
+    if _threading.current_thread() is _threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _sha256(path: Path) -> str:
+    from .weights import file_digest
+    return file_digest(path, "sha256")
+
+
+def verify_output(outdir: str | os.PathLike, spec: dict) -> dict | None:
+    """The sidecar record if ``spec``'s output is complete and intact, else ``None``.
+
+    Complete and intact: the sidecar parses, names the same digest and image, and the image file's
+    SHA-256 equals the one recorded when it was written.
+    """
+    side = Path(outdir) / spec["sidecar"]
+    img = Path(outdir) / spec["output"]
+    try:
+        record = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("digest") != spec["digest"] \
+            or record.get("image") != spec["output"] or not img.is_file():
+        return None
+    try:
+        return record if _sha256(img) == record.get("image_sha256") else None
+    except OSError:
+        return None

@@ -1,0 +1,72 @@
+"""``numpynst batch MANIFEST -o OUTDIR`` or ``numpynst batch --grid CONTENTS STYLES -o OUTDIR``: many
+stylizations on a Dask cluster, resumable, with a summary table and a contact sheet.
+
+Option flags (``--iterations 100``, ``--beta 1e-3 1e-2``, ...) set a default for every manifest row
+that leaves the option empty; with ``--grid`` each flag may take several values and the grid is the
+cross product of contents x styles x all values (a sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import OptionError
+
+#: one flag per job option; the values are parsed and checked by numpynst.batch_options.parse_option.
+_FLAG_HELP = {
+    "size": "longest side in pixels", "iterations": "iteration cap", "optimizer": "lbfgs, adam or gd",
+    "lr": "step size for adam/gd", "alpha": "content weight", "beta": "style weight",
+    "tv_weight": "total-variation weight", "content_layer": "e.g. block4_conv2",
+    "style_layers": "NAME[:W];NAME[:W]...", "style_blend": "weights separated by ';'",
+    "style_scale": "style size relative to content", "init": "content, noise, style or an image",
+    "seed": "noise seed", "preserve_color": "true/false", "pooling": "max or avg",
+    "weights": "VGG HDF5 file", "tol": "relative stopping tolerance", "scales": "e.g. '0.5;1'",
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("batch", help="many stylizations from a manifest or a grid, on Dask",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("manifest", nargs="?", help="CSV or JSON-lines file: content, style, [name], options")
+    p.add_argument("--grid", nargs=2, metavar=("CONTENTS_DIR", "STYLES_DIR"),
+                   help="every image of CONTENTS_DIR x every image of STYLES_DIR x every option value")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (results, summary.csv, contact sheet)")
+    c = p.add_argument_group("cluster")
+    c.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: sized to the cores and memory)")
+    c.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask cluster, e.g. tcp://host:8786")
+    c.add_argument("--gpu", action="store_true",
+                   help="CuPy backend; without --scheduler, one local worker per GPU (needs dask-cuda)")
+    c.add_argument("--retries", type=int, default=2,
+                   help="extra attempts for a job whose worker died (default 2)")
+    c.add_argument("--no-contact-sheet", action="store_true", help="skip contact_sheet.png")
+    c.add_argument("--quiet", action="store_true", help="no progress bar (the summary lines are still printed)")
+    o = p.add_argument_group("options (one value each; several values with --grid make a sweep)")
+    for name, text in _FLAG_HELP.items():
+        o.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, nargs="+", metavar="V", help=text)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .. import batch
+    from ..batch_options import OPTIONS
+    options = {n: getattr(args, "opt_" + n) for n in OPTIONS if getattr(args, "opt_" + n, None) is not None}
+    if (args.manifest is None) == (args.grid is None):
+        raise OptionError("give either a MANIFEST or --grid CONTENTS_DIR STYLES_DIR (exactly one)")
+    if args.grid:
+        jobs = batch.grid_jobs(*args.grid, **options)
+    else:
+        several = [n for n, v in options.items() if len(v) > 1]
+        if several:
+            raise OptionError(f"--{several[0].replace('_', '-')}: several values make a sweep, which needs "
+                              f"--grid; a manifest takes one value per option")
+        jobs = batch.read_manifest(args.manifest, defaults={n: v[0] for n, v in options.items()})
+    results = batch.run(jobs, args.outdir, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu,
+                        retries=args.retries, progress=not args.quiet,
+                        contact_sheet=not args.no_contact_sheet, log=print)
+    print(f"summary: {args.outdir}/summary.csv" + ("" if args.no_contact_sheet else
+                                                   f"; contact sheet: {args.outdir}/contact_sheet.png"))
+    statuses = {r.status for r in results}
+    if "cancelled" in statuses:
+        return 130
+    return 1 if "failed" in statuses else 0
