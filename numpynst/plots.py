@@ -18,6 +18,17 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it as PNG atomically (temp file + rename), and close it."""
+    from .image import atomic_path
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    _pyplot().close(fig)
+    return path
+
+
 def plot_losses(ax, history: Mapping[str, Sequence[float]], title: str = "loss") -> None:
     """Draw ``J`` and its parts on a log scale against the iteration number."""
     for key, style in (("J", "-"), ("content", "--"), ("style", ":"), ("tv", "-.")):
@@ -33,7 +44,6 @@ def plot_losses(ax, history: Mapping[str, Sequence[float]], title: str = "loss")
 def save_run_figure(path: str | Path, content: np.ndarray, styles: Sequence[np.ndarray],
                     result: np.ndarray, history: Mapping[str, Sequence[float]]) -> Path:
     """Write one PNG: content, style image(s), result, and the loss curves; atomically."""
-    from .image import atomic_path
     plt = _pyplot()
     panels = [("content", content), *[(f"style {i + 1}" if len(styles) > 1 else "style", s)
                                       for i, s in enumerate(styles)], ("result", result)]
@@ -43,18 +53,12 @@ def save_run_figure(path: str | Path, content: np.ndarray, styles: Sequence[np.n
         ax.set_title(title)
         ax.axis("off")
     plot_losses(axes[-1], history, "losses")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_optimizer_comparison(path: str | Path, histories: Mapping[str, Mapping[str, Sequence[float]]],
                               seconds: Mapping[str, float] | None = None) -> Path:
     """Write a PNG with one J curve per optimizer (``{"lbfgs": history, ...}``), normalised by J_0."""
-    from .image import atomic_path
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, hist in histories.items():
@@ -66,9 +70,4 @@ def save_optimizer_comparison(path: str | Path, histories: Mapping[str, Mapping[
     ax.set_ylabel("J / J_0")
     ax.set_title("gradient descent vs Adam vs L-BFGS")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
