@@ -106,6 +106,8 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
     from .batch_report import save_contact_sheet, write_summary
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise OptionError(f"retries must be an integer >= 0, got {retries!r}")
+    if workers is not None and (scheduler or client is not None):
+        raise OptionError("--workers cannot be combined with --scheduler or a client (the cluster has its own)")
     log = log or (print if progress else (lambda *_: None))
     jobs = prepare_jobs(jobs)
     outdir = Path(outdir).expanduser().resolve()
@@ -213,8 +215,8 @@ def _collect(job: Job, fut, retries: int, distributed) -> JobResult:
         return _result(job, status="cancelled", error="cancelled by the scheduler")
     exc = fut.exception()
     if isinstance(exc, distributed.KilledWorker):
-        msg = (f"the worker running this job died {retries + 1} times (out of memory? killed?); gave up "
-               f"(KilledWorker)")
+        msg = ("its worker process died while running it more often than the scheduler's allowed-failures "
+               "(out of memory? killed?); gave up (KilledWorker)")
     else:
         text = str(exc).strip().splitlines()
         msg = f"{type(exc).__name__}: {text[0] if text else ''} (after {retries} retries)"

@@ -132,7 +132,7 @@ def gpu_cluster(n_workers: int | None = None, retries: int = 2):
         raise BackendError(f"--gpu: {reason}")
     import dask
     from dask_cuda import LocalCUDACluster
-    kwargs: dict[str, Any] = {"threads_per_worker": 1}
+    kwargs: dict[str, Any] = {"threads_per_worker": 1, "preload": ["numpynst.batch_worker"]}
     if n_workers is not None:
         kwargs["n_workers"] = n_workers
     with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):

@@ -288,3 +288,24 @@ def test_ctrl_c_cancels_closes_and_summarizes(files, tmp_path):
     with open(out / "summary.csv", newline="") as fh:
         assert [(r["job"], r["status"]) for r in csv.DictReader(fh)] == [("quick", "done"), ("endless", "cancelled")]
     assert not list(out.glob("endless-*")) and not list(out.glob(".*.tmp.*"))
+
+
+def _always_kill_task(spec, outdir, backend):
+    """Test-only task: the job named 'doomed' kills its worker process every time it runs."""
+    if spec["name"] == "doomed":
+        with open(Path(outdir).parent / "deaths", "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return execute_job(spec, outdir, backend)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_retries_are_bounded_by_allowed_failures(client, files, tmp_path):
+    opts = {"iterations": 2, "weights": str(files / "tiny.h5")}
+    jobs = [Job(str(files / "c1.png"), (str(files / "s1.png"),), opts, name="doomed"),
+            Job(str(files / "c2.png"), (str(files / "s1.png"),), opts, name="fine")]
+    res = batch.run(jobs, tmp_path / "out", client=client, progress=False, task=_always_kill_task)
+    assert [r.status for r in res] == ["failed", "done"], res
+    assert "KilledWorker" in res[0].error and "allowed-failures" in res[0].error
+    deaths = (tmp_path / "deaths").read_text().split()
+    assert len(deaths) == 2 + 1 and len(set(deaths)) == 3          # allowed-failures=2: 3 tries, 3 processes

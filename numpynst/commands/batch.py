@@ -48,12 +48,27 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from .. import batch
-    from ..batch_options import OPTIONS
+    from ..batch_options import OPTIONS, parse_option
+    from ..image import same_file
     options = {n: getattr(args, "opt_" + n) for n in OPTIONS if getattr(args, "opt_" + n, None) is not None}
     if (args.manifest is None) == (args.grid is None):
         raise OptionError("give either a MANIFEST or --grid CONTENTS_DIR STYLES_DIR (exactly one)")
+    if args.workers is not None and args.scheduler:
+        raise OptionError("--workers cannot be combined with --scheduler (the cluster has its own workers)")
+    for name, values in options.items():        # check here, to name the flag as the user typed it
+        for v in values:
+            try:
+                parse_option(name, v, Path.cwd())
+            except ValueError as exc:
+                raise OptionError(f"--{name.replace('_', '-')}: {exc}") from None
     if args.grid:
+        for folder in args.grid:
+            if same_file(folder, args.outdir):
+                raise OptionError(f"--outdir {args.outdir} is the input folder {folder}: its results would "
+                                  f"become inputs of the next run; use another folder")
         jobs = batch.grid_jobs(*args.grid, **options)
     else:
         several = [n for n, v in options.items() if len(v) > 1]
