@@ -129,8 +129,10 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
     t0 = time.perf_counter()
     if todo:
         log(f"numpynst batch: {len(jobs)} jobs, {len(results)} already done, {len(todo)} to run -> {outdir}")
-        _run_on_dask(jobs, todo, results, outdir, client, workers=workers, scheduler=scheduler, gpu=gpu,
-                     retries=retries, backend=backend, task=task, progress=progress, log=log)
+        from .batch_cluster import keep_blas_env
+        with keep_blas_env():
+            _run_on_dask(jobs, todo, results, outdir, client, workers=workers, scheduler=scheduler, gpu=gpu,
+                         retries=retries, backend=backend, task=task, progress=progress, log=log)
     else:
         log(f"numpynst batch: all {len(jobs)} jobs already done in {outdir}")
     ordered = [results[i] for i in range(len(jobs))]

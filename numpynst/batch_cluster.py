@@ -85,9 +85,13 @@ def plan_local(workers: int | None = None, cores: int | None = None,
 
 
 @contextlib.contextmanager
-def _parent_env_kept():
-    # The nanny writes the pre-spawn variables into *this* process's environment before spawning;
-    # put ours back afterwards so that later subprocesses of the caller are not affected.
+def keep_blas_env():
+    """Restore this process's BLAS variables on exit.
+
+    A nanny writes its pre-spawn variables into *this* process's environment each time it spawns a
+    worker (also when it replaces a dead one); put the caller's back afterwards so that its later
+    subprocesses are not affected.
+    """
     saved = {k: os.environ.get(k) for k in BLAS_ENV}
     try:
         yield
@@ -112,7 +116,7 @@ def local_cluster(n_workers: int, blas_threads: int, retries: int = 2, dashboard
     config = {"distributed.scheduler.allowed-failures": int(retries),
               **{f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}}
     address = ":8787" if dashboard and has_dashboard() else None
-    with dask.config.set(config), _parent_env_kept():
+    with dask.config.set(config), keep_blas_env():
         # Dask lets a variable already in this process's environment win over the config; ours must
         # win (the point is to not oversubscribe), so put them there for the time of the spawn.
         os.environ.update(env)

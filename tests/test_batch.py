@@ -45,12 +45,13 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    from numpynst.batch_cluster import local_cluster
-    cluster = local_cluster(n_workers=2, blas_threads=2, retries=2, dashboard=False)
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+    from numpynst.batch_cluster import keep_blas_env, local_cluster
+    with keep_blas_env():            # a nanny replacing a killed worker rewrites them in this process
+        cluster = local_cluster(n_workers=2, blas_threads=2, retries=2, dashboard=False)
+        c = distributed.Client(cluster)
+        yield c
+        c.close()
+        cluster.close()
 
 
 def _manifest(path, header, *rows):
