@@ -84,10 +84,8 @@ def save_contact_sheet(path: str | Path, jobs: Sequence, rows: Sequence[dict], o
     """Write the contact sheet PNG of ``jobs`` (results in ``outdir``); ``None`` if there are no jobs."""
     if not jobs:
         return None
-    from .image import atomic_path
-    import matplotlib
-    matplotlib.use("Agg", force=False)      # no display needed; keeps a backend the caller chose
-    import matplotlib.pyplot as plt
+    from .plots import pyplot, save_figure
+    plt = pyplot()
     jobs, rows = list(jobs)[:MAX_CELLS], list(rows)[:MAX_CELLS]
     row_keys, col_keys, cells = grid_layout(jobs)
     is_grid = bool(row_keys)
@@ -119,12 +117,7 @@ def save_contact_sheet(path: str | Path, jobs: Sequence, rows: Sequence[dict], o
         else:
             ax.text(0.5, 0.5, f"{row.get('status', '?')}\n{str(row.get('error', ''))[:60]}", ha="center",
                     va="center", wrap=True, color="firebrick", **small)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _show(ax, img, title: str, font: dict) -> None:

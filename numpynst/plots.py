@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
     matplotlib.use("Agg", force=False)      # no display needed; respects an already chosen backend
     import matplotlib.pyplot as plt
@@ -25,7 +25,7 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -44,7 +44,7 @@ def plot_losses(ax, history: Mapping[str, Sequence[float]], title: str = "loss")
 def save_run_figure(path: str | Path, content: np.ndarray, styles: Sequence[np.ndarray],
                     result: np.ndarray, history: Mapping[str, Sequence[float]]) -> Path:
     """Write one PNG: content, style image(s), result, and the loss curves; atomically."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [("content", content), *[(f"style {i + 1}" if len(styles) > 1 else "style", s)
                                       for i, s in enumerate(styles)], ("result", result)]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4))
@@ -59,7 +59,7 @@ def save_run_figure(path: str | Path, content: np.ndarray, styles: Sequence[np.n
 def save_optimizer_comparison(path: str | Path, histories: Mapping[str, Mapping[str, Sequence[float]]],
                               seconds: Mapping[str, float] | None = None) -> Path:
     """Write a PNG with one J curve per optimizer (``{"lbfgs": history, ...}``), normalised by J_0."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, hist in histories.items():
         J = np.asarray(hist["J"], dtype=float)

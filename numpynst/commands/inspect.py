@@ -38,9 +38,8 @@ def strongest_channels(act: np.ndarray, k: int) -> np.ndarray:
 
 def feature_grid(rgb: np.ndarray, act: np.ndarray, channels: np.ndarray, title: str):
     """A matplotlib figure: the input image, then ``act[:, :, c]`` for each ``c`` in ``channels``."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from ..plots import pyplot
+    plt = pyplot()
 
     n = len(channels) + 1
     cols = math.ceil(math.sqrt(n))
