@@ -39,7 +39,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from . import winograd
 from .backend import get_xp
+from .workspace import scratch
 
 Array = Any
 
@@ -51,6 +53,7 @@ class ConvCache(NamedTuple):
     w: Array          # (KH, KW, C, F)
     stride: int
     pad: int
+    u: Array = None   # (16, C, F) Winograd-transformed w when the forward used Winograd; backward reuses it
 
 
 def conv_output_size(size: int, k: int, stride: int, pad: int) -> int:
@@ -117,7 +120,7 @@ def conv2d_backward_naive(dout: Array, cache: ConvCache,
 
     Returns ``(dx, dw, db)``; ``(dx, None, None)`` when ``weight_grads`` is False.
     """
-    x, w, stride, pad = cache
+    x, w, stride, pad = cache.x, cache.w, cache.stride, cache.pad
     xp_ = get_xp(dout, x, w)
     kh, kw = w.shape[:2]
     ho, wo = dout.shape[1:3]
@@ -180,34 +183,189 @@ def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, st
     return dxpad[:, pad:pad + h, pad:pad + wd, :]
 
 
-def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1) -> tuple[Array, ConvCache]:
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def _valid(i0: int, i1: int, k: int, stride: int, pad: int, size: int) -> tuple[int, int]:
+    """Output indices ``i`` in ``[i0, i1)`` whose input index ``i*stride + k - pad`` is inside ``[0, size)``."""
+    lo = max(i0, _ceil_div(pad - k, stride))
+    hi = min(i1, (size - 1 + pad - k) // stride + 1)
+    return lo, max(lo, hi)
+
+
+def _im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, pw: int) -> None:
+    """Fill ``cols (N, R, Wo, KH, KW, C)`` with the receptive fields of output rows ``[i0, i1)``.
+
+    Same layout as :func:`im2col`, but reading ``x`` directly (no padded copy): for each kernel
+    offset the in-range part is one strided-slice copy and the out-of-range border strips (where
+    the padded input is zero) are zeroed, because ``cols`` is a reused scratch buffer.
+    """
+    n, h, wd, c = x.shape
+    _, r, wo, kh, kw, _ = cols.shape
+    for p in range(kh):
+        ia, ib = _valid(i0, i1, p, stride, ph, h)
+        for q in range(kw):
+            ja, jb = _valid(0, wo, q, stride, pw, wd)
+            dst = cols[:, :, :, p, q, :]
+            if ia == ib or ja == jb:
+                dst[...] = 0
+                continue
+            dst[:, ia - i0:ib - i0, ja:jb] = x[:, ia * stride + p - ph:(ib - 1) * stride + p - ph + 1:stride,
+                                                ja * stride + q - pw:(jb - 1) * stride + q - pw + 1:stride]
+            if ia > i0:
+                dst[:, :ia - i0] = 0
+            if ib < i1:
+                dst[:, ib - i0:] = 0
+            if ja > 0:
+                dst[:, ia - i0:ib - i0, :ja] = 0
+            if jb < wo:
+                dst[:, ia - i0:ib - i0, jb:] = 0
+
+
+def _row_chunk(rows: int, bytes_per_row: int) -> int:
+    """Rows per chunk so that a chunk's scratch stays within ``IM2COL_CHUNK_BYTES``."""
+    return max(1, min(rows, IM2COL_CHUNK_BYTES // max(bytes_per_row, 1)))
+
+
+def _conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: int) -> Array:
+    """``out = im2col(x) @ w2d + b``, chunked over output rows, into a fresh ``(N, Ho, Wo, F)`` array.
+
+    Each chunk is one GEMM of ``N * R * Wo`` rows by ``KH*KW*C``; the im2col buffer is reused scratch
+    of at most ``IM2COL_CHUNK_BYTES`` (plus one row), so memory no longer grows with the image.
+    """
+    xp_ = get_xp(x, w)
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    ho = (h + 2 * ph - kh) // stride + 1
+    wo = (wd + 2 * pw - kw) // stride + 1
+    k = kh * kw * c
+    w2d = w.reshape(k, f)
+    out = xp_.empty((n, ho, wo, f), dtype=x.dtype)
+    if kh == kw == 1 and stride == 1 and ph == pw == 0:
+        xp_.matmul(x.reshape(n * h * wd, c), w2d, out=out.reshape(n * ho * wo, f))   # already a GEMM
+        if b is not None:
+            out += b
+        return out
+    rows = _row_chunk(ho, n * wo * k * x.dtype.itemsize)
+    for i0 in range(0, ho, rows):
+        i1 = min(ho, i0 + rows)
+        cols = scratch(x, "im2col", (n, i1 - i0, wo, kh, kw, c), x.dtype)
+        _im2col_rows(x, cols, i0, i1, stride, ph, pw)
+        o = out[:, i0:i1].reshape(n, (i1 - i0) * wo, f)       # a view: rows of one image are contiguous
+        xp_.matmul(cols.reshape(n, (i1 - i0) * wo, k), w2d, out=o)
+        if b is not None:
+            o += b                                              # while the chunk is still in cache
+    return out
+
+
+def _dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad: int) -> Array:
+    """``dx = col2im(dout2d @ w2d^T)``, chunked over rows of ``dout``; any stride."""
+    xp_ = get_xp(dout, w)
+    n, h, wd, c = x_shape
+    kh, kw, _, f = w.shape
+    ho, wo = dout.shape[1:3]
+    k = kh * kw * c
+    w2d_t = w.reshape(k, f).T
+    dx = xp_.zeros(x_shape, dtype=dout.dtype)
+    rows = _row_chunk(ho, n * wo * k * dout.dtype.itemsize)
+    for i0 in range(0, ho, rows):
+        i1 = min(ho, i0 + rows)
+        dcols = scratch(dout, "im2col", (n, i1 - i0, wo, kh, kw, c), dout.dtype)
+        xp_.matmul(dout[:, i0:i1].reshape(n, (i1 - i0) * wo, f), w2d_t, out=dcols.reshape(n, (i1 - i0) * wo, k))
+        for p in range(kh):
+            ia, ib = _valid(i0, i1, p, stride, pad, h)
+            for q in range(kw):
+                ja, jb = _valid(0, wo, q, stride, pad, wd)
+                if ia == ib or ja == jb:
+                    continue
+                # distinct destinations within one offset: a plain strided +=, safe on GPUs
+                dx[:, ia * stride + p - pad:(ib - 1) * stride + p - pad + 1:stride,
+                   ja * stride + q - pad:(jb - 1) * stride + q - pad + 1:stride] += \
+                    dcols[:, ia - i0:ib - i0, ja:jb, p, q]
+    return dx
+
+
+def _dw_im2col(x: Array, dout: Array, kh: int, kw: int, stride: int, pad: int) -> Array:
+    """``dw = im2col(x)^T @ dout2d``, accumulated over row chunks; shape ``(KH, KW, C, F)``."""
+    xp_ = get_xp(x, dout)
+    n, _, _, c = x.shape
+    ho, wo, f = dout.shape[1:]
+    k = kh * kw * c
+    dw = xp_.zeros((k, f), dtype=dout.dtype)
+    part = scratch(dout, "dw_part", (k, f), dout.dtype)
+    rows = _row_chunk(ho, n * wo * k * x.dtype.itemsize)
+    for i0 in range(0, ho, rows):
+        i1 = min(ho, i0 + rows)
+        cols = scratch(x, "im2col", (n, i1 - i0, wo, kh, kw, c), x.dtype)
+        _im2col_rows(x, cols, i0, i1, stride, pad, pad)
+        for j in range(n):
+            xp_.matmul(cols[j].reshape(-1, k).T, dout[j, i0:i1].reshape(-1, f), out=part)
+            dw += part
+    return dw.reshape(kh, kw, c, f)
+
+
+# Scratch budget for one im2col chunk. ~8 MiB keeps every VGG layer's GEMM above ~2000 rows (efficient)
+# while the chunk is still L3-resident; see benchmarks/README.md for the measurements behind it.
+IM2COL_CHUNK_BYTES = 8 * 2 ** 20
+
+FORWARD_METHODS = ("auto", "im2col", "winograd")
+BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd")
+
+
+def _is_3x3_same(w: Array, stride: int, pad: int) -> bool:
+    return tuple(w.shape[:2]) == (3, 3) and stride == 1 and pad == 1
+
+
+def _auto_winograd(c: int, f: int, h: int, wd: int) -> bool:
+    """Dispatch rule for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs on an ``H x W`` map.
+
+    Winograd trades 5/9 of the GEMM for ~45 element-wise passes over a quarter of the data, plus
+    a weight transform per call; it pays when both channel counts are wide enough that the GEMM
+    dominates (measured per VGG19 layer shape in benchmarks/README.md).
+    """
+    return min(c, f) >= WINOGRAD_MIN_CHANNELS
+
+
+WINOGRAD_MIN_CHANNELS = 64
+
+
+def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, *,
+                   method: str = "auto") -> tuple[Array, ConvCache]:
     """Convolution ``out = im2col(x) @ w2d + b`` (see the module docstring for the sums).
 
     Args:
-        x: ``(N, H, W, C)`` input. w: ``(KH, KW, C, F)`` filters. b: ``(F,)`` biases.
+        x: ``(N, H, W, C)`` input. w: ``(KH, KW, C, F)`` filters. b: ``(F,)`` biases (or None).
         stride, pad: positive stride; symmetric zero padding on H and W.
+        method: ``"im2col"`` (chunked im2col + one GEMM per chunk; any shape), ``"winograd"``
+            (F(2x2,3x3), 3x3/stride 1/pad 1 only, see :mod:`numpynst.winograd`), or ``"auto"``
+            (Winograd where it is measured to be faster, else im2col).
     Returns:
         ``(out, cache)``, ``out`` of shape ``(N, Ho, Wo, F)`` in the dtype of ``x`` and ``w``.
     Raises:
         ValueError naming the shapes for a wrong ndim, a channel mismatch, a kernel larger than the
-        padded input, or a non-positive stride.
+        padded input, a non-positive stride, or a method that does not apply.
     """
     _validate(x, w, b, stride, pad)
+    if method not in FORWARD_METHODS:
+        raise ValueError(f"conv2d_forward: method must be one of {', '.join(FORWARD_METHODS)}, got {method!r}")
     xp_ = get_xp(x, w, b)
-    n, h, wd, _ = x.shape
-    kh, kw, c, f = w.shape
-    ho, wo = conv_output_size(h, kh, stride, pad), conv_output_size(wd, kw, stride, pad)
-    if kh == kw == 1 and stride == 1 and pad == 0:
-        cols = x.reshape(n * h * wd, c)     # a 1x1 conv is already a GEMM: no gather needed
-    else:
-        cols = im2col(x, kh, kw, stride, pad)
-    out = cols @ w.reshape(kh * kw * c, f)
-    out += b                                 # in place: no second (N*Ho*Wo, F) temporary
-    return out.reshape(n, ho, wo, f), ConvCache(x, w, stride, pad)
+    dt = xp_.result_type(x.dtype, w.dtype)       # never b's: a float64 bias must not promote float32
+    x = x.astype(dt, copy=False)
+    w = w.astype(dt, copy=False)
+    b = None if b is None else b.astype(dt, copy=False)
+    same3 = _is_3x3_same(w, stride, pad)
+    if method == "winograd" and not same3:
+        raise ValueError(f"conv2d_forward: method 'winograd' needs a 3x3 kernel, stride 1, pad 1; got "
+                         f"w.shape={tuple(w.shape)}, stride={stride}, pad={pad}")
+    if method == "winograd" or (method == "auto" and same3 and _auto_winograd(x.shape[3], w.shape[3], *x.shape[1:3])):
+        u = winograd.transform_weights(w)
+        return winograd.conv3x3(x, u, b), ConvCache(x, w, stride, pad, u)
+    return _conv_im2col(x, w, b, stride, pad, pad), ConvCache(x, w, stride, pad)
 
 
-def conv2d_backward(dout: Array, cache: ConvCache,
-                    weight_grads: bool = True) -> tuple[Array, Array | None, Array | None]:
+def conv2d_backward(dout: Array, cache: ConvCache, weight_grads: bool = True, *,
+                    method: str = "auto") -> tuple[Array, Array | None, Array | None]:
     """Gradients of the convolution.
 
     With ``dout2d = dout.reshape(N*Ho*Wo, F)`` and ``w2d = w.reshape(KH*KW*C, F)``::
@@ -215,31 +373,55 @@ def conv2d_backward(dout: Array, cache: ConvCache,
         dx = col2im(dout2d @ w2d^T)      dw = (im2col(x)^T @ dout2d).reshape(w.shape)
         db = dout2d.sum(axis=0)
 
+    For stride 1 the first line is itself a convolution: ``dx[n,y,z,c] = sum_{p,q,f}
+    doutpad[n, y+p, z+q, f] * w[KH-1-p, KW-1-q, c, f]`` with ``dout`` zero-padded by ``K-1-pad``,
+    i.e. a forward convolution of ``dout`` with the flipped kernel whose channel axes are swapped.
+    That form needs no scatter-add and can use the forward fast paths.
+
     Args:
         dout: ``(N, Ho, Wo, F)``, the upstream gradient. cache: from :func:`conv2d_forward`.
         weight_grads: when False, skip ``dw``/``db`` (and the im2col they need) and return
             ``(dx, None, None)``; style transfer only ever needs ``dx``.
+        method: how to compute ``dx``: ``"col2im"`` (GEMM + scatter-add; any stride), ``"im2col"``
+            (forward conv of ``dout`` with the flipped kernel; stride 1, ``pad < K``),
+            ``"winograd"`` (the same with Winograd; 3x3/stride 1/pad 1), or ``"auto"``.
     Returns:
         ``(dx, dw, db)`` with the shapes of ``x``, ``w`` and ``b``.
     """
-    x, w, stride, pad = cache
+    x, w, stride, pad = cache.x, cache.w, cache.stride, cache.pad
     kh, kw, c, f = w.shape
-    if tuple(dout.shape[:1]) + tuple(dout.shape[3:]) != (x.shape[0], f):
+    ho, wo = conv_output_size(x.shape[1], kh, stride, pad), conv_output_size(x.shape[2], kw, stride, pad)
+    if tuple(dout.shape) != (x.shape[0], ho, wo, f):
         raise ValueError(f"conv2d_backward: dout.shape={tuple(dout.shape)} does not match the forward "
-                         f"output (N={x.shape[0]}, F={f})")
-    dout2d = dout.reshape(-1, f)
-    w2d = w.reshape(kh * kw * c, f)
-    dcols = dout2d @ w2d.T
-    if kh == kw == 1 and stride == 1 and pad == 0:
-        dx = dcols.reshape(x.shape)
+                         f"output {(x.shape[0], ho, wo, f)}")
+    if method not in BACKWARD_METHODS:
+        raise ValueError(f"conv2d_backward: method must be one of {', '.join(BACKWARD_METHODS)}, got {method!r}")
+    xp_ = get_xp(dout, x, w)
+    dout = dout.astype(x.dtype, copy=False)
+    same3 = _is_3x3_same(w, stride, pad)
+    flippable = stride == 1 and pad <= kh - 1 and pad <= kw - 1
+    if (method == "winograd" and not same3) or (method == "im2col" and not flippable):
+        raise ValueError(f"conv2d_backward: method {method!r} does not apply to w.shape={tuple(w.shape)}, "
+                         f"stride={stride}, pad={pad}")
+    if method == "auto":
+        if same3 and _auto_winograd(f, c, ho, wo):
+            method = "winograd"
+        elif flippable and c >= f // 2:
+            # a narrow dx (e.g. the 3 colour channels under block1_conv1) is cheaper scattered than
+            # gathered: col2im touches 9*C values per pixel, im2col on dout 9*F
+            method = "im2col"
+        else:
+            method = "col2im"
+    if method == "winograd":
+        u = cache.u if cache.u is not None else winograd.transform_weights(w)
+        dx = winograd.conv3x3(dout, u, flip=True)
+    elif method == "im2col":
+        w_flip = xp_.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))     # (KH, KW, F, C)
+        dx = _conv_im2col(dout, w_flip, None, 1, kh - 1 - pad, kw - 1 - pad)
     else:
-        dx = col2im(dcols, x.shape, kh, kw, stride, pad)
+        dx = _dx_col2im(dout, w, x.shape, stride, pad)
     if not weight_grads:
         return dx, None, None
-    if kh == kw == 1 and stride == 1 and pad == 0:
-        cols = x.reshape(-1, c)
-    else:
-        cols = im2col(x, kh, kw, stride, pad)
-    dw = (cols.T @ dout2d).reshape(w.shape)
-    db = dout2d.sum(axis=0)
+    dw = _dw_im2col(x, dout, kh, kw, stride, pad)
+    db = dout.sum(axis=(0, 1, 2))
     return dx, dw, db

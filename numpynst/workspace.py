@@ -1,0 +1,61 @@
+"""Reusable scratch buffers for the convolution fast paths.
+
+Why: a fresh multi-MiB NumPy array is a fresh ``mmap``; the kernel then zero-fills every page on
+first touch, which on this project's benchmark machine costs as much as the copy that fills the
+array. The im2col and Winograd paths need the same few scratch shapes over and over (one per chunk,
+per layer, per iteration), so they take them from here: one flat buffer per name, grown when a
+larger request comes, kept between calls. Buffers are per thread (so concurrent convolutions in
+threads never share one) and per device (NumPy, or the current CuPy device).
+
+Nothing returned from here may escape to a caller of the conv functions: results are always fresh
+arrays; scratch only holds intermediates that are dead by the time the conv returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .backend import get_xp
+
+Array = Any
+
+_local = threading.local()
+
+
+def _key(ref: Array, name: str, dtype: Any) -> tuple:
+    device = getattr(getattr(ref, "device", None), "id", None)    # CuPy device id; None on NumPy
+    return type(ref).__module__.split(".")[0], device, name, str(dtype)
+
+
+def scratch(ref: Array, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype`` on ``ref``'s backend/device.
+
+    The same ``name`` returns (a view of) the same memory on the next call in this thread: use one
+    name per intermediate that must be alive at the same time as another.
+    """
+    xp = get_xp(ref)
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    size = 1
+    for s in shape:
+        size *= int(s)
+    key = _key(ref, name, dtype)
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        bufs[key] = None                 # drop the old one first: peak memory is one buffer, not two
+        buf = bufs[key] = xp.empty(max(size, 1), dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def workspace_bytes() -> int:
+    """Bytes held by this thread's scratch buffers."""
+    bufs = getattr(_local, "bufs", None) or {}
+    return sum(int(b.nbytes) for b in bufs.values() if b is not None)
+
+
+def clear_workspace() -> None:
+    """Release this thread's scratch buffers (e.g. before a memory-hungry step)."""
+    _local.bufs = {}
+

@@ -1,0 +1,135 @@
+"""The convolution fast paths agree with the naive twins: chunked im2col, dx as a convolution of
+dout with the flipped kernel, chunked col2im, Winograd F(2x2,3x3); dtype is preserved and scratch
+buffers never leak into results."""
+
+import numpy as np
+import pytest
+
+from numpynst import conv, winograd
+from numpynst.backend import to_host
+from numpynst.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from numpynst.gradcheck import rel_error
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+# (N, H, W, C, F): odd and even sizes, 1-pixel maps, N > 1
+WINO_CASES = [(1, 6, 8, 3, 4), (2, 5, 7, 4, 3), (1, 1, 1, 2, 3), (1, 2, 3, 3, 2), (2, 9, 4, 5, 6), (1, 3, 1, 2, 2)]
+
+
+def _inputs(xp, rng, n, h, w, c, f, dtype, k=(3, 3)):
+    x = xp.asarray(rng.standard_normal((n, h, w, c)), dtype=dtype)
+    wt = xp.asarray(rng.standard_normal((*k, c, f)), dtype=dtype)
+    b = xp.asarray(rng.standard_normal(f), dtype=dtype)
+    return x, wt, b
+
+
+@pytest.mark.parametrize("case", WINO_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_winograd_forward_and_dx_match_naive(xp, rng, case, dtype):
+    x, w, b = _inputs(xp, rng, *case, dtype)
+    out, cache = conv2d_forward(x, w, b, method="winograd")
+    ref, ref_cache = conv2d_forward_naive(x, w, b)
+    assert out.dtype == dtype and out.shape == ref.shape
+    assert rel_error(out, ref) < TOL[dtype]
+    dout = xp.asarray(rng.standard_normal(out.shape), dtype=dtype)
+    dx, dw, db = conv2d_backward(dout, cache, method="winograd")
+    dx_ref, dw_ref, db_ref = conv2d_backward_naive(dout, ref_cache)
+    for a, r in ((dx, dx_ref), (dw, dw_ref), (db, db_ref)):
+        assert a.dtype == dtype
+        assert rel_error(a, r) < TOL[dtype]
+
+
+def test_winograd_chunks_agree_with_one_chunk(xp, rng, monkeypatch):
+    x, w, b = _inputs(xp, rng, 2, 11, 9, 4, 5, np.float64)
+    whole = winograd.conv3x3(x, winograd.transform_weights(w), b)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)          # one row of tiles per chunk
+    chunked = winograd.conv3x3(x, winograd.transform_weights(w), b)
+    assert rel_error(chunked, whole) < 1e-15
+    assert rel_error(chunked, conv2d_forward_naive(x, w, b)[0]) < 1e-12
+
+
+def test_weight_transform_is_G_g_Gt_and_flip_is_a_permutation(xp, rng):
+    w = rng.standard_normal((3, 3, 2, 3))
+    G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    expected = np.einsum("ap,pqcf,bq->abcf", G, w, G).reshape(16, 2, 3)
+    u = to_host(winograd.transform_weights(xp.asarray(w)))
+    assert np.abs(u - expected).max() < 1e-14
+    # the transform of the flipped, channel-swapped kernel is U re-indexed by pi = (3, 1, 2, 0)
+    u_flip = to_host(winograd.transform_weights(xp.asarray(np.ascontiguousarray(w[::-1, ::-1].swapaxes(2, 3)))))
+    pi = [3, 1, 2, 0]
+    perm = [4 * pi[k // 4] + pi[k % 4] for k in range(16)]
+    assert np.abs(u_flip - u[perm].swapaxes(1, 2)).max() < 1e-14
+
+
+# (N, H, W, C, KH, KW, F, stride, pad)
+IM2COL_CASES = [
+    (2, 7, 6, 3, 3, 3, 4, 1, 1), (1, 9, 8, 2, 3, 3, 3, 2, 1), (2, 6, 7, 3, 2, 3, 2, 1, 0),
+    (1, 8, 5, 2, 5, 5, 3, 1, 2), (1, 7, 7, 3, 3, 3, 2, 3, 2), (2, 5, 5, 4, 1, 1, 3, 1, 0),
+    (1, 6, 6, 2, 3, 3, 2, 1, 2),        # pad == K - 1: the flipped-kernel dx has padding 0
+]
+
+
+@pytest.mark.parametrize("case", IM2COL_CASES)
+@pytest.mark.parametrize("chunk", [1, None])
+def test_chunked_im2col_paths_match_naive(xp, rng, monkeypatch, case, chunk):
+    if chunk is not None:
+        monkeypatch.setattr(conv, "IM2COL_CHUNK_BYTES", chunk)   # one output row per chunk
+    n, h, w_, c, kh, kw, f, s, p = case
+    x, w, b = _inputs(xp, rng, n, h, w_, c, f, np.float64, (kh, kw))
+    out, cache = conv2d_forward(x, w, b, s, p, method="im2col")
+    ref, ref_cache = conv2d_forward_naive(x, w, b, s, p)
+    assert rel_error(out, ref) < 1e-12
+    dout = xp.asarray(rng.standard_normal(out.shape))
+    dx_ref, dw_ref, db_ref = conv2d_backward_naive(dout, ref_cache)
+    methods = ["col2im"] + (["im2col"] if s == 1 else [])
+    for m in methods:
+        dx, dw, db = conv2d_backward(dout, cache, method=m)
+        assert rel_error(dx, dx_ref) < 1e-12, m
+        assert rel_error(dw, dw_ref) < 1e-12 and rel_error(db, db_ref) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["im2col", "winograd", "auto"])
+def test_float32_stays_float32_with_a_float64_bias(xp, rng, method):
+    x = xp.asarray(rng.standard_normal((1, 6, 5, 64)), dtype=np.float32)
+    w = xp.asarray(rng.standard_normal((3, 3, 64, 64)) * 0.05, dtype=np.float32)
+    b64 = xp.asarray(rng.standard_normal(64))                 # float64
+    out, cache = conv2d_forward(x, w, b64, method=method)
+    assert out.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in conv2d_backward(out, cache))
+    ref = conv2d_forward_naive(x.astype(np.float64), w.astype(np.float64), b64)[0]
+    assert rel_error(out, ref) < 1e-5
+
+
+def test_auto_dispatch_agrees_with_naive_on_wide_layers(xp, rng):
+    """C = F = 64 selects Winograd under "auto" (the VGG case); the result is the naive one."""
+    x, w, b = _inputs(xp, rng, 1, 6, 7, 64, 64, np.float64)
+    out, cache = conv2d_forward(x, w, b)
+    assert cache.u is not None                                 # Winograd ran and kept U for backward
+    ref, ref_cache = conv2d_forward_naive(x, w, b)
+    assert rel_error(out, ref) < 1e-12
+    dout = xp.asarray(rng.standard_normal(out.shape))
+    assert rel_error(conv2d_backward(dout, cache, False)[0], conv2d_backward_naive(dout, ref_cache, False)[0]) < 1e-12
+
+
+def test_results_never_alias_scratch(xp, rng):
+    """Two calls reuse the same scratch buffers; the first result must survive the second call."""
+    x1, w, b = _inputs(xp, rng, 1, 8, 8, 64, 64, np.float64)
+    x2 = xp.asarray(rng.standard_normal(x1.shape))
+    for method in ("im2col", "winograd"):
+        o1, _ = conv2d_forward(x1, w, b, method=method)
+        keep = o1.copy()
+        conv2d_forward(x2, w, b, method=method)
+        assert rel_error(o1, keep) == 0.0
+
+
+def test_bad_methods_raise_valueerror(xp, rng):
+    x, w, b = _inputs(xp, rng, 1, 6, 6, 2, 2, np.float64)
+    with pytest.raises(ValueError, match="method must be one of auto, im2col, winograd"):
+        conv2d_forward(x, w, b, method="fft")
+    with pytest.raises(ValueError, match=r"'winograd' needs a 3x3 kernel, stride 1, pad 1.*stride=2"):
+        conv2d_forward(x, w, b, stride=2, method="winograd")
+    _, cache = conv2d_forward(x, w, b, stride=2)
+    with pytest.raises(ValueError, match=r"method 'im2col' does not apply.*stride=2"):
+        conv2d_backward(xp.zeros((1, 3, 3, 2)), cache, method="im2col")
+    with pytest.raises(ValueError, match=r"dout.shape=\(1, 4, 3, 2\) does not match the forward output \(1, 3, 3, 2\)"):
+        conv2d_backward(xp.zeros((1, 4, 3, 2)), cache)
