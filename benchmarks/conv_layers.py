@@ -3,9 +3,11 @@
 For every 3x3 convolution shape of VGG19 at the given image sizes (block1_conv1 .. block5_conv1,
 N=1, float32) this times, interleaved and repeated (medians reported):
 
-  forward   im2col (chunked, one GEMM per chunk)  |  winograd F(2x2,3x3)  |  torch.conv2d
-  dx        col2im (GEMM + scatter)  |  im2col (conv of dout with the flipped kernel)  |  winograd
-            |  torch (autograd's conv2d input gradient)
+  forward   im2col (chunked, one GEMM per chunk) | wino2 = F(2x2,3x3) with its weight transform
+            every call | wino2c = the same with the transform cached (read-only weights) |
+            wino4c = F(4x4,3x3), transform cached | torch.conv2d
+  dx        col2im (GEMM + scatter) | im2col (conv of dout with the flipped kernel) | wino2 |
+            wino2c | wino4c | torch (torch.nn.grad.conv2d_input)
 
 and prints milliseconds and GFLOP/s (2*H*W*9*C*F flops per pass, whatever the algorithm does), so
 the dispatch rule in numpynst/conv.py can be checked against measurements.
@@ -46,6 +48,9 @@ LAYERS = [
 ]
 
 
+METHODS = ("col2im", "im2col", "wino2", "wino2c", "wino4c", "torch")
+
+
 def _median(v):
     return float(np.median(v))
 
@@ -58,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk-mib", type=float, default=None, help="override both chunk budgets (MiB)")
     ap.add_argument("--layers", nargs="*", default=None, help="subset of layer names")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--pause", type=float, default=0.2, help="seconds of sleep around torch calls")
     args = ap.parse_args(argv)
     if args.chunk_mib:
         conv.IM2COL_CHUNK_BYTES = winograd.CHUNK_BYTES = int(args.chunk_mib * 2 ** 20)
@@ -73,8 +79,7 @@ def main(argv=None) -> int:
           f"winograd {winograd.CHUNK_BYTES / 2**20:.0f} MiB  (medians of {args.repeat}; ms and GFLOP/s)")
     for size in args.size:
         print(f"\n== {size} px")
-        hdr = f"{'layer':13s} {'HxW':>9s} {'C':>4s} {'F':>4s} | {'pass':3s} " + " ".join(f"{m:>16s}" for m in
-                                                                                    ("col2im", "im2col", "winograd", "torch"))
+        hdr = f"{'layer':13s} {'HxW':>9s} {'C':>4s} {'F':>4s} | {'pass':3s} " + " ".join(f"{m:>15s}" for m in METHODS)
         print(hdr)
         for name, div, c, f in LAYERS:
             if args.layers and name not in args.layers:
@@ -84,14 +89,20 @@ def main(argv=None) -> int:
             w = (rng.standard_normal((3, 3, c, f)) * np.sqrt(2.0 / (9 * c))).astype(np.float32)
             b = np.zeros(f, np.float32)
             dout = rng.standard_normal((1, h, h, f)).astype(np.float32)
+            wr = w.copy()
+            wr.flags.writeable = False                  # read-only: conv caches its Winograd transforms
             _, cache_i = conv.conv2d_forward(x, w, b, method="im2col")
-            _, cache_w = conv.conv2d_forward(x, w, b, method="winograd")
+            _, cache_r = conv.conv2d_forward(x, wr, b, method="im2col")
             fns = {
                 ("fwd", "im2col"): lambda: conv.conv2d_forward(x, w, b, method="im2col"),
-                ("fwd", "winograd"): lambda: conv.conv2d_forward(x, w, b, method="winograd"),
+                ("fwd", "wino2"): lambda: conv.conv2d_forward(x, w, b, method="winograd"),
+                ("fwd", "wino2c"): lambda: conv.conv2d_forward(x, wr, b, method="winograd"),
+                ("fwd", "wino4c"): lambda: conv.conv2d_forward(x, wr, b, method="winograd4"),
                 ("dx", "col2im"): lambda: conv.conv2d_backward(dout, cache_i, False, method="col2im"),
                 ("dx", "im2col"): lambda: conv.conv2d_backward(dout, cache_i, False, method="im2col"),
-                ("dx", "winograd"): lambda: conv.conv2d_backward(dout, cache_w, False, method="winograd"),
+                ("dx", "wino2"): lambda: conv.conv2d_backward(dout, cache_i, False, method="winograd"),
+                ("dx", "wino2c"): lambda: conv.conv2d_backward(dout, cache_r, False, method="winograd"),
+                ("dx", "wino4c"): lambda: conv.conv2d_backward(dout, cache_r, False, method="winograd4"),
             }
             if torch is not None:
                 tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
@@ -112,22 +123,26 @@ def main(argv=None) -> int:
             for k in keys:           # warm-up (allocations, scratch buffers, torch's first call)
                 fns[k]()
             times = {k: [] for k in keys}
+            prev = ("", "")
             for r in range(args.repeat):
                 order = keys[r % len(keys):] + keys[:r % len(keys)]
                 for k in order:
+                    if "torch" in k or "torch" in prev:
+                        time.sleep(args.pause)  # let the other library's spinning threads go to sleep
+                    prev = k
                     t0 = time.perf_counter()
                     fns[k]()
                     times[k].append(time.perf_counter() - t0)
             gf = 2.0 * h * h * 9 * c * f / 1e9
             for pss in ("fwd", "dx"):
                 cells = []
-                for m in ("col2im", "im2col", "winograd", "torch"):
+                for m in METHODS:
                     if (pss, m) in times:
                         t = _median(times[(pss, m)])
-                        cells.append(f"{t * 1e3:7.2f} {gf / t:6.0f}GF")
+                        cells.append(f"{t * 1e3:6.2f}ms {gf / t:4.0f}GF")
                     else:
-                        cells.append(f"{'-':>16s}")
-                print(f"{name:13s} {f'{h}x{h}':>9s} {c:4d} {f:4d} | {pss:3s} " + " ".join(f"{s:>16s}" for s in cells))
+                        cells.append("-")
+                print(f"{name:13s} {f'{h}x{h}':>9s} {c:4d} {f:4d} | {pss:3s} " + " ".join(f"{s:>15s}" for s in cells))
     return 0
 
 

@@ -23,7 +23,7 @@ and ``dx`` is ``dxp`` with the padding cut off (padding is a constant, it passes
 Two implementations with one signature:
 
 * :func:`conv2d_forward_naive` / :func:`conv2d_backward_naive` loop over output positions and read like
-  the formulas above. They are the reference the fast path is tested against.
+  the formulas above. They are the reference the fast paths are tested against.
 * :func:`conv2d_forward` / :func:`conv2d_backward` rewrite the sums as matrix products (im2col): gather
   every receptive field into one row of a matrix ``cols`` of shape ``(N*Ho*Wo, KH*KW*C)``; then the
   forward pass is the single GEMM ``cols @ w.reshape(KH*KW*C, F)``, ``dw = cols^T @ dout2d`` and
@@ -31,15 +31,28 @@ Two implementations with one signature:
   are loops over the ``KH*KW`` kernel offsets, each copying one strided slice: no index arrays, no
   duplicate-index scatter (undefined on GPUs), the same code on NumPy and CuPy.
 
+How the fast path is made fast (each choice measured per VGG19 layer, see benchmarks/README.md):
+
+* **Chunks.** ``cols`` is built for a band of output rows at a time (``IM2COL_CHUNK_BYTES``, 8 MiB)
+  in a reused scratch buffer (:mod:`numpynst.workspace`), reading ``x`` directly instead of an
+  ``np.pad`` copy. Memory no longer grows 9x with the image, and the band stays in cache.
+* **dx as a convolution.** For stride 1, ``dx`` is the forward convolution of ``dout`` with the kernel
+  flipped in both spatial axes and its channel axes swapped (see :func:`conv2d_backward`): no
+  scatter-add, and every forward fast path serves the backward pass too.
+* **Winograd** for 3x3/stride-1/pad-1 layers of 64+ channels: F(2x2,3x3) (:mod:`numpynst.winograd`,
+  2.25x fewer multiplications) or, when the weights are read-only so their transform can be cached,
+  F(4x4,3x3) (:mod:`numpynst.winograd4`, 4x fewer). The ``method`` argument forces one path.
+
 The cache keeps the input, not ``cols``: ``cols`` is ``KH*KW`` times larger than ``x``, and style
 transfer (which never needs ``dw``) would otherwise hold nine copies of every VGG activation.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, NamedTuple
 
-from . import winograd
+from . import winograd, winograd4
 from .backend import get_xp
 from .workspace import scratch
 
@@ -309,25 +322,67 @@ def _dw_im2col(x: Array, dout: Array, kh: int, kw: int, stride: int, pad: int) -
 # while the chunk is still L3-resident; see benchmarks/README.md for the measurements behind it.
 IM2COL_CHUNK_BYTES = 8 * 2 ** 20
 
-FORWARD_METHODS = ("auto", "im2col", "winograd")
-BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd")
+FORWARD_METHODS = ("auto", "im2col", "winograd", "winograd4")
+BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd", "winograd4")
+
+# Dispatch thresholds for 3x3/stride-1/pad-1 convolutions, from per-layer measurements of VGG19's
+# shapes at 256 and 512 px (benchmarks/README.md): from 64 channels on, F(2x2,3x3) beats im2col by
+# 1.3-2x and F(4x4,3x3) beats F(2x2,3x3) by another 1.1-1.35x -- but F(4x4,3x3)'s weight transform
+# (float64, 36/9 of the kernel's size, and a second one for dx) costs about what it saves in one
+# call, so it is chosen only when the transformed weights can be cached (read-only weights).
+# Below 64 channels (VGG's 3-channel first layer) the GEMM is too thin for Winograd to pay.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD4_MIN_CHANNELS = 64
 
 
 def _is_3x3_same(w: Array, stride: int, pad: int) -> bool:
     return tuple(w.shape[:2]) == (3, 3) and stride == 1 and pad == 1
 
 
-def _auto_winograd(c: int, f: int, h: int, wd: int) -> bool:
-    """Dispatch rule for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs on an ``H x W`` map.
+def _auto_method(w: Array, c: int, f: int) -> str:
+    """Forward algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs (dx: swap them)."""
+    if min(c, f) >= WINOGRAD4_MIN_CHANNELS and _cacheable(w):
+        return "winograd4"
+    if min(c, f) >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
+    return "im2col"
 
-    Winograd trades 5/9 of the GEMM for ~45 element-wise passes over a quarter of the data, plus
-    a weight transform per call; it pays when both channel counts are wide enough that the GEMM
-    dominates (measured per VGG19 layer shape in benchmarks/README.md).
-    """
-    return min(c, f) >= WINOGRAD_MIN_CHANNELS
+
+# ---------------------------------------------------------------------------- transformed weights
+# Winograd needs U = G w G^T. Recomputing it every call costs ~2 ms for a 512x512 kernel on the CPU
+# (several % of a VGG iteration, and all of F(4x4,3x3)'s gain), so U is cached per weight array —
+# but only for arrays that cannot change behind the cache's back: NumPy arrays marked read-only
+# (``w.flags.writeable = False``, as numpynst.vgg.VGG may do for its parameters), whose whole base
+# chain is read-only too. Writable arrays (e.g. weights under a gradient check, which perturbs them
+# in place) are always transformed afresh. Entries die with their weight array (weak reference).
+_U_CACHE: dict = {}
 
 
-WINOGRAD_MIN_CHANNELS = 64
+def _cacheable(w: Array) -> bool:
+    a = w
+    while a is not None:
+        flags = getattr(a, "flags", None)
+        if flags is None or not hasattr(flags, "writeable") or flags.writeable:
+            return False                    # writable, or not a NumPy array (CuPy has no such flag)
+        a = a.base
+    return True
+
+
+def _transformed(w: Array, kind: str) -> Array:
+    """``U`` for ``kind`` in ``"f2"`` (F(2x2,3x3)), ``"f4"``, ``"f4_flip"`` (F(4x4,3x3), fwd / dx)."""
+    make = {"f2": winograd.transform_weights,
+            "f4": winograd4.transform_weights,
+            "f4_flip": lambda a: winograd4.transform_weights(a, flip=True)}[kind]
+    if not _cacheable(w):
+        return make(w)
+    key = (id(w), kind)
+    hit = _U_CACHE.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    u = make(w)
+    u.flags.writeable = False
+    _U_CACHE[key] = (weakref.ref(w, lambda _ref, k=key: _U_CACHE.pop(k, None)), u)
+    return u
 
 
 def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, *,
@@ -338,8 +393,9 @@ def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, 
         x: ``(N, H, W, C)`` input. w: ``(KH, KW, C, F)`` filters. b: ``(F,)`` biases (or None).
         stride, pad: positive stride; symmetric zero padding on H and W.
         method: ``"im2col"`` (chunked im2col + one GEMM per chunk; any shape), ``"winograd"``
-            (F(2x2,3x3), 3x3/stride 1/pad 1 only, see :mod:`numpynst.winograd`), or ``"auto"``
-            (Winograd where it is measured to be faster, else im2col).
+            (F(2x2,3x3), 3x3/stride 1/pad 1 only, see :mod:`numpynst.winograd`), ``"winograd4"``
+            (F(4x4,3x3), :mod:`numpynst.winograd4`), or ``"auto"`` (what measured fastest for the
+            shape, see ``_auto_method``).
     Returns:
         ``(out, cache)``, ``out`` of shape ``(N, Ho, Wo, F)`` in the dtype of ``x`` and ``w``.
     Raises:
@@ -355,12 +411,16 @@ def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, 
     w = w.astype(dt, copy=False)
     b = None if b is None else b.astype(dt, copy=False)
     same3 = _is_3x3_same(w, stride, pad)
-    if method == "winograd" and not same3:
-        raise ValueError(f"conv2d_forward: method 'winograd' needs a 3x3 kernel, stride 1, pad 1; got "
+    if method.startswith("winograd") and not same3:
+        raise ValueError(f"conv2d_forward: method {method!r} needs a 3x3 kernel, stride 1, pad 1; got "
                          f"w.shape={tuple(w.shape)}, stride={stride}, pad={pad}")
-    if method == "winograd" or (method == "auto" and same3 and _auto_winograd(x.shape[3], w.shape[3], *x.shape[1:3])):
-        u = winograd.transform_weights(w)
+    if method == "auto":
+        method = _auto_method(w, x.shape[3], w.shape[3]) if same3 else "im2col"
+    if method == "winograd":
+        u = _transformed(w, "f2")
         return winograd.conv3x3(x, u, b), ConvCache(x, w, stride, pad, u)
+    if method == "winograd4":
+        return winograd4.conv3x3(x, _transformed(w, "f4"), b), ConvCache(x, w, stride, pad)
     return _conv_im2col(x, w, b, stride, pad, pad), ConvCache(x, w, stride, pad)
 
 
@@ -384,7 +444,7 @@ def conv2d_backward(dout: Array, cache: ConvCache, weight_grads: bool = True, *,
             ``(dx, None, None)``; style transfer only ever needs ``dx``.
         method: how to compute ``dx``: ``"col2im"`` (GEMM + scatter-add; any stride), ``"im2col"``
             (forward conv of ``dout`` with the flipped kernel; stride 1, ``pad < K``),
-            ``"winograd"`` (the same with Winograd; 3x3/stride 1/pad 1), or ``"auto"``.
+            ``"winograd"`` / ``"winograd4"`` (the same with Winograd; 3x3/stride 1/pad 1), or ``"auto"``.
     Returns:
         ``(dx, dw, db)`` with the shapes of ``x``, ``w`` and ``b``.
     """
@@ -400,21 +460,21 @@ def conv2d_backward(dout: Array, cache: ConvCache, weight_grads: bool = True, *,
     dout = dout.astype(x.dtype, copy=False)
     same3 = _is_3x3_same(w, stride, pad)
     flippable = stride == 1 and pad <= kh - 1 and pad <= kw - 1
-    if (method == "winograd" and not same3) or (method == "im2col" and not flippable):
+    if (method.startswith("winograd") and not same3) or (method == "im2col" and not flippable):
         raise ValueError(f"conv2d_backward: method {method!r} does not apply to w.shape={tuple(w.shape)}, "
                          f"stride={stride}, pad={pad}")
     if method == "auto":
-        if same3 and _auto_winograd(f, c, ho, wo):
-            method = "winograd"
-        elif flippable and c >= f // 2:
-            # a narrow dx (e.g. the 3 colour channels under block1_conv1) is cheaper scattered than
-            # gathered: col2im touches 9*C values per pixel, im2col on dout 9*F
-            method = "im2col"
-        else:
+        if same3:
+            method = _auto_method(w, f, c)
+        # a narrow dx (e.g. the 3 colour channels under block1_conv1) is cheaper scattered than
+        # gathered: col2im touches 9*C values per pixel, im2col on dout 9*F
+        if method == "im2col" and not (flippable and c >= f // 2):
             method = "col2im"
     if method == "winograd":
-        u = cache.u if cache.u is not None else winograd.transform_weights(w)
+        u = cache.u if cache.u is not None and cache.u.shape[0] == 16 else _transformed(w, "f2")
         dx = winograd.conv3x3(dout, u, flip=True)
+    elif method == "winograd4":
+        dx = winograd4.conv3x3(dout, _transformed(w, "f4_flip"))
     elif method == "im2col":
         w_flip = xp_.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))     # (KH, KW, F, C)
         dx = _conv_im2col(dout, w_flip, None, 1, kh - 1 - pad, kw - 1 - pad)

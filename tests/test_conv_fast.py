@@ -133,3 +133,66 @@ def test_bad_methods_raise_valueerror(xp, rng):
         conv2d_backward(xp.zeros((1, 3, 3, 2)), cache, method="im2col")
     with pytest.raises(ValueError, match=r"dout.shape=\(1, 4, 3, 2\) does not match the forward output \(1, 3, 3, 2\)"):
         conv2d_backward(xp.zeros((1, 4, 3, 2)), cache)
+
+
+# ------------------------------------------------------------------------------ F(4x4, 3x3)
+@pytest.mark.parametrize("case", WINO_CASES + [(1, 13, 6, 4, 5), (1, 8, 8, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_winograd4_forward_and_dx_match_naive(xp, rng, case, dtype):
+    x, w, b = _inputs(xp, rng, *case, dtype)
+    out, cache = conv2d_forward(x, w, b, method="winograd4")
+    ref, ref_cache = conv2d_forward_naive(x, w, b)
+    assert out.dtype == dtype and out.shape == ref.shape
+    assert rel_error(out, ref) < TOL[dtype]
+    dout = xp.asarray(rng.standard_normal(out.shape), dtype=dtype)
+    dx = conv2d_backward(dout, cache, False, method="winograd4")[0]
+    assert dx.dtype == dtype
+    assert rel_error(dx, conv2d_backward_naive(dout, ref_cache, False)[0]) < TOL[dtype]
+
+
+def test_winograd4_chunks_and_weight_transform(xp, rng, monkeypatch):
+    from numpynst import winograd4
+    w = rng.standard_normal((3, 3, 2, 3))
+    G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+    expected = np.einsum("ap,pqcf,bq->abcf", G, w, G).reshape(36, 2, 3)
+    assert np.abs(to_host(winograd4.transform_weights(xp.asarray(w))) - expected).max() < 1e-14
+    x, w, b = _inputs(xp, rng, 2, 11, 10, 3, 4, np.float64)
+    u = winograd4.transform_weights(w)
+    whole = winograd4.conv3x3(x, u, b)
+    monkeypatch.setattr(winograd4, "CHUNK_BYTES", 1)
+    assert rel_error(winograd4.conv3x3(x, u, b), whole) < 1e-15
+
+
+# ------------------------------------------------------------------------------ transform cache
+def test_transforms_are_cached_only_for_read_only_weights(rng):
+    x = rng.standard_normal((1, 6, 6, 64))
+    w = rng.standard_normal((3, 3, 64, 64)) * 0.05
+    b = np.zeros(64)
+    # writable weights: never cached, and an in-place change is seen by the next call
+    out1, c1 = conv2d_forward(x, w, b)
+    assert not conv._cacheable(w) and c1.u is not None
+    w[1, 1] *= 2.0
+    assert rel_error(conv2d_forward(x, w, b)[0], conv2d_forward_naive(x, w, b)[0]) < 1e-12
+    # a writable base makes a read-only view uncacheable too (the base can still change)
+    view = w[:]
+    view.flags.writeable = False
+    assert not conv._cacheable(view)
+    # read-only weights: auto picks F(4x4,3x3) with cached U (same object on the next call)
+    wr = w.copy()
+    wr.flags.writeable = False
+    out, cache = conv2d_forward(x, wr, b)
+    assert conv._cacheable(wr) and (id(wr), "f4") in conv._U_CACHE
+    u = conv._transformed(wr, "f4")
+    assert conv._transformed(wr, "f4") is u and not u.flags.writeable
+    ref, ref_cache = conv2d_forward_naive(x, wr, b)
+    assert rel_error(out, ref) < 1e-12
+    dout = rng.standard_normal(out.shape)
+    assert rel_error(conv2d_backward(dout, cache, False)[0], conv2d_backward_naive(dout, ref_cache, False)[0]) < 1e-12
+    assert (id(wr), "f4_flip") in conv._U_CACHE
+    # the entries die with the weight array
+    key = id(wr)
+    del wr, cache, ref_cache          # every holder of the array
+    import gc
+    gc.collect()
+    assert (key, "f4") not in conv._U_CACHE and (key, "f4_flip") not in conv._U_CACHE
