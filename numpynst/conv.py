@@ -52,7 +52,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, NamedTuple
 
-from . import winograd, winograd4
+from . import cuda_kernels, winograd, winograd4
 from .backend import get_xp
 from .workspace import scratch
 
@@ -167,6 +167,8 @@ def im2col(x: Array, kh: int, kw: int, stride: int, pad: int) -> Array:
     ``(p, q, c)`` order, which is the order of ``w.reshape(KH*KW*C, F)``. Built with one strided-slice
     copy per kernel offset ``(p, q)``: ``KH*KW`` large contiguous copies instead of ``N*Ho*Wo`` small ones.
     """
+    if cuda_kernels.supports(x):            # CuPy: the same gather as one kernel launch
+        return cuda_kernels.im2col(x, kh, kw, stride, pad)
     xp_ = get_xp(x)
     n, h, wd, c = x.shape
     ho, wo = conv_output_size(h, kh, stride, pad), conv_output_size(wd, kw, stride, pad)
@@ -185,6 +187,8 @@ def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, st
     all distinct, so the ``+=`` is a plain elementwise add (safe on GPUs, unlike a fancy-index scatter
     with repeated indices); the overlap is handled by the loop over offsets.
     """
+    if cuda_kernels.supports(cols):         # CuPy: one gather kernel, each element sums its sources
+        return cuda_kernels.col2im(cols, x_shape, kh, kw, stride, pad)
     xp_ = get_xp(cols)
     n, h, wd, c = x_shape
     ho, wo = conv_output_size(h, kh, stride, pad), conv_output_size(wd, kw, stride, pad)
@@ -214,6 +218,9 @@ def _im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, 
     offset the in-range part is one strided-slice copy and the out-of-range border strips (where
     the padded input is zero) are zeroed, because ``cols`` is a reused scratch buffer.
     """
+    if cuda_kernels.supports(x, cols):      # CuPy: one kernel writes the whole chunk, padding included
+        cuda_kernels.im2col_rows(x, cols, i0, i1, stride, ph, pw)
+        return
     n, h, wd, c = x.shape
     _, r, wo, kh, kw, _ = cols.shape
     for p in range(kh):
@@ -286,6 +293,9 @@ def _dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad
         i1 = min(ho, i0 + rows)
         dcols = scratch(dout, "im2col", (n, i1 - i0, wo, kh, kw, c), dout.dtype)
         xp_.matmul(dout[:, i0:i1].reshape(n, (i1 - i0) * wo, f), w2d_t, out=dcols.reshape(n, (i1 - i0) * wo, k))
+        if cuda_kernels.supports(dcols, dx):  # CuPy: one gather kernel over the rows this chunk reaches
+            cuda_kernels.col2im_rows_add(dcols, dx, i0, i1, stride, pad)
+            continue
         for p in range(kh):
             ia, ib = _valid(i0, i1, p, stride, pad, h)
             for q in range(kw):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from . import cuda_kernels
 from .backend import get_xp
 
 Array = Any
@@ -68,6 +69,9 @@ def _window(a: Array, p: int, q: int, ho: int, wo: int, stride: int) -> Array:
 def maxpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, MaxPoolCache]:
     """Max pooling (floor mode, first-maximum tie rule). Returns ``(out, cache)``."""
     ho, wo = _check(x, size, stride, "maxpool_forward")
+    if cuda_kernels.supports(x):            # CuPy: one kernel, same scan order and tie rule
+        out, argmax = cuda_kernels.maxpool_forward(x, size, stride)
+        return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
     xp = get_xp(x)
     out = _window(x, 0, 0, ho, wo, stride).copy()
     argmax = xp.zeros(out.shape, dtype=xp.uint8)
@@ -77,7 +81,9 @@ def maxpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, Ma
         # Strictly greater: on a tie the earlier offset keeps the argmax (the documented rule).
         better = v > out
         xp.copyto(out, v, where=better)
-        argmax[better] = k
+        # copyto, not argmax[better] = k: boolean-mask assignment makes CuPy count the mask's True
+        # entries on the host (a device->host copy per window offset)
+        xp.copyto(argmax, argmax.dtype.type(k), where=better)
     return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
 
 
@@ -87,6 +93,8 @@ def maxpool_backward(dout: Array, cache: MaxPoolCache) -> Array:
     if tuple(dout.shape) != tuple(argmax.shape):
         raise ValueError(f"maxpool_backward: dout.shape={tuple(dout.shape)} != forward output "
                          f"shape {tuple(argmax.shape)}")
+    if cuda_kernels.supports(dout):         # CuPy: one gather kernel, no atomics
+        return cuda_kernels.maxpool_backward(dout, argmax, x_shape, size, stride)
     xp = get_xp(dout, argmax)
     ho, wo = argmax.shape[1:3]
     dx = xp.zeros(x_shape, dtype=dout.dtype)
