@@ -247,10 +247,9 @@ def _serve(args, step, sync, xp, total_flops, final) -> None:
 
     timer = None
     if args.backend == "cupy":
-        import cupy as cp  # the numpynst worker's timer; torch uses its own events below
-        if xp is not None:
-            timer = cp.cuda.Event, cp.cuda.get_elapsed_time
-        else:
+        if xp is not None:       # the numpynst worker: CuPy events (elapsed time in ms)
+            timer = xp.cuda.Event, xp.cuda.get_elapsed_time
+        else:                    # the torch worker
             import torch
             timer = (lambda: torch.cuda.Event(enable_timing=True)), (lambda a, b: a.elapsed_time(b))
     for line in sys.stdin:
@@ -382,6 +381,14 @@ def main(argv=None) -> int:
         import importlib.util
         have_torch = importlib.util.find_spec("torch") is not None
     print(f"machine: {_machine(args.threads)}")
+    if args.backend == "cupy":
+        try:
+            import cupy
+            props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+            print(f"GPU: {props['name'].decode() if isinstance(props['name'], bytes) else props['name']}, "
+                  f"CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
+        except Exception as exc:  # report and go on: the workers will fail with the real error
+            print(f"GPU: unavailable ({type(exc).__name__}: {exc})")
     print(f"backend: {args.backend}; iterations per library and size: {args.repeat} (+1 warm-up), medians"
           + (f"; what-if: {', '.join(args.whatif)}" if args.whatif else "") + "\n")
     rows = []

@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 
 from . import cuda_kernels, winograd, winograd4
 from .backend import get_xp
-from .workspace import scratch
+from .workspace import chunk_bytes, scratch
 
 Array = Any
 
@@ -243,9 +243,9 @@ def _im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, 
                 dst[:, ia - i0:ib - i0, jb:] = 0
 
 
-def _row_chunk(rows: int, bytes_per_row: int) -> int:
-    """Rows per chunk so that a chunk's scratch stays within ``IM2COL_CHUNK_BYTES``."""
-    return max(1, min(rows, IM2COL_CHUNK_BYTES // max(bytes_per_row, 1)))
+def _row_chunk(ref: Array, rows: int, bytes_per_row: int) -> int:
+    """Rows per chunk so that a chunk's scratch stays within ``IM2COL_CHUNK_BYTES`` (larger on GPUs)."""
+    return max(1, min(rows, chunk_bytes(ref, IM2COL_CHUNK_BYTES) // max(bytes_per_row, 1)))
 
 
 def _conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: int) -> Array:
@@ -267,7 +267,7 @@ def _conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: 
         if b is not None:
             out += b
         return out
-    rows = _row_chunk(ho, n * wo * k * x.dtype.itemsize)
+    rows = _row_chunk(x, ho, n * wo * k * x.dtype.itemsize)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
         cols = scratch(x, "im2col", (n, i1 - i0, wo, kh, kw, c), x.dtype)
@@ -288,7 +288,7 @@ def _dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad
     k = kh * kw * c
     w2d_t = w.reshape(k, f).T
     dx = xp_.zeros(x_shape, dtype=dout.dtype)
-    rows = _row_chunk(ho, n * wo * k * dout.dtype.itemsize)
+    rows = _row_chunk(dout, ho, n * wo * k * dout.dtype.itemsize)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
         dcols = scratch(dout, "im2col", (n, i1 - i0, wo, kh, kw, c), dout.dtype)
@@ -317,7 +317,7 @@ def _dw_im2col(x: Array, dout: Array, kh: int, kw: int, stride: int, pad: int) -
     k = kh * kw * c
     dw = xp_.zeros((k, f), dtype=dout.dtype)
     part = scratch(dout, "dw_part", (k, f), dout.dtype)
-    rows = _row_chunk(ho, n * wo * k * x.dtype.itemsize)
+    rows = _row_chunk(x, ho, n * wo * k * x.dtype.itemsize)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
         cols = scratch(x, "im2col", (n, i1 - i0, wo, kh, kw, c), x.dtype)
@@ -350,7 +350,14 @@ def _is_3x3_same(w: Array, stride: int, pad: int) -> bool:
 
 
 def _auto_method(w: Array, c: int, f: int) -> str:
-    """Forward algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs (dx: swap them)."""
+    """Forward algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs (dx: swap them).
+
+    On CuPy arrays: im2col. The Winograd paths are dozens of element-wise kernel launches per chunk,
+    untested for speed on a GPU (no GPU was available when the thresholds were measured); im2col is
+    one gather kernel plus one cuBLAS GEMM per (large) chunk. ``method="winograd"`` still runs there.
+    """
+    if get_xp(w).__name__ != "numpy":
+        return "im2col"
     if min(c, f) >= WINOGRAD4_MIN_CHANNELS and _cacheable(w):
         return "winograd4"
     if min(c, f) >= WINOGRAD_MIN_CHANNELS:

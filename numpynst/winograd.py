@@ -45,7 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import get_xp
-from .workspace import scratch
+from .workspace import chunk_bytes, scratch
 
 Array = Any
 
@@ -109,7 +109,7 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False) -
     th, tw = (h + 1) // 2, (wd + 1) // 2                   # tiles per column / row
     wp = 2 * tw + 2                                        # padded width covered by the tiles
     per_tile_row = 16 * n * tw * (c + f) * dt.itemsize     # bytes of V and M per row of tiles
-    rows = max(1, min(th, CHUNK_BYTES // max(per_tile_row, 1)))
+    rows = max(1, min(th, chunk_bytes(x, CHUNK_BYTES) // max(per_tile_row, 1)))
 
     out = xp.empty((n, h, wd, f), dtype=dt)
     kmap = [4 * _FLIP[k // 4] + _FLIP[k % 4] for k in range(16)] if flip else list(range(16))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_xp
-from .workspace import scratch
+from .workspace import chunk_bytes, scratch
 
 Array = Any
 
@@ -82,7 +82,7 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None) -> Array:
     th, tw = (h + 3) // 4, (wd + 3) // 4
     wp = 4 * tw + 2
     per_tile_row = 36 * n * tw * (c + f) * dt.itemsize
-    rows = max(1, min(th, CHUNK_BYTES // max(per_tile_row, 1)))
+    rows = max(1, min(th, chunk_bytes(x, CHUNK_BYTES) // max(per_tile_row, 1)))
     out = xp.empty((n, h, wd, f), dtype=dt)
     for t0 in range(0, th, rows):
         t1 = min(th, t0 + rows)
