@@ -1,0 +1,182 @@
+"""Build the tutorial notebooks from their sources, and execute them.
+
+Each notebook ``tutorials/NN_name.ipynb`` is generated from ``tutorials/src/NN_name.py``, a plain
+text file in the "percent" format (the one jupytext and VS Code read)::
+
+    # %% [markdown]
+    # # A title
+    # Markdown lines, each behind "# ".
+    # %%
+    print("a code cell")
+
+The sources are what you edit (they diff well); the committed ``.ipynb`` files carry the outputs of
+a full run, so they read on a code host without running anything. Usage::
+
+    python tutorials/_build.py                    # rewrite every .ipynb from its source (no outputs)
+    python tutorials/_build.py --execute          # ... and run each in full mode, storing outputs
+    python tutorials/_build.py --execute 05 06    # only the notebooks whose name starts so
+    NUMPYNST_FAST=1 python tutorials/_build.py --execute --dry-run   # run in fast mode, write nothing
+
+Execution runs one notebook at a time (the full runs take minutes each on a laptop CPU) in a
+temporary working directory, so nothing is written next to the notebooks, with a kernel started
+from this interpreter (``sys.executable -m ipykernel_launcher``). ``tests/test_tutorials.py`` uses
+:func:`build_notebook`, :func:`execute` and :func:`kernel_dir` from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src"
+KERNEL_NAME = "numpynst-tutorials"
+
+_MARKER = re.compile(r"^# %%(?:\s*\[(markdown|md)\])?\s*$")
+
+
+def sources() -> list[Path]:
+    """The notebook sources, in order: ``tutorials/src/NN_*.py``."""
+    return sorted(SRC.glob("[0-9][0-9]_*.py"))
+
+
+def notebook_path(source: Path) -> Path:
+    """``tutorials/src/NN_name.py`` -> ``tutorials/NN_name.ipynb``."""
+    return HERE / (source.stem + ".ipynb")
+
+
+def parse_cells(text: str) -> list[tuple[str, str]]:
+    """Split a percent-format source into ``[(kind, source)]`` with kind ``"markdown"`` or ``"code"``.
+
+    Markdown lines lose their leading ``"# "`` (or a bare ``"#"``); blank lines around a cell are
+    trimmed; text before the first marker is ignored (a place for a file header).
+    """
+    cells: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        m = _MARKER.match(line)
+        if m:
+            cells.append(("markdown" if m.group(1) else "code", []))
+        elif cells:
+            cells[-1][1].append(line)
+    out = []
+    for kind, lines in cells:
+        if kind == "markdown":
+            bad = [ln for ln in lines if ln and not ln.startswith("#")]
+            if bad:
+                raise ValueError(f"markdown line without a leading '#': {bad[0]!r}")
+            lines = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in lines]
+        body = "\n".join(lines).strip("\n")
+        if body.strip():
+            out.append((kind, body))
+    return out
+
+
+def build_notebook(source: Path):
+    """An nbformat notebook (no outputs) from one source file; cell ids are stable (``cell-NN``)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python", "pygments_lexer": "ipython3"},
+    }
+    for k, (kind, body) in enumerate(parse_cells(source.read_text(encoding="utf-8"))):
+        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+        cell = make(body)
+        cell.id = f"cell-{k:02d}"
+        nb.cells.append(cell)
+    nbformat.validate(nb)
+    return nb
+
+
+@contextlib.contextmanager
+def kernel_dir():
+    """A temporary ``JUPYTER_PATH`` entry holding a kernelspec that runs *this* interpreter.
+
+    Yields the kernel name to pass to nbclient. Nothing is installed into the user's or the
+    environment's Jupyter directories, and the environment variable is restored afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="numpynst-kernel-") as tmp:
+        spec = Path(tmp) / "kernels" / KERNEL_NAME
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python ({sys.executable})",
+            "language": "python",
+        }), encoding="utf-8")
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = tmp if not old else tmp + os.pathsep + old
+        try:
+            yield KERNEL_NAME
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+def execute(nb, kernel_name: str, timeout: int = 900, workdir: str | os.PathLike | None = None):
+    """Run every cell of ``nb`` in place (outputs stored) in ``workdir`` (default: a temporary dir).
+
+    The kernel inherits this process's environment, so ``NUMPYNST_FAST`` set here reaches the
+    notebook. Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell (a
+    failed ``assert`` in a numerical check included).
+    """
+    import nbclient
+
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="numpynst-nb-"))
+        client = nbclient.NotebookClient(nb, kernel_name=kernel_name, timeout=timeout,
+                                         record_timing=False, startup_timeout=120,
+                                         resources={"metadata": {"path": str(workdir)}})
+        client.execute()
+    # the kernelspec name used for the run is a temporary one; keep the portable one
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    import nbformat
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("only", nargs="*", help="name prefixes to build (default: all)")
+    ap.add_argument("--execute", action="store_true", help="run each notebook and store its outputs")
+    ap.add_argument("--dry-run", action="store_true", help="with --execute: run, but write nothing")
+    args = ap.parse_args(argv)
+    chosen = [s for s in sources() if not args.only or any(s.stem.startswith(p) for p in args.only)]
+    if not chosen:
+        print("no notebook source matches", args.only, file=sys.stderr)
+        return 2
+    fast = os.environ.get("NUMPYNST_FAST") == "1"
+    if args.execute and fast and not args.dry_run:
+        print("the committed notebooks carry the outputs of a full run: unset NUMPYNST_FAST, or add "
+              "--dry-run to only run them in fast mode", file=sys.stderr)
+        return 2
+    # inline figures: an MPLBACKEND=Agg from the shell would otherwise keep them out of the notebook
+    os.environ.pop("MPLBACKEND", None)
+    with kernel_dir() as kernel:
+        for src in chosen:
+            nb = build_notebook(src)
+            if args.execute:
+                t0 = time.perf_counter()
+                execute(nb, kernel)
+                print(f"{src.stem}: executed in {time.perf_counter() - t0:.1f} s "
+                      f"({'fast' if fast else 'full'} mode)", flush=True)
+            if not args.dry_run:
+                out = notebook_path(src)
+                nbformat.write(nb, str(out))
+                print(f"{out.relative_to(HERE.parent)}: {out.stat().st_size / 1e3:.0f} kB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+# Source of tutorials/02_convolution_backward.ipynb (build with: python tutorials/_build.py)
+
+# %% [markdown]
+# # 2 · Convolution, backward: $dx$, $dw$, $db$ on paper, then checked by finite differences
+#
+# **Why this matters.** Style transfer changes the *pixels* of an image to lower a cost measured
+# deep inside VGG. It needs $\partial J / \partial x$, the gradient of the cost with respect to the
+# input, and getting it means passing a gradient backwards through sixteen convolutions. Training a
+# network would also need $\partial J / \partial w$ and $\partial J / \partial b$; we derive all
+# three, because the derivation is the same and the checks are cheap.
+#
+# The plan: derive the three gradients by hand (1-D first, then the general case), transcribe them
+# as loops, and check each against **central differences** — the one test that does not trust our
+# algebra. Then rewrite them as matrix products (im2col again) and as a convolution with the flipped
+# kernel.
+#
+# Prerequisite: [notebook 1](01_convolution_forward.ipynb) (the forward pass and im2col).
+
+# %%
+import os
+import time
+
+import numpy as np
+import matplotlib.pyplot as plt
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+FAST = os.environ.get("NUMPYNST_FAST") == "1"   # the test suite sets this: small sizes, quick run
+set_matplotlib_formats("jpeg")
+plt.rcParams.update({"figure.dpi": 80})
+
+from numpynst import layers
+from numpynst.gradcheck import check_directional, numerical_gradient, numerical_gradient_array, rel_error
+
+rng = np.random.default_rng(0)
+print("fast mode" if FAST else "full mode")
+
+# %% [markdown]
+# ## 1. The setting
+#
+# A layer's backward pass receives $g = \partial L / \partial\, \text{out}$ — the gradient of
+# *some* scalar loss $L$ with respect to the layer's output, same shape as the output — and must
+# return the gradients with respect to its inputs. The chain rule says: $L$ depends on $x$ only
+# through the outputs, so
+#
+# $$
+# \frac{\partial L}{\partial x_k} = \sum_{\text{outputs } o} \frac{\partial L}{\partial o}\,
+# \frac{\partial o}{\partial x_k} = \sum_o g_o \frac{\partial o}{\partial x_k}.
+# $$
+#
+# For a convolution every output is a sum of products $u \cdot v$ of one input value and one
+# weight. A term $u v$ has $\partial (u v) / \partial u = v$. So the whole derivation is one rule:
+#
+# > **every product $u \cdot v$ that went into output $o$ sends $g_o \cdot v$ back to $u$ and
+# > $g_o \cdot u$ back to $v$.**
+#
+# ### Warm-up in 1-D
+#
+# $y_i = \sum_{p=0}^{K-1} x_{i+p}\, w_p + b$ (no padding, stride 1), with $g_i = \partial L/\partial y_i$:
+#
+# $$
+# \frac{\partial L}{\partial b} = \sum_i g_i, \qquad
+# \frac{\partial L}{\partial w_p} = \sum_i g_i\, x_{i+p}, \qquad
+# \frac{\partial L}{\partial x_k} = \sum_{p} g_{k-p}\, w_p \quad (\text{over } p \text{ with } 0 \le k-p < n_y).
+# $$
+#
+# The weight gradient correlates the input with $g$; the input gradient slides the kernel
+# *backwards* over $g$ — a convolution with the **flipped** kernel (section 4).
+#
+# ### The general case
+#
+# The forward pass (notebook 1) is
+# $\text{out}[n,i,j,f] = b_f + \sum_{p,q,c} \tilde x[n, iS+p, jS+q, c]\, w[p,q,c,f]$, with
+# $\tilde x$ the zero-padded input. Applying the rule to every term:
+#
+# $$
+# \frac{\partial L}{\partial b_f} = \sum_{n,i,j} g[n,i,j,f], \qquad
+# \frac{\partial L}{\partial w[p,q,c,f]} = \sum_{n,i,j} \tilde x[n, iS+p, jS+q, c]\; g[n,i,j,f],
+# $$
+#
+# $$
+# \frac{\partial L}{\partial \tilde x[n, y, z, c]} = \sum_{\substack{i, p:\; iS + p = y \\ j, q:\; jS + q = z}}
+#   \; \sum_f g[n,i,j,f]\; w[p,q,c,f],
+# $$
+#
+# and $\partial L/\partial x$ is $\partial L/\partial \tilde x$ with the padding border cut off (the
+# padding zeros are constants: the gradient that reaches them goes nowhere).
+#
+# As code: run the forward loops again, and at each product send the gradient to both factors.
+# Deliberately naive:
+
+# %%
+def conv_backward_loops(dout, x, w, stride=1, pad=1):
+    """(dx, dw, db) of out = conv(x, w, b), by sending dout back through every product of the forward sum."""
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    _, Ho, Wo, _ = dout.shape
+    xpad = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    dxpad = np.zeros_like(xpad)
+    dw = np.zeros_like(w)
+    db = np.zeros(F)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                rows = slice(i * stride, i * stride + KH)
+                cols = slice(j * stride, j * stride + KW)
+                for f in range(F):
+                    g = dout[n, i, j, f]
+                    db[f] += g                                   # d out / d b_f = 1
+                    dw[:, :, :, f] += g * xpad[n, rows, cols, :]  # the window multiplied w[..., f]
+                    dxpad[n, rows, cols, :] += g * w[:, :, :, f]  # w[..., f] multiplied the window
+    dx = dxpad[:, pad:pad + H, pad:pad + W, :]                   # cut the padding off
+    return dx, dw, db
+
+# %% [markdown]
+# ## 2. The numerical check
+#
+# For a scalar function, the **central difference**
+# $\frac{f(x + h e_k) - f(x - h e_k)}{2h}$ approximates $\partial f/\partial x_k$ with error
+# $O(h^2)$ from truncation plus $O(\varepsilon |f| / h)$ from rounding. In float64
+# ($\varepsilon \approx 10^{-16}$) with $h = 10^{-5}$ both are around $10^{-10}$ relative.
+#
+# A layer's output is an array, not a scalar. The trick: pick a random $g$ and check the scalar
+# $L(x) = \sum \text{out}(x) \odot g$, whose gradient with respect to `out` is exactly $g$. So
+# $\partial L/\partial x$ must be `conv_backward(g)[0]` — that is what
+# `numpynst.gradcheck.numerical_gradient_array(f, x, g)` computes.
+#
+# We compare with the **relative error** $\|a - b\| / \max(\|a\|, \|b\|)$. An analytic gradient that
+# is right gives about $10^{-10}$ or less in float64; one with a wrong index or a missing term is
+# off by $O(1)$. We check $dx$, $dw$ and $db$ separately, for several strides and paddings:
+
+# %%
+def conv(x, w, b, stride, pad):
+    return layers.conv2d_forward(x, w, b, stride=stride, pad=pad)[0]
+
+
+print(f"{'x shape':>14} {'w shape':>14} S P   {'dx':>8} {'dw':>8} {'db':>8}   (each should be around 1e-10 or smaller)")
+for xs, ws, s, p in [((2, 5, 6, 3), (3, 3, 3, 4), 1, 1), ((2, 5, 6, 3), (3, 3, 3, 4), 2, 0),
+                     ((1, 7, 7, 2), (3, 3, 2, 3), 2, 1), ((1, 6, 5, 2), (2, 3, 2, 3), 1, 0)]:
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[3])
+    dout = rng.standard_normal(conv(x, w, b, s, p).shape)
+    dx, dw, db = conv_backward_loops(dout, x, w, s, p)
+    errs = [rel_error(dx, numerical_gradient_array(lambda x_: conv(x_, w, b, s, p), x, dout)),
+            rel_error(dw, numerical_gradient_array(lambda w_: conv(x, w_, b, s, p), w, dout)),
+            rel_error(db, numerical_gradient_array(lambda b_: conv(x, w, b_, s, p), b, dout))]
+    print(f"{str(xs):>14} {str(ws):>14} {s} {p}   " + " ".join(f"{e:8.1e}" for e in errs))
+    assert max(errs) < 1e-8
+
+# %% [markdown]
+# **Why float64.** The same check in float32 cannot tell right from wrong: with
+# $\varepsilon \approx 6 \cdot 10^{-8}$ the rounding error of each difference is around
+# $\varepsilon |L| / h$, far larger than in float64. Every gradient check in `numpynst` therefore
+# runs in float64 (every layer works in both dtypes).
+
+# %%
+x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
+dout32 = dout.astype(np.float32)
+dx32 = conv_backward_loops(dout32, x32, w32, 1, 0)[0]
+for h in (1e-2, 1e-3, 1e-5):
+    num32 = numerical_gradient_array(lambda x_: conv(x_, w32, b32, 1, 0), x32, dout32, h=h)
+    print(f"float32, h={h:.0e}: relative error {rel_error(dx32, num32):.1e}   (float64 above: ~1e-10)")
+
+# %% [markdown]
+# ## 3. The library's backward pass, and the matrix form
+#
+# `numpynst.layers.conv2d_backward(dout, cache)` returns the same three arrays. It must agree with
+# our loops to rounding error (around $10^{-16}$), and with the numerical gradient (around
+# $10^{-10}$):
+
+# %%
+x, w, b = rng.standard_normal((2, 6, 7, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
+for s, p in [(1, 1), (2, 1), (1, 0)]:
+    out, cache = layers.conv2d_forward(x, w, b, stride=s, pad=p)
+    dout = rng.standard_normal(out.shape)
+    lib = layers.conv2d_backward(dout, cache)
+    ours = conv_backward_loops(dout, x, w, s, p)
+    num_dx = numerical_gradient_array(lambda x_: conv(x_, w, b, s, p), x, dout)
+    e_ours = max(rel_error(a, c) for a, c in zip(lib, ours))
+    e_num = rel_error(lib[0], num_dx)
+    print(f"stride {s} pad {p}: library vs loops {e_ours:.1e} (should be around 1e-16), "
+          f"dx vs numerical {e_num:.1e} (around 1e-10)")
+    assert e_ours < 1e-13 and e_num < 1e-8
+
+# %% [markdown]
+# The library does not loop. In notebook 1 the forward pass was one matrix product,
+# $\text{out}_{2D} = \text{cols}\; W_2 + b$ with `cols = im2col(x)` of shape $(NH_oW_o, K_HK_WC)$
+# and $W_2$ = `w.reshape(KH*KW*C, F)`. The gradient of a matrix product $Y = A B$ is
+# $\partial L/\partial A = G B^\top$ and $\partial L/\partial B = A^\top G$, so with
+# $G_{2D}$ = `dout.reshape(-1, F)`:
+#
+# $$
+# \frac{\partial L}{\partial W_2} = \text{cols}^\top G_{2D}, \qquad
+# \frac{\partial L}{\partial b} = \mathbf 1^\top G_{2D}, \qquad
+# \frac{\partial L}{\partial\, \text{cols}} = G_{2D}\, W_2^\top .
+# $$
+#
+# The last one is a gradient for *cols*, a matrix holding up to nine copies of every input value.
+# im2col is a linear map $x \mapsto Mx$ that only copies; the gradient flows back through its
+# **transpose** $M^\top$, which *adds* the copies' gradients back into the place they came from.
+# That is **col2im** (a scatter-add). Two checks: that `col2im` is the transpose of `im2col` —
+# the dot-product test $\langle Mx, Y\rangle = \langle x, M^\top Y\rangle$, exact up to rounding,
+# around $10^{-16}$ — and that the three matrix formulas give the gradients:
+
+# %%
+for s, p in [(1, 1), (2, 0), (2, 1)]:
+    cols = layers.im2col(x, 3, 3, s, p)
+    Y = rng.standard_normal(cols.shape)
+    lhs, rhs = np.sum(cols * Y), np.sum(x * layers.col2im(Y, x.shape, 3, 3, s, p))
+    print(f"stride {s} pad {p}: <im2col(x), Y> = {lhs:+.12f}, <x, col2im(Y)> = {rhs:+.12f}, "
+          f"relative difference {abs(lhs - rhs) / abs(lhs):.1e} (around 1e-16)")
+    assert abs(lhs - rhs) < 1e-12 * abs(lhs)
+
+out, cache = layers.conv2d_forward(x, w, b, stride=2, pad=1)
+dout = rng.standard_normal(out.shape)
+G2 = dout.reshape(-1, 4)
+cols = layers.im2col(x, 3, 3, 2, 1)
+dw_mat = (cols.T @ G2).reshape(w.shape)
+db_mat = G2.sum(axis=0)
+dx_mat = layers.col2im(G2 @ w.reshape(-1, 4).T, x.shape, 3, 3, 2, 1)
+errs = [rel_error(a, c) for a, c in zip((dx_mat, dw_mat, db_mat), conv_backward_loops(dout, x, w, 2, 1))]
+print("matrix form vs loops: dx %.1e, dw %.1e, db %.1e (around 1e-16)" % tuple(errs))
+assert max(errs) < 1e-13
+
+# %% [markdown]
+# **What $dx$ looks like.** Send a gradient of ones back through a $3\times3$ kernel of ones: each
+# input pixel receives one unit from every window that covers it. With stride 1 that is 9 inside,
+# 6 along the edges and 4 in the corners (the padding windows are missing). With stride 2 the
+# windows overlap unevenly — some pixels are covered once, some twice, some four times — the
+# origin of the *checkerboard artefacts* of strided and transposed convolutions.
+
+# %%
+img = np.zeros((1, 9, 9, 1))
+ones_w = np.ones((3, 3, 1, 1))
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+for ax, (s, p) in zip(axes, [(1, 1), (2, 1)]):
+    out, cache = layers.conv2d_forward(img, ones_w, np.zeros(1), stride=s, pad=p)
+    cover = layers.conv2d_backward(np.ones_like(out), cache)[0][0, :, :, 0]
+    ax.imshow(cover, cmap="viridis", vmin=0, vmax=9)
+    for (r, c), v in np.ndenumerate(cover):
+        ax.text(c, r, int(v), ha="center", va="center", color="w")
+    ax.set_title(f"dx of sum(out), stride {s}, pad {p}")
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## 4. $dx$ as a convolution with the flipped kernel
+#
+# For stride 1 there is a neater form. In 1-D with padding $P$,
+# $\partial L/\partial x_k = \sum_p g_{k+P-p}\, w_p$. Substituting $p' = K-1-p$:
+#
+# $$
+# \frac{\partial L}{\partial x_k} = \sum_{p'} g_{\,k + p' - (K-1-P)}\; w_{K-1-p'},
+# $$
+#
+# a forward convolution of $g$, zero-padded by $K-1-P$, with the kernel **flipped** in space. With
+# channels, the kernel's input and output axes also swap (the gradient goes from $F$ channels back
+# to $C$): $w_\text{flip}[p, q, f, c] = w[K_H-1-p,\, K_W-1-q,\, c,\, f]$. So the backward pass can
+# reuse the fast forward code — no scatter-add at all. It must agree with the loops to around
+# $10^{-16}$:
+
+# %%
+for p in (0, 1, 2):
+    x, w = rng.standard_normal((2, 6, 7, 3)), rng.standard_normal((3, 3, 3, 4))
+    out, cache = layers.conv2d_forward(x, w, np.zeros(4), stride=1, pad=p)
+    dout = rng.standard_normal(out.shape)
+    w_flip = w[::-1, ::-1].transpose(0, 1, 3, 2)            # (KH, KW, F, C)
+    dx_flip, _ = layers.conv2d_forward(dout, np.ascontiguousarray(w_flip), None, stride=1, pad=3 - 1 - p)
+    err = rel_error(dx_flip, conv_backward_loops(dout, x, w, 1, p)[0])
+    print(f"pad {p}: flipped-kernel convolution vs loops {err:.1e} (around 1e-16)")
+    assert err < 1e-13
+
+# %% [markdown]
+# ## 5. A check at full size, and what style transfer skips
+#
+# A full numerical gradient costs two evaluations per input value: fine for 200 values, not for a
+# real layer. A **directional derivative** checks any size with two evaluations: for a random unit
+# direction $v$, $\langle \nabla L, v\rangle$ must equal $\frac{L(x + hv) - L(x - hv)}{2h}$.
+# `numpynst.gradcheck.check_directional` does it along three random directions. Expect around
+# $10^{-9}$–$10^{-8}$ here, a little more than per coordinate: the one difference quotient is the
+# difference of two sums of tens of thousands of terms, and their rounding errors add up.
+
+# %%
+side, C, F = (8, 4, 4) if FAST else (32, 32, 32)
+x = rng.standard_normal((1, side, side, C))
+w = rng.standard_normal((3, 3, C, F)) / np.sqrt(9 * C)
+b = rng.standard_normal(F)
+G = rng.standard_normal((1, side, side, F))
+out, cache = layers.conv2d_forward(x, w, b)
+dx = layers.conv2d_backward(G, cache, weight_grads=False)[0]
+err = check_directional(lambda x_: np.sum(conv(x_, w, b, 1, 1) * G), x, dx)
+print(f"x {x.shape}: directional check of dx, relative error {err:.1e} (around 1e-9 to 1e-8)")
+assert err < 1e-7
+
+# %% [markdown]
+# Style transfer optimizes the image, never the network, so it needs only $dx$.
+# `conv2d_backward(dout, cache, weight_grads=False)` skips $dw$ and $db$ — and with them a second
+# pass over the receptive fields. On a VGG-sized layer that saves half of the backward pass or more:
+
+# %%
+side, C = (16, 16) if FAST else (64, 128)
+x = rng.standard_normal((1, side, side, C)).astype(np.float32)
+w = (rng.standard_normal((3, 3, C, C)) * 0.05).astype(np.float32)
+out, cache = layers.conv2d_forward(x, w, np.zeros(C, np.float32))
+dout = np.ones_like(out)
+
+
+def best_time(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+for flag in (True, False):
+    t = best_time(lambda: layers.conv2d_backward(dout, cache, weight_grads=flag))
+    print(f"weight_grads={flag!s:5}: {t * 1e3:7.1f} ms for x {x.shape}, w {w.shape}")
+
+# %% [markdown]
+# ## Summary
+#
+# * One rule derives everything: a product $u v$ in output $o$ sends $g_o v$ to $u$ and $g_o u$
+#   to $v$. Hence $db = \sum g$, $dw$ = input windows correlated with $g$, $dx$ = $g$ spread back
+#   through the kernel onto the receptive fields.
+# * Checked against central differences in float64: around $10^{-10}$; float32 is too coarse for
+#   such checks.
+# * In matrix form: $dW_2 = \text{cols}^\top G$, $d\,\text{cols} = G W_2^\top$, and
+#   $dx = $ col2im$(d\,\text{cols})$, because col2im is the transpose of im2col.
+# * For stride 1, $dx$ is a forward convolution of $g$ with the flipped, channel-swapped kernel.
+# * Style transfer needs only $dx$ (`weight_grads=False`).
+#
+# Next: [notebook 3](03_relu_and_pooling.ipynb), the other two layers of VGG.
+#
+# ## Exercises
+#
+# 1. Break `conv_backward_loops` on purpose (e.g. forget to cut off the padding, or use
+#    `w[:, :, :, 0]` for every filter) and watch the relative error jump to $O(1)$.
+# 2. Derive $dx$ for stride 2 as a convolution: insert $S-1$ zeros between the entries of $g$
+#    ("dilate" it) and then convolve with the flipped kernel. Check it numerically.
+# 3. Why does the directional check use several random directions rather than one fixed one?
+#    Construct a wrong gradient that passes the check along $v = (1, 1, \dots, 1)/\sqrt n$.
+# 4. Show that `numerical_gradient` with $h = 10^{-2}$ and $h = 10^{-8}$ is *worse* than with
+#    $h = 10^{-5}$ in float64, and explain both failures.
