@@ -21,8 +21,6 @@ How it measures (the machine may be shared with other work):
   bytes the forward pass keeps for the backward pass (the activation floor no algorithm can avoid).
 * GPU runs time with CUDA events after a device synchronize; PyTorch runs float32 with TF32 off.
 
-``--whatif readonly eltwise`` measures two changes outside this module's reach (see --help).
-
 ``--breakdown`` adds a per-layer table (numpynst only): forward and backward time of each conv and
 of the ReLU/pool ops between them. Timings are printed, never asserted.
 """
@@ -144,14 +142,6 @@ def worker_numpynst(args) -> None:
         xp = cp
         sync = cp.cuda.Device().synchronize
     model = VGG.from_h5(args.weights, backend=args.backend)
-    if "readonly" in args.whatif:
-        for w, b in model.params.values():
-            if xp is np:
-                w.flags.writeable = False       # lets numpynst.conv cache the Winograd transforms
-    if "eltwise" in args.whatif and xp is np:
-        sys.path.insert(0, HERE)
-        import whatif_eltwise
-        whatif_eltwise.install(layers)
     rng = np.random.default_rng(0)
     x = xp.asarray((rng.standard_normal((1, args.size, args.size, 3)) * 60).astype(np.float32))
     shapes = {}
@@ -335,8 +325,6 @@ def _spawn(kind: str, size: int, args) -> subprocess.Popen:
         cmd += ["--weights", args.weights]
     if args.breakdown and kind == "numpynst":
         cmd.append("--breakdown")
-    if args.whatif and kind == "numpynst":
-        cmd += ["--whatif", *args.whatif]
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -362,10 +350,6 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None, help="Keras-layout VGG19 .h5 (default: the shipped file)")
     ap.add_argument("--breakdown", action="store_true", help="per-layer table for numpynst")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--whatif", nargs="*", default=[], choices=("readonly", "eltwise"),
-                    help="measure changes outside numpynst.conv: 'readonly' marks the model's weights "
-                         "read-only (conv then caches Winograd transforms and may use F(4x4,3x3)); "
-                         "'eltwise' swaps in branch-free ReLU/max-pool ops (benchmarks/whatif_eltwise.py)")
     ap.add_argument("--pause", type=float, default=0.3, help="seconds between iterations (lets spinning "
                                                              "BLAS/OpenMP threads of the other worker sleep)")
     ap.add_argument("--worker", choices=("numpynst", "torch"), help=argparse.SUPPRESS)
@@ -389,8 +373,7 @@ def main(argv=None) -> int:
                   f"CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
         except Exception as exc:  # report and go on: the workers will fail with the real error
             print(f"GPU: unavailable ({type(exc).__name__}: {exc})")
-    print(f"backend: {args.backend}; iterations per library and size: {args.repeat} (+1 warm-up), medians"
-          + (f"; what-if: {', '.join(args.whatif)}" if args.whatif else "") + "\n")
+    print(f"backend: {args.backend}; iterations per library and size: {args.repeat} (+1 warm-up), medians" + "\n")
     rows = []
     for size in args.size:
         workers = {"numpynst": _spawn("numpynst", size, args)}

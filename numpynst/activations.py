@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import cuda_kernels
+from . import cuda_kernels, masking
 from .backend import get_xp
 
 Array = Any
@@ -34,12 +34,11 @@ def relu_forward(x: Array) -> tuple[Array, ReluCache]:
 
 def relu_backward(dout: Array, cache: ReluCache) -> Array:
     """``dx = dout * (x > 0)``, same shape as ``dout``."""
-    xp = get_xp(dout, cache.out)
     if dout.shape != cache.out.shape:
         raise ValueError(f"relu_backward: dout.shape={tuple(dout.shape)} != forward shape "
                          f"{tuple(cache.out.shape)}")
     if cuda_kernels.supports(dout, cache.out):   # CuPy: one fused elementwise kernel, no mask array
         return cuda_kernels.relu_backward(dout, cache.out)
-    # where() instead of a multiply by a float mask: no mask array of dout's size is materialised
-    # in float, and a NaN in dout behind a dead unit stays out of dx.
-    return xp.where(cache.out > 0, dout, xp.zeros((), dtype=dout.dtype))
+    # where(out > 0, dout, 0), not a multiply by the mask: a NaN in dout behind a dead unit stays
+    # out of dx. masking.select does it on the bit patterns, without where()'s per-element branch.
+    return masking.select(cache.out > 0, dout)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import cuda_kernels
+from . import cuda_kernels, masking
 from .backend import get_xp
 
 Array = Any
@@ -78,12 +78,15 @@ def maxpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, Ma
     for k in range(1, size * size):
         p, q = divmod(k, size)
         v = _window(x, p, q, ho, wo, stride)
-        # Strictly greater: on a tie the earlier offset keeps the argmax (the documented rule).
+        # Strictly greater: on a tie the earlier offset keeps the argmax (the documented rule), and a
+        # NaN never takes over. out = better ? v : out (masking.update) and argmax = better ? k :
+        # argmax (arithmetic on 0/1) avoid copyto(where=) and argmax[better] = k: those branch per
+        # element (~50% mispredicted on real activations, 10x slower on the CPU), and boolean-mask
+        # assignment makes CuPy count the mask's True entries on the host.
         better = v > out
-        xp.copyto(out, v, where=better)
-        # copyto, not argmax[better] = k: boolean-mask assignment makes CuPy count the mask's True
-        # entries on the host (a device->host copy per window offset)
-        xp.copyto(argmax, argmax.dtype.type(k), where=better)
+        masking.update(better, v, out)
+        xp.multiply(argmax, ~better, out=argmax)
+        argmax += better.view(xp.uint8) * xp.uint8(k)
     return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
 
 
@@ -98,10 +101,14 @@ def maxpool_backward(dout: Array, cache: MaxPoolCache) -> Array:
     xp = get_xp(dout, argmax)
     ho, wo = argmax.shape[1:3]
     dx = xp.zeros(x_shape, dtype=dout.dtype)
-    zero = xp.zeros((), dtype=dout.dtype)
+    disjoint = stride >= size        # every x element in at most one window (VGG's 2x2/2)
     for k in range(size * size):
         p, q = divmod(k, size)
-        _window(dx, p, q, ho, wo, stride)[...] += xp.where(argmax == k, dout, zero)
+        win = _window(dx, p, q, ho, wo, stride)
+        if disjoint:                 # this offset's elements are still zero: write, don't add
+            masking.select(argmax == k, dout, out=win)
+        else:
+            win += masking.select(argmax == k, dout)
     return dx
 
 

@@ -103,8 +103,15 @@ class VGG:
                                   f"{tuple(w.shape)} and b {tuple(b.shape)}")
             cin = int(w.shape[3])
             # one host->device copy per layer, here and never again
-            self.params[name] = (self.xp.ascontiguousarray(to_device(w, self.xp, self.dtype)),
-                                 to_device(b, self.xp, self.dtype))
+            wd, bd = self.xp.ascontiguousarray(to_device(w, self.xp, self.dtype)), to_device(b, self.xp, self.dtype)
+            if self.xp is np:
+                # Read-only parameters: style transfer never changes them, so numpynst.conv may
+                # cache their Winograd transforms (and pick F(4x4,3x3)), which it only does for
+                # arrays that cannot change behind its back. Our own copies, so the caller's arrays
+                # stay as they were.
+                wd, bd = (a.copy() if np.may_share_memory(a, src) else a for a, src in ((wd, w), (bd, b)))
+                wd.flags.writeable = bd.flags.writeable = False
+            self.params[name] = (wd, bd)
         self._tape: list[tuple[str, str, Any]] = []
         self._out_shapes: dict[str, tuple[int, ...]] = {}
 

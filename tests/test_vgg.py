@@ -7,7 +7,7 @@ import pytest
 import numpynst.layers as L
 from numpynst.errors import OptionError
 from numpynst.gradcheck import check_directional, numerical_gradient_sparse, rel_error
-from numpynst.testing import tiny_vgg
+from numpynst.testing import tiny_params, tiny_vgg
 from numpynst.vgg import IMAGENET_MEAN_BGR, VGG, all_layer_names, deprocess, preprocess
 
 OUTPUTS = ["block1_conv2", "block2_pool", "block3_conv1", "block4_conv2"]
@@ -234,3 +234,16 @@ def test_model_lives_on_its_device_in_its_dtype(xp):
     assert w.dtype == np.float32 and type(w).__module__.split(".")[0] == xp.__name__.split(".")[0]
     x = model.preprocess(np.zeros((8, 8, 3), dtype=np.uint8))
     assert x.dtype == np.float32 and model.forward(x, "block1_pool")["block1_pool"].dtype == np.float32
+
+
+def test_numpy_params_are_read_only_copies():
+    """Read-only, so conv may cache Winograd transforms; copies, so the caller's arrays are untouched."""
+    params = tiny_params("vgg19", seed=3)
+    params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in params.items()}
+    model = VGG.from_params("vgg19", params, dtype=np.float32)    # same dtype: no conversion copy
+    for name, (w, b) in model.params.items():
+        assert not w.flags.writeable and not b.flags.writeable
+        assert not np.may_share_memory(w, params[name][0]) and not np.may_share_memory(b, params[name][1])
+        assert params[name][0].flags.writeable and np.array_equal(w, params[name][0])
+    with pytest.raises(ValueError, match="read-only"):
+        model.params["block1_conv1"][0][0, 0, 0, 0] = 1.0
