@@ -40,9 +40,6 @@ def worker(args) -> None:
     from numpynst.vgg import VGG
 
     model = VGG.from_h5()
-    if args.readonly:
-        for w, _ in model.params.values():
-            w.flags.writeable = False
     content = load_image(sample_path(args.content))
     style = load_image(sample_path(args.style))
     trace = []
@@ -97,7 +94,6 @@ def main(argv=None) -> int:
     ap.add_argument("--style", default="ihc")
     ap.add_argument("--runs", nargs="+", choices=("single", "multi"), default=["single", "multi"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--readonly", action="store_true", help="mark the weights read-only (cached Winograd transforms)")
     ap.add_argument("--worker", choices=("single", "multi"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -108,12 +104,12 @@ def main(argv=None) -> int:
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[v] = str(args.threads)
     print(f"{args.content} + {args.style} at {args.size} px, L-BFGS, {args.iterations} iterations per scale, "
-          f"threads={args.threads}{', read-only weights' if args.readonly else ''}")
+          f"threads={args.threads}")
     out = {}
     for run in args.runs:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", run, "--size", str(args.size),
                "--iterations", str(args.iterations), "--content", args.content, "--style", args.style,
-               "--scales", *map(str, args.scales)] + (["--readonly"] if args.readonly else [])
+               "--scales", *map(str, args.scales)]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             print(p.stderr[-3000:])

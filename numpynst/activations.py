@@ -32,13 +32,20 @@ def relu_forward(x: Array) -> tuple[Array, ReluCache]:
     return out, ReluCache(out)
 
 
-def relu_backward(dout: Array, cache: ReluCache) -> Array:
-    """``dx = dout * (x > 0)``, same shape as ``dout``."""
+def relu_backward(dout: Array, cache: ReluCache, out: Array | None = None) -> Array:
+    """``dx = dout * (x > 0)``, same shape as ``dout``.
+
+    ``out``: optional array of ``dout``'s shape and dtype to write ``dx`` into; it may be ``dout``
+    itself when the caller owns ``dout`` and no longer needs it (saves a fresh array).
+    """
     if dout.shape != cache.out.shape:
         raise ValueError(f"relu_backward: dout.shape={tuple(dout.shape)} != forward shape "
                          f"{tuple(cache.out.shape)}")
+    if out is not None and (tuple(out.shape) != tuple(dout.shape) or out.dtype != dout.dtype):
+        raise ValueError(f"relu_backward: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
+                         f"dout {tuple(dout.shape)} and {dout.dtype}")
     if cuda_kernels.supports(dout, cache.out):   # CuPy: one fused elementwise kernel, no mask array
-        return cuda_kernels.relu_backward(dout, cache.out)
+        return cuda_kernels.relu_backward(dout, cache.out, out)
     # where(out > 0, dout, 0), not a multiply by the mask: a NaN in dout behind a dead unit stays
-    # out of dx. masking.select does it on the bit patterns, without where()'s per-element branch.
-    return masking.select(cache.out > 0, dout)
+    # out of dx. masking does it on the bit patterns, without where()'s per-element branch.
+    return masking.select_positive(cache.out, dout, out=out)

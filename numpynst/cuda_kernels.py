@@ -456,10 +456,12 @@ def maxpool_backward(dout: Array, argmax: Array, x_shape: tuple[int, int, int, i
     return dx
 
 
-def relu_backward(dout: Array, out: Array) -> Array:
+def relu_backward(dout: Array, out: Array, dx: Array | None = None) -> Array:
     """``dx = dout * (out > 0)`` (0 where ``out <= 0`` or is NaN), as
-    :func:`numpynst.activations.relu_backward` given the cached forward output ``out``."""
+    :func:`numpynst.activations.relu_backward` given the cached forward output ``out``; written into
+    ``dx`` when given (an elementwise kernel: ``dx`` may be ``dout`` itself)."""
     cp = _cupy(dout, out, what="relu_backward")
     if tuple(dout.shape) != tuple(out.shape):
         raise ValueError(f"relu_backward: dout.shape={tuple(dout.shape)} != forward shape {tuple(out.shape)}")
-    return _relu_kernel(cp)(dout, out)
+    kernel = _relu_kernel(cp)
+    return kernel(dout, out) if dx is None else kernel(dout, out, dx)

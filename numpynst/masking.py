@@ -23,10 +23,34 @@ from typing import Any
 import numpy as np
 
 from .backend import get_xp
+from .workspace import scratch
 
 Array = Any
 
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+# Elements per chunk: the all-ones mask of a chunk lives in a reused scratch buffer (4 MiB at
+# float32) instead of a fresh array the size of the activation. A fresh 64 MiB array (a 512 px
+# block1 activation) costs ~16k first-touch page faults, which took longer than the select itself
+# on the benchmark machine (see benchmarks/README.md).
+CHUNK_ELEMENTS = 2 ** 20
+
+
+def _chunks(shape: tuple[int, ...]):
+    """Index tuples that split an array of ``shape`` into blocks of about CHUNK_ELEMENTS elements,
+    along its third-from-last axis (rows of an ``(N, H, W, C)`` activation); one block if ndim < 3."""
+    if len(shape) < 3:
+        yield (Ellipsis,)
+        return
+    row = max(1, int(np.prod(shape[-2:], dtype=np.int64)))
+    step = max(1, CHUNK_ELEMENTS // row)
+    for lead in np.ndindex(*shape[:-3]):
+        for r0 in range(0, shape[-3], step):
+            yield lead + (slice(r0, r0 + step),)
+
+
+def _numpy_float(xp, a: Array) -> bool:
+    return xp is np and a.dtype.kind == "f" and a.dtype.itemsize in _UINT
 
 
 def select(mask: Array, a: Array, out: Array | None = None) -> Array:
@@ -39,23 +63,42 @@ def select(mask: Array, a: Array, out: Array | None = None) -> Array:
     Returns:
         the selected array (``out`` when given), ``a``'s dtype.
     """
-    xp = get_xp(mask, a)
-    if xp is not np or a.dtype.itemsize not in _UINT or a.dtype.kind != "f":
+    return _select(lambda idx: mask[idx], a, out)
+
+
+def select_positive(key: Array, a: Array, out: Array | None = None) -> Array:
+    """``where(key > 0, a, 0)`` (ReLU's backward with ``key`` the forward output), computing the mask
+    chunk by chunk: no boolean array of the full size either."""
+    xp = get_xp(key, a)
+    if not _numpy_float(xp, a):
+        return _select(lambda idx: key[idx] > 0, a, out)
+    return _select(lambda idx: np.greater(key[idx], 0, out=scratch(a, "mask_bool", key[idx].shape, bool)),
+                   a, out)
+
+
+def _select(mask_of, a: Array, out: Array | None) -> Array:
+    xp = get_xp(a)
+    if not _numpy_float(xp, a):
+        res = xp.where(mask_of((Ellipsis,)), a, xp.zeros((), dtype=a.dtype))
         if out is None:
-            return xp.where(mask, a, xp.zeros((), dtype=a.dtype))
-        xp.copyto(out, xp.where(mask, a, xp.zeros((), dtype=a.dtype)))
+            return res
+        xp.copyto(out, res)
         return out
     uint = _UINT[a.dtype.itemsize]
     if out is None:
         out = np.empty(a.shape, dtype=a.dtype)
     # a view with an equal-size dtype reinterprets the bits in place, whatever the strides
-    np.bitwise_and(a.view(uint), _all_ones_where(mask, uint), out=out.view(uint))
+    ab, ob = a.view(uint), out.view(uint)
+    for idx in _chunks(a.shape):
+        np.bitwise_and(ab[idx], _all_ones_where(mask_of(idx), uint), out=ob[idx])
     return out
 
 
 def _all_ones_where(mask: Array, uint: type) -> Array:
-    """``0xFF..FF`` where ``mask`` is true, ``0`` elsewhere, as ``uint``."""
-    m = mask.astype(uint)
+    """``0xFF..FF`` where ``mask`` is true, ``0`` elsewhere, as ``uint`` (in a reused scratch buffer,
+    valid until the next call)."""
+    m = scratch(mask, "mask_bits", mask.shape, uint)
+    np.copyto(m, mask)                    # bool -> 0/1
     np.negative(m, out=m)                 # unsigned wrap-around: 1 -> 2**bits - 1, 0 -> 0
     return m
 
@@ -67,12 +110,15 @@ def update(mask: Array, a: Array, out: Array) -> Array:
     ``out``'s own bits elsewhere; NaN payloads included). ``a`` and ``out`` share a float dtype.
     """
     xp = get_xp(mask, a, out)
-    if xp is not np or out.dtype.itemsize not in _UINT or out.dtype != a.dtype:
+    if not _numpy_float(xp, out) or out.dtype != a.dtype:
         xp.copyto(out, a, where=mask)
         return out
     uint = _UINT[out.dtype.itemsize]
-    ob = out.view(uint)
-    t = np.bitwise_xor(a.view(uint), ob)
-    np.bitwise_and(t, _all_ones_where(mask, uint), out=t)
-    np.bitwise_xor(ob, t, out=ob)
+    ab, ob = a.view(uint), out.view(uint)
+    for idx in _chunks(out.shape):
+        o = ob[idx]
+        t = scratch(out, "mask_xor", o.shape, uint)
+        np.bitwise_xor(ab[idx], o, out=t)
+        np.bitwise_and(t, _all_ones_where(mask[idx], uint), out=t)
+        np.bitwise_xor(o, t, out=o)
     return out

@@ -247,19 +247,22 @@ class VGG:
                                   f"activation has {self._out_shapes[name]}")
         start = max(i for i, (name, _, _) in enumerate(self._tape) if name in grads)
         g = None
+        owned = False            # is g an intermediate of ours (free to overwrite) or the caller's?
         for name, kind, cache in reversed(self._tape[:start + 1]):
             if name in grads:
-                # a new array: never modify the caller's gradient in place
+                # asarray may hand back the caller's own array: never modify that in place
                 gl = self.xp.asarray(grads[name], dtype=self.dtype)
-                g = gl if g is None else g + gl
+                g, owned = (gl, gl is not grads[name]) if g is None else (g + gl, True)
             if kind == "conv":
                 conv_cache, relu_cache = cache
-                g = layers.relu_backward(g, relu_cache)
+                # in place when g is ours: no fresh activation-sized array (page faults) per layer
+                g = layers.relu_backward(g, relu_cache, out=g if owned else None)
                 g, _, _ = layers.conv2d_backward(g, conv_cache, weight_grads=False)
             elif kind == "maxpool":
                 g = layers.maxpool_backward(g, cache)
             else:
                 g = layers.avgpool_backward(g, cache)
+            owned = True
         return g
 
     def clear(self) -> None:

@@ -82,3 +82,31 @@ def test_maxpool_nan_never_takes_over():
     out, cache = pooling.maxpool_forward(x, 2, 2)
     assert np.isnan(out[0, 0, 0, 0]) and cache.argmax[0, 0, 0, 0] == 0
     assert out[0, 0, 1, 0] == 3 and cache.argmax[0, 0, 1, 0] == 3
+
+
+def test_chunked_paths_match_where_on_a_large_activation(rng, monkeypatch):
+    """Several chunks (incl. a ragged last one) of a 4-D array, in place and into a fresh array."""
+    monkeypatch.setattr(masking, "CHUNK_ELEMENTS", 7 * 6 * 3)
+    key = _data(rng, (2, 23, 6, 3), np.float32)
+    a = _data(rng, key.shape, np.float32)
+    want = np.where(key > 0, a, np.float32(0))
+    assert np.array_equal(masking.select_positive(key, a), want, equal_nan=True)
+    b = a.copy()
+    assert masking.select_positive(key, b, out=b) is b and np.array_equal(b, want, equal_nan=True)
+    out = a[::-1].copy()
+    want_u = out.copy()
+    np.copyto(want_u, a, where=key > 0)
+    assert np.array_equal(masking.update(key > 0, a, out), want_u, equal_nan=True)
+
+
+def test_relu_backward_into_out_and_in_place(rng):
+    from numpynst import activations
+    x = rng.standard_normal((1, 5, 4, 3))
+    _, cache = activations.relu_forward(x)
+    dout = rng.standard_normal(x.shape)
+    want = np.where(x > 0, dout, 0.0)
+    buf = np.empty_like(dout)
+    assert activations.relu_backward(dout, cache, out=buf) is buf and np.array_equal(buf, want)
+    assert activations.relu_backward(dout, cache, out=dout) is dout and np.array_equal(dout, want)
+    with pytest.raises(ValueError, match="out has shape"):
+        activations.relu_backward(dout, cache, out=np.empty((1, 5, 4, 2)))

@@ -247,3 +247,16 @@ def test_numpy_params_are_read_only_copies():
         assert params[name][0].flags.writeable and np.array_equal(w, params[name][0])
     with pytest.raises(ValueError, match="read-only"):
         model.params["block1_conv1"][0][0, 0, 0, 0] = 1.0
+
+
+def test_backward_leaves_the_callers_gradients_alone():
+    """backward works in place on its own intermediates only, never on the arrays it is given."""
+    model = tiny_vgg()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 16, 16, 3))
+    acts = model.forward(x, ["block1_conv1", "block2_conv2"])
+    grads = {k: rng.standard_normal(v.shape) for k, v in acts.items()}
+    saved = {k: v.copy() for k, v in grads.items()}
+    dx1 = model.backward(grads)
+    assert all(np.array_equal(grads[k], saved[k]) for k in grads)
+    assert np.array_equal(model.backward(grads), dx1)
