@@ -197,7 +197,7 @@ def worker_torch(args) -> None:
         else:
             w, b = model.params[name]
             convs.append((name, torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).to(dev),
-                          torch.from_numpy(np.asarray(b)).to(dev)))
+                          torch.from_numpy(np.array(b)).to(dev)))
         if name == "block5_conv1":
             break
     rng = np.random.default_rng(0)
