@@ -133,24 +133,36 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False) -
     return out
 
 
+def padded_rows(x: Array, xc: Array, lo: int) -> Array:
+    """Fill ``xc (N, R, Wp, C)`` with rows ``lo .. lo+R-1`` of ``x`` zero-padded by one pixel on every
+    side (x row ``lo`` is padded row ``lo + 1``; rows outside ``x`` and columns ``0`` and ``W+1..``
+    are zeros) and return it.
+
+    Why not ``np.pad``: ``xc`` is a reused scratch buffer, so only the border strips are zeroed and
+    no fresh array is allocated per chunk.
+    """
+    h, wd = x.shape[1:3]
+    hi = lo + xc.shape[1]                                  # x rows covered, before clipping
+    a, b = max(lo, 0), min(hi, h)
+    if a < b:
+        xc[:, a - lo:b - lo, 1:wd + 1] = x[:, a:b]
+    if a > lo:
+        xc[:, :min(a, hi) - lo] = 0
+    if b < hi:
+        xc[:, max(b, lo) - lo:] = 0
+    xc[:, :, 0] = 0
+    xc[:, :, wd + 1:] = 0
+    return xc
+
+
 def _input_tiles(x: Array, t0: int, t1: int, tw: int, wp: int, v: Array) -> None:
     """``V = B^T d B`` for tile rows ``[t0, t1)``, written into ``v (16, N, t1 - t0, tw, C)``."""
     xp = get_xp(x)
     n, h, wd, c = x.shape
     dt = x.dtype
     r = t1 - t0
-    # The padded input rows 2*t0 .. 2*t1+1 (padded coordinates; x row = padded row - 1), built in a
-    # reused buffer instead of np.pad: only the border strips are zeroed.
-    xc = scratch(x, "wino_xc", (n, 2 * r + 2, wp, c), dt)
-    lo, hi = 2 * t0 - 1, 2 * t1 + 1                        # x rows covered, before clipping
-    a, b = max(lo, 0), min(hi, h)
-    xc[:, a - lo:b - lo, 1:wd + 1] = x[:, a:b]
-    if a > lo:
-        xc[:, :a - lo] = 0
-    if b < hi:
-        xc[:, b - lo:] = 0
-    xc[:, :, 0] = 0
-    xc[:, :, wd + 1:] = 0
+    # The padded input rows 2*t0 .. 2*t1+1 (padded coordinates; x row = padded row - 1)
+    xc = padded_rows(x, scratch(x, "wino_xc", (n, 2 * r + 2, wp, c), dt), 2 * t0 - 1)
     # Rows: t = B^T d, for every padded column (4 passes over half the chunk).
     tr = scratch(x, "wino_t", (4, n, r, wp, c), dt)
     d = [xc[:, k:k + 2 * r:2] for k in range(4)]

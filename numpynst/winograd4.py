@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_xp
+from .winograd import padded_rows
 from .workspace import chunk_bytes, scratch
 
 Array = Any
@@ -134,16 +135,8 @@ def _input_tiles(x: Array, t0: int, t1: int, tw: int, wp: int, v: Array) -> None
     n, h, wd, c = x.shape
     dt = x.dtype
     r = t1 - t0
-    xc = scratch(x, "wino4_xc", (n, 4 * r + 2, wp, c), dt)
-    lo, hi = 4 * t0 - 1, 4 * t1 + 1                        # x rows covered (padded row - 1)
-    a, b = max(lo, 0), min(hi, h)
-    xc[:, a - lo:b - lo, 1:wd + 1] = x[:, a:b]
-    if a > lo:
-        xc[:, :a - lo] = 0
-    if b < hi:
-        xc[:, b - lo:] = 0
-    xc[:, :, 0] = 0
-    xc[:, :, wd + 1:] = 0
+    # padded rows 4*t0 .. 4*t1+1 (x row = padded row - 1)
+    xc = padded_rows(x, scratch(x, "wino4_xc", (n, 4 * r + 2, wp, c), dt), 4 * t0 - 1)
     tr = scratch(x, "wino4_t", (6, n, r, wp, c), dt)
     tmp = scratch(x, "wino4_tmp", (n, r, wp, c), dt)
     _bt([xc[:, k:k + 4 * r:4] for k in range(6)], list(tr), tmp)
