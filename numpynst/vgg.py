@@ -103,13 +103,17 @@ class VGG:
                                   f"{tuple(w.shape)} and b {tuple(b.shape)}")
             cin = int(w.shape[3])
             # one host->device copy per layer, here and never again
-            wd, bd = self.xp.ascontiguousarray(to_device(w, self.xp, self.dtype)), to_device(b, self.xp, self.dtype)
+            wd = self.xp.ascontiguousarray(to_device(w, self.xp, self.dtype))
+            bd = to_device(b, self.xp, self.dtype)
             if self.xp is np:
                 # Read-only parameters: style transfer never changes them, so numpynst.conv may
                 # cache their Winograd transforms (and pick F(4x4,3x3)), which it only does for
-                # arrays that cannot change behind its back. Our own copies, so the caller's arrays
-                # stay as they were.
-                wd, bd = (a.copy() if np.may_share_memory(a, src) else a for a, src in ((wd, w), (bd, b)))
+                # arrays that cannot change behind its back. Our own copies (to_device hands back
+                # the caller's array when nothing needs converting), so theirs stay writable.
+                if np.may_share_memory(wd, w):
+                    wd = wd.copy()
+                if np.may_share_memory(bd, b):
+                    bd = bd.copy()
                 wd.flags.writeable = bd.flags.writeable = False
             self.params[name] = (wd, bd)
         self._tape: list[tuple[str, str, Any]] = []

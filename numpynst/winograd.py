@@ -158,7 +158,7 @@ def padded_rows(x: Array, xc: Array, lo: int) -> Array:
 def _input_tiles(x: Array, t0: int, t1: int, tw: int, wp: int, v: Array) -> None:
     """``V = B^T d B`` for tile rows ``[t0, t1)``, written into ``v (16, N, t1 - t0, tw, C)``."""
     xp = get_xp(x)
-    n, h, wd, c = x.shape
+    n, _, wd, c = x.shape
     dt = x.dtype
     r = t1 - t0
     # The padded input rows 2*t0 .. 2*t1+1 (padded coordinates; x row = padded row - 1)

@@ -132,7 +132,7 @@ def _bt(d: list, o: list, tmp: Array) -> None:
 
 def _input_tiles(x: Array, t0: int, t1: int, tw: int, wp: int, v: Array) -> None:
     """``V = B^T d B`` for tile rows ``[t0, t1)`` into ``v (36, N, R, tw, C)``."""
-    n, h, wd, c = x.shape
+    n, _, wd, c = x.shape
     dt = x.dtype
     r = t1 - t0
     # padded rows 4*t0 .. 4*t1+1 (x row = padded row - 1)
