@@ -9,12 +9,13 @@ Public API
 ----------
 ``load_image(path, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> uint8 (H, W, 3)``
 ``save_image(path, rgb, quality=95) -> Path``            (atomic: temp file + fsync + rename)
-``atomic_path(path)`` / ``atomic_write(path, writer)``  (the same atomic rename, for any writer)
 ``resize_image(rgb, size)`` (longest side), ``resize_to(rgb, (H, W))``
 ``preserve_color(content_rgb, stylized_rgb, match_luminance=False)``  (luminance-only transfer)
 ``rgb_to_yiq(rgb)``, ``yiq_to_rgb(yiq)``
 ``SAMPLES``, ``DEMO_CONTENT``, ``DEMO_STYLE``, ``sample_path(name)``, ``sample_names(kind=None)``
-``same_file(a, b)``
+``IMAGE_SUFFIXES``                                       (the file extensions read and written)
+
+Atomic writes and file identity live in :mod:`numpynst.files`.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .backend import to_host
+from .checks import first_line
 from .errors import ImageError, OptionError
+from .files import atomic_path
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT",
-    "DEMO_STYLE", "load_image", "save_image", "atomic_path", "atomic_write", "resize_image",
+    "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "save_image", "resize_image",
     "resize_to", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
-    "same_file",
 ]
 
 #: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
@@ -56,6 +58,9 @@ SAVE_FORMATS = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
     ".tif": "TIFF", ".tiff": "TIFF",
 }
+
+#: The image file extensions numpynst reads and writes (lower case, with the dot).
+IMAGE_SUFFIXES = tuple(SAVE_FORMATS)
 
 # Errors Pillow and its codecs raise for files that are not images, truncated or corrupt.
 # (Pillow raises SyntaxError for some malformed headers, struct.error/zlib.error from parsers.)
@@ -202,7 +207,7 @@ def load_image(path: str | os.PathLike, size: int | None = None,
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"refusing to read image {path}: {_one_line(exc)}") from None
+        raise ImageError(f"refusing to read image {path}: {first_line(exc)}") from None
     except UnidentifiedImageError:
         raise ImageError(f"cannot read image {path}: not an image file, or a format Pillow "
                          "does not recognise") from None
@@ -211,7 +216,7 @@ def load_image(path: str | os.PathLike, size: int | None = None,
                          "pass --size to load it downscaled") from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"cannot read image {path}: corrupt or truncated data "
-                         f"({_one_line(exc)})") from None
+                         f"({first_line(exc)})") from None
 
 
 def _check_readable(path: Any) -> Path:
@@ -301,7 +306,7 @@ def _to_rgb_array(im: Image.Image, path: Path) -> np.ndarray:
             im = im.convert("RGB")
     except ValueError as exc:  # Pillow has no conversion for this mode
         raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode!r} "
-                         f"({_one_line(exc)})") from None
+                         f"({first_line(exc)})") from None
     return np.array(im, dtype=np.uint8)  # np.array: a writable copy
 
 
@@ -316,11 +321,6 @@ def _stretch(v: np.ndarray) -> np.ndarray:
     if hi <= lo:
         return np.zeros_like(v)
     return np.rint((v - lo) * (255.0 / (hi - lo)))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,95 +376,6 @@ def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 # saving, atomically
 # --------------------------------------------------------------------------------------------
 
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    """The process umask (read once; os.umask can only be read by setting it)."""
-    global _UMASK
-    if _UMASK is None:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        _UMASK = mask
-    return _UMASK
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Context manager for writing ``path`` all-or-nothing.
-
-    Yields the name of a new empty temporary file in the same directory as ``path`` (same file
-    extension, so writers that infer a format from the name still work). Write the whole result
-    to it. On normal exit the temporary is flushed to disk (fsync) and renamed over ``path`` with
-    :func:`os.replace`, which is atomic on POSIX and Windows: a reader sees either the old file or
-    the complete new one, never a partial one. On an exception (including KeyboardInterrupt) the
-    temporary is removed and ``path`` is left untouched.
-
-    ``path`` may be a symlink; the file it points to is replaced. The new file gets the
-    permissions of the file it replaces, or the usual ``0o666 & ~umask`` for a new one. Errors
-    creating the temporary (missing directory, no permission) propagate as :class:`OSError`.
-
-    >>> with atomic_path("out/result.csv") as tmp:           # doctest: +SKIP
-    ...     tmp.write_text("a,b\\n1,2\\n")
-    """
-    target = Path(os.fspath(path)).expanduser()
-    if target.is_symlink():
-        target = Path(os.path.realpath(target))
-    directory = target.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
-                                    dir=directory)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except OSError:
-            mode = 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        _fsync_file(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(directory)
-
-
-def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
-    """Call ``writer(tmp_path)``, then atomically move the result to ``path`` (:func:`atomic_path`).
-
-    Returns ``path`` as a :class:`~pathlib.Path`.
-    """
-    with atomic_path(path) as tmp:
-        writer(tmp)
-    return Path(os.fspath(path)).expanduser()
-
-
-def _fsync_file(path: Path) -> None:
-    # The data must be on disk before the rename is, or a crash could leave an empty file
-    # under the final name (the rename is journalled, the data not yet written).
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on every platform.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> Path:
     """Write an image atomically; the format follows the extension of ``path``.
 
@@ -506,7 +417,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> P
         with atomic_path(target) as tmp:
             image.save(tmp, format=fmt, **options)
     except (OSError, ValueError, KeyError) as exc:
-        raise ImageError(f"cannot save image {target}: {_one_line(exc)}") from None
+        raise ImageError(f"cannot save image {target}: {first_line(exc)}") from None
     return target
 
 
@@ -596,21 +507,3 @@ def preserve_color(content_rgb: np.ndarray, stylized_rgb: np.ndarray,
     if np.issubdtype(stylized.dtype, np.floating):
         return out.astype(stylized.dtype, copy=False)
     return np.rint(out).astype(stylized.dtype)
-
-
-# --------------------------------------------------------------------------------------------
-# paths
-# --------------------------------------------------------------------------------------------
-
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """True if ``a`` and ``b`` name the same file, for "the output must not be an input" checks.
-
-    Uses :func:`os.path.samefile` when both exist (catches hard links and symlinks); when one does
-    not exist yet, compares the fully resolved absolute paths (symlinked directories resolved,
-    case folded where the OS folds case).
-    """
-    pa = os.path.expanduser(os.fspath(a))
-    pb = os.path.expanduser(os.fspath(b))
-    with contextlib.suppress(OSError):
-        return os.path.samefile(pa, pb)
-    return os.path.normcase(os.path.realpath(pa)) == os.path.normcase(os.path.realpath(pb))

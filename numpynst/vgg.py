@@ -31,36 +31,16 @@ import numpy as np
 
 from . import layers
 from .backend import get_xp, resolve, to_device, to_host
+from .arch import ARCH_BLOCKS, all_layer_names, conv_layer_names  # noqa: F401 (API)
 from .errors import OptionError
+from .weights import default_weights_path, read_vgg_weights
 
 Array = Any
 
-# conv layers per block
-ARCH_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 # Caffe/Keras ImageNet mean, in BGR order (the order of the network's input channels)
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 POOLINGS = ("max", "avg")
 DTYPES = (np.float32, np.float64)
-
-
-def conv_layer_names(arch: str) -> tuple[str, ...]:
-    """``("block1_conv1", "block1_conv2", "block2_conv1", ...)`` for ``"vgg16"`` or ``"vgg19"``."""
-    return tuple(f"block{b}_conv{i}" for b, n in enumerate(_blocks(arch), 1) for i in range(1, n + 1))
-
-
-def all_layer_names(arch: str) -> tuple[str, ...]:
-    """Every output name in network order: each block's convs followed by its ``blockN_pool``."""
-    names: list[str] = []
-    for b, n in enumerate(_blocks(arch), 1):
-        names += [f"block{b}_conv{i}" for i in range(1, n + 1)] + [f"block{b}_pool"]
-    return tuple(names)
-
-
-def _blocks(arch: str) -> tuple[int, ...]:
-    try:
-        return ARCH_BLOCKS[arch]
-    except (KeyError, TypeError):
-        raise OptionError(f"architecture must be one of {', '.join(ARCH_BLOCKS)}, got {arch!r}") from None
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
@@ -133,7 +113,6 @@ class VGG:
 
         Raises :class:`~numpynst.errors.WeightsError` for a missing or invalid file.
         """
-        from .weights import default_weights_path, read_vgg_weights  # weights imports this module
         w = read_vgg_weights(default_weights_path() if path is None else path)
         return cls(w.arch, w.params, backend=backend, pooling=pooling, dtype=dtype, path=w.path)
 

@@ -20,7 +20,6 @@ Each problem raises :class:`WeightsError` naming the file and the layer.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import importlib.resources
 import os
@@ -34,12 +33,13 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from .arch import all_layer_names, conv_layer_names
 from .errors import OptionError, WeightsError
-from .vgg import all_layer_names, conv_layer_names
+from .files import file_digest
 
 __all__ = ["WeightsError", "VGGWeights", "OfficialFile", "OFFICIAL_FILES", "DEFAULT_WEIGHTS_NAME",
            "default_weights_path", "cache_dir", "read_vgg_weights", "write_vgg_h5", "fetch",
-           "weights_info", "file_digest"]
+           "weights_info"]
 
 DEFAULT_WEIGHTS_NAME = "vgg19_notop_f16.h5"
 
@@ -97,16 +97,6 @@ def cache_dir() -> Path:
     """Where downloads go: ``$NUMPYNST_HOME`` if set, else ``~/.cache/numpynst``."""
     home = os.environ.get("NUMPYNST_HOME")
     return Path(home).expanduser() if home else Path.home() / ".cache" / "numpynst"
-
-
-def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:
-    """Hex digest (``algo``: any hashlib name, e.g. "sha256", "md5") of a file, read in 1 MiB chunks."""
-    # usedforsecurity=False: md5 is only an integrity check here, and FIPS builds refuse it otherwise
-    h = hashlib.new(algo, usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------- reading
