@@ -19,7 +19,7 @@ from pathlib import Path
 
 def main() -> None:
     from numpynst import batch
-    from numpynst.batch_cluster import available_cores, plan_local
+    from numpynst.batch.cluster import available_cores, plan_local
     from numpynst.image import sample_names, sample_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

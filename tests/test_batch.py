@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from numpynst import batch, cli
-from numpynst.batch_cluster import plan_local
-from numpynst.batch_jobs import Job, job_digest, prepare_jobs
-from numpynst.batch_report import SUMMARY_COLUMNS, grid_layout
-from numpynst.batch_worker import execute_job, model_loads
+from numpynst.batch.cluster import plan_local
+from numpynst.batch.jobs import Job, job_digest, prepare_jobs
+from numpynst.batch.report import SUMMARY_COLUMNS, grid_layout
+from numpynst.batch.worker import execute_job, model_loads
 from numpynst.errors import BackendError, ManifestError, OptionError
 from numpynst.testing import write_tiny_vgg_h5
 
@@ -45,7 +45,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    from numpynst.batch_cluster import keep_blas_env, local_cluster
+    from numpynst.batch.cluster import keep_blas_env, local_cluster
     with keep_blas_env():            # a nanny replacing a killed worker rewrites them in this process
         cluster = local_cluster(n_workers=2, blas_threads=2, retries=2, dashboard=False)
         c = distributed.Client(cluster)
@@ -171,7 +171,7 @@ def test_import_numpynst_does_not_load_dask():
 
 
 def test_missing_dask_is_a_clear_error(monkeypatch):
-    from numpynst.batch_cluster import require_dask
+    from numpynst.batch.cluster import require_dask
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(BackendError, match=r"numpynst batch needs dask\[distributed\]: pip install 'numpynst\[batch\]'"):
         require_dask()

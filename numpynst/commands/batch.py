@@ -12,7 +12,7 @@ import argparse
 
 from ..errors import OptionError
 
-#: one flag per job option; the values are parsed and checked by numpynst.batch_options.parse_option.
+#: one flag per job option; the values are parsed and checked by numpynst.batch.options.parse_option.
 _FLAG_HELP = {
     "size": "longest side in pixels", "iterations": "iteration cap", "optimizer": "lbfgs, adam or gd",
     "lr": "step size for adam/gd", "alpha": "content weight", "beta": "style weight",
@@ -51,8 +51,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from .. import batch
-    from ..batch_options import OPTIONS, parse_option
-    from ..image import same_file
+    from ..batch.options import OPTIONS, parse_option
+    from ..files import same_file
     options = {n: getattr(args, "opt_" + n) for n in OPTIONS if getattr(args, "opt_" + n, None) is not None}
     if (args.manifest is None) == (args.grid is None):
         raise OptionError("give either a MANIFEST or --grid CONTENTS_DIR STYLES_DIR (exactly one)")

@@ -1,9 +1,9 @@
-"""Batch manifests and grids: the two ways to list many jobs.
+"""Manifests (CSV, JSON lines) and grids (sweeps): the two ways to list many batch jobs.
 
 Manifest formats (paths relative to the manifest's folder):
 
 * CSV with a header: ``content``, ``style`` (several styles separated by ``;``), optional ``name``,
-  and any option of :data:`numpynst.batch_options.OPTIONS` as further columns; an empty cell means
+  and any option of :data:`numpynst.batch.options.OPTIONS` as further columns; an empty cell means
   "stylize's default". Lines starting with ``#`` are ignored.
 * JSON lines: one object per line with the same keys; ``style`` may be a list; ``#`` lines and blank
   lines are ignored.
@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .batch_jobs import Job, default_name, prepare_jobs, slug
-from .batch_options import OPTIONS, parse_file, parse_option
-from .errors import ManifestError, OptionError
+from ..errors import ManifestError, OptionError
+from ..image import IMAGE_SUFFIXES
+from .jobs import Job, default_name, prepare_jobs, slug
+from .options import OPTIONS, parse_file, parse_option
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 COLUMNS = ("content", "style", "name")      # the non-option columns of a manifest
 
 

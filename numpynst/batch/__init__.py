@@ -5,19 +5,20 @@
 >>> results = batch.run(jobs, "results/", workers=4)
 >>> [r.status for r in results]                                       # "done" | "skipped" | "failed" | ...
 
-The pieces, one idea per module:
+A batch goes manifest -> jobs -> cluster -> worker -> report, one module each:
 
-* :mod:`numpynst.batch_options` -- the options a job may set and how a manifest cell is parsed;
-* :mod:`numpynst.batch_jobs` -- :class:`Job`, its content-hash identity, the checks before a run;
-* :mod:`numpynst.batch_manifest` -- CSV / JSON-lines manifests and grids (sweeps);
-* :mod:`numpynst.batch_worker` -- the task run on a worker (per-worker model cache, atomic outputs);
-* :mod:`numpynst.batch_cluster` -- a local cluster sized so BLAS and Dask share the cores, or an
+* :mod:`~numpynst.batch.manifest` -- CSV / JSON-lines manifests and grids (sweeps) list the jobs,
+  their cells parsed by :mod:`~numpynst.batch.options` (the options a job may set);
+* :mod:`~numpynst.batch.jobs` -- :class:`Job`, its content-hash identity, the checks before a run;
+* :mod:`~numpynst.batch.cluster` -- a local cluster sized so BLAS and Dask share the cores, or an
   existing cluster, or one worker per GPU;
-* :mod:`numpynst.batch_report` -- ``summary.csv`` and the contact sheet.
+* :mod:`~numpynst.batch.worker` -- the task run on a worker (per-worker model cache, atomic outputs,
+  verified results);
+* :mod:`~numpynst.batch.report` -- ``summary.csv`` and the contact sheet.
 
-This module runs them in order: check every job, skip those whose verified output already exists,
-submit the rest, collect results as they finish, write the report. Dask is imported only here, when
-a batch runs, so ``import numpynst`` neither needs nor loads it.
+:func:`run`, here, drives them: check every job, skip those whose verified output already exists,
+submit the rest, collect results as they finish, write the report. Dask is imported only when a
+batch runs, so ``import numpynst.batch`` neither needs nor loads it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .batch_jobs import Job, prepare_jobs
-from .batch_manifest import grid_jobs, read_manifest  # noqa: F401 (API)
-from .batch_options import OPTIONS  # noqa: F401 (API)
-from .errors import OptionError
+from ..checks import first_line, integer
+from ..errors import OptionError
+from .jobs import Job, prepare_jobs
+from .manifest import grid_jobs, read_manifest  # noqa: F401 (API)
+from .options import OPTIONS  # noqa: F401 (API)
 
 __all__ = ["Job", "JobResult", "OPTIONS", "read_manifest", "grid_jobs", "run", "summarize"]
 
@@ -70,8 +72,15 @@ def _result(_job: Job, **fields: Any) -> JobResult:
                         "options": dict(_job.options), **fields})
 
 
+def _from_record(job: Job, status: str, record: dict, **fields: Any) -> JobResult:
+    """The JobResult of a job whose verified output is in place, from its sidecar ``record``."""
+    return _result(job, status=status, J_final=record.get("J_final"), worker=record.get("worker", ""),
+                   output=job.output, stopped=record.get("stopped", ""),
+                   iterations=record.get("iterations", 0), **fields)
+
+
 def _remove_stale_temporaries(outdir: Path) -> int:
-    # Left by a process killed in the middle of an atomic write (see numpynst.image.atomic_path).
+    # Left by a process killed in the middle of an atomic write (see numpynst.files.atomic_path).
     n = 0
     for p in outdir.glob(".*.tmp.*"):
         if p.suffix in (".png", ".json", ".csv") and p.is_file():
@@ -95,17 +104,16 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
         gpu: run the jobs with the CuPy backend (also with ``client``/``scheduler``).
         retries: extra attempts for a job whose worker died or raised MemoryError.
         task: the function run per job, ``task(spec, outdir, backend) -> row``; default
-            :func:`numpynst.batch_worker.execute_job` (tests substitute a wrapper around it).
+            :func:`numpynst.batch.worker.execute_job` (tests substitute a wrapper around it).
         log: where progress lines go (default ``print`` when ``progress``).
     Returns:
         one :class:`JobResult` per job, in the order of ``jobs``; also written to
         ``outdir/summary.csv``, with the contact sheet in ``outdir/contact_sheet.png``.
         Ctrl-C cancels what is still running, and the summary marks those jobs ``cancelled``.
     """
-    from . import batch_worker
-    from .batch_report import save_contact_sheet, write_summary
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise OptionError(f"retries must be an integer >= 0, got {retries!r}")
+    from . import worker  # looked up by name: tests may substitute its functions
+    from .report import save_contact_sheet, write_summary
+    retries = integer("retries", retries, minimum=0)
     if workers is not None and (scheduler or client is not None):
         raise OptionError("--workers cannot be combined with --scheduler or a client (the cluster has its own)")
     log = log or (print if progress else (lambda *_: None))
@@ -116,20 +124,18 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
     outdir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(outdir)
     backend = "cupy" if gpu else "numpy"
-    task = task or batch_worker.execute_job
+    task = task or worker.execute_job
 
     results: dict[int, JobResult] = {}
     for i, job in enumerate(jobs):
-        record = batch_worker.verify_output(outdir, job.spec())
+        record = worker.verify_output(outdir, job.spec())
         if record is not None:
-            results[i] = _result(job, status="skipped", J_final=record.get("J_final"),
-                                 worker=record.get("worker", ""), output=job.output,
-                                 stopped=record.get("stopped", ""), iterations=record.get("iterations", 0))
+            results[i] = _from_record(job, "skipped", record)
     todo = [i for i in range(len(jobs)) if i not in results]
     t0 = time.perf_counter()
     if todo:
         log(f"numpynst batch: {len(jobs)} jobs, {len(results)} already done, {len(todo)} to run -> {outdir}")
-        from .batch_cluster import keep_blas_env
+        from .cluster import keep_blas_env
         with keep_blas_env():
             _run_on_dask(jobs, todo, results, outdir, client, workers=workers, scheduler=scheduler, gpu=gpu,
                          retries=retries, backend=backend, task=task, progress=progress, log=log)
@@ -145,7 +151,7 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
 
 def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobResult], outdir: Path,
                  client, *, workers, scheduler, gpu, retries, backend, task, progress, log) -> None:
-    from .batch_cluster import connect, has_dashboard, require_dask
+    from .cluster import connect, has_dashboard, require_dask
     distributed = require_dask()
     cluster = None
     own_client = client is None
@@ -197,15 +203,12 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
 def _recheck_cancelled(jobs: Sequence[Job], results: dict[int, JobResult], outdir: Path) -> None:
     # A job already running when Ctrl-C came may still finish its (atomic) writes; if its output
     # verifies, it is done, whatever the cancelled future says.
-    from .batch_worker import verify_output
+    from .worker import verify_output
     for i, r in results.items():
         if r.status == "cancelled":
             record = verify_output(outdir, jobs[i].spec())
             if record is not None:
-                results[i] = _result(jobs[i], status="done", J_final=record.get("J_final"),
-                                     seconds=record.get("seconds", 0.0), worker=record.get("worker", ""),
-                                     output=jobs[i].output, stopped=record.get("stopped", ""),
-                                     iterations=record.get("iterations", 0))
+                results[i] = _from_record(jobs[i], "done", record, seconds=record.get("seconds", 0.0))
 
 
 def _collect(job: Job, fut, retries: int, distributed) -> JobResult:
@@ -220,8 +223,7 @@ def _collect(job: Job, fut, retries: int, distributed) -> JobResult:
         msg = ("its worker process died while running it more often than the scheduler's allowed-failures "
                "(out of memory? killed?); gave up (KilledWorker)")
     else:
-        text = str(exc).strip().splitlines()
-        msg = f"{type(exc).__name__}: {text[0] if text else ''} (after {retries} retries)"
+        msg = f"{first_line(exc, with_type=True)} (after {retries} retries)"
     return _result(job, status="failed", error=msg)
 
 

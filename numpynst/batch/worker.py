@@ -1,7 +1,7 @@
 """What runs on a Dask worker for one batch job, and how a finished job is recognised.
 
 :func:`execute_job` is the task: it takes the job's plain-data spec (see
-:meth:`numpynst.batch_jobs.Job.spec`), stylizes with :func:`numpynst.transfer.stylize`, writes the
+:meth:`numpynst.batch.jobs.Job.spec`), stylizes with :func:`numpynst.transfer.stylize`, writes the
 image and then its JSON sidecar, each atomically, and returns one summary row.
 
 **One model per worker, not per job.** Reading and converting VGG19 costs seconds and ~80 MB, far
@@ -36,6 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import first_line
+from ..errors import NumpynstError
+from ..files import atomic_write, file_digest
+
 log = logging.getLogger("numpynst.batch")
 
 _POOL: dict[tuple, list] = {}           # key -> idle models
@@ -46,7 +50,7 @@ _MODEL_OPTIONS = ("weights", "pooling")
 
 def _model_key(weights: str | None, backend: str, pooling: str, dtype: Any) -> tuple:
     if weights is None:
-        from .weights import default_weights_path
+        from ..weights import default_weights_path
         weights = str(default_weights_path())
     return (os.path.realpath(weights), backend, pooling, np.dtype(dtype).name)
 
@@ -59,7 +63,7 @@ def acquire_model(weights: str | None = None, backend: str = "numpy", pooling: s
         idle = _POOL.get(key)
         if idle:
             return key, idle.pop()
-    from .vgg import VGG
+    from ..vgg import VGG
     model = VGG.from_h5(key[0], backend=backend, pooling=pooling, dtype=np.dtype(key[3]))  # outside the lock
     with _POOL_LOCK:
         _LOADS[key] = _LOADS.get(key, 0) + 1
@@ -91,13 +95,6 @@ def _worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _one_line(exc: BaseException) -> str:
-    from .errors import NumpynstError
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
-    return msg if isinstance(exc, NumpynstError) else f"{type(exc).__name__}: {msg}"
-
-
 def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     """Run one job on this process; write ``outdir/spec["output"]`` and its sidecar; return a summary row.
 
@@ -105,7 +102,7 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     iterations``. Only errors of the job itself are caught; ``MemoryError`` and
     ``KeyboardInterrupt`` propagate so Dask's ``retries`` and the client can act on them.
     """
-    from . import transfer                    # looked up by name: tests may substitute stylize
+    from .. import transfer  # looked up by name: tests may substitute stylize
     t0 = time.perf_counter()
     worker = _worker_name()
     row = {"job": spec["name"], "status": "failed", "J_final": None, "seconds": 0.0, "worker": worker,
@@ -123,14 +120,14 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
         J = [float(v) for v in result.history["J"]]
         finite = [v for v in J if np.isfinite(v)]
         out = Path(outdir) / spec["output"]
-        from .image import atomic_write, save_image
+        from ..image import save_image
         save_image(out, result.image)
         record = {"digest": spec["digest"], "job": spec["name"], "content": spec["content"],
                   "styles": spec["styles"], "options": spec["options"], "backend": backend,
                   "J_start": J[0] if J else None, "J_final": min(finite) if finite else None,
                   "iterations": int(result.iterations), "stopped": result.stopped,
                   "seconds": round(time.perf_counter() - t0, 3), "worker": worker, "pid": os.getpid(),
-                  "image": spec["output"], "image_sha256": _sha256(out)}
+                  "image": spec["output"], "image_sha256": file_digest(out)}
         atomic_write(Path(outdir) / spec["sidecar"],
                      lambda tmp: tmp.write_text(json.dumps(record, indent=1, default=str) + "\n"))
         row.update(status="done", J_final=record["J_final"], output=spec["output"], stopped=result.stopped,
@@ -140,8 +137,7 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:                  # noqa: BLE001  -- one bad job must not stop the batch
-        from .errors import NumpynstError
-        row["error"] = _one_line(exc)
+        row["error"] = first_line(exc, with_type=not isinstance(exc, NumpynstError))
         if isinstance(exc, NumpynstError):     # the user's input: the one line says it all
             log.info("numpynst batch job %s failed: %s", spec["name"], row["error"])
         else:                                  # a bug: keep the traceback in the worker's log
@@ -154,21 +150,15 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
 
 
 def dask_setup(worker) -> None:
-    """Dask preload hook (``preload=["numpynst.batch_worker"]``), run in each new worker process.
+    """Dask preload hook (``preload=["numpynst.batch.worker"]``), run in each new worker process.
 
     A local cluster's worker processes share the terminal's process group, so Ctrl-C reaches them as
     well as the client. The client is the one that handles it (cancel, close the cluster, summary);
     workers that also died of it would only print tracebacks. So local workers ignore SIGINT.
     """
     import signal
-    import threading as _threading
-    if _threading.current_thread() is _threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _sha256(path: Path) -> str:
-    from .weights import file_digest
-    return file_digest(path, "sha256")
 
 
 def verify_output(outdir: str | os.PathLike, spec: dict) -> dict | None:
@@ -187,6 +177,6 @@ def verify_output(outdir: str | os.PathLike, spec: dict) -> dict | None:
             or record.get("image") != spec["output"] or not img.is_file():
         return None
     try:
-        return record if _sha256(img) == record.get("image_sha256") else None
+        return record if file_digest(img) == record.get("image_sha256") else None
     except OSError:
         return None

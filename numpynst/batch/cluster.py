@@ -29,7 +29,8 @@ import importlib.util
 import os
 from typing import Any
 
-from .errors import BackendError, OptionError
+from ..checks import integer
+from ..errors import BackendError, OptionError
 
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MEMORY_PER_WORKER = 2 << 30         # a VGG19 job at 512 px peaks near 1.5 GB; keep room
@@ -79,7 +80,8 @@ def plan_local(workers: int | None = None, cores: int | None = None,
         memory = _total_memory() if memory is None else memory
         by_memory = max(1, memory // MEMORY_PER_WORKER) if memory else cores
         workers = max(1, min(cores, by_memory))
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    workers = integer("--workers", workers, minimum=None)
+    if workers < 1:      # integer(minimum=1) would say "a positive integer"; the CLI's wording is ">= 1"
         raise OptionError(f"--workers must be an integer >= 1, got {workers!r}")
     return workers, max(1, cores // workers)
 
@@ -121,7 +123,7 @@ def local_cluster(n_workers: int, blas_threads: int, retries: int = 2, dashboard
         # win (the point is to not oversubscribe), so put them there for the time of the spawn.
         os.environ.update(env)
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                            dashboard_address=address, env=env, preload=["numpynst.batch_worker"])
+                            dashboard_address=address, env=env, preload=["numpynst.batch.worker"])
 
 
 def gpu_cluster(n_workers: int | None = None, retries: int = 2):
@@ -130,13 +132,13 @@ def gpu_cluster(n_workers: int | None = None, retries: int = 2):
     if importlib.util.find_spec("dask_cuda") is None:
         raise BackendError("--gpu needs dask-cuda (one worker per GPU): pip install dask-cuda; "
                            "or start GPU workers yourself and pass --scheduler")
-    from .backend import cupy_available
+    from ..backend import cupy_available
     ok, reason = cupy_available()
     if not ok:
         raise BackendError(f"--gpu: {reason}")
     import dask
     from dask_cuda import LocalCUDACluster
-    kwargs: dict[str, Any] = {"threads_per_worker": 1, "preload": ["numpynst.batch_worker"]}
+    kwargs: dict[str, Any] = {"threads_per_worker": 1, "preload": ["numpynst.batch.worker"]}
     if n_workers is not None:
         kwargs["n_workers"] = n_workers
     with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):

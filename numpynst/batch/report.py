@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..files import atomic_path
+
 SUMMARY_COLUMNS = ("job", "status", "J_final", "seconds", "worker", "output", "error",
                    "stopped", "iterations", "content", "style", "options")
 THUMB_INCHES = 1.6          # one cell of the contact sheet
@@ -22,7 +24,6 @@ MAX_CELLS = 400             # beyond this the sheet would be unreadable; show th
 
 def write_summary(path: str | Path, rows: Sequence[dict]) -> Path:
     """Write the summary rows as CSV (columns :data:`SUMMARY_COLUMNS`)."""
-    from .image import atomic_path
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
@@ -72,7 +73,7 @@ def _varying_options(jobs: Sequence) -> list[str]:
 
 
 def _thumb(path: str, px: int):
-    from .image import load_image
+    from ..image import load_image
     try:
         return load_image(path, size=px)
     except Exception:                                   # noqa: BLE001 -- a bad input is shown as text
@@ -84,7 +85,7 @@ def save_contact_sheet(path: str | Path, jobs: Sequence, rows: Sequence[dict], o
     """Write the contact sheet PNG of ``jobs`` (results in ``outdir``); ``None`` if there are no jobs."""
     if not jobs:
         return None
-    from .plots import pyplot, save_figure
+    from ..plots import pyplot, save_figure
     plt = pyplot()
     jobs, rows = list(jobs)[:MAX_CELLS], list(rows)[:MAX_CELLS]
     row_keys, col_keys, cells = grid_layout(jobs)

@@ -1,8 +1,8 @@
-"""Batch jobs: what one job is, its identity, and the checks every job passes before anything runs.
+"""What one batch job is, its content-hash identity, and the checks every job passes before anything runs.
 
 A :class:`Job` is one call of :func:`numpynst.transfer.stylize`: a content image, one or more style
-images and the keyword options of that call (names and parsing in :mod:`numpynst.batch_options`).
-Manifests and grids (:mod:`numpynst.batch_manifest`) produce jobs; :func:`prepare_jobs` checks them
+images and the keyword options of that call (names and parsing in :mod:`numpynst.batch.options`).
+Manifests and grids (:mod:`numpynst.batch.manifest`) produce jobs; :func:`prepare_jobs` checks them
 all on the client, before anything runs, and raises one :class:`~numpynst.errors.ManifestError`
 naming where the bad job came from (file, row, column).
 
@@ -24,8 +24,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .batch_options import OPTIONS, parse_file, parse_option
-from .errors import ManifestError
+from ..errors import ManifestError
+from ..files import file_digest
+from .options import OPTIONS, parse_file, parse_option
 
 DIGEST_VERSION = 1          # bump when the meaning of an option changes, to invalidate old outputs
 _NAME_MAX = 60
@@ -69,14 +70,12 @@ class Job:
                 "sidecar": self.sidecar}
 
 
-
 # ----------------------------------------------------------------------------- identity
 _DIGEST_MEMO: dict[tuple[str, int, int], str] = {}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, remembered per (path, size, mtime) so a big weights file is read once."""
-    from .weights import file_digest
     st = os.stat(path)
     key = (os.fspath(path), st.st_size, st.st_mtime_ns)
     if key not in _DIGEST_MEMO:
@@ -85,7 +84,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _stylize_defaults() -> dict[str, Any]:
-    from .transfer import DEFAULT_STYLE_LAYERS, stylize
+    from ..transfer import DEFAULT_STYLE_LAYERS, stylize
     sig = inspect.signature(stylize)
     out = {n: sig.parameters[n].default for n in OPTIONS if n in sig.parameters}
     out["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
@@ -96,7 +95,7 @@ def job_digest(content: str, styles: Sequence[str], options: Mapping[str, Any]) 
     """Hex SHA-256 identity of a job: input file *contents* plus options with defaults filled in."""
     effective = {**_stylize_defaults(), **options}
     if effective.get("weights") is None:
-        from .weights import default_weights_path
+        from ..weights import default_weights_path
         effective["weights"] = str(default_weights_path())
     for name in _PATH_OPTIONS:                 # a path option is identified by the file's bytes
         v = effective.get(name)
@@ -162,5 +161,3 @@ def _checked_file(path: Any, where: str, column: str) -> str:
         return parse_file(path, Path("."))
     except ValueError as exc:
         raise ManifestError(f"{where}, column {column!r}: {exc}") from None
-
-

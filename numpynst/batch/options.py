@@ -1,4 +1,4 @@
-"""Options a batch job may set, and how a manifest cell (or a JSON/Python value) becomes one.
+"""The options a batch job may set, and how a manifest cell (or a JSON/Python value) becomes one.
 
 Each parser takes the raw value (a CSV string, or a JSON/Python value) and the folder relative paths
 are resolved against, and returns the value :func:`numpynst.transfer.stylize` expects, or raises
@@ -15,31 +15,39 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from ..arch import known_layer_names, parse_layer_weights
+from ..checks import integer
+
+
+class _Reason(ValueError):
+    """:func:`~numpynst.checks.integer`'s "value must be X, got Y" as a reason: "expected X, got Y"."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.replace("value must be ", "expected ", 1))
+
+
+def _from_text(v: Any, convert: Callable[[str], Any], what: str) -> Any:
+    """A CSV cell converted with ``convert`` (``int``, ``float``); any other value as it is."""
+    if not isinstance(v, str):
+        return v
+    try:
+        return convert(v.strip())
+    except ValueError:
+        raise ValueError(f"expected {what}, got {v!r}") from None
+
 
 def _int(lo: int, hi: int | None = None) -> Callable[[Any, Path], int]:
     def parse(v: Any, base: Path) -> int:
-        if isinstance(v, str):
-            try:
-                v = int(v.strip())
-            except ValueError:
-                raise ValueError(f"expected an integer, got {v!r}") from None
-        elif isinstance(v, float) and v.is_integer():
+        v = _from_text(v, int, "an integer")
+        if isinstance(v, float) and v.is_integer():
             v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"expected an integer, got {v!r}")
-        if v < lo or (hi is not None and v > hi):
-            raise ValueError(f"expected an integer in {lo}..{hi if hi is not None else ''}, got {v}")
-        return v
+        return integer("value", v, lo, hi, error=_Reason)
     return parse
 
 
 def _float(lo: float = 0.0, hi: float = math.inf) -> Callable[[Any, Path], float]:
     def parse(v: Any, base: Path) -> float:
-        if isinstance(v, str):
-            try:
-                v = float(v.strip())
-            except ValueError:
-                raise ValueError(f"expected a number, got {v!r}") from None
+        v = _from_text(v, float, "a number")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"expected a number, got {v!r}")
         if not math.isfinite(v) or not lo <= v <= hi:
@@ -77,27 +85,15 @@ def _bool(v: Any, base: Path) -> bool:
     raise ValueError(f"expected true or false, got {v!r}")
 
 
-def _known_layers() -> set[str]:
-    from .vgg import all_layer_names
-    return set(all_layer_names("vgg16")) | set(all_layer_names("vgg19"))
-
-
 def _layer(v: Any, base: Path) -> str:
-    if not isinstance(v, str) or v.strip() not in _known_layers():
+    if not isinstance(v, str) or v.strip() not in known_layer_names():
         raise ValueError(f"expected a VGG layer name such as block4_conv2, got {v!r}")
     return v.strip()
 
 
 def _style_layers(v: Any, base: Path) -> dict[str, float]:
     """``"block1_conv1:0.5;block3_conv1"`` (or ``,``), a JSON list of names, or ``{name: weight}``."""
-    if isinstance(v, str):
-        pairs = [item.partition(":") for item in re.split(r"[;,\s]+", v.strip()) if item]
-        v = {name: (w if w else 1.0) for name, _, w in pairs}
-    elif isinstance(v, (list, tuple)):
-        v = {name: 1.0 for name in v}
-    if not isinstance(v, dict) or not v:
-        raise ValueError(f"expected layers such as 'block1_conv1:0.5;block2_conv1:0.5', got {v!r}")
-    return {_layer(name, base): _float()(w, base) for name, w in v.items()}
+    return {name: _float()(w, base) for name, w in parse_layer_weights(v).items()}
 
 
 def parse_file(v: Any, base: Path) -> str:
@@ -110,7 +106,7 @@ def parse_file(v: Any, base: Path) -> str:
 
 
 def _init(v: Any, base: Path) -> str:
-    from .transfer import INITS
+    from ..transfer import INITS
     if isinstance(v, str) and v.strip() in INITS:
         return v.strip()
     try:
@@ -120,7 +116,7 @@ def _init(v: Any, base: Path) -> str:
 
 
 def _optimizers() -> Callable[[Any, Path], str]:
-    from .transfer import OPTIMIZERS
+    from ..optim import OPTIMIZERS
     return _choice(*OPTIMIZERS)
 
 
