@@ -10,7 +10,7 @@ N=1, float32) this times, interleaved and repeated (medians reported):
             wino2c | wino4c | torch (torch.nn.grad.conv2d_input)
 
 and prints milliseconds and GFLOP/s (2*H*W*9*C*F flops per pass, whatever the algorithm does), so
-the dispatch rule in numpynst/conv.py can be checked against measurements.
+the dispatch rule in numpynst/layers/fast/dispatch.py can be checked against measurements.
 
     python benchmarks/conv_layers.py --size 256 512 [--repeat 5] [--threads 2] [--chunk-mib 8]
 
@@ -36,7 +36,8 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from numpynst import conv, winograd  # noqa: E402
+from numpynst.layers import conv  # noqa: E402
+from numpynst.layers.fast import im2col as fast_im2col, winograd  # noqa: E402
 
 # (name, spatial divisor, C, F) for VGG19 up to block5_conv1
 LAYERS = [
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pause", type=float, default=0.2, help="seconds of sleep around torch calls")
     args = ap.parse_args(argv)
     if args.chunk_mib:
-        conv.IM2COL_CHUNK_BYTES = winograd.CHUNK_BYTES = int(args.chunk_mib * 2 ** 20)
+        fast_im2col.IM2COL_CHUNK_BYTES = winograd.CHUNK_BYTES = int(args.chunk_mib * 2 ** 20)
     torch = None
     if not args.no_torch:
         try:
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         except ImportError:
             torch = None
     rng = np.random.default_rng(0)
-    print(f"threads={args.threads}  chunk budgets: im2col {conv.IM2COL_CHUNK_BYTES / 2**20:.0f} MiB, "
+    print(f"threads={args.threads}  chunk budgets: im2col {fast_im2col.IM2COL_CHUNK_BYTES / 2**20:.0f} MiB, "
           f"winograd {winograd.CHUNK_BYTES / 2**20:.0f} MiB  (medians of {args.repeat}; ms and GFLOP/s)")
     for size in args.size:
         print(f"\n== {size} px")

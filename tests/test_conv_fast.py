@@ -5,9 +5,10 @@ buffers never leak into results."""
 import numpy as np
 import pytest
 
-from numpynst import conv, winograd
 from numpynst.backend import to_host
-from numpynst.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from numpynst.layers.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from numpynst.layers.fast import dispatch, winograd
+from numpynst.layers.fast import im2col as fast_im2col
 from numpynst.gradcheck import rel_error
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -73,7 +74,7 @@ IM2COL_CASES = [
 @pytest.mark.parametrize("chunk", [1, None])
 def test_chunked_im2col_paths_match_naive(xp, rng, monkeypatch, case, chunk):
     if chunk is not None:
-        monkeypatch.setattr(conv, "IM2COL_CHUNK_BYTES", chunk)   # one output row per chunk
+        monkeypatch.setattr(fast_im2col, "IM2COL_CHUNK_BYTES", chunk)   # one output row per chunk
     n, h, w_, c, kh, kw, f, s, p = case
     x, w, b = _inputs(xp, rng, n, h, w_, c, f, np.float64, (kh, kw))
     out, cache = conv2d_forward(x, w, b, s, p, method="im2col")
@@ -152,7 +153,7 @@ def test_winograd4_forward_and_dx_match_naive(xp, rng, case, dtype):
 
 
 def test_winograd4_chunks_and_weight_transform(xp, rng, monkeypatch):
-    from numpynst import winograd4
+    from numpynst.layers.fast import winograd4
     w = rng.standard_normal((3, 3, 2, 3))
     G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
@@ -172,28 +173,28 @@ def test_transforms_are_cached_only_for_read_only_weights(rng):
     b = np.zeros(64)
     # writable weights: never cached, and an in-place change is seen by the next call
     out1, c1 = conv2d_forward(x, w, b)
-    assert not conv._cacheable(w) and c1.u is not None
+    assert not dispatch._cacheable(w) and c1.u is not None
     w[1, 1] *= 2.0
     assert rel_error(conv2d_forward(x, w, b)[0], conv2d_forward_naive(x, w, b)[0]) < 1e-12
     # a writable base makes a read-only view uncacheable too (the base can still change)
     view = w[:]
     view.flags.writeable = False
-    assert not conv._cacheable(view)
+    assert not dispatch._cacheable(view)
     # read-only weights: auto picks F(4x4,3x3) with cached U (same object on the next call)
     wr = w.copy()
     wr.flags.writeable = False
     out, cache = conv2d_forward(x, wr, b)
-    assert conv._cacheable(wr) and (id(wr), "f4") in conv._U_CACHE
-    u = conv._transformed(wr, "f4")
-    assert conv._transformed(wr, "f4") is u and not u.flags.writeable
+    assert dispatch._cacheable(wr) and (id(wr), "f4") in dispatch._U_CACHE
+    u = dispatch._transformed(wr, "f4")
+    assert dispatch._transformed(wr, "f4") is u and not u.flags.writeable
     ref, ref_cache = conv2d_forward_naive(x, wr, b)
     assert rel_error(out, ref) < 1e-12
     dout = rng.standard_normal(out.shape)
     assert rel_error(conv2d_backward(dout, cache, False)[0], conv2d_backward_naive(dout, ref_cache, False)[0]) < 1e-12
-    assert (id(wr), "f4_flip") in conv._U_CACHE
+    assert (id(wr), "f4_flip") in dispatch._U_CACHE
     # the entries die with the weight array
     key = id(wr)
     del wr, cache, ref_cache          # every holder of the array
     import gc
     gc.collect()
-    assert (key, "f4") not in conv._U_CACHE and (key, "f4_flip") not in conv._U_CACHE
+    assert (key, "f4") not in dispatch._U_CACHE and (key, "f4_flip") not in dispatch._U_CACHE

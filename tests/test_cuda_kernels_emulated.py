@@ -1,11 +1,11 @@
-"""The CUDA kernel sources of numpynst.cuda_kernels, run on the CPU: no GPU needed.
+"""The CUDA kernel sources of numpynst.layers.fast.cuda_kernels, run on the CPU: no GPU needed.
 
 A kernel body is plain C++ apart from ``__global__``, ``__restrict__`` and the built-in
 ``blockIdx``/``blockDim``/``threadIdx``/``gridDim``. A ten-line shim defines those, a generated
 driver runs every (block, thread) of the launch one after another, and g++ compiles the exact
 source string the GPU would get. The wrappers in cuda_kernels.py run unchanged on NumPy arrays
 through a stand-in for the ``cupy`` module, so argument order, index-type choice, chunk bands and
-launch sizes are exercised too. Results must equal the NumPy twins in numpynst.conv/pooling.
+launch sizes are exercised too. Results must equal the NumPy twins in numpynst.layers.
 
 What this cannot see: GPU-only behaviour (concurrency between threads — none of these kernels
 has two threads writing one address —, memory coalescing, NVRTC itself). tests/test_gpu.py checks
@@ -25,7 +25,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from numpynst import conv, cuda_kernels as ck, pooling
+from numpynst.layers import conv, pooling
+from numpynst.layers.fast import cuda_kernels as ck
+from numpynst.layers.fast import im2col as fast_im2col
 
 CXX = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++/c++) to emulate the CUDA kernels")
@@ -154,7 +156,7 @@ def test_emulated_row_chunks_equal_numpy(emulated, dtype):
             got = dev(np.full((n, i1 - i0, wo, kh, kw, c), 7, dtype))
             want = np.empty((n, i1 - i0, wo, kh, kw, c), dtype)
             ck.im2col_rows(dev(x), got, i0, i1, stride, ph, pw)
-            conv._im2col_rows(x, want, i0, i1, stride, ph, pw)
+            fast_im2col.im2col_rows(x, want, i0, i1, stride, ph, pw)
             np.testing.assert_array_equal(got, want)
         ho, wo = conv.conv_output_size(h, kh, stride, pad), conv.conv_output_size(w, kw, stride, pad)
         cols = rng.standard_normal((n, ho, wo, kh, kw, c)).astype(dtype)

@@ -16,8 +16,11 @@ import pytest
 
 import numpynst.optim
 import numpynst.transfer
-from numpynst import activations, backend, conv, pooling
-from numpynst import cuda_kernels as ck
+from numpynst import backend
+from numpynst.layers import conv, pooling
+from numpynst.layers import relu as activations
+from numpynst.layers.fast import cuda_kernels as ck
+from numpynst.layers.fast import im2col as fast_im2col
 from numpynst.backend import cupy_available, to_host
 from numpynst.testing import tiny_vgg
 from numpynst.transfer import stylize
@@ -71,7 +74,7 @@ def test_row_chunks_equal_the_numpy_twins(cp, dtype):
             got = cp.full((n, i1 - i0, wo, kh, kw, c), 7, dtype=dtype)    # every entry must be written
             want = np.empty((n, i1 - i0, wo, kh, kw, c), dtype=dtype)
             ck.im2col_rows(cp.asarray(x), got, i0, i1, stride, ph, pw)
-            conv._im2col_rows(x, want, i0, i1, stride, ph, pw)
+            fast_im2col.im2col_rows(x, want, i0, i1, stride, ph, pw)
             np.testing.assert_array_equal(to_host(got), want, err_msg=f"rows [{i0}, {i1}) of {(n, h, w, c)}")
         # dx accumulated chunk by chunk equals col2im of all rows at once
         ho, wo = conv.conv_output_size(h, kh, stride, pad), conv.conv_output_size(w, kw, stride, pad)

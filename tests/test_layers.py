@@ -6,12 +6,13 @@ import pytest
 
 from numpynst.backend import to_host
 from numpynst.gradcheck import numerical_gradient_array, rel_error
-from numpynst.layers import (avgpool_backward, avgpool_forward, col2im, conv2d_backward,
-                             conv2d_backward_naive, conv2d_forward, conv2d_forward_naive, im2col,
-                             maxpool_backward, maxpool_forward, maxpool_forward_naive, relu_backward,
-                             relu_forward)
+from numpynst.layers import (avgpool_backward, avgpool_backward_naive, avgpool_forward,
+                             avgpool_forward_naive, col2im, conv2d_backward, conv2d_backward_naive,
+                             conv2d_forward, conv2d_forward_naive, im2col, maxpool_backward,
+                             maxpool_backward_naive, maxpool_forward, maxpool_forward_naive,
+                             relu_backward, relu_backward_naive, relu_forward)
 
-GRAD_TOL = 1e-7   # the issue's bound; float64 central differences land around 1e-10
+GRAD_TOL = 1e-7   # the required bound; float64 central differences land around 1e-10
 
 CONV_CASES = [
     # (N, H, W, C, KH, KW, F, stride, pad)
@@ -147,6 +148,54 @@ def test_avgpool_gradient(xp, rng, shape, size, stride):
     dout = xp.asarray(rng.standard_normal(out.shape))
     num = numerical_gradient_array(lambda z: avgpool_forward(z, size, stride)[0], x, dout)
     assert rel_error(avgpool_backward(dout, cache), num) < GRAD_TOL
+
+
+# ------------------------------------------------------------------ fast ops == their naive twins
+POOL_TWIN_CASES = [((2, 7, 5, 3), 2, 2), ((1, 7, 7, 2), 3, 2), ((2, 5, 9, 2), 3, 1), ((1, 4, 6, 2), 2, 1),
+                   ((1, 9, 9, 1), 3, 3), ((2, 4, 5, 2), 1, 1)]
+
+
+@pytest.mark.parametrize("shape, size, stride", POOL_TWIN_CASES)
+def test_maxpool_backward_matches_naive_twin(xp, rng, shape, size, stride):
+    """Tie-free float64 input: the recorded arg-max routes dout exactly as the window-by-window
+    search for the first maximum does (equal for disjoint windows, sums in another order otherwise)."""
+    x = xp.asarray(_tie_free(rng, shape))
+    out, cache = maxpool_forward(x, size, stride)
+    dout = xp.asarray(rng.standard_normal(out.shape))
+    fast, naive = to_host(maxpool_backward(dout, cache)), to_host(maxpool_backward_naive(dout, x, size, stride))
+    if stride >= size:
+        assert np.array_equal(fast, naive)
+    else:
+        assert rel_error(fast, naive) < 1e-14
+
+
+def test_maxpool_backward_naive_twin_keeps_the_tie_rule(xp):
+    x = xp.asarray([[3.0, 3.0], [3.0, 1.0]]).reshape(1, 2, 2, 1)
+    out, cache = maxpool_forward(x)
+    dout = xp.full(out.shape, 5.0)
+    assert to_host(maxpool_backward_naive(dout, x)).reshape(2, 2).tolist() == [[5.0, 0.0], [0.0, 0.0]]
+    z = xp.zeros((1, 4, 4, 2))                              # all-equal windows: first entry of each
+    o, c = maxpool_forward(z)
+    ones = xp.ones_like(o)
+    assert np.array_equal(to_host(maxpool_backward_naive(ones, z)), to_host(maxpool_backward(ones, c)))
+
+
+@pytest.mark.parametrize("shape, size, stride", POOL_TWIN_CASES)
+def test_avgpool_matches_naive_twins(xp, rng, shape, size, stride):
+    x = xp.asarray(rng.standard_normal(shape))
+    out, cache = avgpool_forward(x, size, stride)
+    assert rel_error(out, avgpool_forward_naive(x, size, stride)) < 1e-14
+    dout = xp.asarray(rng.standard_normal(out.shape))
+    assert rel_error(avgpool_backward(dout, cache), avgpool_backward_naive(dout, cache)) < 1e-14
+
+
+def test_relu_backward_matches_naive_twin_bit_for_bit(xp, rng):
+    x = rng.standard_normal((2, 5, 4, 3))
+    x[0, 0, 0, :] = 0.0                                     # the kink: derivative 0 in both
+    x = xp.asarray(x)
+    _, cache = relu_forward(x)
+    dout = xp.asarray(rng.standard_normal(x.shape))
+    assert np.array_equal(to_host(relu_backward(dout, cache)), to_host(relu_backward_naive(dout, cache)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,12 +1,14 @@
-"""numpynst.masking: the bit-pattern selections equal NumPy's where/copyto exactly, NaN and inf
-included, for every float width, contiguous or strided; and the ops built on them keep their rules."""
+"""numpynst.layers.fast.masking: the bit-pattern selections equal NumPy's where/copyto exactly, NaN
+and inf included, for every float width, contiguous or strided; and the ops built on them keep
+their rules."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from numpynst import masking, pooling
+from numpynst.layers import pooling
+from numpynst.layers.fast import masking
 
 SPECIALS = [np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0]
 
@@ -100,7 +102,7 @@ def test_chunked_paths_match_where_on_a_large_activation(rng, monkeypatch):
 
 
 def test_relu_backward_into_out_and_in_place(rng):
-    from numpynst import activations
+    from numpynst.layers import relu as activations
     x = rng.standard_normal((1, 5, 4, 3))
     _, cache = activations.relu_forward(x)
     dout = rng.standard_normal(x.shape)

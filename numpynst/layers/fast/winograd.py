@@ -1,5 +1,9 @@
 """Winograd F(2x2, 3x3): a 3x3, stride-1, pad-1 convolution with 2.25x fewer multiplications.
 
+Speed only. Textbook twin: :func:`numpynst.layers.conv.conv2d_forward_naive` with a 3x3 kernel,
+stride 1, pad 1 (and :func:`~numpynst.layers.conv.conv2d_backward_naive`'s ``dx`` for
+``flip=True``); tests/test_conv_fast.py checks they agree.
+
 Why: a direct 3x3 convolution costs ``9 C F`` multiply-adds per output pixel. Winograd's minimal
 filtering algorithm (Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks") computes
 a 2x2 block of outputs from a 4x4 block of inputs with 16 products per (input channel, filter) pair
@@ -36,16 +40,16 @@ direct sum to ~1e-6 relative (norm-wise), in float64 to ~1e-15 (tests/test_conv_
 
 Memory: the work is chunked over rows of tiles so that the transformed tiles ``V`` and products ``M``
 stay a few MiB (cache-sized) whatever the image size; the scratch buffers are reused across calls
-(:mod:`numpynst.workspace`). Everything is strided slices, element-wise ops with ``out=`` and
-``matmul``: the same code runs on NumPy and CuPy.
+(:mod:`numpynst.layers.fast.workspace`). Everything is strided slices, element-wise ops with
+``out=`` and ``matmul``: the same code runs on NumPy and CuPy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .backend import get_xp
-from .workspace import chunk_bytes, scratch
+from ...backend import get_xp
+from .workspace import rows_per_chunk, scratch
 
 Array = Any
 
@@ -109,7 +113,7 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False) -
     th, tw = (h + 1) // 2, (wd + 1) // 2                   # tiles per column / row
     wp = 2 * tw + 2                                        # padded width covered by the tiles
     per_tile_row = 16 * n * tw * (c + f) * dt.itemsize     # bytes of V and M per row of tiles
-    rows = max(1, min(th, chunk_bytes(x, CHUNK_BYTES) // max(per_tile_row, 1)))
+    rows = rows_per_chunk(x, th, per_tile_row, CHUNK_BYTES)
 
     out = xp.empty((n, h, wd, f), dtype=dt)
     kmap = [4 * _FLIP[k // 4] + _FLIP[k % 4] for k in range(16)] if flip else list(range(16))

@@ -1,7 +1,11 @@
 """Winograd F(4x4, 3x3): the larger-tile variant, 4x fewer multiplications than direct convolution.
 
-Same idea as :mod:`numpynst.winograd` (read that first), with 6x6 input tiles producing 4x4 output
-tiles (interpolation points 0, 1, -1, 1/2, -1/2, infinity; Lavin & Gray 2015)::
+Speed only. Textbook twin: :func:`numpynst.layers.conv.conv2d_forward_naive` with a 3x3 kernel,
+stride 1, pad 1 (and :func:`~numpynst.layers.conv.conv2d_backward_naive`'s ``dx`` for the
+``flip=True`` transform); tests/test_conv_fast.py checks they agree.
+
+Same idea as :mod:`numpynst.layers.fast.winograd` (read that first), with 6x6 input tiles
+producing 4x4 output tiles (interpolation points 0, 1, -1, 1/2, -1/2, infinity; Lavin & Gray 2015)::
 
           [4  0 -5  0  1  0]          [ 1/4     0     0 ]
           [0 -4 -4  1  1  0]          [-1/6  -1/6  -1/6 ]          [1  1  1  1  1  0]
@@ -18,7 +22,7 @@ more element-wise passes per tile, and float32 results ~1e-6 to 1e-5 away from t
 (the larger tile amplifies rounding; still far below what style transfer can see). It therefore
 pays only where the GEMM dominates: many channels on small maps (VGG blocks 4-5), and only when
 ``U`` is computed once and reused (the transform of a 512x512 kernel costs about as much as the
-products it saves in one call), see ``numpynst.conv``.
+products it saves in one call), see :mod:`numpynst.layers.fast.dispatch`.
 
 Unlike F(2x2,3x3) the point set is not symmetric under ``t -> 1/t``, so the transform of the
 flipped kernel (for ``dx``) is not a re-indexing of ``U``: :func:`transform_weights` takes
@@ -31,16 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_xp
+from ...backend import get_xp
 from .winograd import padded_rows
-from .workspace import chunk_bytes, scratch
+from .workspace import rows_per_chunk, scratch
 
 Array = Any
 
 _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
-# Scratch budget per chunk of tiles (V and M together), bytes; see numpynst.winograd.CHUNK_BYTES.
+# Scratch budget per chunk of tiles (V and M together), bytes; see winograd.CHUNK_BYTES.
 CHUNK_BYTES = 8 * 2 ** 20
 
 
@@ -83,7 +87,7 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None) -> Array:
     th, tw = (h + 3) // 4, (wd + 3) // 4
     wp = 4 * tw + 2
     per_tile_row = 36 * n * tw * (c + f) * dt.itemsize
-    rows = max(1, min(th, chunk_bytes(x, CHUNK_BYTES) // max(per_tile_row, 1)))
+    rows = rows_per_chunk(x, th, per_tile_row, CHUNK_BYTES)
     out = xp.empty((n, h, wd, f), dtype=dt)
     for t0 in range(0, th, rows):
         t1 = min(th, t0 + rows)

@@ -1,4 +1,6 @@
-"""Reusable scratch buffers for the convolution fast paths.
+"""Reusable scratch buffers and chunk sizes for the fast paths. Speed only: nothing here changes a
+result, so there is no textbook twin; every caller must agree with its own twin whatever the
+chunk size (tests/test_conv_fast.py runs them with one-row chunks).
 
 Why: a fresh multi-MiB NumPy array is a fresh ``mmap``; the kernel then zero-fills every page on
 first touch, which on this project's benchmark machine costs as much as the copy that fills the
@@ -16,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .backend import get_xp
+from ...backend import get_xp
 
 Array = Any
 
@@ -59,6 +61,13 @@ def chunk_bytes(ref: Array, cpu_budget: int) -> int:
     """The scratch budget per chunk for arrays like ``ref``: ``cpu_budget`` on NumPy, else the larger
     of it and :data:`DEVICE_CHUNK_BYTES`."""
     return cpu_budget if get_xp(ref).__name__ == "numpy" else max(cpu_budget, DEVICE_CHUNK_BYTES)
+
+
+def rows_per_chunk(ref: Array, rows: int, bytes_per_row: int, cpu_budget: int) -> int:
+    """How many of ``rows`` (output rows, rows of tiles) to process per chunk so that a chunk's
+    scratch, ``bytes_per_row`` per row, stays within :func:`chunk_bytes` ``(ref, cpu_budget)``;
+    at least 1, at most ``rows``."""
+    return max(1, min(rows, chunk_bytes(ref, cpu_budget) // max(bytes_per_row, 1)))
 
 
 def workspace_bytes() -> int:

@@ -14,6 +14,10 @@ Here the selection is done on the bit patterns instead::
 
 which is exactly ``where(mask, a, 0)`` (NaN and inf included) with no branch. On CuPy arrays
 ``where`` is already one branch-free kernel, so it is used as is.
+
+Textbook twins, which every function here must equal bit for bit (tests/test_masking.py):
+:func:`select` is ``xp.where(mask, a, 0)``, :func:`select_positive` ``xp.where(key > 0, a, 0)``
+(:func:`numpynst.layers.relu.relu_backward_naive`), :func:`update` ``xp.copyto(out, a, where=mask)``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_xp
+from ...backend import get_xp
 from .workspace import scratch
 
 Array = Any

@@ -1,26 +1,28 @@
 """Hand-written CUDA kernels for the ops whose array formulation is slow on a GPU.
 
-The array code in :mod:`numpynst.conv`, :mod:`numpynst.pooling` and :mod:`numpynst.activations` runs
-unchanged on CuPy, but it is written as loops over kernel offsets: im2col is ``KH*KW`` strided copies,
-col2im ``KH*KW`` strided ``+=`` passes over the whole gradient, max-pool backward ``size*size`` passes
-each with its own ``where``. On a GPU every pass is a kernel launch plus a full read and write of
+The array code in :mod:`numpynst.layers.conv`, :mod:`numpynst.layers.fast.im2col`,
+:mod:`numpynst.layers.pooling` and :mod:`numpynst.layers.relu` runs unchanged on CuPy, but it is
+written as loops over kernel offsets: im2col is ``KH*KW`` strided copies, col2im ``KH*KW`` strided
+``+=`` passes over the whole gradient, max-pool backward ``size*size`` passes each with its own
+``where``. On a GPU every pass is a kernel launch plus a full read and write of
 the array. The kernels here do each op in **one pass**, one thread per output element:
 
-==========================  =========================================  ================================
-function                    same result as                             one thread per
-==========================  =========================================  ================================
-:func:`im2col`              ``conv.im2col``                            element of ``cols``
-:func:`im2col_rows`         ``conv._im2col_rows`` (one row chunk)      element of ``cols``
-:func:`col2im`              ``conv.col2im``                            element of ``dx`` (a gather)
-:func:`col2im_rows_add`     one chunk of ``conv._dx_col2im``'s adds    element of the touched rows
-:func:`maxpool_forward`     ``pooling.maxpool_forward``                element of ``out``
-:func:`maxpool_backward`    ``pooling.maxpool_backward``               element of ``dx`` (a gather)
-:func:`relu_backward`       ``activations.relu_backward``              element (ElementwiseKernel)
-==========================  =========================================  ================================
+==========================  ===========================================  ==============================
+function                    same result as (``numpynst.layers.``...)     one thread per
+==========================  ===========================================  ==============================
+:func:`im2col`              ``conv.im2col``                              element of ``cols``
+:func:`im2col_rows`         ``fast.im2col.im2col_rows`` (one row chunk)  element of ``cols``
+:func:`col2im`              ``conv.col2im``                              element of ``dx`` (a gather)
+:func:`col2im_rows_add`     one chunk of ``fast.im2col.dx_col2im``       element of the touched rows
+:func:`maxpool_forward`     ``pooling.maxpool_forward``                  element of ``out``
+:func:`maxpool_backward`    ``pooling.maxpool_backward``                 element of ``dx`` (a gather)
+:func:`relu_backward`       ``relu.relu_backward``                       element (ElementwiseKernel)
+==========================  ===========================================  ==============================
 
-The array versions stay the readable definition and the default on NumPy; ``tests/test_gpu.py``
-checks on a GPU that both agree, and ``tests/test_cuda_kernels_emulated.py`` runs these very
-kernel sources on the CPU (compiled by g++ behind a small shim) against the same twins.
+Textbook twins: these are speed only. The array versions above stay the readable definition and
+the default on NumPy; ``tests/test_gpu.py`` checks on a GPU that both agree, and
+``tests/test_cuda_kernels_emulated.py`` runs these very kernel sources on the CPU (compiled by g++
+behind a small shim) against the same twins.
 
 **Gathers, not scatters.** col2im and max-pool backward are naturally scatters (each ``cols`` / ``dout``
 entry adds into an input position, and overlapping windows collide). Here each *destination*
@@ -38,9 +40,10 @@ NVRTC on its first launch for each ``(dtype, index type)`` pair and then kept (i
 and in CuPy's on-disk kernel cache across processes). Index arithmetic is 32-bit when every array
 involved has fewer than ~2^31 elements (fast on GPUs), 64-bit otherwise (``I`` in the sources).
 
-CuPy is obtained through :mod:`numpynst.backend` only. Set ``NUMPYNST_CUDA_KERNELS=0`` in the
-environment (or use :func:`disabled`) to run the array formulations on CuPy instead, e.g. to
-compare or benchmark them.
+CuPy is obtained through :mod:`numpynst.backend` only; this module imports no layer module (the
+layers import it), only :mod:`numpynst.backend` and :mod:`numpynst.layers.geometry`. Set
+``NUMPYNST_CUDA_KERNELS=0`` in the environment (or use :func:`disabled`) to run the array
+formulations on CuPy instead, e.g. to compare or benchmark them.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .backend import cupy_available, get_xp, is_device_array
+from ...backend import cupy_available, get_xp, is_device_array
+from ..geometry import output_size
 
 Array = Any
 
@@ -101,7 +105,7 @@ _COL2IM = r"""
 // y0 .. y0+Hb-1 (the caller passes the rows this chunk can reach).
 // Kernel row p reads y from output row i = (y + ph - p) / stride when that divides exactly and
 // i0 <= i < i0+R; likewise q and j < Wo for columns. Terms are added for p, then q, ascending: the
-// order of numpynst.conv's "for p: for q: dx[slice] += ..." loops, so the sums are the same.
+// order of the array twins' "for p: for q: dx[slice] += ..." loops, so the sums are the same.
 extern "C" __global__ void numpynst_col2im(
         const T* __restrict__ cols, T* __restrict__ dx,
         I N, I H, I W, I C, I KH, I KW, I stride, I ph, I pw, I i0, I R, I Wo,
@@ -280,7 +284,7 @@ _elementwise: dict[str, Any] = {}
 
 
 def _cupy(*arrays: Array, what: str):
-    """The cupy module, checking that ``arrays`` are CuPy arrays of a supported float dtype."""
+    """The array module (CuPy), checking that ``arrays`` are CuPy arrays of a supported float dtype."""
     xp = get_xp(*arrays)
     if xp is np:
         raise TypeError(f"cuda_kernels.{what} needs CuPy arrays, got "
@@ -296,7 +300,7 @@ def _index_dtype(*sizes: int) -> np.dtype:
     return np.dtype(np.int32 if max(sizes, default=0) <= _INT32_LIMIT else np.int64)
 
 
-def raw_kernel(cp, name: str, dtype: Any, index_dtype: Any):
+def raw_kernel(xp, name: str, dtype: Any, index_dtype: Any):
     """The ``cupy.RawKernel`` for ``name``; built once per key, compiled by CuPy at first launch."""
     key = (name, np.dtype(dtype).str, np.dtype(index_dtype).str)
     k = _raw_kernels.get(key)
@@ -304,11 +308,11 @@ def raw_kernel(cp, name: str, dtype: Any, index_dtype: Any):
         with _lock:
             k = _raw_kernels.get(key)
             if k is None:
-                k = _raw_kernels[key] = cp.RawKernel(kernel_source(name, dtype, index_dtype), name)
+                k = _raw_kernels[key] = xp.RawKernel(kernel_source(name, dtype, index_dtype), name)
     return k
 
 
-def _launch(cp, name: str, total: int, dtype: Any, index_dtype: Any, arrays: tuple, ints: tuple,
+def _launch(xp, name: str, total: int, dtype: Any, index_dtype: Any, arrays: tuple, ints: tuple,
             extra: tuple = ()) -> None:
     """Launch kernel ``name`` over ``total`` elements: ``(arrays..., ints as I..., extra...)``."""
     if total <= 0:
@@ -317,16 +321,16 @@ def _launch(cp, name: str, total: int, dtype: Any, index_dtype: Any, arrays: tup
     it = np.dtype(index_dtype).type
     args = tuple(arrays) + tuple(it(v) for v in ints) + tuple(extra)
     with arrays[0].device:
-        raw_kernel(cp, name, dtype, index_dtype)((blocks,), (THREADS,), args)
+        raw_kernel(xp, name, dtype, index_dtype)((blocks,), (THREADS,), args)
 
 
-def _relu_kernel(cp):
+def _relu_kernel(xp):
     k = _elementwise.get("relu")
     if k is None:
         with _lock:
             k = _elementwise.get("relu")
             if k is None:
-                k = _elementwise["relu"] = cp.ElementwiseKernel(*_RELU_BWD)
+                k = _elementwise["relu"] = xp.ElementwiseKernel(*_RELU_BWD)
     return k
 
 
@@ -334,16 +338,12 @@ def _relu_kernel(cp):
 # im2col / col2im
 # ----------------------------------------------------------------------------------------------
 
-def _out_size(size: int, k: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - k) // stride + 1
-
-
 def im2col(x: Array, kh: int, kw: int, stride: int, pad: int) -> Array:
-    """``(N, H, W, C) -> cols (N*Ho*Wo, KH*KW*C)``, as :func:`numpynst.conv.im2col` (one kernel)."""
-    cp = _cupy(x, what="im2col")
+    """``(N, H, W, C) -> cols (N*Ho*Wo, KH*KW*C)``, as :func:`numpynst.layers.conv.im2col` (one kernel)."""
+    xp = _cupy(x, what="im2col")
     n, h, w, c = x.shape
-    ho, wo = _out_size(h, kh, stride, pad), _out_size(w, kw, stride, pad)
-    cols = cp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    ho, wo = output_size(h, kh, stride, pad), output_size(w, kw, stride, pad)
+    cols = xp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
     im2col_rows(x, cols, 0, ho, stride, pad, pad)
     return cols.reshape(n * ho * wo, kh * kw * c)
 
@@ -351,64 +351,64 @@ def im2col(x: Array, kh: int, kw: int, stride: int, pad: int) -> Array:
 def im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, pw: int) -> None:
     """Fill ``cols (N, i1-i0, Wo, KH, KW, C)`` with the receptive fields of output rows ``[i0, i1)``.
 
-    As ``numpynst.conv._im2col_rows``: zero padding ``ph`` rows / ``pw`` columns on each side,
+    As ``numpynst.layers.fast.im2col.im2col_rows``: zero padding ``ph`` rows / ``pw`` columns on each side,
     ``Wo = (W + 2 pw - KW) // stride + 1``; ``cols`` (C-contiguous, dtype of ``x``) is overwritten
     entirely, padding positions with 0.
     """
-    cp = _cupy(x, cols, what="im2col_rows")
-    x = cp.ascontiguousarray(x)
+    xp = _cupy(x, cols, what="im2col_rows")
+    x = xp.ascontiguousarray(x)
     n, h, w, c = x.shape
     _, r, wo, kh, kw, _ = cols.shape
     if (cols.dtype != x.dtype or not cols.flags.c_contiguous or i1 - i0 != r or i0 < 0
-            or tuple(cols.shape) != (n, r, _out_size(w, kw, stride, pw), kh, kw, c)):
+            or tuple(cols.shape) != (n, r, output_size(w, kw, stride, pw), kh, kw, c)):
         raise ValueError(f"im2col_rows: cols {tuple(cols.shape)} {cols.dtype} (contiguous: "
                          f"{cols.flags.c_contiguous}) does not fit x {tuple(x.shape)} {x.dtype}, rows "
                          f"[{i0}, {i1}), stride={stride}, pw={pw}")
-    _launch(cp, "numpynst_im2col", cols.size, x.dtype, _index_dtype(x.size, cols.size), (x, cols),
+    _launch(xp, "numpynst_im2col", cols.size, x.dtype, _index_dtype(x.size, cols.size), (x, cols),
             (n, h, w, c, kh, kw, stride, ph, pw, i0, r, wo))
 
 
 def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: int,
            pad: int) -> Array:
     """Adjoint of :func:`im2col`: ``cols (N*Ho*Wo, KH*KW*C) -> (N, H, W, C)``, as
-    :func:`numpynst.conv.col2im`, as a gather (each output element sums its own sources)."""
-    cp = _cupy(cols, what="col2im")
+    :func:`numpynst.layers.conv.col2im`, as a gather (each output element sums its own sources)."""
+    xp = _cupy(cols, what="col2im")
     n, h, w, c = (int(s) for s in x_shape)
-    ho, wo = _out_size(h, kh, stride, pad), _out_size(w, kw, stride, pad)
+    ho, wo = output_size(h, kh, stride, pad), output_size(w, kw, stride, pad)
     if tuple(cols.shape) != (n * ho * wo, kh * kw * c):
         raise ValueError(f"col2im: cols.shape={tuple(cols.shape)} does not match x_shape={tuple(x_shape)} "
                          f"with kernel {kh}x{kw}, stride={stride}, pad={pad} (expected "
                          f"{(n * ho * wo, kh * kw * c)})")
-    cols6 = cp.ascontiguousarray(cols).reshape(n, ho, wo, kh, kw, c)
-    dx = cp.empty((n, h, w, c), dtype=cols.dtype)
-    _col2im(cp, cols6, dx, 0, stride, pad, pad, 0, h, accumulate=False)
+    cols6 = xp.ascontiguousarray(cols).reshape(n, ho, wo, kh, kw, c)
+    dx = xp.empty((n, h, w, c), dtype=cols.dtype)
+    _col2im(xp, cols6, dx, 0, stride, pad, pad, 0, h, accumulate=False)
     return dx
 
 
 def col2im_rows_add(dcols: Array, dx: Array, i0: int, i1: int, stride: int, pad: int) -> None:
     """``dx += col2im`` of the chunk ``dcols (N, i1-i0, Wo, KH, KW, C)`` for output rows ``[i0, i1)``.
 
-    One chunk of ``numpynst.conv._dx_col2im``'s loop of strided ``+=``: ``dx`` (N, H, W, C),
+    One chunk of ``numpynst.layers.fast.im2col.dx_col2im``'s loop of strided ``+=``: ``dx`` (N, H, W, C),
     C-contiguous, is updated in place, and only the rows this chunk reaches are touched.
     """
-    cp = _cupy(dcols, dx, what="col2im_rows_add")
+    xp = _cupy(dcols, dx, what="col2im_rows_add")
     n, h, w, c = dx.shape
     _, r, wo, kh, kw, _ = dcols.shape
     if (dcols.dtype != dx.dtype or not dx.flags.c_contiguous or i1 - i0 != r or i0 < 0
-            or tuple(dcols.shape) != (n, r, _out_size(w, kw, stride, pad), kh, kw, c)):
+            or tuple(dcols.shape) != (n, r, output_size(w, kw, stride, pad), kh, kw, c)):
         raise ValueError(f"col2im_rows_add: dcols {tuple(dcols.shape)} {dcols.dtype} does not fit dx "
                          f"{tuple(dx.shape)} {dx.dtype} (contiguous: {dx.flags.c_contiguous}), rows "
                          f"[{i0}, {i1}), stride={stride}, pad={pad}")
     y0 = max(0, i0 * stride - pad)                       # first row of dx a kernel row can reach
     y1 = min(h, (i1 - 1) * stride + kh - pad)            # one past the last
-    _col2im(cp, cp.ascontiguousarray(dcols), dx, i0, stride, pad, pad, y0, y1 - y0, accumulate=True)
+    _col2im(xp, xp.ascontiguousarray(dcols), dx, i0, stride, pad, pad, y0, y1 - y0, accumulate=True)
 
 
-def _col2im(cp, cols6: Array, dx: Array, i0: int, stride: int, ph: int, pw: int, y0: int, hb: int,
+def _col2im(xp, cols6: Array, dx: Array, i0: int, stride: int, ph: int, pw: int, y0: int, hb: int,
             accumulate: bool) -> None:
     n, h, w, c = dx.shape
     _, r, wo, kh, kw, _ = cols6.shape
-    _launch(cp, "numpynst_col2im", n * max(hb, 0) * w * c, dx.dtype, _index_dtype(dx.size, cols6.size),
+    _launch(xp, "numpynst_col2im", n * max(hb, 0) * w * c, dx.dtype, _index_dtype(dx.size, cols6.size),
             (cols6, dx), (n, h, w, c, kh, kw, stride, ph, pw, i0, r, wo, y0, hb),
             (np.int32(1 if accumulate else 0),))
 
@@ -418,20 +418,20 @@ def _col2im(cp, cols6: Array, dx: Array, i0: int, stride: int, ph: int, pw: int,
 # ----------------------------------------------------------------------------------------------
 
 def maxpool_forward(x: Array, size: int, stride: int) -> tuple[Array, Array]:
-    """``(out (N, Ho, Wo, C), argmax uint8 (N, Ho, Wo, C))`` as :func:`numpynst.pooling.maxpool_forward`.
+    """``(out (N, Ho, Wo, C), argmax uint8 (N, Ho, Wo, C))`` as :func:`numpynst.layers.pooling.maxpool_forward`.
 
     Floor mode, first-maximum tie rule; ``argmax`` holds the window offset ``p*size + q``.
-    Arguments are assumed validated by the caller (``pooling._check``), except what memory safety needs.
+    Arguments are assumed validated by the caller (``numpynst.layers.pooling``), except what memory safety needs.
     """
-    cp = _cupy(x, what="maxpool_forward")
+    xp = _cupy(x, what="maxpool_forward")
     if not 1 <= size <= 255 or stride < 1 or x.ndim != 4 or size > min(x.shape[1:3]):
         raise ValueError(f"maxpool_forward: bad size={size}/stride={stride} for x.shape={tuple(x.shape)}")
-    x = cp.ascontiguousarray(x)
+    x = xp.ascontiguousarray(x)
     n, h, w, c = x.shape
-    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
-    out = cp.empty((n, ho, wo, c), dtype=x.dtype)
-    argmax = cp.empty((n, ho, wo, c), dtype=cp.uint8)
-    _launch(cp, "numpynst_maxpool_fwd", out.size, x.dtype, _index_dtype(x.size), (x, out, argmax),
+    ho, wo = output_size(h, size, stride), output_size(w, size, stride)
+    out = xp.empty((n, ho, wo, c), dtype=x.dtype)
+    argmax = xp.empty((n, ho, wo, c), dtype=xp.uint8)
+    _launch(xp, "numpynst_maxpool_fwd", out.size, x.dtype, _index_dtype(x.size), (x, out, argmax),
             (n, h, w, c, size, stride, ho, wo))
     return out, argmax
 
@@ -439,29 +439,29 @@ def maxpool_forward(x: Array, size: int, stride: int) -> tuple[Array, Array]:
 def maxpool_backward(dout: Array, argmax: Array, x_shape: tuple[int, int, int, int], size: int,
                      stride: int) -> Array:
     """``dx (x_shape)``: each ``dout`` entry routed to its window's recorded arg-max, as
-    :func:`numpynst.pooling.maxpool_backward`, as a gather (no atomics)."""
-    cp = _cupy(dout, what="maxpool_backward")
+    :func:`numpynst.layers.pooling.maxpool_backward`, as a gather (no atomics)."""
+    xp = _cupy(dout, what="maxpool_backward")
     n, h, w, c = (int(s) for s in x_shape)
-    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+    ho, wo = output_size(h, size, stride), output_size(w, size, stride)
     if (tuple(dout.shape) != (n, ho, wo, c) or tuple(argmax.shape) != (n, ho, wo, c)
             or argmax.dtype != np.uint8 or not is_device_array(argmax)):
         raise ValueError(f"maxpool_backward: dout {tuple(dout.shape)} / argmax {tuple(argmax.shape)} "
                          f"{argmax.dtype} do not match x_shape={tuple(x_shape)}, size={size}, "
                          f"stride={stride}")
-    dout = cp.ascontiguousarray(dout)
-    argmax = cp.ascontiguousarray(argmax)
-    dx = cp.empty((n, h, w, c), dtype=dout.dtype)
-    _launch(cp, "numpynst_maxpool_bwd", dx.size, dout.dtype, _index_dtype(dx.size), (dout, argmax, dx),
+    dout = xp.ascontiguousarray(dout)
+    argmax = xp.ascontiguousarray(argmax)
+    dx = xp.empty((n, h, w, c), dtype=dout.dtype)
+    _launch(xp, "numpynst_maxpool_bwd", dx.size, dout.dtype, _index_dtype(dx.size), (dout, argmax, dx),
             (n, h, w, c, size, stride, ho, wo))
     return dx
 
 
 def relu_backward(dout: Array, out: Array, dx: Array | None = None) -> Array:
     """``dx = dout * (out > 0)`` (0 where ``out <= 0`` or is NaN), as
-    :func:`numpynst.activations.relu_backward` given the cached forward output ``out``; written into
+    :func:`numpynst.layers.relu.relu_backward` given the cached forward output ``out``; written into
     ``dx`` when given (an elementwise kernel: ``dx`` may be ``dout`` itself)."""
-    cp = _cupy(dout, out, what="relu_backward")
+    xp = _cupy(dout, out, what="relu_backward")
     if tuple(dout.shape) != tuple(out.shape):
         raise ValueError(f"relu_backward: dout.shape={tuple(dout.shape)} != forward shape {tuple(out.shape)}")
-    kernel = _relu_kernel(cp)
+    kernel = _relu_kernel(xp)
     return kernel(dout, out) if dx is None else kernel(dout, out, dx)

@@ -6,14 +6,18 @@
 At exactly ``x = 0`` ReLU has no derivative; we use 0 there (``x > 0``, strict), as PyTorch and
 cuDNN do. Gradient checks keep inputs away from 0 so the kink never falls inside a finite
 difference.
+
+:func:`relu_forward` is already the textbook formula. :func:`relu_backward` is fast (a branch-free
+bit mask on NumPy, :mod:`numpynst.layers.fast.masking`; one CUDA kernel on CuPy); its twin
+:func:`relu_backward_naive` is the formula above as one ``where``, and the two agree bit for bit.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import cuda_kernels, masking
-from .backend import get_xp
+from ..backend import get_xp
+from .fast import cuda_kernels, masking
 
 Array = Any
 
@@ -49,3 +53,12 @@ def relu_backward(dout: Array, cache: ReluCache, out: Array | None = None) -> Ar
     # where(out > 0, dout, 0), not a multiply by the mask: a NaN in dout behind a dead unit stays
     # out of dx. masking does it on the bit patterns, without where()'s per-element branch.
     return masking.select_positive(cache.out, dout, out=out)
+
+
+def relu_backward_naive(dout: Array, cache: ReluCache) -> Array:
+    """Reference for :func:`relu_backward`: ``where(out > 0, dout, 0)``, a fresh array.
+
+    ``where``, not ``dout * (out > 0)``: a NaN in ``dout`` behind a dead unit must not reach ``dx``.
+    """
+    xp = get_xp(dout, cache.out)
+    return xp.where(cache.out > 0, dout, xp.zeros((), dtype=dout.dtype))

@@ -18,17 +18,25 @@ Average pooling::
     out[n, i, j, c] = 1/size^2 * sum_{p, q} x[n, i*s + p, j*s + q, c]
     dx[n, i*s + p, j*s + q, c] += dout[n, i, j, c] / size^2          for every (p, q)
 
-Both are written as a loop over the ``size*size`` window offsets, each touching one strided slice of
-the input: no reshapes that need ``H % size == 0``, overlapping windows (stride < size) work, and the
-same code runs on CuPy (every ``+=`` writes distinct elements).
+The ops (:func:`maxpool_forward`, :func:`maxpool_backward`, :func:`avgpool_forward`,
+:func:`avgpool_backward`) are written as a loop over the ``size*size`` window offsets, each touching
+one strided slice of the input: no reshapes that need ``H % size == 0``, overlapping windows
+(stride < size) work, and the same code runs on CuPy (every ``+=`` writes distinct elements). Max
+pooling also selects with branch-free bit masks (:mod:`numpynst.layers.fast.masking`) and, on
+CuPy, runs as one CUDA kernel (:mod:`numpynst.layers.fast.cuda_kernels`).
+
+Each has a naive twin beside it (``*_naive``) that loops over output positions, one window at a
+time, and reads like the formulas above; tests/test_layers.py checks that the two agree.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import cuda_kernels, masking
-from .backend import get_xp
+from ..backend import get_xp
+from ..checks import integer
+from .fast import cuda_kernels, masking
+from .geometry import output_size
 
 Array = Any
 
@@ -46,19 +54,20 @@ class AvgPoolCache(NamedTuple):
     stride: int
 
 
-def _check(x: Array, size: int, stride: int, name: str) -> tuple[int, int]:
+def _check(x: Array, size: int, stride: int, name: str) -> tuple[int, int, int, int]:
+    """``(size, stride, Ho, Wo)``, size and stride as ints; ``ValueError`` naming the shapes when
+    ``x`` cannot be pooled so."""
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"{name}: x must be 4-D (N, H, W, C), got shape {getattr(x, 'shape', None)}")
-    for label, v in (("size", size), ("stride", stride)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}: {label} must be a positive integer, got {v!r}")
-    if size > 255:
+    size = integer(f"{name}: size", size, error=ValueError)
+    stride = integer(f"{name}: stride", stride, error=ValueError)
+    if size > 255:                   # the arg-max offset p*size + q is stored as uint8
         raise ValueError(f"{name}: size must be <= 255, got {size}")
     h, w = x.shape[1:3]
     if size > h or size > w:
         raise ValueError(f"{name}: window {size}x{size} is larger than the input {h}x{w} "
                          f"(x.shape={tuple(x.shape)})")
-    return (h - size) // stride + 1, (w - size) // stride + 1
+    return size, stride, output_size(h, size, stride), output_size(w, size, stride)
 
 
 def _window(a: Array, p: int, q: int, ho: int, wo: int, stride: int) -> Array:
@@ -68,7 +77,7 @@ def _window(a: Array, p: int, q: int, ho: int, wo: int, stride: int) -> Array:
 
 def maxpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, MaxPoolCache]:
     """Max pooling (floor mode, first-maximum tie rule). Returns ``(out, cache)``."""
-    ho, wo = _check(x, size, stride, "maxpool_forward")
+    size, stride, ho, wo = _check(x, size, stride, "maxpool_forward")
     if cuda_kernels.supports(x):            # CuPy: one kernel, same scan order and tie rule
         out, argmax = cuda_kernels.maxpool_forward(x, size, stride)
         return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
@@ -112,9 +121,46 @@ def maxpool_backward(dout: Array, cache: MaxPoolCache) -> Array:
     return dx
 
 
+def _pool_naive(x: Array, size: int, stride: int, name: str, reduce: str) -> Array:
+    """``out[:, i, j, :] = window.<reduce>(axis=(1, 2))`` for each window, one at a time."""
+    size, stride, ho, wo = _check(x, size, stride, name)
+    out = get_xp(x).empty((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
+            out[:, i, j, :] = getattr(window, reduce)(axis=(1, 2))
+    return out
+
+
+def maxpool_forward_naive(x: Array, size: int = 2, stride: int = 2) -> Array:
+    """Reference max pooling, one window at a time (first maximum wins); forward output only."""
+    return _pool_naive(x, size, stride, "maxpool_forward_naive", "max")
+
+
+def maxpool_backward_naive(dout: Array, x: Array, size: int = 2, stride: int = 2) -> Array:
+    """Reference for :func:`maxpool_backward`, one window at a time: ``dout[n, i, j, c]`` goes to the
+    first maximum of its window of ``x`` in row-major order (the tie rule), zeros elsewhere.
+
+    Takes the forward input ``x`` rather than a cache, so that it finds each arg-max itself instead
+    of trusting the one :func:`maxpool_forward` recorded. (NaN: ``argmax`` takes the first NaN.)
+    """
+    size, stride, ho, wo = _check(x, size, stride, "maxpool_backward_naive")
+    xp = get_xp(dout, x)
+    n, _, _, c = x.shape
+    dx = xp.zeros(x.shape, dtype=dout.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
+            first = window.reshape(n, size * size, c).argmax(axis=1)     # (N, C): row-major offset p*size + q
+            for k in range(size * size):
+                p, q = divmod(k, size)
+                dx[:, i * stride + p, j * stride + q, :] += xp.where(first == k, dout[:, i, j, :], 0)
+    return dx
+
+
 def avgpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, AvgPoolCache]:
     """Average pooling (floor mode). Returns ``(out, cache)``."""
-    ho, wo = _check(x, size, stride, "avgpool_forward")
+    size, stride, ho, wo = _check(x, size, stride, "avgpool_forward")
     out = _window(x, 0, 0, ho, wo, stride).copy()
     for k in range(1, size * size):
         p, q = divmod(k, size)
@@ -126,8 +172,7 @@ def avgpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, Av
 def avgpool_backward(dout: Array, cache: AvgPoolCache) -> Array:
     """Spread each ``dout`` entry evenly over its window: ``dx += dout / size^2``."""
     x_shape, size, stride = cache
-    ho = (x_shape[1] - size) // stride + 1
-    wo = (x_shape[2] - size) // stride + 1
+    ho, wo = output_size(x_shape[1], size, stride), output_size(x_shape[2], size, stride)
     if tuple(dout.shape) != (x_shape[0], ho, wo, x_shape[3]):
         raise ValueError(f"avgpool_backward: dout.shape={tuple(dout.shape)} != forward output "
                          f"shape {(x_shape[0], ho, wo, x_shape[3])}")
@@ -140,12 +185,18 @@ def avgpool_backward(dout: Array, cache: AvgPoolCache) -> Array:
     return dx
 
 
-def maxpool_forward_naive(x: Array, size: int = 2, stride: int = 2) -> Array:
-    """Reference max pooling, one window at a time (first maximum wins); forward output only."""
-    ho, wo = _check(x, size, stride, "maxpool_forward_naive")
-    xp = get_xp(x)
-    out = xp.empty((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype)
-    for i in range(ho):
-        for j in range(wo):
-            out[:, i, j, :] = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :].max(axis=(1, 2))
-    return out
+def avgpool_forward_naive(x: Array, size: int = 2, stride: int = 2) -> Array:
+    """Reference average pooling, one window at a time; forward output only."""
+    return _pool_naive(x, size, stride, "avgpool_forward_naive", "mean")
+
+
+def avgpool_backward_naive(dout: Array, cache: AvgPoolCache) -> Array:
+    """Reference for :func:`avgpool_backward`, one window at a time: ``dx[window] += dout / size^2``."""
+    x_shape, size, stride = cache
+    xp = get_xp(dout)
+    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    for i in range(dout.shape[1]):
+        for j in range(dout.shape[2]):
+            dx[:, i * stride:i * stride + size, j * stride:j * stride + size, :] += \
+                dout[:, i:i + 1, j:j + 1, :] / (size * size)
+    return dx
