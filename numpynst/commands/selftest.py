@@ -2,6 +2,9 @@
 
 Runs in a few seconds, needs no weights or images, and prints each relative error next to the bound
 it must meet, so a user can see on their own machine (and backend) that the gradients are right.
+It also checks the Winograd paths VGG runs (3x3 kernel, stride 1, pad 1, 64 channels; F(2x2,3x3)
+and F(4x4,3x3), forward and ``dx``, the latter with cached transforms of read-only weights, as
+:class:`numpynst.vgg.VGG` uses them) against the naive loops, in float64.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import numpy as np
 
 from ..backend import backend_name, resolve
 from ..gradcheck import numerical_gradient_array, rel_error
-from ..layers import (avgpool_backward, avgpool_forward, conv2d_backward, conv2d_forward,
-                      maxpool_backward, maxpool_forward, relu_backward, relu_forward)
+from ..layers import (avgpool_backward, avgpool_forward, conv2d_backward, conv2d_backward_naive,
+                      conv2d_forward, conv2d_forward_naive, maxpool_backward, maxpool_forward,
+                      relu_backward, relu_forward)
 
 TOL = 1e-7
+WINOGRAD_TOL = 1e-12      # float64 Winograd vs the naive loop: rounding only (~1e-15)
 
 
 def layer_checks(xp, seed: int = 0) -> list[tuple[str, float]]:
@@ -45,6 +50,31 @@ def layer_checks(xp, seed: int = 0) -> list[tuple[str, float]]:
     return results
 
 
+def winograd_checks(xp, seed: int = 0) -> list[tuple[str, float]]:
+    """``[(name, relative error)]`` of the Winograd paths against the naive loops, float64 on ``xp``.
+
+    VGG's shape (3x3, stride 1, pad 1, 64 channels in and out) on an odd-sized map, so that partial
+    edge tiles are covered. The weights are read-only, as VGG's are on NumPy: F(4x4,3x3) then runs
+    with its cached transforms and F(2x2,3x3)'s ``dx`` reuses the forward pass's transform.
+    """
+    rng = np.random.default_rng(seed)
+    x = xp.asarray(rng.standard_normal((1, 11, 9, 64)))
+    w = xp.asarray(rng.standard_normal((3, 3, 64, 64)) * 0.05)
+    b = xp.asarray(rng.standard_normal(64))
+    if xp is np:
+        w.flags.writeable = False
+    ref, ref_cache = conv2d_forward_naive(x, w, b)
+    dout = xp.asarray(rng.standard_normal(ref.shape))
+    dx_ref = conv2d_backward_naive(dout, ref_cache, weight_grads=False)[0]
+    results = []
+    for method, name in (("winograd", "F(2x2,3x3)"), ("winograd4", "F(4x4,3x3)")):
+        out, cache = conv2d_forward(x, w, b, method=method)
+        dx = conv2d_backward(dout, cache, weight_grads=False, method=method)[0]
+        results.append((f"winograd {name} forward", rel_error(out, ref)))
+        results.append((f"winograd {name} dx", rel_error(dx, dx_ref)))
+    return results
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("selftest", help="check every layer's gradient numerically (seconds)",
                               description=__doc__.splitlines()[0])
@@ -53,13 +83,23 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _table(rows: list[tuple[str, float]], bound: float) -> int:
+    """Print one line per check; the number that miss ``bound``."""
+    failed = 0
+    for name, err in rows:
+        ok = err < bound
+        failed += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<28} relative error {err:.2e}")
+    return failed
+
+
 def run(args) -> int:
     xp = resolve(args.backend)
     print(f"numpynst selftest on {backend_name(xp)}, float64 central differences, bound {TOL:.0e}")
-    failed = 0
-    for name, err in layer_checks(xp):
-        ok = err < TOL
-        failed += not ok
-        print(f"  {'ok  ' if ok else 'FAIL'} {name:<28} relative error {err:.2e}")
+    failed = _table(layer_checks(xp), TOL)
+    print(f"Winograd paths VGG runs vs the naive loop, float64, bound {WINOGRAD_TOL:.0e}")
+    failed_wino = _table(winograd_checks(xp), WINOGRAD_TOL)
     print("all gradients agree" if not failed else f"{failed} gradient(s) disagree")
-    return 0 if not failed else 1
+    print("the Winograd paths agree with the naive loop" if not failed_wino
+          else f"{failed_wino} Winograd check(s) disagree")
+    return 0 if not failed + failed_wino else 1
