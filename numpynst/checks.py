@@ -21,19 +21,18 @@ def integer(name: str, value: Any, minimum: int | None = 1, maximum: int | None 
     Accepts ``int`` and NumPy integers (anything with ``__index__``), refuses ``bool`` (``True`` is
     an int in Python, never a meant count), floats and strings.
     """
+    if maximum is None:
+        want = ("an integer" if minimum is None else
+                "a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+    else:
+        want = f"an integer <= {maximum}" if minimum is None else f"an integer in {minimum}..{maximum}"
     if isinstance(value, bool):
-        raise error(f"{name} must be an integer, got {value!r}")
+        raise error(f"{name} must be {want}, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
-        raise error(f"{name} must be an integer, got {value!r}") from None
+        raise error(f"{name} must be {want}, got {value!r}") from None
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-        if maximum is None:
-            want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        elif minimum is None:
-            want = f"an integer <= {maximum}"
-        else:
-            want = f"an integer in {minimum}..{maximum}"
         raise error(f"{name} must be {want}, got {value!r}")
     return int(v)
 

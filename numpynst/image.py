@@ -20,14 +20,11 @@ Atomic writes and file identity live in :mod:`numpynst.files`.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import os
 import struct
-import tempfile
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +39,7 @@ from .files import atomic_path
 __all__ = [
     "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT",
     "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "save_image", "resize_image",
-    "resize_to", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
+    "resize_to", "scaled_shape", "round_to_multiple", "as_rgb", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
 ]
 
 #: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
@@ -156,6 +153,18 @@ def _fit_longest(height: int, width: int, size: int) -> tuple[int, int]:
     """(H, W) with the longest side equal to ``size`` and the aspect ratio kept (rounded)."""
     scale = size / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def scaled_shape(shape: tuple[int, ...], scale: float, min_side: int = 16) -> tuple[int, int]:
+    """``(H, W) * scale``, rounded, enlarged as a whole (aspect kept) so the short side is >= min_side."""
+    h, w = shape[0] * scale, shape[1] * scale
+    grow = max(1.0, min_side / min(h, w))
+    return int(round(h * grow)), int(round(w * grow))
+
+
+def round_to_multiple(shape: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Each side rounded to the nearest multiple of ``factor`` (at least ``factor``)."""
+    return tuple(max(factor, int(round(v / factor)) * factor) for v in shape)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +335,20 @@ def _stretch(v: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # resizing
 # --------------------------------------------------------------------------------------------
+
+def as_rgb(img: Any, what: str, size: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """An image given as a path (loaded with :func:`load_image`) or an ``(H, W, 3)`` array, as RGB.
+
+    ``size`` resizes either to that longest side; ``what`` names the argument in errors.
+    """
+    if isinstance(img, (str, os.PathLike)):
+        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+        return load_image(img, size=size, **kw)
+    arr = np.asarray(img)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise OptionError(f"{what} must be an image path or an (H, W, 3) RGB array, got shape {arr.shape}")
+    return arr if size is None else resize_image(arr, size)
+
 
 def resize_image(rgb: np.ndarray, size: int) -> np.ndarray:
     """Resize ``rgb`` ``(H, W[, C])`` so its longest side is ``size`` px (aspect kept, Lanczos)."""

@@ -32,7 +32,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .backend import get_xp
+from .backend import get_xp, to_host
+from .checks import integer, positive_number
 from .errors import OptionError
 
 Array = Any
@@ -41,17 +42,6 @@ Objective = Callable[[Array], tuple[Array, Array]]
 OPTIMIZERS = ("gd", "adam", "lbfgs")
 DEFAULT_ADAM_LR = 5.0
 DEFAULT_LBFGS_HISTORY = 10
-
-
-def _check_positive(name: str, value: Any) -> float:
-    """A positive finite float, or :class:`OptionError` naming the option."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0.0):
-        raise OptionError(f"{name} must be a positive finite number, got {value!r}")
-    return v
 
 
 def _check_unit_interval(name: str, value: Any) -> float:
@@ -80,6 +70,9 @@ class Optimizer:
     """
 
     name = "optimizer"
+    #: Whether the last step moved to its trial point (always, but for L-BFGS's rejected trials,
+    #: where it is a 0-d device bool). :func:`minimize` uses it to keep per-point records aligned.
+    accepted: Any = True
 
     def step(self, fun: Objective, x: Array, f: Array, g: Array) -> tuple[Array, Array, Array]:
         raise NotImplementedError
@@ -98,7 +91,7 @@ class GradientDescent(Optimizer):
     name = "gd"
 
     def __init__(self, lr: float) -> None:
-        self.lr = _check_positive("lr", lr)
+        self.lr = positive_number("lr", lr)
 
     def step(self, fun, x, f, g):
         _check_flat(x, g)
@@ -124,10 +117,10 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
-        self.lr = _check_positive("lr", lr)
+        self.lr = positive_number("lr", lr)
         self.beta1 = _check_unit_interval("beta1", beta1)
         self.beta2 = _check_unit_interval("beta2", beta2)
-        self.eps = _check_positive("eps", eps)
+        self.eps = positive_number("eps", eps)
         self.reset()
 
     def reset(self) -> None:
@@ -219,13 +212,11 @@ class LBFGS(Optimizer):
 
     def __init__(self, history: int = DEFAULT_LBFGS_HISTORY, c1: float = 1e-4,
                  curvature_eps: float | None = None) -> None:
-        if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or history < 1:
-            raise OptionError(f"history must be a positive integer, got {history!r}")
-        self.history = int(history)
-        self.c1 = _check_positive("c1", c1)
+        self.history = integer("history", history)
+        self.c1 = positive_number("c1", c1)
         if self.c1 >= 1.0:
             raise OptionError(f"c1 must be in (0, 1), got {c1!r}")
-        self.curvature_eps = None if curvature_eps is None else _check_positive("curvature_eps",
+        self.curvature_eps = None if curvature_eps is None else positive_number("curvature_eps",
                                                                                 curvature_eps)
         self.reset()
 
@@ -321,34 +312,121 @@ class LBFGS(Optimizer):
 
 
 class MinimizeResult(NamedTuple):
-    """Outcome of :func:`minimize`: final point, value (0-d array), gradient, steps taken and the
-    number of evaluations of fun (steps + 1: the starting point is evaluated once)."""
+    """Outcome of :func:`minimize`.
+
+    ``x``, ``f``, ``g``: the last point, its value (0-d array) and gradient. ``iterations``: steps
+    taken; ``evaluations``: calls of fun (steps + 1: the start is evaluated once). ``best_x``,
+    ``best_f``: the lowest finite value seen and its point (a NaN never counts as best).
+    ``history``: host float64 array ``(iterations + 1, 1 + k)``, one row per point visited (the
+    start first): the value, then the ``k`` extra values fun returned with it (none: ``k = 0``).
+    ``stopped``: why the loop ended — ``"iterations"`` (the budget ran out), ``"tolerance"`` (the
+    value decreased by less than ``tol`` over ``tol_window`` steps), ``"callback"`` (a callback
+    asked to stop), ``"non-finite loss"`` (NaN/inf seen at a logging point) or ``"interrupted"``
+    (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the caller).
+    """
     x: Array
     f: Array
     g: Array
     iterations: int
     evaluations: int
+    best_x: Array = None
+    best_f: Array = None
+    history: np.ndarray | None = None
+    stopped: str = "iterations"
+
+
+STOP_REASONS = ("iterations", "tolerance", "callback", "non-finite loss", "interrupted")
 
 
 def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
-             callback: Callable[[int, Array, Array, Array], Any] | None = None) -> MinimizeResult:
-    """Evaluate ``fun(x0)`` once, then take ``iterations`` optimizer steps.
+             callback: Callable[[int, Array, Array, Array], Any] | None = None, *,
+             log_every: int = 0, on_log: Callable[[int, np.ndarray, Array], Any] | None = None,
+             tol: float | None = None, tol_window: int = 20) -> MinimizeResult:
+    """Evaluate ``fun(x0)`` once, then take up to ``iterations`` optimizer steps.
 
-    ``callback(k, x, f, g)`` is called after step k (1-based); a truthy return stops early. It is
-    the caller's place for logging and stopping rules — a callback that converts f to a float
-    syncs once per call, which is the caller's choice to make (e.g. every 10th step).
-    ``x0`` is not modified.
+    ``fun(x)`` returns ``(f, g)``, or ``(f, g, extra)`` with ``extra`` a 1-D array of values to
+    record beside ``f`` (style transfer passes the content, style and TV terms). Every value is
+    written into a device buffer; nothing crosses to the host between logging points.
+
+    * ``callback(k, x, f, g)`` is called after every step k (1-based); a truthy return stops. It
+      sees device arrays: converting ``f`` to a float syncs, which is the caller's choice.
+    * Every ``log_every`` steps (and after the last; ``0``: only at the end) the rows recorded
+      since the previous logging point are copied to the host in one transfer; then the loop stops
+      on a non-finite value, on ``tol`` (relative decrease of f below ``tol`` over the last
+      ``tol_window`` steps; ``None``/0: never), or when ``on_log(k, rows, x)`` returns ``False``.
+    * Ctrl-C (KeyboardInterrupt) ends the loop with ``stopped="interrupted"``; the best point so
+      far is in the result.
+
+    The best point is tracked on the device with ``where``. ``x0`` is not modified.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
-        raise OptionError(f"iterations must be a non-negative integer, got {iterations!r}")
+    iterations = integer("iterations", iterations, minimum=0)
+    log_every = integer("log_every", log_every, minimum=0)
+    xp = get_xp(x0)
+    latest: list[Array] = []            # the extra values of the newest evaluation
+
+    def f_and_g(x: Array) -> tuple[Array, Array]:
+        out = fun(x)
+        latest[:] = [xp.asarray(out[2], dtype=xp.float64).reshape(-1)] if len(out) > 2 else []
+        return out[0], out[1]
+
     x = x0.copy()
-    f, g = fun(x)
-    k = 0
-    for k in range(1, int(iterations) + 1):
-        x, f, g = optimizer.step(fun, x, f, g)
-        if callback is not None and callback(k, x, f, g):
-            break
-    return MinimizeResult(x, f, g, k, k + 1)
+    f, g = f_and_g(x)
+    row = xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1), *latest])
+    hist = xp.empty((iterations + 1, row.shape[0]), dtype=xp.float64)
+    hist[0] = row
+    best_x, best_f = x.copy(), f.copy()
+    rows_host: list[np.ndarray] = []
+    stopped, k = "iterations", 0
+
+    def flush(upto: int) -> np.ndarray:
+        logged = sum(len(r) for r in rows_host)
+        rows = np.asarray(to_host(hist[logged:upto + 1]))       # the one device->host copy
+        rows_host.append(rows)
+        return rows
+
+    def host_stop(step: int) -> str | None:
+        rows = flush(step)
+        if not np.all(np.isfinite(rows[:, 0])):
+            return "non-finite loss"
+        if tol and step >= tol_window:
+            values = np.concatenate([r[:, 0] for r in rows_host])
+            old, new = values[step - tol_window], values[step]
+            if old - new <= tol * abs(old):
+                return "tolerance"
+        if on_log is not None and on_log(step, rows, x) is False:
+            return "callback"
+        return None
+
+    try:
+        for step in range(1, iterations + 1):
+            x_new, f, g = optimizer.step(f_and_g, x, f, g)
+            if latest:      # the extras of the point kept (a rejected L-BFGS trial keeps the old)
+                row = xp.where(optimizer.accepted, xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1),
+                                                                     *latest]), hist[step - 1])
+            else:
+                row = xp.asarray(f, dtype=xp.float64).reshape(1)
+            hist[step] = row
+            x, k = x_new, step
+            improved = f < best_f               # False for NaN: a non-finite value is never best
+            best_f = xp.where(improved, f, best_f)
+            best_x = xp.where(improved, x, best_x)
+            if callback is not None and callback(step, x, f, g):
+                stopped = "callback"
+                break
+            if log_every and (step % log_every == 0 or step == iterations):
+                reason = host_stop(step)
+                if reason:
+                    stopped = reason
+                    break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    logged = sum(len(r) for r in rows_host)
+    if logged <= k:
+        rows = flush(k)
+        if stopped == "iterations" and not np.all(np.isfinite(rows[:, 0])):
+            stopped = "non-finite loss"
+    history = np.concatenate(rows_host) if rows_host else np.empty((0, hist.shape[1]))
+    return MinimizeResult(x, f, g, k, k + 1, best_x, best_f, history, stopped)
 
 
 def make_optimizer(name: str, lr: float | None = None, **kw: Any) -> Optimizer:

@@ -20,7 +20,7 @@ def pyplot():
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     """Lay out ``fig``, write it as PNG atomically (temp file + rename), and close it."""
-    from .image import atomic_path
+    from .files import atomic_path
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

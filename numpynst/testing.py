@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .vgg import ARCH_BLOCKS, VGG, conv_layer_names
+from .arch import ARCH_BLOCKS, conv_layer_names
+from .vgg import VGG
 from .weights import write_vgg_h5
 
 DEFAULT_WIDTHS = (4, 6, 8, 8, 8)

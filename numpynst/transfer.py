@@ -23,9 +23,10 @@ entry and silently change what ``beta`` means. We rescale each target by
 whatever the style image's size.
 
 **Device discipline.** Everything inside the loop stays on the model's device: the losses are 0-d
-arrays, the history of ``J`` is written into a device buffer, the best image is tracked with
-``where``. Values reach the host only every ``log_every`` iterations (for the progress bar, the
-callback, the stopping test), or once at the end with ``log_every=0``.
+arrays, and :func:`numpynst.optim.minimize` (the loop the tutorials teach, which :func:`stylize`
+runs) writes the history into a device buffer and tracks the best image with ``where``. Values
+reach the host only every ``log_every`` iterations (for the progress bar, the callback, the
+stopping test), or once at the end with ``log_every=0``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from .backend import backend_name, to_host
+from .checks import integer
 from .errors import NumpynstError, OptionError
+from .image import as_rgb, resize_to, round_to_multiple, scaled_shape
 from .losses import content_cost, gram_matrix, style_layer_cost, total_variation
+from .optim import OPTIMIZERS, make_optimizer, minimize
+from .vgg import VGG, deprocess, preprocess
 
 Array = Any
 
@@ -47,8 +52,8 @@ DEFAULT_CONTENT_LAYER = "block4_conv2"
 DEFAULT_STYLE_LAYERS: dict[str, float] = {
     "block1_conv1": 0.2, "block2_conv1": 0.2, "block3_conv1": 0.2, "block4_conv1": 0.2, "block5_conv1": 0.2,
 }
-# Chosen on the bundled demo pair at 256-512 px with L-BFGS (see README "Choosing the weights"):
-# with the issue's normalisations J_content ~ a^2 and J_style^l ~ a^4, so beta is small.
+# Chosen on the bundled demo pair at 256-512 px with L-BFGS (README, "Using it"): with the
+# normalisations of the costs, J_content ~ a^2 and J_style^l ~ a^4 in the activations a, so beta is small.
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 1e-2
 DEFAULT_TV_WEIGHT = 1.0
@@ -59,8 +64,26 @@ DEFAULT_GD_LR = 3e-3
 DEFAULT_ITERATIONS = 200
 DEFAULT_TOL = 1e-4          # relative decrease of J over TOL_WINDOW iterations
 TOL_WINDOW = 20
-OPTIMIZERS = ("gd", "adam", "lbfgs")
 INITS = ("content", "noise", "style")
+
+
+class Evaluation(NamedTuple):
+    """One evaluation of the objective: ``J`` and ``dJ/dx`` (as :meth:`Objective.value_and_grad`),
+    and ``parts``, the unweighted terms ``{"content", "style", "tv"}`` (0-d device arrays;
+    ``style`` = sum_l lambda_l J_style^l), so that ``J = alpha content + beta style + tv_weight tv``."""
+    J: Any
+    grad: Any
+    parts: dict
+
+
+def check_layers(model, content_layer: str, style_layers: Mapping[str, float]) -> None:
+    """:class:`OptionError` unless every layer is one of ``model``'s and every weight finite >= 0."""
+    unknown = [n for n in [content_layer, *style_layers] if n not in model.layer_names]
+    if unknown:
+        raise OptionError(f"unknown layer(s) {', '.join(unknown)}; valid names: {', '.join(model.layer_names)}")
+    for n, lam in style_layers.items():
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+            raise OptionError(f"style layer weight for {n} must be a finite number >= 0, got {lam!r}")
 
 
 class Objective:
@@ -92,12 +115,7 @@ class Objective:
                 raise OptionError(f"{name} must be a finite number >= 0, got {value!r}")
         if not self.style_layers and beta > 0:
             raise OptionError("style_layers is empty: give at least one layer or set beta=0")
-        unknown = [n for n in [content_layer, *self.style_layers] if n not in model.layer_names]
-        if unknown:
-            raise OptionError(f"unknown layer(s) {', '.join(unknown)}; valid names: {', '.join(model.layer_names)}")
-        for n, lam in self.style_layers.items():
-            if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-                raise OptionError(f"style layer weight for {n} must be a finite number >= 0, got {lam!r}")
+        check_layers(model, content_layer, self.style_layers)
         self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
         self.outputs = list(dict.fromkeys([content_layer, *self.style_layers]))
         self.shape = tuple(content.shape)
@@ -122,14 +140,9 @@ class Objective:
                 scale = gen_pixels[n] / (a.shape[1] * a.shape[2])     # see "Style images of another size"
                 g = gram_matrix(a) * self.xp.asarray(scale * w / total, dtype=a.dtype)
                 self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
-        self.last: dict[str, Array] = {}
 
-    def value_and_grad(self, x: Array) -> tuple[Array, Array]:
-        """``(J, dJ/dx)`` at the preprocessed image ``x`` ``(1, H, W, 3)``; ``J`` a 0-d device array.
-
-        The parts of ``J`` (unweighted ``content``, ``style`` = sum_l lambda_l J_style^l, ``tv``) are
-        left in ``self.last`` as 0-d device arrays, for logging without a second evaluation.
-        """
+    def evaluate(self, x: Array) -> Evaluation:
+        """``J``, ``dJ/dx`` and the unweighted parts at the preprocessed image ``x`` ``(1, H, W, 3)``."""
         if tuple(x.shape) != self.shape:
             raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {self.shape}")
         xp = self.xp
@@ -148,15 +161,30 @@ class Objective:
         if self.tv_weight:
             dx += g_tv * xp.asarray(self.tv_weight, dtype=dx.dtype)
         J = self.alpha * j_content + self.beta * j_style + self.tv_weight * j_tv
-        self.last = {"content": j_content, "style": j_style, "tv": j_tv}
+        return Evaluation(J, dx, {"content": j_content, "style": j_style, "tv": j_tv})
+
+    def value_and_grad(self, x: Array) -> tuple[Array, Array]:
+        """``(J, dJ/dx)`` at the preprocessed image ``x`` ``(1, H, W, 3)``; ``J`` a 0-d device array."""
+        J, dx, _ = self.evaluate(x)
         return J, dx
 
-    def flat(self) -> Callable[[Array], tuple[Array, Array]]:
-        """``fun(x_flat) -> (J, grad_flat)``: the objective as the optimizers see it (1-D arrays)."""
-        def fun(x_flat: Array) -> tuple[Array, Array]:
-            J, g = self.value_and_grad(x_flat.reshape(self.shape))
-            return J, g.reshape(-1)
+    def flat(self, parts: bool = False) -> Callable[[Array], tuple]:
+        """``fun(x_flat) -> (J, grad_flat)``: the objective as the optimizers see it (1-D arrays).
+
+        ``parts=True`` adds a third value, the device vector ``[content, style, tv]``, which
+        :func:`numpynst.optim.minimize` records beside ``J``.
+        """
+        xp = self.xp
+
+        def fun(x_flat: Array) -> tuple:
+            J, g, p = self.evaluate(x_flat.reshape(self.shape))
+            if not parts:
+                return J, g.reshape(-1)
+            return J, g.reshape(-1), xp.stack([xp.asarray(p[k], dtype=xp.float64) for k in PARTS])
         return fun
+
+
+PARTS = ("content", "style", "tv")
 
 
 class Progress(NamedTuple):
@@ -177,8 +205,10 @@ class Result(NamedTuple):
     ``image``: uint8 ``(H, W, 3)`` RGB (NumPy), the best (lowest-J, finite) image seen.
     ``history``: ``{"J", "content", "style", "tv"}`` -> list of floats, one per iteration (the value at
     the start included), over all scales in order. ``iterations``: iterations run in total.
-    ``stopped``: why the loop ended (``"iterations"``, ``"tolerance"``, ``"interrupted"``,
-    ``"non-finite loss"``). ``seconds``: wall time of the optimisation.
+    ``stopped``: why the loop ended: ``"iterations"`` (the budget ran out), ``"tolerance"`` (J
+    decreased by less than ``tol`` over 20 iterations), ``"callback"`` (the callback returned
+    ``False``), ``"non-finite loss"`` (J became NaN/inf; the image is the best finite one) or
+    ``"interrupted"`` (Ctrl-C). ``seconds``: wall time of the optimisation.
     """
 
     image: np.ndarray
@@ -192,51 +222,6 @@ class Result(NamedTuple):
         return min(self.history["J"]) if self.history["J"] else float("nan")
 
 
-def _load_rgb(img: Any, size: int | None, what: str, max_pixels: int | None) -> np.ndarray:
-    from .image import load_image, resize_image
-    if isinstance(img, (str, Path)):
-        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return load_image(img, size=size, **kw)
-    arr = np.asarray(img)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise OptionError(f"{what} must be an image path or an (H, W, 3) RGB array, got shape {arr.shape}")
-    if size is not None:
-        arr = resize_image(arr, size)
-    return arr
-
-
-def _resize_rgb(rgb: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
-    from .image import resize_to
-    if tuple(rgb.shape[:2]) == tuple(shape_hw):
-        return rgb
-    return resize_to(rgb, shape_hw)
-
-
-def _scaled(shape: tuple[int, ...], scale: float, min_side: int = 16) -> tuple[int, int]:
-    """``(H, W) * scale``, rounded, enlarged as a whole (aspect kept) so the short side is >= min_side."""
-    h, w = shape[0] * scale, shape[1] * scale
-    grow = max(1.0, min_side / min(h, w))
-    return int(round(h * grow)), int(round(w * grow))
-
-
-def _pool_factor(model, names) -> int:
-    """2^(number of pooling layers in front of the deepest of ``names``).
-
-    Pooling drops a remainder row/column (floor mode), and the pixels under it then get no gradient
-    from deeper layers: a visible stripe along the bottom/right edge. Working at a multiple of this
-    factor avoids it; the result is resized back to the requested size at the end.
-    """
-    known = [model.layer_names.index(n) for n in names if n in model.layer_names]
-    if not known:
-        return 1
-    return 2 ** sum(1 for n in model.layer_names[:max(known)] if n.endswith("_pool"))
-
-
-def _round_to(hw: tuple[int, int], factor: int) -> tuple[int, int]:
-    """Each side rounded to the nearest multiple of ``factor`` (at least ``factor``)."""
-    return tuple(max(factor, int(round(v / factor)) * factor) for v in hw)  # type: ignore[return-value]
-
-
 def _check_scales(scales: Sequence[float] | None) -> list[float]:
     if scales is None:
         return [1.0]
@@ -246,6 +231,26 @@ def _check_scales(scales: Sequence[float] | None) -> list[float]:
     if out[-1] != 1.0:
         out.append(1.0)
     return out
+
+
+def _check_options(iterations, optimizer, size, style_scale, tol) -> None:
+    integer("iterations", iterations, minimum=0)
+    if optimizer not in OPTIMIZERS:
+        raise OptionError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if size is not None:
+        integer("size", size, minimum=16, maximum=16384)
+    if not (isinstance(style_scale, (int, float)) and 0.05 <= style_scale <= 8):
+        raise OptionError(f"style_scale must be a number in 0.05..8, got {style_scale!r}")
+    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+        raise OptionError(f"tol must be a number >= 0, got {tol!r}")
+
+
+def _start(init: Any, rgb: dict, hw: tuple[int, int], rng, to_dev, xp, dtype) -> Array:
+    """The first image at one scale: an init image, the content, the style, or noise."""
+    if init == "noise":                                  # noise around the mean image
+        return xp.asarray(rng.normal(0.0, 64.0, size=(1, *hw, 3)), dtype=dtype)
+    source = rgb["init"] if rgb["init"] is not None else rgb[init]   # "content" or "style"
+    return to_dev(resize_to(source, hw))
 
 
 def stylize(content: Any, style: Any, *, size: int | None = None,
@@ -279,7 +284,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             iterations; ``None`` or 0 runs all iterations.
         callback: called with a :class:`Progress` at every logging point; returning ``False`` stops.
         scales: coarse-to-fine schedule, e.g. ``(0.25, 0.5, 1.0)``: each scale runs up to
-            ``iterations`` iterations and its upsampled result initialises the next.
+            ``iterations`` iterations and its upsampled result (in float, never rounded to 8 bits)
+            initialises the next.
         progress: show a tqdm bar with the losses.
         log_every: host sync interval (default 1 on NumPy, 10 on CuPy; 0 = only at the end).
         max_pixels: refuse a content image with more pixels than this unless ``size`` is given
@@ -288,163 +294,90 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
         :class:`Result`. Ctrl-C ends the loop early and still returns the best image so far
         (``stopped == "interrupted"``).
     """
-    from .vgg import VGG, deprocess, preprocess
-    from .optim import make_optimizer
-
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
-        raise OptionError(f"iterations must be an integer >= 0, got {iterations!r}")
-    if optimizer not in OPTIMIZERS:
-        raise OptionError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 16384):
-        raise OptionError(f"size must be an integer number of pixels in 16..16384, got {size!r}")
-    if not (isinstance(style_scale, (int, float)) and 0.05 <= style_scale <= 8):
-        raise OptionError(f"style_scale must be a number in 0.05..8, got {style_scale!r}")
-    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
-        raise OptionError(f"tol must be a number >= 0, got {tol!r}")
+    _check_options(iterations, optimizer, size, style_scale, tol)
     scale_list = _check_scales(scales)
-
-    if model is None:
-        model = VGG.from_h5(weights, backend=backend, pooling=pooling)
+    model = VGG.from_h5(weights, backend=backend, pooling=pooling) if model is None else model
     xp, dtype = model.xp, model.dtype
-    if log_every is None:
-        log_every = 1 if backend_name(xp) == "numpy" else 10
+    log_every = (1 if backend_name(xp) == "numpy" else 10) if log_every is None else log_every
+    layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
+    check_layers(model, content_layer, layers)
 
-    content_rgb = _load_rgb(content, size, "content", max_pixels)
+    rgb = {"content": as_rgb(content, "content", size, max_pixels)}
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     if not styles:
         raise OptionError("at least one style image is needed")
-    style_side = max(16, int(round(max(content_rgb.shape[:2]) * style_scale)))
-    style_rgbs = [_load_rgb(s, style_side, f"style #{i + 1}", max_pixels) for i, s in enumerate(styles)]
-    if isinstance(init, str) and init not in INITS:
-        init_rgb = _load_rgb(init, None, "init", max_pixels)      # a path
-    elif not isinstance(init, str):
-        init_rgb = _load_rgb(init, None, "init", max_pixels)      # an array
-    else:
-        init_rgb = None
-
-    history: dict[str, list[float]] = {"J": [], "content": [], "style": [], "tv": []}
+    style_side = max(16, int(round(max(rgb["content"].shape[:2]) * style_scale)))
+    style_rgbs = [as_rgb(s, f"style #{i + 1}", style_side, max_pixels) for i, s in enumerate(styles)]
+    rgb["style"] = style_rgbs[0]
+    rgb["init"] = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
+    factor = model.pool_factor([content_layer, *layers])      # no remainder rows at any pool
+    to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
     rng = np.random.default_rng(seed)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=iterations * len(scale_list), unit="it", dynamic_ncols=True, leave=True)
+    opt_kw = {"lr": DEFAULT_GD_LR if lr is None and optimizer == "gd" else lr}
+    log = _Log(iterations * len(scale_list), progress, callback)
 
-    t0 = time.perf_counter()
-    x_prev_rgb: np.ndarray | None = None
-    best_x = None
-    total_iters = 0
-    stopped = "iterations"
-    H, W = content_rgb.shape[:2]
-    factor = _pool_factor(model, [content_layer, *(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)])
+    t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
     try:
         for scale in scale_list:
-            h, w = _round_to(_scaled(content_rgb.shape, scale), factor)
-            c_rgb = _resize_rgb(content_rgb, (h, w))
-            s_rgbs = [_resize_rgb(s, _scaled(s.shape, scale)) for s in style_rgbs]
-            to_dev = lambda rgb: preprocess(rgb, dtype=dtype, xp=xp)  # noqa: E731
-            obj = Objective(model, to_dev(c_rgb), [to_dev(s) for s in s_rgbs],
-                            content_layer=content_layer, style_layers=style_layers,
-                            alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=style_blend)
-            if x_prev_rgb is not None:                      # coarse-to-fine: upsample the last result
-                x = to_dev(_resize_rgb(x_prev_rgb, (h, w)))
-            elif init_rgb is not None:
-                x = to_dev(_resize_rgb(init_rgb, (h, w)))
-            elif init == "content":
-                x = to_dev(c_rgb)
-            elif init == "style":
-                x = to_dev(_resize_rgb(s_rgbs[0], (h, w)))
-            else:                                            # noise around the mean image
-                x = xp.asarray(rng.normal(0.0, 64.0, size=(1, h, w, 3)), dtype=dtype)
-            x_flat = x.reshape(-1).copy()
-            if lr is None and optimizer == "gd":
-                lr = DEFAULT_GD_LR
-            result = _optimize(obj, x_flat, make_optimizer(optimizer, **({} if lr is None else {"lr": lr})),
-                               iterations, tol, log_every, history, callback, bar, scale)
-            best_x, n_done, stopped = result
-            total_iters += n_done
-            x_prev_rgb = deprocess(best_x.reshape(obj.shape))
-            if stopped in ("interrupted", "non-finite loss", "callback"):
+            hw = round_to_multiple(scaled_shape(rgb["content"].shape, scale), factor)
+            obj = Objective(model, to_dev(resize_to(rgb["content"], hw)),
+                            [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
+                            content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,
+                            tv_weight=tv_weight, style_blend=style_blend)
+            # coarse-to-fine: the last scale's float image, upsampled, starts this one
+            x0 = (_start(init, rgb, hw, rng, to_dev, xp, dtype) if x is None else
+                  xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype))
+            log.start_scale(scale, obj.shape)
+            res = minimize(obj.flat(parts=True), x0.reshape(-1),
+                           make_optimizer(optimizer, **({} if opt_kw["lr"] is None else opt_kw)),
+                           iterations, log_every=log_every, on_log=log.on_log, tol=tol, tol_window=TOL_WINDOW)
+            log.record(res.history)
+            x, total, stopped = res.best_x.reshape(obj.shape), total + res.iterations, res.stopped
+            if stopped != "iterations" and stopped != "tolerance":
                 break
     finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    image = _resize_rgb(x_prev_rgb, (H, W))
-    if preserve_color:
-        from .image import preserve_color as _keep_colour
-        image = _keep_colour(_resize_rgb(content_rgb, image.shape[:2]), image)
-    return Result(image=image, history=history, iterations=total_iters, stopped=stopped, seconds=seconds)
-
-
-def _optimize(obj: Objective, x: Array, opt, iterations: int, tol: float | None, log_every: int,
-              history: dict, callback, bar, scale: float) -> tuple[Array, int, str]:
-    """Run ``opt`` on ``obj`` from the flat ``x``; returns ``(best_x_flat, iterations_done, reason)``.
-
-    The per-iteration losses go into a device buffer ``hist`` and reach the host only at logging
-    points; the best image is kept on the device with ``where``, so a NaN (never ``<`` anything) can
-    never replace it.
-    """
-    xp = obj.xp
-    fun = obj.flat()
-    hist = xp.empty((iterations + 1, 4), dtype=xp.float64)
-    f, g = fun(x)
-
-    def record(i: int, f_: Array) -> None:
-        last = obj.last
-        hist[i] = xp.stack([f_.astype(xp.float64), last["content"].astype(xp.float64),
-                            last["style"].astype(xp.float64), last["tv"].astype(xp.float64)])
-
-    record(0, f)
-    best_x, best_f = x.copy(), f.copy()
-    logged = 0          # rows of hist already copied to `history`
-    reason = "iterations"
-    done = 0
-
-    def flush(upto: int) -> np.ndarray:
-        nonlocal logged
-        rows = to_host(hist[logged:upto + 1])      # the one device->host copy per logging point
-        for row in rows:
-            for key, v in zip(("J", "content", "style", "tv"), row):
-                history[key].append(float(v))
-        logged = upto + 1
-        return rows
-
-    try:
-        for it in range(1, iterations + 1):
-            x, f, g = opt.step(fun, x, f, g)
-            record(it, f)
-            improved = f < best_f                  # False for NaN: a non-finite J is never "best"
-            best_f = xp.where(improved, f, best_f)
-            best_x = xp.where(improved, x, best_x)
-            done = it
-            if log_every and (it % log_every == 0 or it == iterations):
-                rows = flush(it)
-                if not np.all(np.isfinite(rows[:, 0])):
-                    reason = "non-finite loss"
-                    break
-                if bar is not None:
-                    bar.update(len(rows))
-                    bar.set_postfix(J=f"{rows[-1, 0]:.4g}", content=f"{rows[-1, 1]:.3g}",
-                                    style=f"{rows[-1, 2]:.3g}", refresh=False)
-                if callback is not None:
-                    r = rows[-1]
-                    if callback(Progress(it, float(r[0]), float(r[1]), float(r[2]), float(r[3]),
-                                         x.reshape(obj.shape), scale)) is False:
-                        reason = "callback"
-                        break
-                if tol and it >= TOL_WINDOW:
-                    J = history["J"]
-                    old, new = J[-TOL_WINDOW - 1], J[-1]
-                    if old - new <= tol * abs(old):
-                        reason = "tolerance"
-                        break
-    except KeyboardInterrupt:
-        reason = "interrupted"
-    if logged <= done:
-        rows = flush(done)
-        if reason == "iterations" and not np.all(np.isfinite(rows[:, 0])):
-            reason = "non-finite loss"
-    if reason == "non-finite loss" and not any(math.isfinite(v) for v in history["J"]):
+        log.close()
+    if stopped == "non-finite loss" and not any(math.isfinite(v) for v in log.history["J"]):
         raise NumpynstError("the loss was not finite at the start (NaN/inf): check the weights and "
                             "the alpha/beta/tv_weight values")
-    return best_x, done, reason
+    image = resize_to(deprocess(x), rgb["content"].shape[:2])
+    if preserve_color:
+        from .image import preserve_color as keep_colour
+        image = keep_colour(rgb["content"], image)
+    return Result(image, log.history, total, stopped, time.perf_counter() - t0)
+
+
+class _Log:
+    """The progress bar, the user's callback and the history of :func:`stylize`, across scales."""
+
+    def __init__(self, total: int, progress: bool, callback: Callable[[Progress], Any] | None):
+        self.history: dict[str, list[float]] = {"J": [], **{k: [] for k in PARTS}}
+        self.callback, self.bar = callback, None
+        self.start_scale(1.0, None)
+        if progress:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, unit="it", dynamic_ncols=True, leave=True)
+
+    def start_scale(self, scale: float, shape: tuple[int, ...] | None) -> None:
+        self.scale, self.shape, self.step = scale, shape, 0
+
+    def on_log(self, step: int, rows: np.ndarray, x: Array):
+        """``minimize``'s logging hook: rows ``[J, content, style, tv]`` since the last point."""
+        if self.bar is not None:
+            self.bar.update(step - self.step)       # iterations, not rows: the start is no iteration
+            self.step = step
+            r = rows[-1]
+            self.bar.set_postfix(J=f"{r[0]:.4g}", content=f"{r[1]:.3g}", style=f"{r[2]:.3g}", refresh=False)
+        if self.callback is None:
+            return None
+        r = rows[-1]
+        return self.callback(Progress(step, float(r[0]), float(r[1]), float(r[2]), float(r[3]),
+                                      x.reshape(self.shape), self.scale))
+
+    def record(self, rows: np.ndarray) -> None:
+        for key, column in zip(("J", *PARTS), rows.T):
+            self.history[key].extend(float(v) for v in column)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -130,6 +130,16 @@ class VGG:
         conv = name if name in self.params else convs[-1]   # a pool keeps its block's width
         return int(self.params[conv][0].shape[3])
 
+    def pool_factor(self, names: Iterable[str]) -> int:
+        """``2^k``, k the number of pooling layers in front of the deepest of ``names``.
+
+        Pooling drops a remainder row/column (floor mode), and the pixels under it then get no
+        gradient from deeper layers: a visible stripe along the bottom/right edge. Images whose
+        sides are multiples of this factor have no remainder at any of these layers.
+        """
+        depth = max(self.layer_names.index(n) for n in self._check_names(names))
+        return 2 ** sum(1 for n in self.layer_names[:depth] if n.endswith("_pool"))
+
     def preprocess(self, rgb: Array) -> Array:
         """:func:`preprocess` onto this model's device and dtype."""
         return preprocess(rgb, dtype=self.dtype, xp=self.xp)
@@ -273,10 +283,10 @@ def preprocess(rgb: Array, *, dtype: Any = np.float32, xp: str | ModuleType | No
         shape = shape[1:]
     if len(shape) != 3 or shape[2] != 3:
         raise OptionError(f"preprocess: expected an RGB image of shape (H, W, 3), got shape {shape}")
-    mod = get_xp(rgb) if xp is None else resolve(xp)
-    a = to_device(rgb, mod, dt)
-    mean = mod.asarray(IMAGENET_MEAN_BGR, dtype=dt)
-    return mod.ascontiguousarray((a[:, :, ::-1] - mean)[None])
+    xp = get_xp(rgb) if xp is None else resolve(xp)
+    a = to_device(rgb, xp, dt)
+    mean = xp.asarray(IMAGENET_MEAN_BGR, dtype=dt)
+    return xp.ascontiguousarray((a[:, :, ::-1] - mean)[None])
 
 
 def deprocess(x: Array) -> np.ndarray:

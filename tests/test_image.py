@@ -16,9 +16,10 @@ from PIL import Image
 
 from numpynst import image as nimg
 from numpynst.errors import ImageError, OptionError
-from numpynst.image import (DEMO_CONTENT, DEMO_STYLE, SAMPLES, atomic_path, atomic_write,
+from numpynst.files import atomic_path, atomic_write, same_file
+from numpynst.image import (DEMO_CONTENT, DEMO_STYLE, SAMPLES,
                             load_image, preserve_color, resize_image, resize_to, rgb_to_yiq,
-                            same_file, sample_path, save_image, yiq_to_rgb)
+                            sample_path, save_image, yiq_to_rgb)
 
 
 def _single_line_naming(exc_info, path) -> str:

@@ -54,13 +54,12 @@ def test_value_and_grad_matches_central_differences(model, rng, kw):
 def test_objective_parts_add_up(model, rng):
     obj, content = _objective(model, rng, alpha=1.5, beta=2e-3, tv_weight=0.25)
     x = content + model.xp.asarray(rng.normal(0, 5, size=content.shape))
-    J, _ = obj.value_and_grad(x)
-    parts = {k: float(to_host(v)) for k, v in obj.last.items()}
+    J, _, parts = obj.evaluate(x)
+    parts = {k: float(to_host(v)) for k, v in parts.items()}
     assert float(to_host(J)) == pytest.approx(1.5 * parts["content"] + 2e-3 * parts["style"] + 0.25 * parts["tv"],
                                               rel=1e-12)
     # at the content image itself the content cost is exactly zero
-    obj.value_and_grad(content)
-    assert float(to_host(obj.last["content"])) == 0.0
+    assert float(to_host(obj.evaluate(content).parts["content"])) == 0.0
 
 
 def test_style_blend_of_identical_images_equals_single_style(model, rng):
@@ -146,15 +145,15 @@ def test_callback_can_stop_and_interrupt_keeps_best_image(model, rng):
 
 def test_non_finite_loss_stops_and_keeps_last_finite_image(model, rng, monkeypatch):
     calls = {"n": 0}
-    original = Objective.value_and_grad
+    original = Objective.evaluate
 
     def poisoned(self, x):
-        J, g = original(self, x)
+        e = original(self, x)
         calls["n"] += 1
         if calls["n"] > 4:
-            return J * self.xp.nan, g
-        return J, g
-    monkeypatch.setattr(Objective, "value_and_grad", poisoned)
+            return e._replace(J=e.J * self.xp.nan)
+        return e
+    monkeypatch.setattr(Objective, "evaluate", poisoned)
     # Adam accepts every step (L-BFGS's line search would reject the NaN trial point instead)
     res = stylize(_img(rng, 16, 16), _img(rng, 16, 16), model=model, iterations=30, style_layers=LAYERS, tol=None,
                   optimizer="adam")

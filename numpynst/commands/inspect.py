@@ -60,7 +60,8 @@ def feature_grid(rgb: np.ndarray, act: np.ndarray, channels: np.ndarray, title: 
 
 
 def run(args) -> int:
-    from ..image import atomic_write, load_image, same_file
+    from ..files import atomic_write, same_file
+    from ..image import load_image
     from ..vgg import VGG
 
     output = Path(args.output).expanduser()

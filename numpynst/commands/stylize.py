@@ -10,32 +10,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..arch import parse_layer_weights
 from ..errors import ImageError, OptionError
+from ..image import IMAGE_SUFFIXES
 from ..transfer import (DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_CONTENT_LAYER, DEFAULT_ITERATIONS,
-                        DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS, OPTIMIZERS)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
-def parse_style_layers(text: str) -> dict[str, float]:
-    """``"block1_conv1:0.5,block3_conv1"`` -> ``{"block1_conv1": 0.5, "block3_conv1": 1.0}``."""
-    layers: dict[str, float] = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        name, _, weight = item.partition(":")
-        try:
-            layers[name.strip()] = float(weight) if weight else 1.0
-        except ValueError:
-            raise OptionError(f"--style-layers: weight {weight!r} of {name!r} is not a number") from None
-    if not layers:
-        raise OptionError("--style-layers: give at least one layer, e.g. block1_conv1:0.5,block2_conv1:0.5")
-    return layers
-
+                        DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS)
+from ..optim import OPTIMIZERS
 
 def _style_layers_arg(text: str) -> dict[str, float]:
     try:
-        return parse_style_layers(text)
-    except OptionError as exc:        # argparse reports ArgumentTypeError's text as is
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--style-layers: ")) from None
+        return parse_layer_weights(text)
+    except ValueError as exc:        # argparse reports ArgumentTypeError's text as is
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_stylize_options(p: argparse.ArgumentParser) -> None:
@@ -98,7 +84,7 @@ def register(subparsers) -> None:
 
 def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
     """Refuse an output that is an input, has no image suffix, or exists (without ``overwrite``)."""
-    from ..image import same_file
+    from ..files import same_file
     out = Path(output)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise OptionError(f"--output {out}: unknown image type {out.suffix or '(none)'!r}; "

@@ -93,8 +93,8 @@ xc = preprocess(load_image(sample_path("content"), size=48), dtype=np.float64)[:
 xs = preprocess(load_image(sample_path("style"), size=48), dtype=np.float64)
 obj64 = Objective(model64, xc, xs, alpha=1.0, beta=1e-2, tv_weight=1.0)
 x_probe = xc + rng.normal(0.0, 20.0, size=xc.shape)
-J, dx = obj64.value_and_grad(x_probe)
-parts = {k: float(v) for k, v in obj64.last.items()}
+J, dx, parts = obj64.evaluate(x_probe)          # J, dJ/dx and the unweighted terms
+parts = {k: float(v) for k, v in parts.items()}
 recombined = 1.0 * parts["content"] + 1e-2 * parts["style"] + 1.0 * parts["tv"]
 print("parts:", {k: f"{v:.4g}" for k, v in parts.items()})
 print(f"J = {float(J):.10g}, alpha Jc + beta Js + w TV = {recombined:.10g}")
