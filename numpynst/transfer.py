@@ -42,6 +42,7 @@ from .backend import backend_name, to_host
 from .checks import integer
 from .errors import NumpynstError, OptionError
 from .image import as_rgb, resize_to, round_to_multiple, scaled_shape
+from .backend import get_xp
 from .losses import content_cost, gram_matrix, style_layer_cost, total_variation
 from .optim import OPTIMIZERS, make_optimizer, minimize
 from .vgg import VGG, deprocess, preprocess
@@ -52,11 +53,23 @@ DEFAULT_CONTENT_LAYER = "block4_conv2"
 DEFAULT_STYLE_LAYERS: dict[str, float] = {
     "block1_conv1": 0.2, "block2_conv1": 0.2, "block3_conv1": 0.2, "block4_conv1": 0.2, "block5_conv1": 0.2,
 }
-# Chosen on the bundled demo pair at 256-512 px with L-BFGS (README, "Using it"): with the
-# normalisations of the costs, J_content ~ a^2 and J_style^l ~ a^4 in the activations a, so beta is small.
+# Raw weights (weights_mode="raw", the Objective's default, the notes' J): chosen on the bundled demo
+# pair at 256-512 px with L-BFGS; with the costs' normalisations J_content ~ a^2 and J_style^l ~ a^4
+# in the activations a, so they have no natural scale (see "Calibrated weights" above).
+RAW_ALPHA = 1.0
+RAW_BETA = 1e-2
+RAW_TV_WEIGHT = 1.0
+# Calibrated weights (weights_mode="calibrated", stylize's default): each term divided by its
+# calibration scale. WEIGHT_RANGES is the documented range of each knob (README, "Choosing the
+# weights"); values outside it are refused. Measured on the bundled pairs at 256 px, 100 L-BFGS
+# iterations from the photo: the picture moves monotonically from photo to painting as the style
+# weight goes from the bottom to the top of its range, with the default in the middle (log scale).
 DEFAULT_ALPHA = 1.0
-DEFAULT_BETA = 1e-2
-DEFAULT_TV_WEIGHT = 1.0
+DEFAULT_BETA = 1.0
+DEFAULT_TV_WEIGHT = 1e-2
+WEIGHT_RANGES = {"alpha": (0.0, 100.0), "beta": (0.0, 100.0), "tv_weight": (0.0, 1.0)}
+WEIGHT_OPTIONS = {"alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight"}
+WEIGHTS_MODES = ("calibrated", "raw")
 # Plain gradient descent has no scale-free step: this lr is stable for the default alpha/beta on
 # 0..255 pixels (measured on the demo pair: 1e-1 diverges, 1e-2 is at the edge); with another beta,
 # scale it by DEFAULT_BETA / beta.
@@ -74,6 +87,80 @@ class Evaluation(NamedTuple):
     J: Any
     grad: Any
     parts: dict
+
+
+class Calibration(NamedTuple):
+    """Scales that make the three terms of ``J`` comparable (see :func:`calibration`), host floats in
+    the units of the costs of :mod:`numpynst.losses`: ``content``, ``style`` (one per style layer)
+    and ``tv``. In raw mode every scale is 1."""
+    content: float
+    style: dict
+    tv: float
+
+
+TV_SCALE_FLOOR = 1.0    # grey levels^2: a flat content image would otherwise give a TV scale of 0
+
+
+def calibration(content_target: Array, style_targets: Mapping[str, Array],
+                style_shapes: Mapping[str, Sequence[int]], content_image: Array) -> Calibration:
+    """The calibration scales of the weights, measured once from the targets.
+
+    Each scale is the value of its term for a **blank** generated image (all activations 0):
+
+        content:  ||a_C||^2 / (4 nH nW nC)                      = J_content(a_C, 0)
+        style l:  ||G_S^l||^2 / (2 nH nW nC)^2                  = J_style^l(G_S^l, 0)
+        tv:       max(TV(content image), TV_SCALE_FLOOR)        (the photo's own roughness)
+
+    so that, divided by its scale, each term is a *relative* squared error: the content term is
+    ``||a - a_C||^2 / ||a_C||^2`` and each style layer's ``||G - G_S||^2 / ||G_S||^2`` — 1 for a
+    blank image, 0 at the target, whatever the image size, the layer, or the pictures' contrast —
+    and the TV term is ``TV(x) / TV(photo)``, 1 when the result is as rough as the photo. Dividing
+    by a constant keeps every cost's formula (and its gradient) exactly as :mod:`numpynst.losses`
+    defines it: the calibrated ``J`` is the raw ``J`` with the weights
+    ``alpha / s_content``, ``beta lambda_l / s_style^l``, ``tv_weight / s_tv``.
+
+    Args:
+        content_target: ``a_C``, the content layer's activation ``(1, nH, nW, nC)`` (or
+            ``(nH, nW, nC)``) of the content image, at the generated image's size.
+        style_targets: ``{layer: G_S^l}``, the ``(nC, nC)`` target Grams, already rescaled to the
+            generated image's pixel count (as :class:`Objective` does).
+        style_shapes: ``{layer: shape}`` of the generated image's activation at each style layer
+            (``(1, nH, nW, nC)`` or ``(nH, nW, nC)``): gives the ``nH nW nC`` of the cost.
+        content_image: the preprocessed content image ``(1, H, W, 3)``.
+
+    A caller that builds the targets in pieces (tiles) passes the assembled Grams and any array
+    with the content target's values; only sums of squares are taken.
+
+    Raises:
+        NumpynstError: a target that is all zero (a term with no scale), naming it.
+    """
+    xp = get_xp(content_target)
+    a_c = xp.asarray(content_target, dtype=xp.float64)
+    c_scale = float(xp.sum(a_c * a_c)) / (4.0 * a_c.size)
+    styles = {}
+    for name, G in style_targets.items():
+        nH, nW, nC = tuple(style_shapes[name])[-3:]
+        g = xp.asarray(G, dtype=xp.float64) / (2.0 * nH * nW * nC)
+        styles[name] = float(xp.sum(g * g))
+    for name, value in [("content target", c_scale), *((f"style target at {n}", v) for n, v in styles.items())]:
+        if not (math.isfinite(value) and value > 0):
+            raise NumpynstError(f"cannot calibrate the weights: the {name} is all zero or not finite "
+                                f"({value!r}); use weights_mode='raw' (--weights-mode raw)")
+    tv = max(float(total_variation(xp.asarray(content_image, dtype=xp.float64))[0]), TV_SCALE_FLOOR)
+    return Calibration(c_scale, styles, tv)
+
+
+def check_weight(name: str, value: Any, mode: str) -> float:
+    """One of alpha/beta/tv_weight as a float, or :class:`OptionError` naming it and its range.
+
+    Raw weights must be finite and >= 0; calibrated ones must lie in ``WEIGHT_RANGES[name]``."""
+    lo, hi = WEIGHT_RANGES[name] if mode == "calibrated" else (0.0, math.inf)
+    label = f"{name} ({WEIGHT_OPTIONS[name]})"
+    span = f"in [{lo:g}, {hi:g}] ({mode} weights)" if mode == "calibrated" else "a finite number >= 0"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (lo <= value <= hi):
+        raise OptionError(f"{label} must be {span}, got {value!r}")
+    return float(value)
 
 
 def check_layers(model, content_layer: str, style_layers: Mapping[str, float]) -> None:
@@ -106,6 +193,30 @@ class Objective:
                  alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
                  tv_weight: float = DEFAULT_TV_WEIGHT,
                  style_blend: Sequence[float] | None = None):
+        self.init_options(model, content, style, content_layer=content_layer, style_layers=style_layers,
+                          alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=style_blend)
+        acts = model.forward(content, [content_layer, *self.style_layers], keep_cache=False)
+        # .copy(): the model reuses nothing, but the target must not alias a cache that later
+        # forwards drop; a copy makes the ownership obvious at the cost of one activation.
+        self.content_target = acts[content_layer].copy()
+        gen_pixels = {n: acts[n].shape[1] * acts[n].shape[2] for n in self.style_layers}
+        self.style_targets: dict[str, Array] = {}
+        for img, w in zip(self.style_images, self.blend):
+            s_acts = model.forward(img, list(self.style_layers), keep_cache=False)
+            for n, a in s_acts.items():
+                scale = gen_pixels[n] / (a.shape[1] * a.shape[2])     # see "Style images of another size"
+                g = gram_matrix(a) * self.xp.asarray(scale * w, dtype=a.dtype)
+                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
+        del self.style_images
+
+    def init_options(self, model, content: Array, style: Array | Sequence[Array], *,
+                     content_layer: str = DEFAULT_CONTENT_LAYER,
+                     style_layers: Mapping[str, float] | None = None,
+                     alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+                     tv_weight: float = DEFAULT_TV_WEIGHT,
+                     style_blend: Sequence[float] | None = None) -> None:
+        """Check and store everything but the targets (shared with :class:`numpynst.tiled.TiledObjective`):
+        ``style_images`` (list) and ``blend`` (their weights divided by their sum) for the targets."""
         self.model = model
         self.xp = model.xp
         self.content_layer = content_layer
@@ -126,20 +237,7 @@ class Objective:
             raise OptionError(f"style_blend has {len(weights)} weight(s) for {len(styles)} style image(s)")
         if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
             raise OptionError(f"style_blend weights must be >= 0 with a positive sum, got {weights}")
-        total = sum(weights)
-
-        acts = model.forward(content, [content_layer, *self.style_layers], keep_cache=False)
-        # .copy(): the model reuses nothing, but the target must not alias a cache that later
-        # forwards drop; a copy makes the ownership obvious at the cost of one activation.
-        self.content_target = acts[content_layer].copy()
-        gen_pixels = {n: acts[n].shape[1] * acts[n].shape[2] for n in self.style_layers}
-        self.style_targets: dict[str, Array] = {}
-        for img, w in zip(styles, weights):
-            s_acts = model.forward(img, list(self.style_layers), keep_cache=False)
-            for n, a in s_acts.items():
-                scale = gen_pixels[n] / (a.shape[1] * a.shape[2])     # see "Style images of another size"
-                g = gram_matrix(a) * self.xp.asarray(scale * w / total, dtype=a.dtype)
-                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
+        self.style_images, self.blend = styles, [w / sum(weights) for w in weights]
 
     def evaluate(self, x: Array) -> Evaluation:
         """``J``, ``dJ/dx`` and the unweighted parts at the preprocessed image ``x`` ``(1, H, W, 3)``."""
