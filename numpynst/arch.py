@@ -19,6 +19,9 @@ from .errors import OptionError
 
 # conv layers per block
 ARCH_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+# output channels of each conv in block b, both architectures; a file may hold a narrower model
+# (the test suite's tiny one), never a wider one: the weights reader bounds what it allocates by it
+BLOCK_WIDTHS = (64, 128, 256, 512, 512)
 
 
 def blocks(arch: str) -> tuple[int, ...]:

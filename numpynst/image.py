@@ -8,7 +8,8 @@ file-level problem (missing, unreadable, truncated, too large, unknown format) i
 Public API
 ----------
 ``load_image(path, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> uint8 (H, W, 3)``
-``save_image(path, rgb, quality=95) -> Path``            (atomic: temp file + fsync + rename)
+``save_image(path, rgb, quality=95, overwrite=True) -> Path``  (temp file, fsync, decoded back, placed)
+``as_rgb(img, what)``, ``pixels_uint8(arr, what)``       (arrays from the Python API: the one rule)
 ``resize_image(rgb, size)`` (longest side), ``resize_to(rgb, (H, W))``
 ``preserve_color(content_rgb, stylized_rgb, match_luminance=False)``  (luminance-only transfer)
 ``rgb_to_yiq(rgb)``, ``yiq_to_rgb(yiq)``
@@ -34,12 +35,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .backend import to_host
 from .checks import first_line
 from .errors import ImageError, OptionError
-from .files import atomic_path
+from .files import atomic_file, check_writable, describe, open_regular
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT",
     "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "save_image", "resize_image",
-    "resize_to", "scaled_shape", "round_to_multiple", "as_rgb", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
+    "resize_to", "scaled_shape", "round_to_multiple", "as_rgb", "pixels_uint8", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
 ]
 
 #: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
@@ -180,9 +181,11 @@ def load_image(path: str | os.PathLike, size: int | None = None,
     path : file to read (any format Pillow reads: PNG, JPEG, WebP, TIFF, BMP, GIF, PPM, ...).
     size : if given, the longest side of the result in pixels (1..16384): the image is resized
         with a Lanczos filter, keeping its aspect ratio; a smaller image is upscaled.
-    max_pixels : images with more than this many pixels are refused, unless ``size`` is given
-        (then a JPEG is decoded at a reduced scale where possible and resized). ``None``: no limit
-        beyond Pillow's own decompression-bomb guard.
+    max_pixels : the most pixels ever decoded, checked against the header before decoding,
+        whatever ``size`` asks for (a small file may declare a huge picture). With ``size`` a JPEG
+        is decoded at a reduced DCT scale (1/2..1/8) where the output is small, and the limit
+        applies to that scale; other formats are refused above it. ``None``: no limit beyond
+        Pillow's own decompression-bomb guard.
 
     Conversions (after applying the EXIF orientation tag, so the array is upright):
 
@@ -196,8 +199,9 @@ def load_image(path: str | os.PathLike, size: int | None = None,
       transparent colour) is composited over white: ``out = a*c + (1 - a)*255``, ``a = alpha/255``;
     - ``CMYK``, ``YCbCr``, palette ``P`` -> RGB by Pillow's conversion (no ICC colour management).
 
-    Raises :class:`ImageError` (missing file, directory, not an image, truncated/corrupt data,
-    too many pixels, unsupported mode) and :class:`OptionError` (bad ``size`` / ``max_pixels``).
+    Raises :class:`ImageError` (missing file, directory, FIFO/device or other non-regular file,
+    name too long, not an image, truncated/corrupt data, too many pixels, unsupported mode) and
+    :class:`OptionError` (bad ``size`` / ``max_pixels``).
     """
     if size is not None:
         size = _check_size(size)
@@ -205,13 +209,16 @@ def load_image(path: str | os.PathLike, size: int | None = None,
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) \
                 or max_pixels < 1:
             raise OptionError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
-    path = _check_readable(path)
-
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageError(f"image path must be a file name, got {type(path).__name__}")
+    path = Path(os.fspath(path)).expanduser()
     try:
-        with warnings.catch_warnings():
+        # open_regular refuses a FIFO or device before it could block or stream forever
+        with open_regular(path, "cannot read image", error=ImageError) as fh, \
+                warnings.catch_warnings():
             # Pillow warns between its limit and twice it; we apply our own, clearer limit below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(fh) as im:
                 return _decode(im, path, size, max_pixels)
     except ImageError:
         raise
@@ -228,30 +235,11 @@ def load_image(path: str | os.PathLike, size: int | None = None,
                          f"({first_line(exc)})") from None
 
 
-def _check_readable(path: Any) -> Path:
-    """``path`` as a Path after checking it names an existing regular file (else ImageError)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ImageError(f"image path must be a file name, got {type(path).__name__}")
-    p = Path(os.fspath(path)).expanduser()
-    if not p.exists():
-        raise ImageError(f"cannot read image {p}: no such file")
-    if p.is_dir():
-        raise ImageError(f"cannot read image {p}: it is a directory, not a file")
-    if not os.access(p, os.R_OK):
-        raise ImageError(f"cannot read image {p}: permission denied")
-    return p
-
-
 def _decode(im: Image.Image, path: Path, size: int | None, max_pixels: int | None) -> np.ndarray:
     """Decode an opened Pillow image to upright RGB uint8, resized if ``size`` is given."""
     width, height = im.size  # from the header: nothing decoded yet
     if width < 1 or height < 1:
         raise ImageError(f"cannot read image {path}: it has no pixels ({width}x{height})")
-    n_pixels = width * height
-    if max_pixels is not None and n_pixels > max_pixels and size is None:
-        raise ImageError(
-            f"image {path} has {width}x{height} = {n_pixels:,} pixels, more than the limit of "
-            f"{max_pixels:,}; pass --size (size=) to load it downscaled")
     if size is not None and im.format == "JPEG":
         # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT domain: far cheaper in time and
         # memory than decoding 50 MP and throwing most of it away. That scaling is a box filter,
@@ -261,6 +249,14 @@ def _decode(im: Image.Image, path: Path, size: int | None, max_pixels: int | Non
         th, tw = _fit_longest(height, width, size)
         if 4 * tw <= width and 4 * th <= height:
             im.draft(None, (2 * tw, 2 * th))
+    # The pixels that will really be decoded (after draft; still only the header was read) must
+    # fit the limit whatever ``size`` asks for: a small file may declare 9000 x 9000 pixels.
+    dw, dh = im.size
+    if max_pixels is not None and dw * dh > max_pixels:
+        how = ("pass --size (size=) to load it downscaled" if size is None else
+               "only JPEGs can be decoded at a reduced scale; downscale it first")
+        raise ImageError(f"image {path} has {width}x{height} = {width * height:,} pixels, more "
+                         f"than the limit of {max_pixels:,}; {how}")
     # EXIF orientations 5..8 swap width and height (transpose/rotate by 90 degrees).
     try:
         orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -337,17 +333,65 @@ def _stretch(v: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 def as_rgb(img: Any, what: str, size: int | None = None, max_pixels: int | None = None) -> np.ndarray:
-    """An image given as a path (loaded with :func:`load_image`) or an ``(H, W, 3)`` array, as RGB.
+    """An image given as a path (loaded with :func:`load_image`) or an array, as RGB uint8 ``(H, W, 3)``.
 
-    ``size`` resizes either to that longest side; ``what`` names the argument in errors.
+    Arrays follow :func:`pixels_uint8`'s rules (uint8; other integers within 0..255; floats on
+    the 0..255 scale, never 0..1; no bool, complex, NaN or empty images). ``size`` resizes either
+    to that longest side; ``what`` names the argument in errors (``"content"``, ``"style #2"``).
     """
     if isinstance(img, (str, os.PathLike)):
         kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return load_image(img, size=size, **kw)
-    arr = np.asarray(img)
+        try:
+            return load_image(img, size=size, **kw)
+        except ImageError as exc:
+            raise ImageError(f"{what}: {exc}") from None
+    try:
+        arr = to_host(img)
+    except Exception:       # noqa: BLE001 -- whatever it is, it is not an image
+        raise OptionError(f"{what} must be an image path or an (H, W, 3) RGB array, "
+                          f"got {type(img).__name__}") from None
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise OptionError(f"{what} must be an image path or an (H, W, 3) RGB array, got shape {arr.shape}")
+    arr = pixels_uint8(arr, what)
     return arr if size is None else resize_image(arr, size)
+
+
+def pixels_uint8(arr: Any, what: str, error: type[Exception] = OptionError) -> np.ndarray:
+    """An image array's values as contiguous ``uint8``, by one rule for every entry point.
+
+    * ``uint8``: taken as is. Other integer dtypes: values must lie in 0..255.
+    * floating point: the 0..255 scale (what :func:`numpynst.vgg.deprocess` and Pillow use),
+      rounded to the nearest integer and clipped to 0..255. A float array whose largest value is
+      at most 1 (and not all zero) is refused: it is almost surely a 0..1 image, which would
+      silently come out black; multiply it by 255. NaN and infinity are refused.
+    * ``bool``, complex, object and other dtypes, and arrays without pixels, are refused.
+
+    Errors are ``error`` (default :class:`OptionError`) with ``what`` first in the message.
+    """
+    a = np.asarray(arr)
+    if a.size == 0 or any(n == 0 for n in a.shape[:2]):
+        raise error(f"{what}: the image has no pixels (shape {a.shape})")
+    kind = a.dtype.kind
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if kind in "ui":
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 255:
+            raise error(f"{what}: integer pixel values must lie in 0..255, got {lo}..{hi} "
+                        f"(dtype {a.dtype}); scale them to 0..255 or pass uint8")
+        return np.ascontiguousarray(a.astype(np.uint8))
+    if kind == "f":
+        finite = np.isfinite(a)
+        if not finite.all():
+            raise error(f"{what}: the image has {int(a.size - finite.sum()):,} NaN or infinite "
+                        f"pixel value(s)")
+        hi = float(a.max())
+        if 0.0 < hi <= 1.0:
+            raise error(f"{what}: float pixel values must be on the 0..255 scale, but the largest is "
+                        f"{hi:g}, which looks like a 0..1 image; multiply it by 255")
+        return np.ascontiguousarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    raise error(f"{what}: unsupported pixel dtype {a.dtype}; give uint8, integers in 0..255 or "
+                f"floats on the 0..255 scale")
 
 
 def resize_image(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -399,19 +443,31 @@ def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 # saving, atomically
 # --------------------------------------------------------------------------------------------
 
-def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> Path:
-    """Write an image atomically; the format follows the extension of ``path``.
+def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
+               overwrite: bool = True) -> Path:
+    """Write an image all-or-nothing; the format follows the extension of ``path``.
 
     Parameters
     ----------
     path : ``.png``, ``.jpg``/``.jpeg``, ``.webp``, ``.bmp`` or ``.tif``/``.tiff`` (any case).
-    rgb : ``(H, W, 3)`` RGB or ``(H, W)`` grey; ``uint8``, or any real dtype holding values on the
-        0..255 scale (rounded and clipped to 0..255; NaN is an error). NumPy or CuPy.
+    rgb : ``(H, W, 3)`` RGB or ``(H, W)`` grey, NumPy or CuPy, by :func:`pixels_uint8`'s rules:
+        ``uint8``; integers in 0..255; floats on the 0..255 scale (rounded, clipped to 0..255;
+        a float array with maximum <= 1 is refused as a probable 0..1 image); no NaN, bool, complex.
     quality : 1..100, used by JPEG and WebP (JPEG at >= 90 also keeps full-resolution chroma,
         4:4:4, since stylized images have fine colour detail that 4:2:0 would smear).
+    overwrite : replace an existing regular file at ``path`` (default). ``False`` refuses an
+        existing file, even one that appears while this call runs. A symbolic link, directory or
+        other non-regular file at ``path`` is never replaced.
 
-    Returns the path written. Raises :class:`ImageError` (unknown extension, bad array, write
-    failure; no partial file is ever left at ``path``) or :class:`OptionError` (bad quality).
+    The encoder writes a temporary beside ``path``, which is fsynced and decoded again in full
+    (lossless formats must give back exactly these pixels; a JPEG must end with its end-of-image
+    marker) before it takes the name: a full disk or a file-size limit, which Pillow's JPEG, BMP and
+    TIFF encoders do not report, gives an error instead of a truncated picture
+    (:mod:`numpynst.files`).
+
+    Returns the path written. Raises :class:`ImageError` (unknown extension, bad array, existing
+    file, write failure; no partial file is ever left at ``path``) or :class:`OptionError`
+    (bad quality).
     """
     target = Path(os.fspath(path)).expanduser()
     fmt = SAVE_FORMATS.get(target.suffix.lower())
@@ -424,10 +480,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> P
             or not 1 <= quality <= 100:
         raise OptionError(f"quality must be an integer between 1 and 100, got {quality!r}")
     pixels = _to_uint8(rgb, target)
-    if target.is_dir():
-        raise ImageError(f"cannot save image {target}: it is a directory")
-    if not target.parent.is_dir():
-        raise ImageError(f"cannot save image {target}: directory {target.parent} does not exist")
+    check_writable(target, "cannot save image", overwrite=overwrite, error=ImageError,
+                   hint="not replaced (overwrite=False)")
 
     options: dict[str, Any] = {}
     if fmt == "JPEG":
@@ -437,11 +491,40 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> P
         options = {"quality": int(quality), "method": 4}
     image = Image.fromarray(pixels)
     try:
-        with atomic_path(target) as tmp:
-            image.save(tmp, format=fmt, **options)
+        with atomic_file(target, overwrite=overwrite,
+                         verify=lambda tmp: _verify_saved(tmp, fmt, pixels)) as fh:
+            image.save(fh, format=fmt, **options)
     except (OSError, ValueError, KeyError) as exc:
-        raise ImageError(f"cannot save image {target}: {first_line(exc)}") from None
+        raise ImageError(f"cannot save image {target}: {describe(exc)}") from None
     return target
+
+
+_LOSSLESS = ("PNG", "BMP", "TIFF")
+
+
+def _verify_saved(tmp: Path, fmt: str, pixels: np.ndarray) -> None:
+    """Decode the written file in full; raise unless it is the complete picture.
+
+    Lossless formats must give back exactly ``pixels``. Lossy ones must decode to the right size,
+    and their container must be whole (JPEG: ends with the EOI marker, so even a Pillow configured
+    with ``LOAD_TRUNCATED_IMAGES`` cannot pass a cut file; WebP: the RIFF length matches the file).
+    """
+    with open(tmp, "rb") as fh:
+        if fmt == "JPEG":
+            fh.seek(-2, os.SEEK_END)
+            if fh.read(2) != b"\xff\xd9":
+                raise ValueError("the JPEG has no end-of-image marker")
+        elif fmt == "WEBP":
+            head = fh.read(12)
+            if len(head) < 12 or struct.unpack("<I", head[4:8])[0] + 8 != os.fstat(fh.fileno()).st_size:
+                raise ValueError("the WebP container length does not match the file")
+        fh.seek(0)
+        with Image.open(fh) as im:
+            im.load()
+            if im.size != (pixels.shape[1], pixels.shape[0]):
+                raise ValueError(f"decoded size {im.size} differs from the image's")
+            if fmt in _LOSSLESS and not np.array_equal(np.asarray(im), pixels):
+                raise ValueError("the decoded pixels differ from the image's")
 
 
 def _to_uint8(rgb: Any, target: Path) -> np.ndarray:
@@ -449,17 +532,10 @@ def _to_uint8(rgb: Any, target: Path) -> np.ndarray:
     arr = to_host(rgb)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
+    where = f"cannot save image {target}"
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
-        raise ImageError(f"cannot save image {target}: expected an array of shape (H, W, 3) "
-                         f"or (H, W), got {arr.shape}")
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)
-                                     or np.issubdtype(arr.dtype, np.floating)):
-        raise ImageError(f"cannot save image {target}: unsupported array dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise ImageError(f"cannot save image {target}: the array contains NaN or infinity")
-    return np.ascontiguousarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+        raise ImageError(f"{where}: expected an array of shape (H, W, 3) or (H, W), got {arr.shape}")
+    return pixels_uint8(arr, where, error=ImageError)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,15 +27,15 @@ import re
 import socket
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from .arch import all_layer_names, conv_layer_names
+from .arch import BLOCK_WIDTHS, all_layer_names, conv_layer_names
+from .checks import first_line
 from .errors import OptionError, WeightsError
-from .files import file_digest
+from .files import atomic_path, file_digest, regular_file
 
 __all__ = ["WeightsError", "VGGWeights", "OfficialFile", "OFFICIAL_FILES", "DEFAULT_WEIGHTS_NAME",
            "default_weights_path", "cache_dir", "read_vgg_weights", "write_vgg_h5", "fetch",
@@ -117,29 +117,107 @@ def read_vgg_weights(path: str | os.PathLike) -> VGGWeights:
 def _open(path: Path):
     import h5py  # noqa: PLC0415  (keep `import numpynst` light)
 
-    if not path.exists():
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         raise WeightsError(f"weights file {path} does not exist; use the shipped VGG19 (see "
-                           f"`numpynst weights path`) or download one with `numpynst weights fetch vgg19`")
-    if path.is_dir():
-        raise WeightsError(f"weights path {path} is a directory, not an HDF5 file")
+                           f"`numpynst weights path`) or download one with `numpynst weights fetch vgg19`") \
+            from None
+    except OSError:
+        pass                    # regular_file says what is wrong (a name too long, ...)
+    # a FIFO or device would block h5py's open (or stream forever): refuse before opening
+    regular_file(path, "weights file", error=WeightsError)
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"weights file {path} is not a readable HDF5 file ({first})") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"weights file {path} is not a readable HDF5 file ({first_line(exc)})") from None
+
+
+# Errors h5py raises for damaged files (a corrupt chunk: OSError "Can't read data"; broken
+# object headers: RuntimeError/KeyError/ValueError).
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+_MAX_DEPTH = 8              # Keras nests 4 deep; deeper means a hard-link cycle or a hostile file
+_MAX_ENTRIES = 10_000       # a VGG file has ~100 entries
+
+
+def _walk(path: Path, group: Any, where: str) -> dict[str, Any]:
+    """``{relative name: h5py.Dataset}`` below ``group``, found without following any link.
+
+    Every entry is looked at as a *link* first (``get(name, getlink=True)``): a soft link or an
+    external link (dangling or not) is refused, so reading never leaves this file or chases a
+    name; hard links are the file's own objects. Raises :class:`WeightsError`.
+    """
+    import h5py  # noqa: PLC0415
+
+    found: dict[str, Any] = {}
+    todo = [(group, "", 0)]
+    seen = 0
+    while todo:
+        g, prefix, depth = todo.pop()
+        try:
+            keys = list(g.keys())
+        except _H5_ERRORS as exc:
+            raise WeightsError(f"weights file {path}: cannot list {where}/{prefix} ({first_line(exc)})") from None
+        for key in keys:
+            seen += 1
+            name = f"{prefix}{key}"
+            if seen > _MAX_ENTRIES:
+                raise WeightsError(f"weights file {path}: more than {_MAX_ENTRIES:,} entries under {where or '/'}")
+            try:
+                link = g.get(key, getlink=True)
+            except _H5_ERRORS as exc:
+                raise WeightsError(f"weights file {path}: cannot read the link {where}/{name} "
+                                   f"({first_line(exc)})") from None
+            if isinstance(link, h5py.SoftLink):
+                raise WeightsError(f"weights file {path}: {where}/{name} is a soft link to {link.path}; "
+                                   f"links are not followed")
+            if isinstance(link, h5py.ExternalLink):
+                raise WeightsError(f"weights file {path}: {where}/{name} is an external link to "
+                                   f"{link.filename}:{link.path}; links to other files are not followed")
+            if not isinstance(link, h5py.HardLink):
+                raise WeightsError(f"weights file {path}: {where}/{name} is a link of unknown kind")
+            try:
+                obj = g[key]
+            except _H5_ERRORS as exc:
+                raise WeightsError(f"weights file {path}: cannot open {where}/{name} ({first_line(exc)})") from None
+            if isinstance(obj, h5py.Dataset):
+                found[name] = obj
+            elif isinstance(obj, h5py.Group):
+                if depth + 1 >= _MAX_DEPTH:
+                    raise WeightsError(f"weights file {path}: groups nested deeper than {_MAX_DEPTH} "
+                                       f"levels under {where or '/'} (a link cycle?)")
+                todo.append((obj, f"{name}/", depth + 1))
+    return found
+
+
+def _weights_root(path: Path, f: Any) -> tuple[Any, str]:
+    """The group holding the layers: ``/``, or ``/model_weights`` of a whole saved Keras model."""
+    import h5py  # noqa: PLC0415
+
+    try:
+        link = f.get("model_weights", getlink=True)
+    except _H5_ERRORS as exc:
+        raise WeightsError(f"weights file {path}: cannot read its root ({first_line(exc)})") from None
+    if isinstance(link, h5py.HardLink) and isinstance(f["model_weights"], h5py.Group):
+        return f["model_weights"], "/model_weights"
+    return f, ""
 
 
 def _read(path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
-    """-> (arch, params float32, {layer: stored kernel dtype}); all checks of :func:`read_vgg_weights`."""
-    import h5py  # noqa: PLC0415
+    """-> (arch, params float32, {layer: stored kernel dtype}); all checks of :func:`read_vgg_weights`.
 
+    Order: walk the structure (no links followed), then check every layer's declared shapes and
+    dtypes against the architecture, and only then read data, so a file that declares terabytes
+    is refused before anything is allocated.
+    """
     with _open(path) as f:
-        # a whole saved Keras model keeps its weights under /model_weights
-        root = f["model_weights"] if isinstance(f.get("model_weights"), h5py.Group) else f
-        found = sorted((k for k in root.keys() if _CONV_RE.fullmatch(k)),
+        root, where = _weights_root(path, f)
+        datasets = _walk(path, root, where)
+        tops = sorted({name.split("/", 1)[0] for name in datasets} | set(root.keys()))
+        found = sorted((k for k in tops if _CONV_RE.fullmatch(k)),
                        key=lambda k: tuple(int(v) for v in _CONV_RE.fullmatch(k).groups()))
         if not found:
-            keys = ", ".join(list(root.keys())[:8]) or "none"
+            keys = ", ".join(tops[:8]) or "none"
             raise WeightsError(f"weights file {path} holds no VGG conv layers (groups named blockN_convM); "
                                f"top-level entries: {keys}")
         arch = _detect_arch(found)
@@ -153,33 +231,63 @@ def _read(path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]], di
         if missing:
             raise WeightsError(f"weights file {path}: layer(s) {', '.join(missing)} of {arch.upper()} "
                                f"are missing")
+        layers = {name: _layer_datasets(path, name, datasets) for name in expected}
+        _check_declared(path, layers)
         params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         dtypes: dict[str, str] = {}
-        cin, prev = 3, None
-        for name in expected:
-            w, b = _layer_arrays(path, name, root[name])
+        for name, (wd, bd) in layers.items():
             where = f"weights file {path}, layer {name}"
-            if w.ndim != 4 or w.shape[:2] != (3, 3):
-                hint = (" (a channels-first 'th' kernel? use the *_tf_dim_ordering_tf_kernels* file)"
-                        if w.ndim == 4 and w.shape[2:] == (3, 3) else "")
-                raise WeightsError(f"{where}: kernel has shape {w.shape}, expected (3, 3, C_in, C_out){hint}")
-            if w.shape[2] != cin:
-                src = "the 3 (BGR) input channels" if prev is None else f"{prev}'s {cin} output channels"
-                raise WeightsError(f"{where}: kernel has C_in={w.shape[2]} (shape {w.shape}) but must "
-                                   f"match {src}")
-            if b.shape != (w.shape[3],):
-                raise WeightsError(f"{where}: bias has shape {b.shape}, expected ({w.shape[3]},) to match "
-                                   f"the kernel {w.shape}")
+            w, b = _read_dataset(where, "kernel", wd), _read_dataset(where, "bias", bd)
             for label, a in (("kernel", w), ("bias", b)):
-                if a.dtype.kind != "f":
-                    raise WeightsError(f"{where}: {label} has dtype {a.dtype}, expected floating point")
                 if not np.isfinite(a).all():
                     raise WeightsError(f"{where}: {label} contains {int((~np.isfinite(a)).sum())} "
                                        f"NaN/inf value(s)")
             dtypes[name] = str(w.dtype)
             params[name] = (w.astype(np.float32), b.astype(np.float32))
-            cin, prev = int(w.shape[3]), name
     return arch, params, dtypes
+
+
+def _check_declared(path: Path, layers: Mapping[str, tuple[Any, Any]]) -> None:
+    """Declared shapes and dtypes (nothing read yet) against the architecture.
+
+    Kernel ``(3, 3, C_in, C_out)`` with ``C_in`` = 3 for the first layer, else the previous
+    layer's ``C_out``; ``C_out`` at most VGG's width for the block (:data:`arch.BLOCK_WIDTHS`);
+    bias ``(C_out,)``; floating-point data of at most 8 bytes per value.
+    """
+    cin, prev = 3, None
+    for name, (wd, bd) in layers.items():
+        where = f"weights file {path}, layer {name}"
+        shape = tuple(int(n) for n in wd.shape)
+        if len(shape) != 4 or shape[:2] != (3, 3):
+            hint = (" (a channels-first 'th' kernel? use the *_tf_dim_ordering_tf_kernels* file)"
+                    if len(shape) == 4 and shape[2:] == (3, 3) else "")
+            raise WeightsError(f"{where}: kernel has shape {shape}, expected (3, 3, C_in, C_out){hint}")
+        if shape[2] != cin:
+            src = "the 3 (BGR) input channels" if prev is None else f"{prev}'s {cin} output channels"
+            raise WeightsError(f"{where}: kernel has C_in={shape[2]} (shape {shape}) but must match {src}")
+        block = int(_CONV_RE.fullmatch(name).group(1))
+        widest = BLOCK_WIDTHS[block - 1]
+        if not 1 <= shape[3] <= widest:
+            raise WeightsError(f"{where}: kernel has C_out={shape[3]} (shape {shape}); VGG's block "
+                               f"{block} has at most {widest} channels")
+        bshape = tuple(int(n) for n in bd.shape)
+        if bshape != (shape[3],):
+            raise WeightsError(f"{where}: bias has shape {bshape}, expected ({shape[3]},) to match "
+                               f"the kernel {shape}")
+        for label, d in (("kernel", wd), ("bias", bd)):
+            if d.dtype.kind != "f" or d.dtype.itemsize > 8:
+                raise WeightsError(f"{where}: {label} has dtype {d.dtype}, expected floating point")
+        cin, prev = shape[3], name
+
+
+def _read_dataset(where: str, label: str, dataset: Any) -> np.ndarray:
+    """``dataset[()]``, with damaged data (a corrupt chunk, a failing filter) as WeightsError."""
+    try:
+        return np.asarray(dataset[()])
+    except MemoryError:
+        raise WeightsError(f"{where}: not enough memory to read the {label}") from None
+    except _H5_ERRORS as exc:
+        raise WeightsError(f"{where}: cannot read the {label} (damaged data: {first_line(exc)})") from None
 
 
 def _detect_arch(found: list[str]) -> str:
@@ -188,26 +296,19 @@ def _detect_arch(found: list[str]) -> str:
     return "vgg19" if only19 & set(found) else "vgg16"
 
 
-def _layer_arrays(path: Path, name: str, group: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The (kernel, bias) datasets of one layer group, in either Keras naming style."""
-    import h5py  # noqa: PLC0415
-
-    if not isinstance(group, h5py.Group):
+def _layer_datasets(path: Path, name: str, datasets: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The (kernel, bias) datasets of one layer, in either Keras naming style (not read)."""
+    if name in datasets:
         raise WeightsError(f"weights file {path}, layer {name}: expected a group, found a dataset")
-    datasets: dict[str, Any] = {}
-
-    def collect(key: str, obj: Any) -> None:   # must return None: a value stops visititems
-        if isinstance(obj, h5py.Dataset):
-            datasets[key] = obj
-
-    group.visititems(collect)
-    kernels = [k for k in datasets if _KERNEL_RE.fullmatch(k.rsplit("/", 1)[-1])]
-    biases = [k for k in datasets if _BIAS_RE.fullmatch(k.rsplit("/", 1)[-1])]
+    inside = {k: d for k, d in datasets.items() if k.startswith(name + "/")}
+    kernels = [k for k in inside if _KERNEL_RE.fullmatch(k.rsplit("/", 1)[-1])]
+    biases = [k for k in inside if _BIAS_RE.fullmatch(k.rsplit("/", 1)[-1])]
     if len(kernels) != 1 or len(biases) != 1:
+        shown = sorted(k.split("/", 1)[1] for k in inside)
         raise WeightsError(f"weights file {path}, layer {name}: expected one kernel ({name}_W_1:0 or "
                            f"kernel:0) and one bias ({name}_b_1:0 or bias:0), found datasets "
-                           f"{sorted(datasets) or 'none'}")
-    return datasets[kernels[0]][()], datasets[biases[0]][()]
+                           f"{shown or 'none'}")
+    return inside[kernels[0]], inside[biases[0]]
 
 
 # ------------------------------------------------------------------------------- writing
@@ -219,7 +320,8 @@ def write_vgg_h5(path: str | os.PathLike, params: Mapping[str, tuple[Any, Any]],
     ``params`` must hold exactly the conv layers of VGG16 or VGG19 (arch detected from the names).
     Datasets are stored in ``dtype`` with gzip + byte shuffle; no timestamps, so the same input
     gives the same bytes. ``attrs`` are extra root attributes (provenance). Written to a temporary
-    file and renamed: a reader never sees a half-written file.
+    file, read back and checked like any weights file, then moved into place
+    (:func:`numpynst.files.atomic_path`): a reader never sees a half-written file.
     """
     import h5py  # noqa: PLC0415
 
@@ -230,10 +332,8 @@ def write_vgg_h5(path: str | os.PathLike, params: Mapping[str, tuple[Any, Any]],
         raise OptionError(f"write_vgg_h5: params must hold exactly the conv layers of VGG16 or VGG19, "
                           f"got {', '.join(names)}")
     layer_names = ["input_1", *all_layer_names(arch)]
-    # a unique name beside the target (same file system, so the rename is atomic); not mkstemp,
-    # whose 0600 mode would survive the rename
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs["layer_names"] = np.array([n.encode() for n in layer_names])
             for key, value in (attrs or {}).items():
@@ -248,10 +348,10 @@ def write_vgg_h5(path: str | os.PathLike, params: Mapping[str, tuple[Any, Any]],
                 for dname, a in zip(wn, params[name]):
                     g.create_dataset(dname, data=np.asarray(a, dtype=dtype), compression="gzip",
                                      compression_opts=compression_level, shuffle=True, track_times=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    # verified by reading it back in full, as every reader will, before it takes the name
+    with atomic_path(path, verify=_read) as tmp:
+        write(tmp)
     return path
 
 

@@ -231,15 +231,48 @@ def test_bad_size_is_an_option_error(tmp_path, bad):
         load_image(tmp_path / "x.png", size=bad)
 
 
-def test_max_pixels_refusal_and_size_lifts_it(tmp_path):
+def test_max_pixels_refusal_whatever_the_size(tmp_path):
+    # the limit is on the pixels decoded, read from the header: a small --size does not lift it
+    # for a format that can only be decoded whole (a small PNG may declare 9000 x 9000)
     Image.fromarray(_asym_rgb(40, 50)).save(tmp_path / "big.png")
     with pytest.raises(ImageError) as err:
         load_image(tmp_path / "big.png", max_pixels=1999)
     msg = _single_line_naming(err, tmp_path / "big.png")
     assert "--size" in msg and "2,000" in msg
+    with pytest.raises(ImageError, match="2,000 pixels") as err:
+        load_image(tmp_path / "big.png", size=25, max_pixels=1999)
     assert load_image(tmp_path / "big.png", max_pixels=2000).shape == (40, 50, 3)
-    assert load_image(tmp_path / "big.png", size=25, max_pixels=1999).shape == (20, 25, 3)
+    assert load_image(tmp_path / "big.png", size=25, max_pixels=2000).shape == (20, 25, 3)
     assert load_image(tmp_path / "big.png", max_pixels=None).shape == (40, 50, 3)
+
+
+def test_png_declaring_a_huge_picture_is_refused_before_decoding(tmp_path, monkeypatch):
+    # A valid 9000 x 9000 grey PNG of zeros compresses to ~80 kB; decoding it would take 81 MB
+    # (243 MB as RGB). It must be refused from the header, with and without size, and the
+    # decoder must never run.
+    import zlib as _zlib
+    w = h = 9000
+    raw = _zlib.compress(b"".join(b"\x00" + bytes(w) for _ in range(h)), 9)
+
+    def chunk(kind, data):
+        import struct as _struct
+        return (_struct.pack(">I", len(data)) + kind + data
+                + _struct.pack(">I", _zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    import struct as _struct
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", _struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png)
+    assert bomb.stat().st_size < 200_000
+    loads = []
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(1))
+    for size in (None, 32):
+        with pytest.raises(ImageError, match="9000x9000 = 81,000,000 pixels") as err:
+            load_image(bomb, size=size)
+        _single_line_naming(err, bomb)
+    assert loads == []
 
 
 def test_large_jpeg_with_size_matches_full_decode(tmp_path, monkeypatch):
@@ -261,7 +294,8 @@ def test_large_jpeg_with_size_matches_full_decode(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
-    small = load_image(tmp_path / "big.jpg", size=100, max_pixels=10_000)
+    # 512,000 pixels in full, 32,000 at the 1/4 scale draft picks: the limit applies to the latter
+    small = load_image(tmp_path / "big.jpg", size=100, max_pixels=40_000)
     assert decoded and decoded[0][0] < 800  # really decoded at reduced scale
     assert small.shape == full.shape == (80, 100, 3)
     assert np.abs(small.astype(int) - full).mean() < 4
@@ -374,8 +408,7 @@ def test_failed_save_leaves_existing_file_intact(tmp_path, monkeypatch):
 
     def half_then_fail(self, fp, format=None, **kw):
         real_save(self, fp, format=format, **kw)  # a complete file in the temporary ...
-        with open(fp, "r+b") as fh:              # ... cut in half, then the "encoder" dies
-            fh.truncate(10)
+        fp.truncate(10)                           # ... cut short, then the "encoder" dies
         raise OSError("encoder exploded")
 
     monkeypatch.setattr(Image.Image, "save", half_then_fail)
@@ -411,13 +444,57 @@ def test_atomic_path_success_interrupt_and_permissions(tmp_path):
     assert os.listdir(tmp_path) == ["table.csv"]
 
 
-def test_atomic_path_writes_through_symlink(tmp_path):
+def test_atomic_path_never_writes_through_or_replaces_a_symlink(tmp_path):
     real = tmp_path / "real.txt"
     real.write_text("old")
     link = tmp_path / "link.txt"
     link.symlink_to(real)
-    atomic_write(link, lambda p: p.write_text("new"))
-    assert link.is_symlink() and real.read_text() == "new"
+    for overwrite in (True, False):
+        with pytest.raises(FileExistsError, match="link.txt"):
+            atomic_write(link, lambda p: p.write_text("new"), overwrite=overwrite)
+        assert link.is_symlink() and real.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["link.txt", "real.txt"]
+
+
+def test_atomic_path_without_overwrite_never_replaces(tmp_path):
+    target = tmp_path / "out.txt"
+    atomic_write(target, lambda p: p.write_text("first"), overwrite=False)
+    with pytest.raises(FileExistsError):
+        atomic_write(target, lambda p: p.write_text("second"), overwrite=False)
+    assert target.read_text() == "first"
+    # a file that appears while the writer runs is not replaced either (the check is at the end)
+    late = tmp_path / "late.txt"
+    with pytest.raises(FileExistsError, match="appeared"):
+        with atomic_path(late, overwrite=False) as tmp:
+            tmp.write_text("ours")
+            late.write_text("theirs")
+    assert late.read_text() == "theirs"
+    assert sorted(os.listdir(tmp_path)) == ["late.txt", "out.txt"]
+
+
+def test_atomic_path_verify_rejects_and_leaves_nothing(tmp_path):
+    target = tmp_path / "data.bin"
+
+    def short(p):
+        if p.stat().st_size != 10:
+            raise ValueError(f"{p.stat().st_size} bytes, expected 10")
+
+    with pytest.raises(OSError, match="did not read back complete .3 bytes, expected 10"):
+        atomic_write(target, lambda p: p.write_bytes(b"abc"), verify=short)
+    assert os.listdir(tmp_path) == []
+    atomic_write(target, lambda p: p.write_bytes(b"0123456789"), verify=short)
+    assert target.read_bytes() == b"0123456789"
+
+
+def test_temporary_names_fit_whatever_the_destination_name(tmp_path):
+    from numpynst.files import name_max
+    longest = "x" * (name_max(tmp_path) - 4) + ".png"      # the longest name the folder takes
+    seen = []
+    with atomic_path(tmp_path / longest) as tmp:
+        seen.append(tmp.name)
+        tmp.write_bytes(b"ok")
+    assert (tmp_path / longest).read_bytes() == b"ok"
+    assert len(seen[0]) < 40 and seen[0].endswith(".png")
 
 
 # ---------------------------------------------------------------------------------------------
