@@ -70,7 +70,7 @@ MANIFEST_ERRORS = {
     "duplicate output": ("content,style,seed", ["c1.png,s1.png,1", "c2.png,s1.png,1", "c1.png,s1.png,1"],
                          "row 3 (line 4): duplicate output"),
     "missing file": ("content,style", ["c1.png,s1.png", "c1.png,nope.png"],
-                     "row 2 (line 3), column 'style': no such file"),
+                     "row 2 (line 3), column 'style': cannot read "),
 }
 
 
@@ -224,7 +224,7 @@ def test_batch_runs_each_job_once_and_resumes_only_what_is_missing(client, files
     assert cli.main(["batch", str(manifest), "-o", str(out), "--scheduler", client.scheduler.address,
                      "--quiet"]) == 0
     assert "3 jobs: 3 skipped" in capsys.readouterr().out
-    assert not list(out.glob(".*.tmp.*"))
+    assert not list(out.glob(".*.tmp.*")) and _no_private_folders(out) and _every_image_has_its_record(out)
 
 
 def _kill_once_task(spec, outdir, backend):
@@ -250,7 +250,7 @@ def test_dead_worker_is_replaced_and_retried_and_a_bad_input_fails_alone(client,
     assert [r.status for r in res] == ["done", "failed", "done"], res
     sidecar = json.loads((tmp_path / "out" / f"{res[0].output[:-4]}.json").read_text())
     assert sidecar["pid"] != killed                                     # finished by another process
-    assert res[1].error.startswith("cannot read image") and "bad.png" in res[1].error and not res[1].output
+    assert "cannot read image" in res[1].error and "bad.png" in res[1].error and not res[1].output
     assert len(client.scheduler_info()["workers"]) >= 1
 
 
@@ -288,7 +288,7 @@ def test_ctrl_c_cancels_closes_and_summarizes(files, tmp_path):
     assert "Traceback" not in output and "2 jobs: 1 done, 1 cancelled" in output, output
     with open(out / "summary.csv", newline="") as fh:
         assert [(r["job"], r["status"]) for r in csv.DictReader(fh)] == [("quick", "done"), ("endless", "cancelled")]
-    assert not list(out.glob("endless-*")) and not list(out.glob(".*.tmp.*"))
+    assert not list(out.glob("endless-*")) and not list(out.glob(".*.tmp.*")) and _no_private_folders(out)
 
 
 def _always_kill_task(spec, outdir, backend):
@@ -310,3 +310,98 @@ def test_retries_are_bounded_by_allowed_failures(client, files, tmp_path):
     assert "KilledWorker" in res[0].error and "allowed-failures" in res[0].error
     deaths = (tmp_path / "deaths").read_text().split()
     assert len(deaths) == 2 + 1 and len(set(deaths)) == 3          # allowed-failures=2: 3 tries, 3 processes
+
+
+# ------------------------------------------------------------------------------ nothing lost (issue 17)
+def _no_private_folders(out):
+    return not list(Path(out).glob(".numpynst-batch-*"))
+
+
+def _every_image_has_its_record(out):
+    for img in Path(out).glob("*.png"):
+        if img.name != "contact_sheet.png":
+            record = json.loads(img.with_suffix(".json").read_text())
+            assert record["image"] == img.name, record
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_sigterm_writes_the_summary_and_leaves_no_image_without_its_sidecar(files, tmp_path):
+    import time
+    manifest = _manifest(files / "term.csv", "content,style,weights,iterations,tol,name",
+                         "c1.png,s1.png,tiny.h5,2,0,quick", "c2.png,s2.png,tiny.h5,1000000,0,endless")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "numpynst", "batch", str(manifest), "-o", str(out),
+                             "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("quick-*.png")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.1)
+        time.sleep(0.5)                                             # the endless job is running
+        os.kill(proc.pid, signal.SIGTERM)                           # the client only, as `kill PID` does
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, output
+    assert "Traceback" not in output and "2 jobs: 1 done, 1 cancelled" in output, output
+    with open(out / "summary.csv", newline="") as fh:
+        rows = [(r["job"], r["status"], r["error"]) for r in csv.DictReader(fh)]
+    assert rows == [("quick", "done", ""), ("endless", "cancelled", "interrupted (SIGTERM)")]
+    assert _every_image_has_its_record(out) and not list(out.glob("endless-*")) and _no_private_folders(out)
+
+
+def _png_declaring(path, width, height):
+    """A ~100-byte PNG whose header declares width x height RGB pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_size_cell_does_not_let_a_decompression_bomb_through(client, files, tmp_path):
+    bomb = _png_declaring(tmp_path / "bomb.png", 9000, 9000)
+    opts = {"iterations": 2, "weights": str(files / "tiny.h5"), "size": 32}
+    jobs = [Job(str(bomb), (str(files / "s1.png"),), opts, name="bomb-content"),
+            Job(str(files / "c1.png"), (str(bomb),), opts, name="bomb-style"),
+            Job(str(files / "c1.png"), (str(files / "s1.png"),), opts, name="fine")]
+    res = batch.run(jobs, tmp_path / "out", client=client, progress=False)
+    assert [r.status for r in res] == ["failed", "failed", "done"], res
+    for r in res[:2]:             # refused from the header, before decoding 81 million pixels
+        assert "9000x9000" in r.error and "more than the limit" in r.error and "bomb.png" in r.error, r.error
+    assert _no_private_folders(tmp_path / "out")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource.setrlimit")
+def test_a_contact_sheet_that_cannot_be_written_costs_only_itself(client, files, tmp_path):
+    import resource
+    opts = {"iterations": 2, "weights": str(files / "tiny.h5")}
+    jobs = [Job(str(files / "c1.png"), (str(files / "s1.png"),), opts, name="one")]
+    out = tmp_path / "out"
+    assert batch.run(jobs, out, client=client, progress=False)[0].status == "done"
+    sheet = (out / "contact_sheet.png").stat().st_size
+    limit = 8 << 10
+    assert sheet > limit and (out / "summary.csv").stat().st_size < limit / 2      # the test's premise
+    (out / "contact_sheet.png").unlink()
+    (out / "summary.csv").unlink()
+    manifest = _manifest(tmp_path / "m.csv", "content,style,weights,iterations,name",
+                         f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,2,one")
+
+    def small_files():                                            # a real file-size limit, as a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    proc = subprocess.run([sys.executable, "-m", "numpynst", "batch", str(manifest), "-o", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output                           # documented: a report file is missing
+    assert f"could not write {out / 'contact_sheet.png'}: File too large; the summary is written" in output
+    assert "Traceback" not in output and "1 jobs: 1 skipped" in output, output
+    with open(out / "summary.csv", newline="") as fh:
+        assert [r["status"] for r in csv.DictReader(fh)] == ["skipped"]
+    assert not (out / "contact_sheet.png").exists() and _no_private_folders(out)

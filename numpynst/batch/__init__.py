@@ -79,25 +79,34 @@ def _from_record(job: Job, status: str, record: dict, **fields: Any) -> JobResul
                    iterations=record.get("iterations", 0), **fields)
 
 
-def _remove_stale_temporaries(outdir: Path) -> int:
-    # Left by a process killed in the middle of an atomic write (see numpynst.files.atomic_path).
-    n = 0
-    for p in outdir.glob(".*.tmp.*"):
-        if p.suffix in (".png", ".json", ".csv") and p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+class Results(list):
+    """The :class:`JobResult` s of a run, in job order (a plain list), and how the run ended.
+
+    ``signum``: the signal that interrupted it (``signal.SIGINT`` for Ctrl-C, ``SIGTERM``, ``SIGHUP``),
+    else ``None``. ``written``: the report files written (``summary.csv``, ``contact_sheet.png``);
+    ``report_errors``: one line per report file that could not be (full disk, file-size limit).
+    """
+
+    def __init__(self, items: Iterable[JobResult] = (), signum: int | None = None,
+                 written: Sequence[Path] = (), report_errors: Sequence[str] = ()) -> None:
+        super().__init__(items)
+        self.signum = signum
+        self.written = list(written)
+        self.report_errors = list(report_errors)
 
 
 def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers: int | None = None,
         scheduler: str | None = None, gpu: bool = False, retries: int = DEFAULT_RETRIES,
         progress: bool = True, contact_sheet: bool = True, task: Callable | None = None,
-        log: Callable[[str], Any] | None = None) -> list[JobResult]:
+        log: Callable[[str], Any] | None = None, protect: Sequence[str | os.PathLike] = ()) -> Results:
     """Run ``jobs`` on Dask, writing ``outdir/<name>-<digest>.png`` per job plus the report.
 
     Args:
         jobs: from :func:`read_manifest`, :func:`grid_jobs`, or :class:`Job` objects (checked here).
         outdir: output folder (created). Jobs whose verified output is already there are skipped.
+            Refused before anything runs (:func:`numpynst.batch.outdir.check_outdir`): an input that
+            is one of the files the batch writes there, or a foreign ``summary.csv`` /
+            ``contact_sheet.png``.
         client: a ``distributed.Client`` to use (left open). Otherwise one is made from ``scheduler``
             (address of a running cluster), ``gpu`` (dask-cuda, one worker per GPU) or a local
             cluster of ``workers`` processes (default: sized to the machine), and closed at the end.
@@ -106,52 +115,100 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
         task: the function run per job, ``task(spec, outdir, backend) -> row``; default
             :func:`numpynst.batch.worker.execute_job` (tests substitute a wrapper around it).
         log: where progress lines go (default ``print`` when ``progress``).
+        protect: further files the batch reads and must never write over (the manifest).
     Returns:
-        one :class:`JobResult` per job, in the order of ``jobs``; also written to
-        ``outdir/summary.csv``, with the contact sheet in ``outdir/contact_sheet.png``.
-        Ctrl-C cancels what is still running, and the summary marks those jobs ``cancelled``.
+        :class:`Results`: one :class:`JobResult` per job, in the order of ``jobs``; also written to
+        ``outdir/summary.csv``, with the contact sheet in ``outdir/contact_sheet.png``. Ctrl-C,
+        SIGTERM or SIGHUP cancel what is still running, and the summary marks those jobs
+        ``cancelled`` (``Results.signum`` says which signal). A report file that cannot be written is
+        one line in ``Results.report_errors``, not an exception.
     """
     from . import worker  # looked up by name: tests may substitute its functions
-    from .report import save_contact_sheet, write_summary
+    from .interrupts import InterruptGuard, signal_name
+    from .outdir import Scratch, check_outdir, prepare_outdir, remove_stale
     retries = integer("retries", retries, minimum=0)
     if workers is not None and (scheduler or client is not None):
         raise OptionError("--workers cannot be combined with --scheduler or a client (the cluster has its own)")
+    if scheduler and client is None:
+        from .cluster import check_address
+        check_address(scheduler)
     log = log or (print if progress else (lambda *_: None))
     jobs = prepare_jobs(jobs)
-    outdir = Path(outdir).expanduser().resolve()
-    if outdir.exists() and not outdir.is_dir():
-        raise OptionError(f"output folder {outdir} exists and is not a directory")
-    outdir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(outdir)
+    check_outdir(Path(os.fspath(outdir)).expanduser().absolute(), jobs, protect, contact_sheet)
+    outdir = prepare_outdir(outdir)
+    remove_stale(outdir)
     backend = "cupy" if gpu else "numpy"
     task = task or worker.execute_job
 
     results: dict[int, JobResult] = {}
-    for i, job in enumerate(jobs):
-        record = worker.verify_output(outdir, job.spec())
-        if record is not None:
-            results[i] = _from_record(job, "skipped", record)
-    todo = [i for i in range(len(jobs)) if i not in results]
     t0 = time.perf_counter()
-    if todo:
-        log(f"numpynst batch: {len(jobs)} jobs, {len(results)} already done, {len(todo)} to run -> {outdir}")
-        from .cluster import keep_blas_env
-        with keep_blas_env():
-            _run_on_dask(jobs, todo, results, outdir, client, workers=workers, scheduler=scheduler, gpu=gpu,
-                         retries=retries, backend=backend, task=task, progress=progress, log=log)
-    else:
-        log(f"numpynst batch: all {len(jobs)} jobs already done in {outdir}")
-    ordered = [results[i] for i in range(len(jobs))]
-    write_summary(outdir / "summary.csv", [r.as_dict() for r in ordered])
-    if contact_sheet:
-        save_contact_sheet(outdir / "contact_sheet.png", jobs, [r.as_dict() for r in ordered], outdir)
+    with InterruptGuard() as guard, Scratch(outdir) as scratch:
+        try:
+            with guard.raising():
+                for i, job in enumerate(jobs):
+                    record = worker.verify_output(outdir, job.spec())
+                    if record is not None:
+                        results[i] = _from_record(job, "skipped", record)
+                todo = [i for i in range(len(jobs)) if i not in results]
+                if todo:
+                    log(f"numpynst batch: {len(jobs)} jobs, {len(results)} already done, {len(todo)} to run "
+                        f"-> {outdir}")
+                    from .cluster import keep_blas_env
+                    with keep_blas_env():
+                        _run_on_dask(jobs, todo, results, outdir, client, workers=workers, scheduler=scheduler,
+                                     gpu=gpu, retries=retries, backend=backend, task=task, progress=progress,
+                                     log=log, scratch=scratch.path, guard=guard)
+                else:
+                    log(f"numpynst batch: all {len(jobs)} jobs already done in {outdir}")
+        except KeyboardInterrupt as exc:        # before the jobs were submitted (the loop handles its own)
+            guard.note(exc)
+        # From here on a signal is only recorded: the report is written whatever arrives.
+        if guard.signum is not None:
+            for i, job in enumerate(jobs):
+                if i not in results:
+                    results[i] = _result(job, status="cancelled", error=f"interrupted ({signal_name(guard.signum)})")
+        _recheck_cancelled(jobs, results, outdir)        # after the close: running jobs have stopped writing
+        ordered = [results[i] for i in range(len(jobs))]
+        written, problems = _write_report(outdir, scratch.path, jobs, ordered, contact_sheet)
+    for line in problems:
+        log(f"numpynst batch: {line}")
     log(summarize(ordered, time.perf_counter() - t0))
-    return ordered
+    return Results(ordered, guard.signum, written, problems)
+
+
+def _write_report(outdir: Path, scratch: Path, jobs: Sequence[Job], ordered: Sequence[JobResult],
+                  contact_sheet: bool) -> tuple[list[Path], list[str]]:
+    """Write ``summary.csv`` (and the contact sheet) via the run's private folder.
+
+    Returns the paths written and one line per file that could not be: a full disk or a file-size
+    limit costs that file, never the other, and never a traceback."""
+    from ..errors import NumpynstError
+    from ..files import describe
+    from .outdir import move_into
+    from .report import CONTACT_SHEET, SUMMARY, report_is_ours, save_contact_sheet, write_summary
+    rows = [r.as_dict() for r in ordered]
+    steps = [(SUMMARY, lambda p: write_summary(p, rows))]
+    if contact_sheet:
+        steps.append((CONTACT_SHEET, lambda p: save_contact_sheet(p, jobs, rows, outdir)))
+    written: list[Path] = []
+    problems: list[str] = []
+    for name, write in steps:
+        try:
+            if os.path.lexists(outdir / name) and not report_is_ours(outdir / name):   # appeared meanwhile
+                raise FileExistsError("it appeared during the run and was not written by numpynst batch; "
+                                      "not replaced")
+            if write(scratch / name) is not None:
+                written.append(move_into(scratch / name, outdir))
+        except (OSError, NumpynstError) as exc:
+            problems.append(f"could not write {outdir / name}: {describe(exc)}"
+                            + ("; the summary is written" if name == CONTACT_SHEET and not problems else ""))
+    return written, problems
 
 
 def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobResult], outdir: Path,
-                 client, *, workers, scheduler, gpu, retries, backend, task, progress, log) -> None:
+                 client, *, workers, scheduler, gpu, retries, backend, task, progress, log, scratch, guard) -> None:
     from .cluster import connect, has_dashboard, require_dask
+    from .interrupts import signal_name
     distributed = require_dask()
     cluster = None
     own_client = client is None
@@ -167,8 +224,8 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
             + (f", dashboard {client.dashboard_link}" if show else ""))
         for i in todo:
             job = jobs[i]
-            fut = client.submit(task, job.spec(), str(outdir), backend, key=f"numpynst-{job.output[:-4]}",
-                                retries=retries, pure=False)
+            fut = client.submit(task, {**job.spec(), "scratch": str(scratch)}, str(outdir), backend,
+                                key=f"numpynst-{job.output[:-4]}", retries=retries, pure=False)
             futures[fut] = i
         from tqdm.auto import tqdm
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
@@ -182,22 +239,23 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
             bar.update(1)
             if failed:
                 bar.set_postfix(failed=failed, refresh=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        why = signal_name(guard.note(exc))
         if bar is not None:
             bar.close()
         pending = [f for f, i in futures.items() if i not in results]
         client.cancel(pending)
         for f in pending:
-            results[futures[f]] = _result(jobs[futures[f]], status="cancelled", error="interrupted (Ctrl-C)")
-        log(f"numpynst batch: interrupted; cancelled {len(pending)} unfinished jobs, closing the cluster")
+            results[futures[f]] = _result(jobs[futures[f]], status="cancelled", error=f"interrupted ({why})")
+        log(f"numpynst batch: interrupted ({why}); cancelled {len(pending)} unfinished jobs, closing the cluster")
     finally:
+        guard.armed = False             # closing the cluster is not cut short by a later signal
         if bar is not None:
             bar.close()
         if own_client:
             client.close()
             if cluster is not None:
                 cluster.close()
-    _recheck_cancelled(jobs, results, outdir)     # after the close: running jobs have stopped writing
 
 
 def _recheck_cancelled(jobs: Sequence[Job], results: dict[int, JobResult], outdir: Path) -> None:

@@ -29,7 +29,7 @@ import importlib.util
 import os
 from typing import Any
 
-from ..checks import integer
+from ..checks import first_line, integer
 from ..errors import BackendError, OptionError
 
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -145,6 +145,31 @@ def gpu_cluster(n_workers: int | None = None, retries: int = 2):
         return LocalCUDACluster(**kwargs)
 
 
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_address(address: Any) -> str:
+    """``address`` if it reads as a Dask scheduler address ``[SCHEME://]HOST:PORT``; else OptionError.
+
+    Checked before anything starts: Dask's own parser answers a typo with a ValueError, an
+    AssertionError or a 20 s connection timeout, depending on the typo.
+    """
+    want = "expected a Dask scheduler address such as tcp://HOST:8786"
+    if not isinstance(address, str):
+        raise OptionError(f"--scheduler {address!r}: {want}")
+    scheme, sep, rest = address.strip().partition("://")
+    if not sep:
+        scheme, rest = "tcp", address.strip()
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host     # [IPv6]
+    if scheme not in SCHEMES:
+        raise OptionError(f"--scheduler {address!r}: unknown scheme {scheme!r} (use {', '.join(SCHEMES)}); {want}")
+    if not colon or not host or any(c.isspace() or c in "/?#@" for c in host) \
+            or not (port.isdigit() and len(port) <= 5) or not 0 < int(port) < 65536:
+        raise OptionError(f"--scheduler {address!r}: {want}")
+    return address.strip()
+
+
 def connect(*, workers: int | None = None, scheduler: str | None = None, gpu: bool = False,
             retries: int = 2, dashboard: bool = True):
     """``(client, cluster_or_None)``: a Dask client on the requested cluster; close both when done."""
@@ -152,10 +177,11 @@ def connect(*, workers: int | None = None, scheduler: str | None = None, gpu: bo
     if scheduler:
         if workers is not None:
             raise OptionError("--workers cannot be combined with --scheduler (the cluster has its own workers)")
+        address = check_address(scheduler)
         try:
-            return distributed.Client(scheduler, timeout="20s"), None
-        except (OSError, TimeoutError) as exc:
-            raise BackendError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+            return distributed.Client(address, timeout="20s"), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BackendError(f"--scheduler {scheduler}: cannot connect ({first_line(exc)})") from None
     if gpu:
         cluster = gpu_cluster(workers, retries)
     else:

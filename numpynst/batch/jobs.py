@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import ManifestError
 from ..files import file_digest
-from .options import OPTIONS, parse_file, parse_option
+from .options import OPTIONS, check_together, parse_file, parse_option, show
 
 DIGEST_VERSION = 1          # bump when the meaning of an option changes, to invalidate old outputs
 _NAME_MAX = 60
@@ -144,6 +144,11 @@ def prepare_jobs(jobs: Iterable[Job]) -> list[Job]:
                 options[name] = parse_option(name, value)
             except ValueError as exc:
                 raise ManifestError(f"{where}, column {name!r}: {exc}") from None
+        conflict = check_together(options, len(styles))
+        if conflict is not None:
+            raise ManifestError(f"{where}, column {conflict[0]!r}: {conflict[1]}")
+        if not isinstance(job.name, str):
+            raise ManifestError(f"{where}, column 'name': expected text, got {show(job.name)}")
         name = slug(job.name) if job.name else default_name(content, styles)
         digest = job_digest(content, styles, options)     # never trusted from the caller
         job = dataclasses.replace(job, content=content, styles=styles, options=options, name=name,

@@ -19,14 +19,19 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
+from ..checks import first_line
 from ..errors import ManifestError, OptionError
+from ..files import describe, open_regular
 from ..image import IMAGE_SUFFIXES
 from .jobs import Job, default_name, prepare_jobs, slug
-from .options import OPTIONS, parse_file, parse_option
+from .options import OPTIONS, parse_file, parse_option, show
 
 COLUMNS = ("content", "style", "name")      # the non-option columns of a manifest
+#: Largest manifest read (about half a million rows): a bigger file is a mistake (a video given as
+#: the manifest, say), and the whole manifest is held in memory.
+MAX_MANIFEST_BYTES = 64 << 20
 
 
 # ----------------------------------------------------------------------------- manifests
@@ -36,15 +41,13 @@ def read_manifest(path: str | os.PathLike, defaults: Mapping[str, Any] | None = 
     ``defaults``: options applied to every row that leaves them empty. Relative paths in the manifest
     are relative to the manifest's folder. Raises :class:`ManifestError` (file, row, column).
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ManifestError(f"manifest {path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest {path}: cannot read it ({exc})") from None
+    path = Path(os.fspath(path)).expanduser()
+    text = _read_text(path)
     is_json = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{")
-    rows = _json_rows(path, text) if is_json else _csv_rows(path, text)
+    try:
+        rows = _json_rows(path, text) if is_json else _csv_rows(path, text)
+    except RecursionError:          # a cell nested beyond what Python's own parsers recurse through
+        raise ManifestError(f"manifest {path}: a value is nested too deeply to read") from None
     if not rows:
         raise ManifestError(f"manifest {path}: no jobs in it")
     base = path.resolve().parent
@@ -58,18 +61,36 @@ def read_manifest(path: str | os.PathLike, defaults: Mapping[str, Any] | None = 
     return prepare_jobs(jobs)
 
 
+def _read_text(path: Path) -> str:
+    """The manifest's text: a regular file (a FIFO would block), at most MAX_MANIFEST_BYTES, UTF-8."""
+    with open_regular(path, "manifest", error=ManifestError) as fh:
+        try:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            raise ManifestError(f"manifest {path}: cannot read it ({describe(exc)})") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest {path}: larger than {MAX_MANIFEST_BYTES >> 20} MiB; is it a manifest? "
+                            f"(split it into several batches)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ManifestError(f"manifest {path}: line {line} is not UTF-8 text (byte {exc.start}); save it "
+                            f"as UTF-8") from None
+
+
 def _csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     reader = csv.reader(text.splitlines())
     header: list[str] | None = None
     rows = []
-    for cells in reader:
+    for cells in _csv_records(path, reader):
         if not cells or not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
             continue
         if header is None:
             header = [c.strip().lower() for c in cells]
             for col in header:
                 if col not in COLUMNS and col not in OPTIONS:
-                    raise ManifestError(f"{path}: header (line {reader.line_num}), column {col!r}: unknown "
+                    raise ManifestError(f"{path}: header (line {reader.line_num}), column {show(col)}: unknown "
                                         f"column; use content, style, name or an option: {', '.join(OPTIONS)}")
             dup = sorted({c for c in header if header.count(c) > 1})
             if dup:
@@ -90,6 +111,22 @@ def _csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     return rows
 
 
+def _csv_records(path: Path, reader) -> Iterator[list[str]]:
+    """The records of ``reader``, with the csv module's errors (a field over its size limit, a stray
+    quote in strict mode) as one line naming the manifest line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if "field larger than field limit" in reason:
+                reason = (f"a cell longer than {csv.field_size_limit():,} characters; no path or "
+                          f"option is that long")
+            raise ManifestError(f"{path}: line {reader.line_num}: not valid CSV ({reason})") from None
+
+
 def _json_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     rows = []
     for line_no, line in enumerate(text.splitlines(), 1):
@@ -100,12 +137,16 @@ def _json_rows(path: Path, text: str) -> list[tuple[str, dict]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise ManifestError(f"{where}: not a manifest row (JSON nested too deeply)") from None
+        except ValueError as exc:           # e.g. an integer with more digits than Python converts
+            raise ManifestError(f"{where}: not valid JSON ({first_line(exc)})") from None
         if not isinstance(obj, dict):
             raise ManifestError(f"{where}: expected a JSON object per line, got {type(obj).__name__}")
         row = {str(k).strip().lower(): v for k, v in obj.items() if v is not None and v != ""}
         for col in row:
             if col not in COLUMNS and col not in OPTIONS:
-                raise ManifestError(f"{where}, column {col!r}: unknown column; use content, style, name or "
+                raise ManifestError(f"{where}, column {show(col)}: unknown column; use content, style, name or "
                                     f"an option: {', '.join(OPTIONS)}")
         if isinstance(row.get("style"), str):
             row["style"] = [s.strip() for s in row["style"].split(";") if s.strip()]
@@ -119,9 +160,9 @@ def _row_to_job(path: Path, base: Path, where: str, row: dict, defaults: Mapping
             raise ManifestError(f"{where}, column {col!r}: missing value")
     styles = row["style"]
     if not isinstance(styles, list) or not all(isinstance(s, str) for s in styles):
-        raise ManifestError(f"{where}, column 'style': expected a path or a list of paths, got {styles!r}")
+        raise ManifestError(f"{where}, column 'style': expected a path or a list of paths, got {show(styles)}")
     if not isinstance(row["content"], str):
-        raise ManifestError(f"{where}, column 'content': expected a path, got {row['content']!r}")
+        raise ManifestError(f"{where}, column 'content': expected a path, got {show(row['content'])}")
     try:
         content = parse_file(row["content"], base)
     except ValueError as exc:
@@ -142,17 +183,20 @@ def _row_to_job(path: Path, base: Path, where: str, row: dict, defaults: Mapping
             raise ManifestError(f"{where}, column {col!r}: {exc}") from None
     name = row.get("name", "")
     if not isinstance(name, str):
-        raise ManifestError(f"{where}, column 'name': expected text, got {name!r}")
+        raise ManifestError(f"{where}, column 'name': expected text, got {show(name)}")
     return Job(content=content, styles=tuple(style_paths), options=options, name=name, source=where)
 
 
 # ----------------------------------------------------------------------------- grids
 def list_images(folder: str | os.PathLike, what: str) -> list[str]:
     """Image files directly inside ``folder`` (by extension), sorted by name; OptionError if none."""
-    d = Path(folder).expanduser()
-    if not d.is_dir():
-        raise OptionError(f"{what} folder {d}: no such directory")
-    files = sorted(str(p.resolve()) for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    d = Path(os.fspath(folder)).expanduser()
+    try:
+        files = sorted(str(p.resolve()) for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    except FileNotFoundError:
+        raise OptionError(f"{what} folder {d}: no such directory") from None
+    except (OSError, ValueError, RuntimeError) as exc:   # not a directory, name too long, NUL, link loop
+        raise OptionError(f"{what} folder {d}: cannot list it ({describe(exc)})") from None
     if not files:
         raise OptionError(f"{what} folder {d}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     return files

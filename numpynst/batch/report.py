@@ -1,5 +1,10 @@
 """The end of a batch: ``summary.csv`` and a contact sheet of the results, both written atomically.
 
+Both carry the runner's mark, so that a later run knows them for its own and replaces them, and
+refuses to replace a file of that name it did not write (:func:`report_is_ours`): the summary's
+first line is exactly :data:`SUMMARY_COLUMNS`, the contact sheet's PNG ``Software`` text is
+:data:`OWNER_TOOL`.
+
 The contact sheet puts one content image per row and one (style, options) combination per column,
 with the content images down the left and the style images along the top, so a sweep reads at a
 glance: along a row the style or an option changes, down a column the photo does. A manifest that is
@@ -11,11 +16,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..files import atomic_path
+from ..files import atomic_path, open_regular
 
+SUMMARY = "summary.csv"
+CONTACT_SHEET = "contact_sheet.png"
+OWNER_TOOL = "numpynst batch"   # the contact sheet's PNG "Software" text; the private folders' marker
 SUMMARY_COLUMNS = ("job", "status", "J_final", "seconds", "worker", "output", "error",
                    "stopped", "iterations", "content", "style", "options")
 THUMB_INCHES = 1.6          # one cell of the contact sheet
@@ -31,6 +40,42 @@ def write_summary(path: str | Path, rows: Sequence[dict]) -> Path:
         for r in rows:
             w.writerow({k: _cell(r.get(k)) for k in SUMMARY_COLUMNS})
     return path
+
+
+def report_is_ours(path: str | os.PathLike) -> bool:
+    """True if ``path`` (an existing ``summary.csv`` or ``contact_sheet.png``) was written by the runner.
+
+    A summary is ours when its first line is exactly the runner's header; a contact sheet when its
+    PNG ``Software`` text chunk is :data:`OWNER_TOOL`. A symlink is never ours (we write files).
+    """
+    p = Path(path)
+    if os.path.islink(p):
+        return False
+    try:
+        with open_regular(p, "report", error=ValueError) as fh:
+            head = fh.read(1 << 16)
+    except (OSError, ValueError):
+        return False
+    if p.name == SUMMARY:
+        return head.split(b"\n", 1)[0].rstrip(b"\r") == ",".join(SUMMARY_COLUMNS).encode()
+    return _png_software(head) == OWNER_TOOL
+
+
+def _png_software(head: bytes) -> str | None:
+    """The ``Software`` tEXt chunk of a PNG, from its first bytes (matplotlib writes it before the pixels)."""
+    if not head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 8 <= len(head):
+        length = int.from_bytes(head[pos:pos + 4], "big")
+        kind = head[pos + 4:pos + 8]
+        data = head[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and data.startswith(b"Software\0"):
+            return data[len(b"Software\0"):].decode("latin-1")
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
 
 
 def _cell(v: Any) -> Any:
@@ -85,7 +130,7 @@ def save_contact_sheet(path: str | Path, jobs: Sequence, rows: Sequence[dict], o
     """Write the contact sheet PNG of ``jobs`` (results in ``outdir``); ``None`` if there are no jobs."""
     if not jobs:
         return None
-    from ..plots import pyplot, save_figure
+    from ..plots import pyplot
     plt = pyplot()
     jobs, rows = list(jobs)[:MAX_CELLS], list(rows)[:MAX_CELLS]
     row_keys, col_keys, cells = grid_layout(jobs)
@@ -118,7 +163,17 @@ def save_contact_sheet(path: str | Path, jobs: Sequence, rows: Sequence[dict], o
         else:
             ax.text(0.5, 0.5, f"{row.get('status', '?')}\n{str(row.get('error', ''))[:60]}", ha="center",
                     va="center", wrap=True, color="firebrick", **small)
-    return save_figure(fig, path)
+    from ..image import load_image
+    try:
+        fig.tight_layout()
+        # Decoded in full before it takes the name (a full disk must not leave a cut picture). The
+        # PNG's Software text marks the sheet as the runner's own: a later run replaces it, but never
+        # a contact_sheet.png it did not write (report_is_ours).
+        with atomic_path(path, verify=load_image) as tmp:
+            fig.savefig(tmp, dpi=100, format="png", metadata={"Software": OWNER_TOOL})
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def _show(ax, img, title: str, font: dict) -> None:

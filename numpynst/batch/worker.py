@@ -11,11 +11,13 @@ caches for its backward pass, so one model must never serve two jobs at once: a 
 model from the pool (loading one only if none is idle) and puts it back when done. With one Dask
 thread per worker, the usual setup, that is exactly one load per worker per model key.
 
-**Done means verified.** The sidecar is written only after the image is in place, and it records the
-job's digest and the image's SHA-256. :func:`verify_output` accepts an output only if the sidecar
-parses, names the same digest and the image's bytes hash to the recorded value; anything less and the
-job runs again. Atomic writes (temporary file + rename) mean a killed worker leaves at most a
-``.*.tmp.*`` file behind, never a truncated image under the final name.
+**Done means verified.** The sidecar records the job's digest and the image's SHA-256.
+:func:`verify_output` accepts an output only if the sidecar parses, names the same digest and the
+image's bytes hash to the recorded value; anything less (no sidecar, no image, other bytes) and the
+job runs again. :func:`publish` writes both complete in the run's private folder, then moves the
+sidecar into OUTDIR and the image after it: a killed worker leaves at most a sidecar without its
+image (not done) and temporaries in the private folder (removed by the client), never an image
+without its record, nor a truncated image under the final name.
 
 **Failures.** Any exception from the job (a corrupt image, a bad option value) is caught and reported
 as ``status="failed"`` with a one-line message: running it again would fail the same way, so Dask
@@ -24,6 +26,7 @@ must not retry it. A worker *process* dying is different; Dask's scheduler resch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -38,7 +41,7 @@ import numpy as np
 
 from ..checks import first_line
 from ..errors import NumpynstError
-from ..files import atomic_write, file_digest
+from ..files import atomic_write, file_digest, open_regular, regular_file
 
 log = logging.getLogger("numpynst.batch")
 
@@ -46,6 +49,7 @@ _POOL: dict[tuple, list] = {}           # key -> idle models
 _POOL_LOCK = threading.Lock()
 _LOADS: dict[tuple, int] = {}           # key -> models loaded in this process (for tests and stats)
 _MODEL_OPTIONS = ("weights", "pooling")
+_MAX_SIDECAR = 1 << 20                  # a sidecar is ~1 KB; read no more than this of one
 
 
 def _model_key(weights: str | None, backend: str, pooling: str, dtype: Any) -> tuple:
@@ -119,17 +123,13 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
             return row
         J = [float(v) for v in result.history["J"]]
         finite = [v for v in J if np.isfinite(v)]
-        out = Path(outdir) / spec["output"]
-        from ..image import save_image
-        save_image(out, result.image)
         record = {"digest": spec["digest"], "job": spec["name"], "content": spec["content"],
                   "styles": spec["styles"], "options": spec["options"], "backend": backend,
                   "J_start": J[0] if J else None, "J_final": min(finite) if finite else None,
                   "iterations": int(result.iterations), "stopped": result.stopped,
                   "seconds": round(time.perf_counter() - t0, 3), "worker": worker, "pid": os.getpid(),
-                  "image": spec["output"], "image_sha256": file_digest(out)}
-        atomic_write(Path(outdir) / spec["sidecar"],
-                     lambda tmp: tmp.write_text(json.dumps(record, indent=1, default=str) + "\n"))
+                  "image": spec["output"]}
+        publish(result.image, record, spec, outdir)
         row.update(status="done", J_final=record["J_final"], output=spec["output"], stopped=result.stopped,
                    iterations=record["iterations"])
         if result.stopped == "non-finite loss":
@@ -147,6 +147,29 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
             release_model(key, model)
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+def publish(image, record: dict, spec: dict, outdir: str | os.PathLike) -> None:
+    """Put a finished job's image and sidecar into ``outdir`` so that no reader sees the image alone.
+
+    Both are written complete into the run's private folder (``spec["scratch"]``; a fresh one when
+    called without it): the image by :func:`~numpynst.image.save_image`, which decodes it back
+    before keeping it, then its SHA-256 goes into the sidecar. Then the *sidecar* is moved into
+    ``outdir``, then the image (:func:`~numpynst.batch.outdir.move_into`). A process killed between
+    the two leaves a sidecar without its image, which :func:`verify_output` reads as "not done"; an
+    image in ``outdir`` always has the record that verifies it.
+    """
+    from ..image import save_image
+    from .outdir import Scratch, move_into
+    scratch = spec.get("scratch")
+    with contextlib.nullcontext(None) if scratch else Scratch(outdir) as own:
+        folder = Path(scratch) if scratch else own.path
+        img = save_image(folder / spec["output"], image)
+        record = {**record, "image_sha256": file_digest(img)}
+        side = atomic_write(folder / spec["sidecar"],
+                            lambda tmp: tmp.write_text(json.dumps(record, indent=1, default=str) + "\n"))
+        move_into(side, outdir)
+        move_into(img, outdir)
 
 
 def dask_setup(worker) -> None:
@@ -169,14 +192,13 @@ def verify_output(outdir: str | os.PathLike, spec: dict) -> dict | None:
     """
     side = Path(outdir) / spec["sidecar"]
     img = Path(outdir) / spec["output"]
-    try:
-        record = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("digest") != spec["digest"] \
-            or record.get("image") != spec["output"] or not img.is_file():
-        return None
-    try:
+    try:                        # regular files only: a FIFO under either name must not block us
+        with open_regular(side, "sidecar", error=ValueError) as fh:
+            record = json.loads(fh.read(_MAX_SIDECAR))
+        if not isinstance(record, dict) or record.get("digest") != spec["digest"] \
+                or record.get("image") != spec["output"]:
+            return None
+        regular_file(img, "image", error=ValueError)
         return record if file_digest(img) == record.get("image_sha256") else None
-    except OSError:
+    except (OSError, ValueError, RecursionError):
         return None

@@ -78,10 +78,26 @@ def run(args) -> int:
         jobs = batch.read_manifest(args.manifest, defaults={n: v[0] for n, v in options.items()})
     results = batch.run(jobs, args.outdir, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu,
                         retries=args.retries, progress=not args.quiet,
-                        contact_sheet=not args.no_contact_sheet, log=print)
-    print(f"summary: {args.outdir}/summary.csv" + ("" if args.no_contact_sheet else
-                                                   f"; contact sheet: {args.outdir}/contact_sheet.png"))
+                        contact_sheet=not args.no_contact_sheet, log=print,
+                        protect=[args.manifest] if args.manifest else [])
+    if results.written:
+        print("; ".join(f"{p.stem.replace('_', ' ')}: {p}" for p in results.written))
+    return exit_status(results)
+
+
+def exit_status(results) -> int:
+    """The exit status of ``numpynst batch`` (also in the README).
+
+    * ``128 + N`` after signal N: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP (the summary is
+      written all the same, marking the unfinished jobs ``cancelled``);
+    * 1 if a job failed, or the summary or contact sheet could not be written (full disk, file-size
+      limit: one line says which; the jobs' images and sidecars are complete either way);
+    * 130 if a job was cancelled otherwise (its worker was interrupted); 0 when every job is done or
+      skipped and the report is written.
+    """
+    if results.signum is not None:
+        return 128 + int(results.signum)
     statuses = {r.status for r in results}
-    if "cancelled" in statuses:
-        return 130
-    return 1 if "failed" in statuses else 0
+    if "failed" in statuses or results.report_errors:
+        return 1
+    return 130 if "cancelled" in statuses else 0
