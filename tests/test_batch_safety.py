@@ -257,6 +257,10 @@ def test_json_values_from_hostile_rows_and_numpy_values_from_python(files, tmp_p
         with pytest.raises(ManifestError) as err:
             batch.read_manifest(m)
         assert expected in str(err.value) and len(str(err.value)) < 400, str(err.value)
+    odd = tmp_path / "a\u2028b\x0cc.png"                       # line separators inside a JSON string
+    odd.write_bytes((files / "c1.png").read_bytes())
+    m.write_text(json.dumps({**base, "content": str(odd)}, ensure_ascii=False) + "\r\n")
+    assert batch.read_manifest(m)[0].content == str(odd)
     m.write_text('{"content": "c1.png", "style": "s1.png", "seed": ' + "9" * 5000 + "}\n")
     with pytest.raises(ManifestError, match=r"row 1 \(line 1\): not valid JSON \(Exceeds the limit"):
         batch.read_manifest(m)
@@ -337,3 +341,34 @@ def test_fifos_and_devices_are_refused_without_blocking(files, tmp_path, capsys)
                          f"row 1 (line 2), column {column!r}", "not a regular file")
     _one_line_exit_2(["batch", "/dev/zero", "-o", str(tmp_path / "o"), "--quiet"], capsys, "not a regular file")
     assert not (tmp_path / "o").exists()
+
+
+def test_control_characters_in_a_name_keep_the_error_on_one_line(files, tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'content,style\n"{files}/no\nsuch\x1b[2J.png",{files}/s1.png\n')
+    err = _one_line_exit_2(["batch", str(manifest), "-o", str(tmp_path / "o"), "--quiet"], capsys,
+                           "column 'content': cannot read", "no\\nsuch\\x1b[2J.png: no such file")
+    assert "\x1b" not in err
+
+
+def test_more_workers_than_the_machine_can_hold_is_refused_up_front(files, tmp_path, capsys):
+    manifest = _csv(tmp_path / "m.csv", "content,style", f"{files}/c1.png,{files}/s1.png")
+    _one_line_exit_2(["batch", str(manifest), "-o", str(tmp_path / "o"), "--workers", "1000000", "--quiet"],
+                     capsys, "--workers 1000000: more than 4 processes per core")
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_that_are_no_vgg_or_lack_a_layer_are_refused_up_front(files, tmp_path):
+    (tmp_path / "notes.h5").write_text("not HDF5 at all")
+    write_tiny_vgg_h5(tmp_path / "vgg16.h5", arch="vgg16")
+    base = f"{files}/c1.png,{files}/s1.png"
+    for header, cell, expected in (
+            ("weights", f"{tmp_path}/notes.h5", "column 'weights': weights file .*notes.h5 is not a readable HDF5"),
+            ("weights,content_layer", f"{tmp_path}/vgg16.h5,block4_conv4",
+             "column 'content_layer': block4_conv4 is not a layer of VGG16"),
+            ("weights,style_layers", f"{tmp_path}/vgg16.h5,block1_conv1;block5_conv4",
+             "column 'style_layers': block5_conv4 is not a layer of VGG16")):
+        manifest = _csv(tmp_path / "m.csv", f"content,style,{header}", f"{base},{files}/tiny.h5" + "," * header.count(","),
+                        f"{base},{cell}")
+        with pytest.raises(ManifestError, match=r"m.csv: row 2 \(line 3\), " + expected):
+            batch.read_manifest(manifest)

@@ -132,6 +132,9 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
     if scheduler and client is None:
         from .cluster import check_address
         check_address(scheduler)
+    if workers is not None and not gpu:          # checked now, not after OUTDIR is made
+        from .cluster import plan_local
+        plan_local(workers)
     log = log or (print if progress else (lambda *_: None))
     jobs = prepare_jobs(jobs)
     check_outdir(Path(os.fspath(outdir)).expanduser().absolute(), jobs, protect, contact_sheet)

@@ -34,6 +34,7 @@ from ..errors import BackendError, OptionError
 
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MEMORY_PER_WORKER = 2 << 30         # a VGG19 job at 512 px peaks near 1.5 GB; keep room
+MAX_WORKERS_PER_CORE = 4            # a local cluster never starts more processes than this per core
 
 
 def require_dask():
@@ -83,6 +84,9 @@ def plan_local(workers: int | None = None, cores: int | None = None,
     workers = integer("--workers", workers, minimum=None)
     if workers < 1:      # integer(minimum=1) would say "a positive integer"; the CLI's wording is ">= 1"
         raise OptionError(f"--workers must be an integer >= 1, got {workers!r}")
+    if workers > MAX_WORKERS_PER_CORE * cores:
+        raise OptionError(f"--workers {workers}: more than {MAX_WORKERS_PER_CORE} processes per core ({cores} "
+                          f"cores here) would only fight over them, each holding a model in memory")
     return workers, max(1, cores // workers)
 
 

@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..checks import first_line
 from ..errors import ManifestError
 from ..files import file_digest
 from .options import OPTIONS, check_together, parse_file, parse_option, show
@@ -158,7 +159,44 @@ def prepare_jobs(jobs: Iterable[Job]) -> list[Job]:
                                 f"{seen[job.output]}; remove one of them")
         seen[job.output] = where
         out.append(job)
+    _check_models(out)
     return out
+
+
+_ARCH_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def weights_arch(path: str) -> str:
+    """``"vgg16"`` / ``"vgg19"`` of a weights file, validated by :func:`numpynst.weights.read_vgg_weights`
+    (declared shapes first, so a hostile file costs nothing); remembered per (path, size, mtime)."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _ARCH_MEMO:
+        from ..weights import read_vgg_weights
+        _ARCH_MEMO[key] = read_vgg_weights(path).arch
+    return _ARCH_MEMO[key]
+
+
+def _check_models(jobs: Sequence[Job]) -> None:
+    """A weights file that is not a VGG, or a layer its architecture lacks (``block5_conv4`` of VGG16),
+    would fail every job using it at run time: refuse it now, naming the first row that uses it."""
+    from ..arch import all_layer_names
+    from ..errors import WeightsError
+    for i, job in enumerate(jobs):
+        weights = job.options.get("weights")
+        if weights is None:                    # the shipped VGG19: parse_option checked the names
+            continue
+        try:
+            arch = weights_arch(weights)
+        except (WeightsError, OSError) as exc:
+            raise ManifestError(f"{_where(job, i)}, column 'weights': {first_line(exc)}") from None
+        names = set(all_layer_names(arch))
+        for column, layers in (("content_layer", [job.options.get("content_layer")]),
+                               ("style_layers", list(job.options.get("style_layers") or ()))):
+            bad = [n for n in layers if n is not None and n not in names]
+            if bad:
+                raise ManifestError(f"{_where(job, i)}, column {column!r}: {bad[0]} is not a layer of "
+                                    f"{arch.upper()} (the weights {weights})")
 
 
 def _checked_file(path: Any, where: str, column: str) -> str:

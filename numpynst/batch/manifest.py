@@ -15,6 +15,7 @@ lists of option values: a parameter sweep.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
@@ -80,7 +81,7 @@ def _read_text(path: Path) -> str:
 
 
 def _csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(io.StringIO(text, newline=""))     # not splitlines(): a quoted cell may hold a newline
     header: list[str] | None = None
     rows = []
     for cells in _csv_records(path, reader):
@@ -129,7 +130,8 @@ def _csv_records(path: Path, reader) -> Iterator[list[str]]:
 
 def _json_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     rows = []
-    for line_no, line in enumerate(text.splitlines(), 1):
+    # split("\n"), not splitlines(): a JSON string may hold U+2028 or a form feed, which are not row breaks
+    for line_no, line in enumerate(text.split("\n"), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         where = f"{path}: row {len(rows) + 1} (line {line_no})"

@@ -9,8 +9,9 @@ cross product of contents x styles x all values (a sweep).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import NumpynstError, OptionError
 
 #: one flag per job option; the values are parsed and checked by numpynst.batch.options.parse_option.
 _FLAG_HELP = {
@@ -48,8 +49,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    try:
+        return _run(args)
+    except NumpynstError as exc:
+        text = str(exc)
+        if text.isprintable():
+            raise
+        # A file name may hold a newline or a terminal escape: the error must stay one plain line.
+        raise type(exc)("".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)) from None
 
+
+def _run(args) -> int:
     from .. import batch
     from ..batch.options import OPTIONS, parse_option
     from ..files import same_file
