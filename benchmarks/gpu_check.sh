@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The whole GPU check of numpynst in one command, for a machine with an NVIDIA GPU, CuPy and PyTorch
+# (the H200 lent through the device tool: Python 3.12, CuPy for CUDA 13, no network). Run it from the
+# repository root; everything it produces lands in $OUT (default ./gpu_check_out):
+#
+#   gpu_check.log           everything printed, step by step, with each step's exit code and time
+#   gpu_figures.json        the figures (benchmarks/gpu_figures.py collect), summarised at the end of the log
+#   pytest_gpu.xml          JUnit report of `pytest -m gpu` (every CuPy-parametrized test + tests/test_gpu.py)
+#   stylize_2048.jpg        numpynst stylize --backend cupy at 2048 px, 100 L-BFGS iterations
+#   stylize_2048_plot.png   its loss curves and the content | style | result strip
+#   08_gpu_with_cupy.ipynb  tutorial 8 executed (full mode) on the GPU
+#   batch_contact_sheet.png numpynst batch --gpu: the contact sheet of the 3 x 2 sample grid
+#
+# Steps, in order of importance (a step that would end past the deadline is cut short by `timeout`,
+# later ones are skipped; collect always runs): wheels, env, pytest, vgg_step, stylize, agree,
+# notebook, batch, variants, breakdown, collect. GPU_CHECK_STEPS="pytest vgg_step" runs a subset
+# (plus wheels and collect); GPU_CHECK_BUDGET (seconds, default 450) is the deadline for all of it.
+#
+# CPU mode (NUMPYNST_GPU_CHECK_CPU=1): every step's Python runs against NumPy at tiny sizes, to prove
+# the plumbing (paths, file names, JSON, timeouts) here before the real run spends device time:
+#   NUMPYNST_GPU_CHECK_CPU=1 PYTHON=.venv/bin/python OUT=/tmp/gpu_out bash benchmarks/gpu_check.sh
+#
+# Nothing is installed from a registry: numpynst runs from this tree (PYTHONPATH), and the packages the
+# device image lacks come as wheels in .whl/ (benchmarks/gpu_wheels.sh), installed into /tmp/site.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+OUT=${OUT:-$ROOT/gpu_check_out}
+CPU=${NUMPYNST_GPU_CHECK_CPU:-0}
+BUDGET=${GPU_CHECK_BUDGET:-450}
+ONLY=${GPU_CHECK_STEPS:-}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/numpynst_gpu_check.XXXXXX")
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+T0=$(date +%s)
+: > "$WORK/steps.tsv"
+
+if [ "$CPU" = 1 ]; then
+  MODE=cpu BACKEND=numpy SIZES="32" REPEAT=1 STYLE_SIZE=48 STYLE_IT=3 AGREE_SIZE=32
+  BATCH_SIZE=32 BATCH_IT=2 VARIANT_SIZE=32 GPU_FLAG="" ; export NUMPYNST_FAST=1
+else
+  MODE=gpu BACKEND=cupy SIZES="512 1024 2048" REPEAT=7 STYLE_SIZE=2048 STYLE_IT=100 AGREE_SIZE=256
+  BATCH_SIZE=256 BATCH_IT=50 VARIANT_SIZE=1024 GPU_FLAG=--gpu ; unset NUMPYNST_FAST
+fi
+
+# step NAME BUDGET_SECONDS COMMAND...: run COMMAND under `timeout` (its whole process group), cut to
+# what is left before the deadline (keeping 20 s for collect); record exit code and seconds.
+step() {
+  local name=$1 want=$2; shift 2
+  if [ -n "$ONLY" ] && [[ " $ONLY wheels collect " != *" $name "* ]]; then return 0; fi
+  local left=$(( BUDGET - ($(date +%s) - T0) - 20 ))
+  local t=$(( want < left ? want : left ))
+  if [ "$t" -lt 10 ]; then
+    echo "== [$name] skipped: ${left}s left before the deadline"
+    printf '%s\t%s\t%s\n' "$name" 124 0 >> "$WORK/steps.tsv"
+    return 0
+  fi
+  echo; echo "== [$name] $(date -u +%H:%M:%S), limit ${t}s: $*"
+  local s=$(date +%s.%N)
+  timeout -k 10 "$t" bash -c '"$@"' "$name" "$@"      # bash -c: the command may be one of the functions below
+  local rc=$?
+  local dt
+  dt=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  [ "$rc" = 124 ] && echo "== [$name] TIMED OUT after ${t}s"
+  echo "== [$name] exit $rc in ${dt}s"
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$dt" >> "$WORK/steps.tsv"
+  return 0
+}
+
+install_wheels() {
+  if [ "$CPU" = 1 ]; then echo "CPU mode: the venv has the packages; .whl/ holds $(ls .whl/*.whl 2>/dev/null | wc -l) wheels"; return 0; fi
+  ls .whl/*.whl > /dev/null 2>&1 || { echo "no .whl/ folder (benchmarks/gpu_wheels.sh): batch and notebook steps will fail"; return 1; }
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+}
+
+gpu_env() {
+  command -v nvidia-smi > /dev/null && nvidia-smi
+  "$PY" benchmarks/gpu_figures.py env --json "$WORK/env.json"
+}
+
+gpu_pytest() {
+  local extra=()
+  "$PY" -c "import xdist" 2> /dev/null && [ "$CPU" != 1 ] && extra+=(-n 4)
+  "$PY" -c "import pytest_timeout" 2> /dev/null && extra+=(--timeout 300)
+  "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors --junitxml="$OUT/pytest_gpu.xml" "${extra[@]}" tests/
+  local rc=$?
+  cp "$OUT/pytest_gpu.xml" "$WORK/pytest_gpu.xml" 2> /dev/null
+  return $rc
+}
+
+# nvidia-smi samples of the GPU's used memory every 100 ms while "$@" runs (none where there is no nvidia-smi)
+with_memory_samples() {
+  local out=$1; shift
+  local pid=""
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out" 2> /dev/null &
+    pid=$!
+  fi
+  "$@"
+  local rc=$?
+  [ -n "$pid" ] && kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null
+  return $rc
+}
+
+gpu_stylize() {
+  local out="$OUT/stylize_${STYLE_SIZE}.jpg"
+  rm -f "$out" "$OUT/stylize_${STYLE_SIZE}_plot.png"
+  with_memory_samples "$WORK/smi_stylize.csv" \
+    "$PY" -m numpynst stylize numpynst/data/samples/astronaut.jpg numpynst/data/samples/ihc.jpg -o "$out" \
+      --size "$STYLE_SIZE" --iterations "$STYLE_IT" --tol 0 --backend "$BACKEND" --quiet --plot \
+    | tee "$WORK/stylize.log"
+}
+
+gpu_batch() {
+  "$PY" benchmarks/gpu_figures.py batch --json "$WORK/batch.json" --outdir "$WORK/batch" $GPU_FLAG \
+    --size "$BATCH_SIZE" --iterations "$BATCH_IT" --timeout 200
+  local rc=$?
+  [ -f "$WORK/batch/contact_sheet.png" ] && cp "$WORK/batch/contact_sheet.png" "$OUT/batch_contact_sheet.png"
+  return $rc
+}
+
+vgg_variants() {
+  local conv=""
+  [ "$CPU" = 1 ] || conv="--gpu-conv im2col winograd"
+  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size "$VARIANT_SIZE" --repeat 5 --pause 0.05 $conv \
+    --json "$WORK/vgg_step_variants.json"
+}
+
+export ROOT PY OUT CPU WORK BACKEND STYLE_SIZE STYLE_IT BATCH_SIZE BATCH_IT VARIANT_SIZE GPU_FLAG
+export -f install_wheels gpu_env gpu_pytest with_memory_samples gpu_stylize gpu_batch vgg_variants
+
+main() {
+echo "== numpynst gpu_check ($MODE mode) $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), work folder $WORK, budget ${BUDGET}s"
+step wheels    90  install_wheels
+[ "$CPU" = 1 ] || export PYTHONPATH=$PYTHONPATH:/tmp/site
+step env       60  gpu_env
+step pytest   200  gpu_pytest
+step vgg_step 150  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size $SIZES --repeat "$REPEAT" --pause 0.05 \
+                     --json "$WORK/vgg_step.json"
+step stylize  200  gpu_stylize
+step agree     90  "$PY" benchmarks/gpu_figures.py agree --json "$WORK/agree.json" --backend "$BACKEND" --size "$AGREE_SIZE"
+step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/08_gpu_with_cupy.ipynb" --timeout 170
+step batch     90  gpu_batch
+step variants  90  vgg_variants
+step breakdown 60  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size "$VARIANT_SIZE" --repeat 3 --pause 0.05 \
+                     --no-torch --breakdown --json "$WORK/vgg_step_breakdown.json"
+BUDGET=$(( BUDGET + 20 ))
+step collect   20  "$PY" benchmarks/gpu_figures.py collect --work "$WORK" --out "$OUT/gpu_figures.json" --mode "$MODE"
+echo "== done in $(( $(date +%s) - T0 ))s; files in $OUT:"
+ls -l "$OUT"
+}
+
+main 2>&1 | tee "$OUT/gpu_check.log"

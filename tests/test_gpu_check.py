@@ -1,0 +1,90 @@
+"""benchmarks/gpu_check.sh and its helper benchmarks/gpu_figures.py, without a GPU.
+
+The device run has one try: a typo in the script or a parser that no longer matches what the CLI
+prints would cost it. Here: the script parses, and ``collect`` reads the outputs of the real tools
+(the stylize CLI's summary line, pytest's JUnit XML, vgg_step's JSON) into the figures it reports.
+The whole script in CPU mode (``NUMPYNST_GPU_CHECK_CPU=1``) is run by hand, see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from numpynst.cli import main
+from numpynst.testing import write_tiny_vgg_h5
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _figures():
+    spec = importlib.util.spec_from_file_location("gpu_figures", ROOT / "benchmarks" / "gpu_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_gpu_check_script_parses():
+    for name in ("gpu_check.sh", "gpu_wheels.sh"):
+        r = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / name)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def test_collect_reads_what_the_tools_write(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    # the stylize CLI's own summary line, from a real run with a tiny model
+    rng = np.random.default_rng(0)
+    for name in ("photo.png", "art.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+    weights = write_tiny_vgg_h5(tmp_path / "tiny.h5")
+    out = tmp_path / "out.jpg"
+    assert main(["stylize", str(tmp_path / "photo.png"), str(tmp_path / "art.png"), "-o", str(out),
+                 "--size", "32", "--iterations", "2", "--tol", "0", "--quiet", "--weights", str(weights)]) == 0
+    (work / "stylize.log").write_text(capsys.readouterr().out)
+    (work / "smi_stylize.csv").write_text("812\n4100\n5230\n4800\n")
+    (work / "steps.tsv").write_text("env\t0\t3.5\nstylize\t0\t41.2\nbatch\t124\t0\n")
+    (work / "env.json").write_text(json.dumps({"gpu": "NVIDIA H200", "cupy": "14.2.0"}))
+    (work / "pytest_gpu.xml").write_text(
+        '<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="4" failures="1" errors="0" skipped="1">'
+        '<testcase classname="tests.test_gpu" name="test_no_host_transfer_inside_the_optimization_loop[lbfgs]"/>'
+        '<testcase classname="tests.test_gpu" name="test_no_host_transfer_inside_the_optimization_loop[gd]">'
+        '<failure message="HostTransfer: __float__">trace</failure></testcase>'
+        '<testcase classname="tests.test_layers" name="test_relu[cupy]"><skipped message="no GPU"/></testcase>'
+        '<testcase classname="tests.test_layers" name="test_conv[cupy]"/></testsuite></testsuites>')
+    (work / "vgg_step.json").write_text(json.dumps({"sizes": [{
+        "size": 512, "flops": 3.79e11, "times": {"numpynst": [0.04, 0.05, 0.06], "torch": [0.03, 0.03, 0.04]},
+        "median": {"numpynst": 0.05, "torch": 0.03}, "ratio_to_torch": {"numpynst": 0.05 / 0.03},
+        "info": {"numpynst": {"gpu_peak_bytes": 2 ** 30, "kept_bytes": 2 ** 28}, "torch": {"gpu_peak_bytes": 2 ** 29}}}]}))
+    target = tmp_path / "gpu_figures.json"
+    assert _figures().main(["collect", "--work", str(work), "--out", str(target), "--mode", "cpu"]) == 0
+    fig = json.loads(target.read_text())
+    st = fig["stylize"]
+    assert st["size"] == [32, 32] and st["iterations"] == 2 and st["stopped"] == "iterations"
+    assert st["J_best"] <= st["J_start"] and st["wall_seconds"] == 41.2
+    assert st["gpu_memory_nvidia_smi"] == {"samples": 4, "first_mib": 812.0, "peak_mib": 5230.0,
+                                           "peak_above_first_mib": 4418.0}
+    pt = fig["pytest_gpu"]
+    assert (pt["passed"], pt["failures"], pt["skipped"]) == (2, 1, 1)
+    assert pt["no_host_transfer_tests"] == {"passed": 1, "failed": 1, "skipped": 0}
+    assert pt["failed"] == ["tests.test_gpu::test_no_host_transfer_inside_the_optimization_loop[gd]: "
+                            "HostTransfer: __float__"]
+    assert pt["skip_reasons"] == {"no GPU": 1}
+    assert fig["vgg_step"][0]["min_s"] == {"numpynst": 0.04, "torch": 0.03}
+    assert fig["vgg_step"][0]["kept_activation_bytes"] == 2 ** 28
+    assert [s["step"] for s in fig["steps"]] == ["env", "stylize", "batch"] and fig["steps"][2]["exit_code"] == 124
+    assert fig["agree"] is None and fig["batch"] is None          # steps that did not run: null, not made up
+    assert "numpynst/torch 1.67" in capsys.readouterr().out
+
+
+def test_errors_are_relative_to_the_reference():
+    e = _figures()._errors(np.array([1.0, 2.0, 3.5]), np.array([1.0, 2.0, 3.0]))
+    assert e["rel_norm"] == pytest.approx(0.5 / np.sqrt(14.0)) and e["rel_max"] == pytest.approx(0.5 / 3.0)
