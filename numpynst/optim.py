@@ -420,8 +420,11 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
         for step in range(1, iterations + 1):
             x_new, f, g = optimizer.step(f_and_g, x, f, g)
             if latest:      # the extras of the point kept (a rejected L-BFGS trial keeps the old)
-                row = xp.where(optimizer.accepted, xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1),
-                                                                     *latest]), hist[step - 1])
+                row = xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1), *latest])
+                # GD and Adam always move (accepted is the Python True): no where. cupy.where needs
+                # an array condition (it calls condition.astype), so where(True, ...) fails there.
+                if optimizer.accepted is not True:
+                    row = xp.where(optimizer.accepted, row, hist[step - 1])
             else:
                 row = xp.asarray(f, dtype=xp.float64).reshape(1)
             hist[step] = row
