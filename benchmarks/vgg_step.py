@@ -6,7 +6,8 @@ and content layers), then backward from fixed random gradients at those six laye
 512 px, counted as direct convolution whatever algorithm runs (so Winograd can exceed the GEMM peak).
 
     python benchmarks/vgg_step.py --backend numpy --size 256 512 1024 [--repeat 7] [--breakdown]
-    python benchmarks/vgg_step.py --backend cupy  --size 512 1024          (needs a GPU and CuPy)
+    python benchmarks/vgg_step.py --backend cupy  --size 512 1024 2048     (needs a GPU and CuPy)
+    python benchmarks/vgg_step.py --backend cupy  --size 1024 --gpu-conv im2col winograd --json r.json
 
 How it measures (the machine may be shared with other work):
 
@@ -19,7 +20,12 @@ How it measures (the machine may be shared with other work):
 * Peak memory: ``ru_maxrss`` of the worker process (CPU; the whole process: Python, weights,
   activations, scratch), or the CuPy/PyTorch memory pool's high-water mark (GPU). Also printed: the
   bytes the forward pass keeps for the backward pass (the activation floor no algorithm can avoid).
-* GPU runs time with CUDA events after a device synchronize; PyTorch runs float32 with TF32 off.
+* GPU runs time with CUDA events after a device synchronize; PyTorch runs float32 with TF32 off
+  (cuDNN on, ``cudnn.benchmark`` picking its fastest algorithm per shape during the warm-up).
+* ``--gpu-conv im2col winograd ...`` runs one numpynst worker per path for the 3x3 convolutions on
+  CuPy (``NUMPYNST_GPU_CONV`` in its environment, see numpynst/layers/fast/dispatch.py), all
+  interleaved with PyTorch in the same loop, so the paths are compared under the same conditions.
+* ``--json PATH`` also writes every timing (not only the medians) and the memory figures.
 
 ``--breakdown`` adds a per-layer table (numpynst only): forward and backward time of each conv and
 of the ReLU/pool ops between them. Timings are printed, never asserted.
@@ -315,10 +321,12 @@ def _openblas_core() -> str | None:
     return None
 
 
-def _spawn(kind: str, size: int, args) -> subprocess.Popen:
+def _spawn(kind: str, size: int, args, gpu_conv: str | None = None) -> subprocess.Popen:
     env = dict(os.environ)
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[v] = str(args.threads)
+    if gpu_conv:
+        env["NUMPYNST_GPU_CONV"] = gpu_conv
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--size", str(size), "--backend", args.backend,
            "--threads", str(args.threads)]
     if args.weights:
@@ -350,6 +358,9 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None, help="Keras-layout VGG19 .h5 (default: the shipped file)")
     ap.add_argument("--breakdown", action="store_true", help="per-layer table for numpynst")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--gpu-conv", nargs="+", default=None, choices=("im2col", "winograd", "winograd4"),
+                    help="CuPy: one numpynst worker per 3x3-conv path (default: the automatic choice)")
+    ap.add_argument("--json", default=None, help="also write all timings and figures to this JSON file")
     ap.add_argument("--pause", type=float, default=0.3, help="seconds between iterations (lets spinning "
                                                              "BLAS/OpenMP threads of the other worker sleep)")
     ap.add_argument("--worker", choices=("numpynst", "torch"), help=argparse.SUPPRESS)
@@ -374,9 +385,13 @@ def main(argv=None) -> int:
         except Exception as exc:  # report and go on: the workers will fail with the real error
             print(f"GPU: unavailable ({type(exc).__name__}: {exc})")
     print(f"backend: {args.backend}; iterations per library and size: {args.repeat} (+1 warm-up), medians" + "\n")
+    if args.gpu_conv and args.backend != "cupy":
+        ap.error("--gpu-conv needs --backend cupy")
+    variants = [None] if not args.gpu_conv else list(dict.fromkeys(args.gpu_conv))
     rows = []
     for size in args.size:
-        workers = {"numpynst": _spawn("numpynst", size, args)}
+        workers = {("numpynst" if v is None or len(variants) == 1 else f"numpynst[{v}]"):
+                   _spawn("numpynst", size, args, v) for v in variants}
         if have_torch:
             workers["torch"] = _spawn("torch", size, args)
         times: dict = {k: [] for k in workers}
@@ -390,22 +405,30 @@ def main(argv=None) -> int:
         for p in workers.values():
             p.wait()
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-        flops = info["numpynst"]["flops"]
-        ni = info["numpynst"]
+        ours = [k for k in workers if k != "torch"]
+        ni = info[ours[0]]
+        flops = ni["flops"]
         print(f"== {size} px: {flops / 1e9:.0f} GFLOP per iteration (direct-convolution count)")
         for k in workers:
             mem = info[k]["gpu_peak_bytes"] if args.backend == "cupy" else info[k]["maxrss_bytes"]
             spread = f"[{min(times[k]):.3f} .. {max(times[k]):.3f}]"
             print(f"  {k:9s} {med[k]:8.3f} s/iter {spread:>18s}  {flops / med[k] / 1e9:6.0f} GFLOP/s  "
                   f"peak {'GPU pool' if args.backend == 'cupy' else 'RSS'} {_fmt_bytes(mem)}")
-        if "torch" in med:
-            print(f"  ratio numpynst/torch = {med['numpynst'] / med['torch']:.2f}")
+        for k in ours:
+            if "torch" in med:
+                print(f"  ratio {k}/torch = {med[k] / med['torch']:.2f}")
         print(f"  numpynst forward cache kept for backward: activations {_fmt_bytes(ni['kept_bytes'])}, "
               f"Winograd-transformed weights {_fmt_bytes(ni['wino_bytes'])}")
         if ni.get("breakdown"):
             _print_breakdown(ni["breakdown"], dict(ni["per_layer_flops"]))
-        rows.append((size, med, flops, info))
+        rows.append({"size": size, "flops": flops, "times": times, "median": med,
+                     "ratio_to_torch": {k: med[k] / med["torch"] for k in ours} if "torch" in med else {},
+                     "info": info})
         print(flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"backend": args.backend, "repeat": args.repeat, "threads": args.threads,
+                       "machine": _machine(args.threads), "sizes": rows}, fh, indent=1)
     return 0
 
 

@@ -259,42 +259,40 @@ def _images(rng):
     return content, style
 
 
+@pytest.mark.parametrize("conv", ["im2col", "winograd"])
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "array-code"])
 @pytest.mark.parametrize("optimizer", ["gd", "adam", "lbfgs"])
-def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimizer, kernels):
-    """The loop of transfer._optimize runs with every device->host exit trapped.
+def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimizer, kernels, conv):
+    """The loop of optim.minimize, as stylize runs it, runs with every device->host exit trapped.
 
     Armed at the first optimizer step (the style targets and the first evaluation, before the loop,
-    may copy), disarmed by the flush of the loss history after the loop (transfer.py's only to_host).
-    With log_every=0 nothing inside the loop may reach the host.
+    may copy), disarmed by minimize's flush of the recorded history (optim.py's only to_host), which
+    with log_every=0 happens once, after the loop. The steps are wrapped on the optimizer class, so
+    the test does not depend on how transfer.py imports make_optimizer.
     """
     iterations = 10
     steps = []
     flushes = []
+    cls = {"gd": numpynst.optim.GradientDescent, "adam": numpynst.optim.Adam,
+           "lbfgs": numpynst.optim.LBFGS}[optimizer]
     with transfer_trap(cp) as trap:
-        real_make = numpynst.optim.make_optimizer
+        real_step = cls.step
 
-        def make_optimizer(*args, **kwargs):
-            opt = real_make(*args, **kwargs)
-            real_step = opt.step
+        def step(self, *a, **k):
+            trap.armed = True
+            steps.append(1)
+            return real_step(self, *a, **k)
 
-            def step(*a, **k):
-                trap.armed = True
-                steps.append(1)
-                return real_step(*a, **k)
-            opt.step = step
-            return opt
-
-        real_to_host = numpynst.transfer.to_host
+        real_to_host = numpynst.optim.to_host
 
         def flush_to_host(a):
             trap.armed = False
             flushes.append(1)
             return real_to_host(a)
 
-        monkeypatch.setattr(numpynst.optim, "make_optimizer", make_optimizer)
-        monkeypatch.setattr(numpynst.transfer, "to_host", flush_to_host)
-        # 64-wide blocks 2-5 take the Winograd paths, block 1 im2col/col2im: both are in the loop
+        monkeypatch.setattr(cls, "step", step)
+        monkeypatch.setattr(numpynst.optim, "to_host", flush_to_host)
+        monkeypatch.setenv("NUMPYNST_GPU_CONV", conv)      # the 3x3 convs' path on CuPy (dispatch.py)
         model = tiny_vgg(backend="cupy", dtype=np.float32, widths=(8, 64, 64, 64, 64))
         content, style = _images(np.random.default_rng(6))
         with contextlib.nullcontext() if kernels else ck.disabled():
@@ -305,6 +303,26 @@ def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimize
     assert len(flushes) == 1, "expected exactly one flush of the loss history, after the loop"
     assert result.iterations == iterations and len(result.history["J"]) == iterations + 1
     assert np.all(np.isfinite(result.history["J"]))
+
+
+def test_device_memory_is_flat_across_iterations(cp):
+    """After the first iterations (L-BFGS history, scratch buffers, kernel caches) every iteration
+    allocates and frees the same arrays: live device memory is the same at every logging point and
+    CuPy's memory pool stops growing (a leak, or a buffer that grows per iteration, fails this)."""
+    pool = cp.get_default_memory_pool()
+    used, total = [], []
+
+    def callback(progress):
+        used.append(pool.used_bytes())
+        total.append(pool.total_bytes())
+
+    model = tiny_vgg(backend="cupy", dtype=np.float32, widths=(8, 16, 16, 16, 16))
+    content, style = _images(np.random.default_rng(8))
+    stylize(content, style, model=model, iterations=14, optimizer="lbfgs", log_every=1, tol=None,
+            callback=callback)
+    assert len(used) == 14
+    assert len(set(used[4:])) == 1, f"live device memory changes between iterations: {used}"
+    assert max(total[4:]) <= total[4] * 1.01, f"the memory pool keeps growing: {total}"
 
 
 # ------------------------------------------------------------------------------ CuPy vs NumPy end to end
