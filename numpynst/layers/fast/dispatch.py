@@ -12,6 +12,7 @@ and :mod:`~numpynst.layers.fast.winograd4` already imports :mod:`~numpynst.layer
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any
 
@@ -37,15 +38,27 @@ def _is_3x3_same(w: Array, stride: int, pad: int) -> bool:
     return tuple(w.shape[:2]) == (3, 3) and stride == 1 and pad == 1
 
 
+def gpu_method() -> str:
+    """The ``"auto"`` method for 3x3/s1/p1 convolutions on CuPy: ``$NUMPYNST_GPU_CONV``, default im2col.
+
+    im2col is one gather kernel plus one cuBLAS GEMM per (large) chunk; the Winograd paths are
+    dozens of element-wise kernel launches per chunk and were not measured on a GPU when this default
+    was set. The variable (``im2col``, ``winograd`` or ``winograd4``) lets a benchmark compare them in
+    one run on the device (benchmarks/vgg_step.py ``--gpu-conv``) without touching any caller.
+    """
+    name = os.environ.get("NUMPYNST_GPU_CONV", "im2col").strip().lower() or "im2col"
+    if name not in FORWARD_METHODS[1:]:
+        raise ValueError(f"NUMPYNST_GPU_CONV must be one of {', '.join(FORWARD_METHODS[1:])}, got {name!r}")
+    return name
+
+
 def _auto_method(w: Array, c: int, f: int) -> str:
     """Forward algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs (dx: swap them).
 
-    On CuPy arrays: im2col. The Winograd paths are dozens of element-wise kernel launches per chunk,
-    untested for speed on a GPU (no GPU was available when the thresholds were measured); im2col is
-    one gather kernel plus one cuBLAS GEMM per (large) chunk. ``method="winograd"`` still runs there.
+    On CuPy arrays: :func:`gpu_method` (im2col unless the environment says otherwise).
     """
     if get_xp(w).__name__ != "numpy":
-        return "im2col"
+        return gpu_method()
     if min(c, f) >= WINOGRAD4_MIN_CHANNELS and _cacheable(w):
         return "winograd4"
     if min(c, f) >= WINOGRAD_MIN_CHANNELS:
