@@ -264,30 +264,41 @@ def test_gpu_without_dask_cuda_is_a_clear_error(files, tmp_path, capsys):
     assert "numpynst: error: --gpu needs dask-cuda" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT")
-def test_ctrl_c_cancels_closes_and_summarizes(files, tmp_path):
+def _interrupt_a_batch(files, tmp_path, kill):
+    """Run `numpynst batch` on a quick and an endless job in a subprocess (its own process group, like a
+    terminal's job); once the quick one is done, ``kill(pid)``. Returns (exit status, output, OUTDIR)."""
     import time
     manifest = _manifest(files / "long.csv", "content,style,weights,iterations,tol,name",
                          "c1.png,s1.png,tiny.h5,2,0,quick", "c2.png,s2.png,tiny.h5,1000000,0,endless")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "numpynst", "batch", str(manifest), "-o", str(out),
                              "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)      # its own group, like a terminal's job
+                            text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not list(out.glob("quick-*.json")):                   # the quick job is done
+        while not list(out.glob("quick-*.png")):                    # the quick job is done
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.1)
         time.sleep(0.5)                                             # the endless job is running
-        os.killpg(proc.pid, signal.SIGINT)                          # what Ctrl-C does
+        kill(proc.pid)
         output = proc.communicate(timeout=60)[0]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, output
     assert "Traceback" not in output and "2 jobs: 1 done, 1 cancelled" in output, output
+    return proc.returncode, output, out
+
+
+def _summary_rows(out):
     with open(out / "summary.csv", newline="") as fh:
-        assert [(r["job"], r["status"]) for r in csv.DictReader(fh)] == [("quick", "done"), ("endless", "cancelled")]
+        return [(r["job"], r["status"], r["error"]) for r in csv.DictReader(fh)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT")
+def test_ctrl_c_cancels_closes_and_summarizes(files, tmp_path):
+    code, output, out = _interrupt_a_batch(files, tmp_path, lambda pid: os.killpg(pid, signal.SIGINT))  # Ctrl-C
+    assert code == 130, output
+    assert _summary_rows(out) == [("quick", "done", ""), ("endless", "cancelled", "interrupted (Ctrl-C)")]
     assert not list(out.glob("endless-*")) and not list(out.glob(".*.tmp.*")) and _no_private_folders(out)
 
 
@@ -327,29 +338,9 @@ def _every_image_has_its_record(out):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_sigterm_writes_the_summary_and_leaves_no_image_without_its_sidecar(files, tmp_path):
-    import time
-    manifest = _manifest(files / "term.csv", "content,style,weights,iterations,tol,name",
-                         "c1.png,s1.png,tiny.h5,2,0,quick", "c2.png,s2.png,tiny.h5,1000000,0,endless")
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "numpynst", "batch", str(manifest), "-o", str(out),
-                             "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not list(out.glob("quick-*.png")):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-            time.sleep(0.1)
-        time.sleep(0.5)                                             # the endless job is running
-        os.kill(proc.pid, signal.SIGTERM)                           # the client only, as `kill PID` does
-        output = proc.communicate(timeout=60)[0]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 143, output
-    assert "Traceback" not in output and "2 jobs: 1 done, 1 cancelled" in output, output
-    with open(out / "summary.csv", newline="") as fh:
-        rows = [(r["job"], r["status"], r["error"]) for r in csv.DictReader(fh)]
-    assert rows == [("quick", "done", ""), ("endless", "cancelled", "interrupted (SIGTERM)")]
+    code, output, out = _interrupt_a_batch(files, tmp_path, lambda pid: os.kill(pid, signal.SIGTERM))  # `kill PID`
+    assert code == 143, output
+    assert _summary_rows(out) == [("quick", "done", ""), ("endless", "cancelled", "interrupted (SIGTERM)")]
     assert _every_image_has_its_record(out) and not list(out.glob("endless-*")) and _no_private_folders(out)
 
 
