@@ -221,6 +221,7 @@ BAD_CELLS = {
     "fractional size": ("size", "32.5", "expected an integer, got '32.5'"),
     "blend with zero sum": ("style_blend", "0;0", "expected weights >= 0 with a positive sum"),
     "blend count": ("style_blend", "0.5;0.3;0.2", "3 weight(s) for 1 style image(s)"),
+    "style bigger than any image": ("style_scale", "8", "size 4096 x style_scale 8 makes the style image 32768 px"),
     "negative layer weight": ("style_layers", "block1_conv1:-1", "expected a number >= 0"),
 }
 
@@ -228,9 +229,11 @@ BAD_CELLS = {
 @pytest.mark.parametrize("case", list(BAD_CELLS))
 def test_a_cell_that_cannot_run_is_refused_before_anything_runs(case, files, tmp_path, capsys):
     column, value, expected = BAD_CELLS[case]
-    manifest = _csv(tmp_path / "m.csv", f"content,style,weights,{column}",
-                    f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,",         # row 1: the default, fine
-                    f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,{value}")
+    extra = ",size" if column == "style_scale" else ""            # the style side is size x style_scale
+    size = ",4096" if extra else ""
+    manifest = _csv(tmp_path / "m.csv", f"content,style,weights{extra},{column}",
+                    f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5{size},",         # row 1: the default, fine
+                    f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5{size},{value}")
     out = tmp_path / "out"
     _one_line_exit_2(["batch", str(manifest), "-o", str(out), "--quiet"], capsys,
                      f"{manifest}: row 2 (line 3), column {column!r}: ", expected)
@@ -372,3 +375,50 @@ def test_weights_that_are_no_vgg_or_lack_a_layer_are_refused_up_front(files, tmp
                         f"{base},{cell}")
         with pytest.raises(ManifestError, match=r"m.csv: row 2 \(line 3\), " + expected):
             batch.read_manifest(manifest)
+
+
+def test_a_signal_raises_once_and_only_where_the_batch_can_stop(monkeypatch):
+    from numpynst.batch.interrupts import InterruptGuard, Interrupted
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    with InterruptGuard() as guard:
+        os.kill(os.getpid(), signal.SIGHUP)                      # outside raising(): recorded only
+        assert guard.signum == signal.SIGHUP
+        with pytest.raises(Interrupted) as exc:
+            with guard.raising():                                # ... and raised on entering it
+                pass
+        assert exc.value.signum == signal.SIGHUP and guard.exit_status == 129
+    with InterruptGuard() as guard:
+        with pytest.raises(Interrupted) as exc:
+            with guard.raising():
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):                            # the handler runs between bytecodes
+                    pass
+        assert exc.value.signum == signal.SIGTERM and guard.exit_status == 143
+        os.kill(os.getpid(), signal.SIGTERM)                     # the second one: ignored, cleanup goes on
+        os.kill(os.getpid(), signal.SIGINT)
+        assert guard.signum == signal.SIGTERM
+    assert {s: signal.getsignal(s) for s in before} == before    # the caller's handlers are back
+    monkeypatch.setattr(signal, "getsignal", lambda s: signal.SIG_IGN)   # as under nohup: left alone
+    with InterruptGuard() as guard:
+        assert not guard._saved
+
+
+def test_a_resumed_batch_removes_only_its_own_leftovers(files, tmp_path):
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),),
+                             {"weights": str(files / "tiny.h5"), "iterations": 2}, name="one")])
+    out = tmp_path / "out"
+    out.mkdir()
+    assert execute_job(job.spec(), str(out))["status"] == "done"
+    mine = [out / ".one.abc.tmp.png", out / ".summary.x.tmp.csv", out / ".numpynst-batch-x.png"]
+    for p in mine:                                               # the user's files in every old pattern
+        p.write_text("mine")
+    with od.Scratch(out) as killed:                              # a run killed with SIGKILL
+        (killed.path / job.output).write_text("half")
+        marker = json.loads((killed.path / od.OWNER_FILE).read_text())
+        (killed.path / od.OWNER_FILE).write_text(json.dumps({**marker, "pid": _dead_pid()}))
+        res = batch.run([job], out, progress=False, contact_sheet=False)      # all done: no cluster
+        assert not killed.path.exists()
+    assert [r.status for r in res] == ["skipped"] and res.written == [out / "summary.csv"]
+    assert all(p.read_text() == "mine" for p in mine)
+    assert sorted(p.name for p in out.iterdir()) == sorted([job.output, job.sidecar, "summary.csv",
+                                                            *(p.name for p in mine)])

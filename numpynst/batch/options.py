@@ -20,12 +20,14 @@ import numpy as np
 
 from ..arch import known_layer_names, parse_layer_weights
 from ..files import describe, regular_file
+from ..image import MAX_SIZE
 
 
 #: Most iterations a job may ask for (per scale): about a week of CPU time at 512 px, and the size
 #: of the loss history ``stylize`` keeps on the device (8 MB). More is a typo (``1e20``), not a plan.
 MAX_ITERATIONS = 1_000_000
 _SHOWN = 60                     # characters of a bad value quoted in a message
+MAX_SIDE = MAX_SIZE             # longest side of any image a job makes (content or style)
 
 
 def show(v: Any) -> str:
@@ -186,7 +188,7 @@ def _optimizers() -> Callable[[Any, Path], str]:
 #: Options a job may set: name -> parser. They are :func:`numpynst.transfer.stylize` keywords, except
 #: that ``weights`` and ``pooling`` pick the (per-worker cached) model.
 OPTIONS: dict[str, Callable[[Any, Path], Any]] = {
-    "size": _int(16, 16384),
+    "size": _int(16, MAX_SIDE),
     "iterations": _int(0, MAX_ITERATIONS),
     "optimizer": lambda v, b: _optimizers()(v, b),
     "lr": _float(0.0, above=True),
@@ -219,6 +221,10 @@ def check_together(options: dict[str, Any], n_styles: int) -> tuple[str, str] | 
     blend = options.get("style_blend")
     if blend is not None and len(blend) != n_styles:
         return "style_blend", f"{len(blend)} weight(s) for {n_styles} style image(s); give one per style"
+    size, scale = options.get("size"), options.get("style_scale")
+    if size is not None and scale is not None and round(size * scale) > MAX_SIDE:
+        return "style_scale", (f"size {size} x style_scale {scale:g} makes the style image "
+                                f"{round(size * scale)} px, more than {MAX_SIDE}")
     if all(options.get(k) == 0 for k in ("alpha", "beta", "tv_weight")):
         return "alpha", "alpha, beta and tv_weight are all 0: there is nothing to minimise"
     return None

@@ -247,9 +247,9 @@ def remove_stale(outdir: str | os.PathLike) -> int:
                 marker = json.loads(fh.read(4096))
         except (OSError, ValueError, RecursionError):     # missing, not a regular file, not JSON
             continue
+        pid = marker.get("pid") if isinstance(marker, dict) else None
         if not isinstance(marker, dict) or marker.get("tool") != OWNER_TOOL or marker.get("host") != host \
-                or not isinstance(marker.get("pid"), int) or isinstance(marker.get("pid"), bool) \
-                or _pid_alive(marker["pid"]):
+                or type(pid) is not int or pid <= 0 or _pid_alive(pid):
             continue
         _remove_folder(Path(entry.path))
         n += not os.path.exists(entry.path)
