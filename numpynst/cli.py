@@ -4,13 +4,20 @@ Each command lives in its own module under :mod:`numpynst.commands` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
 arguments and returning an exit code. This module only wires them together and turns user errors
 (:class:`~numpynst.errors.NumpynstError`) into one line on stderr and a non-zero exit status.
+
+Signals: SIGTERM (what ``kill``, ``timeout`` and job schedulers send) is turned into the same
+KeyboardInterrupt as Ctrl-C, so a command stops the same way (``stylize`` saves the best image so
+far); the exit status is then 143 (128 + 15) instead of 130. A second SIGTERM while that is being
+saved is ignored, so the save completes. ``args.stop_cause()`` tells a command which it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import NumpynstError
@@ -19,7 +26,11 @@ from .errors import NumpynstError
 COMMANDS = ("stylize", "demo", "batch", "weights", "inspect", "selftest")
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130       # 128 + SIGINT
+EXIT_TERMINATED = 143        # 128 + SIGTERM
+# Commands that handle SIGTERM themselves (numpynst.batch.interrupts installs its handlers only
+# where the signal still has its default action, so ours must stay out of its way).
+OWN_SIGNALS = ("batch",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,20 +57,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _SigTerm:
+    """SIGTERM -> KeyboardInterrupt, once; installed for the duration of one command."""
+
+    def __init__(self, install: bool = True) -> None:
+        self.received = False
+        self.install = install
+        self.installed = False
+        self.previous = None
+
+    def handler(self, signum, frame) -> None:
+        if self.received:           # already stopping: let the save of the best image finish
+            return
+        self.received = True
+        raise KeyboardInterrupt
+
+    def cause(self) -> str:
+        return "terminated (SIGTERM)" if self.received else "interrupted"
+
+    def __enter__(self) -> "_SigTerm":
+        # signal handlers can only be set from the main thread (main() may run in a test's thread)
+        if self.install and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self.handler)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    try:
-        return int(args.func(args) or 0)
-    except NumpynstError as exc:
-        print(f"numpynst: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("numpynst: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _SigTerm(install=args.command not in OWN_SIGNALS) as term:
+        args.stop_cause = term.cause
+        try:
+            code = int(args.func(args) or 0)
+        except NumpynstError as exc:
+            print(f"numpynst: error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print(f"numpynst: {term.cause()}", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        if term.received and code == EXIT_INTERRUPTED:
+            code = EXIT_TERMINATED
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

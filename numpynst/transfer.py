@@ -75,6 +75,9 @@ WEIGHTS_MODES = ("calibrated", "raw")
 # scale it by DEFAULT_BETA / beta.
 DEFAULT_GD_LR = 3e-3
 DEFAULT_ITERATIONS = 200
+# Iteration cap per scale that any caller may ask for: the loss history alone is 32 bytes per
+# iteration, and a million L-BFGS iterations is days of work at any size.
+MAX_ITERATIONS = 1_000_000
 DEFAULT_TOL = 1e-4          # relative decrease of J over TOL_WINDOW iterations
 TOL_WINDOW = 20
 INITS = ("content", "noise", "style")
@@ -332,7 +335,7 @@ def _check_scales(scales: Sequence[float] | None) -> list[float]:
 
 
 def _check_options(iterations, optimizer, size, style_scale, tol) -> None:
-    integer("iterations", iterations, minimum=0)
+    integer("iterations", iterations, minimum=0, maximum=MAX_ITERATIONS)
     if optimizer not in OPTIMIZERS:
         raise OptionError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if size is not None:
@@ -410,7 +413,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     rgb["init"] = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     factor = model.pool_factor([content_layer, *layers])      # no remainder rows at any pool
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(None if seed is None else integer("seed", seed, minimum=0))
     opt_kw = {"lr": DEFAULT_GD_LR if lr is None and optimizer == "gd" else lr}
     log = _Log(iterations * len(scale_list), progress, callback)
 

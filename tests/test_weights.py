@@ -371,5 +371,16 @@ def test_cli_inspect(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", str(img), "-o", str(img), "--weights", str(weights)]) == 2
     assert "is the input image" in capsys.readouterr().err
-    assert main(["inspect", str(img), "--layer", "block9_conv1", "-o", str(out), "--weights", str(weights)]) == 2
+    assert main(["inspect", str(img), "--layer", "block9_conv1", "-o", str(out), "--overwrite",
+                 "--weights", str(weights)]) == 2
     assert "valid names" in capsys.readouterr().err
+    # an existing figure is replaced only with --overwrite
+    before = out.read_bytes()
+    assert main(["inspect", str(img), "-o", str(out), "--weights", str(weights)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    for ext in ("svg", "pdf", "jpg"):
+        assert main(["inspect", str(img), "--layer", "block1_conv1", "-o", str(tmp_path / f"m.{ext}"),
+                     "--channels", "2", "--size", "16", "--weights", str(weights)]) == 0
+    assert (tmp_path / "m.svg").read_text().rstrip().endswith("</svg>")
+    assert (tmp_path / "m.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "m.jpg").read_bytes()[-2:] == b"\xff\xd9"

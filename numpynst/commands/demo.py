@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from ..errors import OptionError
@@ -21,15 +23,31 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """The demo writes ``result.png`` (and its plot, frames) in its own folder and replaces them on
+    every run (``--overwrite`` is its default); like ``stylize`` it never replaces a symlink or
+    anything but a regular file there, and checks everything before the run."""
+    from ..files import describe
     from ..image import DEMO_CONTENT, DEMO_STYLE, SAMPLES, sample_path
-    outdir = Path(args.outdir)
-    if outdir.exists() and not outdir.is_dir():
+    from .stylize import check_numbers, prepare
+    outdir = Path(args.outdir).expanduser()
+    check_numbers(args)                # bad numbers are refused before any folder is made
+    try:
+        st = os.stat(outdir)
+    except OSError:                      # absent, or a name too long ...: mkdir says which
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
         raise OptionError(f"--outdir {outdir} exists and is not a directory")
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in reversed(outdir.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is not a directory" if blocker is not None else describe(exc)
+        raise OptionError(f"--outdir {outdir}: cannot create it ({reason})") from None
     content, style = sample_path(DEMO_CONTENT), sample_path(DEMO_STYLE)
+    output = outdir / "result.png"
+    checked = prepare(args, content, [style], output)
     print(f"numpynst demo: {SAMPLES[DEMO_CONTENT]['title']} in the style of {SAMPLES[DEMO_STYLE]['title']}, "
           f"{args.size} px, {args.iterations} {args.optimizer} iterations on {args.backend}")
-    output = outdir / "result.png"
-    code = stylize_to_file(args, content, [style], output)
+    code = stylize_to_file(args, content, [style], output, checked=checked)
     print(f"result: {output.resolve()}")
     return code

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=256, help="resize the image's longest side to this (default 256)")
     p.add_argument("--weights", default=None, help="VGG16/19 HDF5 weights (default: the shipped VGG19)")
     p.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy", help="default: numpy")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 
 
@@ -60,32 +61,38 @@ def feature_grid(rgb: np.ndarray, act: np.ndarray, channels: np.ndarray, title: 
 
 
 def run(args) -> int:
-    from ..files import atomic_write, same_file
+    from ..checks import integer
+    from ..files import check_writable, describe, regular_file, same_file
     from ..image import load_image
+    from ..plots import FIGURE_FORMATS, save_figure
     from ..vgg import VGG
 
+    # every check before the model is loaded: the input is a regular file (a FIFO would block),
+    # the output is not it, can be written, and exists only with --overwrite
+    image = regular_file(args.image, "image")
+    if args.weights is not None:
+        regular_file(args.weights, "--weights")
     output = Path(args.output).expanduser()
-    if same_file(output, args.image):
-        raise OptionError(f"--output {output} is the input image; choose another file name")
     fmt = output.suffix.lower().lstrip(".")
-    if fmt not in ("png", "pdf", "svg", "jpg", "jpeg"):
+    if fmt not in FIGURE_FORMATS:
         raise OptionError(f"--output {output}: unsupported figure format {output.suffix or '(none)'!r}; "
                           f"use .png, .pdf, .svg or .jpg")
-    if args.channels < 1:
-        raise OptionError(f"--channels must be at least 1, got {args.channels}")
-    rgb = load_image(args.image, size=args.size)
+    for label, src in (("image", image), ("--weights", args.weights)):
+        if src is not None and same_file(output, src):
+            raise OptionError(f"--output {output} is the input {label}; choose another file name")
+    check_writable(output, "--output", overwrite=args.overwrite)
+    integer("--channels", args.channels, minimum=1)
+    rgb = load_image(image, size=args.size)
     model = VGG.from_h5(args.weights, backend=args.backend)
     act = to_host(model.forward(model.preprocess(rgb), [args.layer], keep_cache=False)[args.layer])[0]
     chosen = strongest_channels(act, min(args.channels, act.shape[-1]))
-    title = (f"{args.layer} of {Path(args.image).name}: {act.shape[0]}x{act.shape[1]}x{act.shape[2]}, "
+    title = (f"{args.layer} of {image.name}: {act.shape[0]}x{act.shape[1]}x{act.shape[2]}, "
              f"{len(chosen)} strongest channels by mean activation")
     fig = feature_grid(rgb, act, chosen, title)
     try:
-        atomic_write(output, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110))
+        save_figure(fig, output, dpi=110, format="jpeg" if fmt == "jpg" else fmt,
+                    overwrite=args.overwrite)
     except OSError as exc:
-        raise OptionError(f"--output {output}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        import matplotlib.pyplot as plt
-        plt.close(fig)
+        raise OptionError(f"--output {output}: cannot write ({describe(exc)})") from None
     print(output)
     return 0

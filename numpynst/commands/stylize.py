@@ -1,18 +1,34 @@
 """``numpynst stylize CONTENT STYLE [STYLE ...] -o OUT``: one picture, every knob of :func:`stylize`.
 
-Safety rules: the output may never be one of the inputs; an existing output is left alone unless
-``--overwrite``; every file is written atomically; Ctrl-C saves the best image so far.
+Safety rules, all checked before the (long) run starts:
+
+* no output (the picture, ``OUT_plot.png``, ``OUT_frames/NNNNN.png``) may be an input (content,
+  styles, ``--init``, ``--weights``), with or without ``--overwrite``;
+* an existing output is left alone unless ``--overwrite``, and even then only a regular file the
+  tool would write is replaced, never a symbolic link, directory or other file;
+* the folders exist and are writable and every name fits the filesystem, so a run never fails at
+  the end for a reason that was knowable at the start;
+* inputs must be regular files (a FIFO would block forever), numbers must be finite and in range.
+
+At the end each file is written to a verified temporary and moved into place without replacing
+anything that appeared during the run (:mod:`numpynst.files`); if the output path was taken
+meanwhile, the picture is saved beside it under a new name rather than lost. Ctrl-C and SIGTERM
+save the best image so far (exit 130 / 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from ..arch import parse_layer_weights
 from ..errors import ImageError, OptionError
 from ..image import IMAGE_SUFFIXES
+from ..transfer import MAX_ITERATIONS  # the cap per scale, --iterations and --save-every alike
 from ..transfer import (DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_CONTENT_LAYER, DEFAULT_ITERATIONS,
                         DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS)
 from ..optim import OPTIMIZERS
@@ -82,79 +98,233 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
-    """Refuse an output that is an input, has no image suffix, or exists (without ``overwrite``)."""
+#: Largest accepted loss weight (alpha, beta, tv_weight), whatever the weights mode: beyond it the
+#: weighted terms overflow float32 for ordinary activations.
+MAX_LOSS_WEIGHT = 1e15
+#: Largest accepted ``--seed`` (NumPy's generators take any non-negative integer; 64 bits is plenty).
+MAX_SEED = 2 ** 64 - 1
+#: The names ``--save-every`` writes in ``OUT_frames/``: ``00025.png``, or ``s0.5_00025.png`` with --scales.
+FRAME_NAME = re.compile(r"(s[0-9][0-9.e+-]*_)?[0-9]{5,}\.png")
+
+
+class Outputs(NamedTuple):
+    """Every path a run writes, checked before it starts."""
+
+    image: Path
+    plot: Path | None          # OUT_plot.png with --plot
+    frames: Path | None        # OUT_frames/ with --save-every
+
+
+def check_numbers(args) -> None:
+    """Counts and weights: integers in range, finite non-negative weights, not all zero."""
+    from ..checks import integer
+    integer("--iterations", args.iterations, minimum=0, maximum=MAX_ITERATIONS)
+    integer("--save-every", args.save_every, minimum=0, maximum=MAX_ITERATIONS)
+    integer("--seed", args.seed, minimum=0, maximum=MAX_SEED)
+    weights = {"--content-weight/--alpha": args.alpha, "--style-weight/--beta": args.beta,
+               "--tv-weight": args.tv_weight}
+    for name, value in weights.items():
+        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_LOSS_WEIGHT):
+            raise OptionError(f"{name} must be a finite number in 0..{MAX_LOSS_WEIGHT:g}, got {value!r}")
+    if all(v == 0 for v in weights.values()):
+        raise OptionError("--alpha, --beta and --tv-weight are all 0: there is nothing to minimise")
+    for name in ("lr", "tol", "style_scale"):
+        value = getattr(args, name, None)
+        if value is not None and not math.isfinite(value):
+            raise OptionError(f"--{name.replace('_', '-')} must be a finite number, got {value!r}")
+    for name in ("scales", "style_blend"):
+        values = getattr(args, name, None) or []
+        if not all(math.isfinite(v) for v in values):
+            raise OptionError(f"--{name.replace('_', '-')} must be finite numbers, got {values}")
+
+
+def check_inputs(args, content, styles: list) -> list[tuple[str, Path]]:
+    """``[(argument, path)]`` of every input file, each checked to be a readable regular file."""
+    from ..files import regular_file
+    inputs = [("content image", content), *[(f"style image #{i + 1}" if len(styles) > 1 else "style image", s)
+                                            for i, s in enumerate(styles)]]
+    if args.init not in INITS:
+        try:
+            regular_file(args.init, "--init")
+        except OptionError as exc:
+            raise OptionError(f"{exc} (--init is one of {', '.join(INITS)} or an image file)") from None
+        inputs.append(("--init", args.init))
+    if args.weights is not None:
+        inputs.append(("--weights", args.weights))
+    return [(what, regular_file(path, what)) for what, path in inputs]
+
+
+def _not_an_input(what: str, path: Path, inputs: list[tuple[str, Path]]) -> None:
     from ..files import same_file
-    out = Path(output)
+    for label, src in inputs:
+        if same_file(src, path):
+            raise OptionError(f"{what} {path} is the input {src} ({label}): refusing to overwrite an input")
+
+
+def check_output(output: str | Path, inputs: list[tuple[str, Path]], overwrite: bool) -> Path:
+    """The result path, refused if it is an input, has no image suffix, can't be written, or exists
+    (without ``overwrite``). ``inputs`` from :func:`check_inputs`."""
+    from ..files import check_writable
+    out = Path(output).expanduser()
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise OptionError(f"--output {out}: unknown image type {out.suffix or '(none)'!r}; "
                           f"use one of {', '.join(IMAGE_SUFFIXES)}")
-    for src in inputs:
-        if same_file(src, out):
-            raise OptionError(f"--output {out} is the input {src}: refusing to overwrite an input")
-    if out.is_dir():
-        raise OptionError(f"--output {out} is a directory; give a file name such as {out / 'result.png'}")
-    if out.exists() and not overwrite:
-        raise OptionError(f"--output {out} exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise OptionError(f"--output {out}: directory {out.parent} does not exist")
-    return out
+    _not_an_input("--output", out, inputs)
+    return check_writable(out, "--output", overwrite=overwrite)
 
 
-def stylize_to_file(args, content, styles: list, output: Path, log=print) -> int:
-    """Run :func:`stylize` with the parsed options and write the result (and frames/plot)."""
+def check_derived(args, output: Path, inputs: list[tuple[str, Path]]) -> Outputs:
+    """``OUT_plot.png`` and ``OUT_frames/`` checked like the output; frames already in the folder
+    count as existing files (refused without ``--overwrite``), and no input may have a frame's name
+    there."""
+    from ..files import check_writable
+    plot = frames = None
+    if args.plot:
+        plot = output.with_name(output.stem + "_plot.png")
+        _not_an_input("--plot", plot, inputs)
+        check_writable(plot, "--plot", overwrite=args.overwrite)
+    if args.save_every:
+        frames = output.with_name(output.stem + "_frames")
+        _check_frames_dir(frames, inputs, args.overwrite)
+    return Outputs(output, plot, frames)
+
+
+def _check_frames_dir(frames: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
+    import os
+    import stat
+    from ..files import check_writable, same_file
+    what = "--save-every: frames folder"
+    try:
+        st = os.lstat(frames)
+    except OSError:            # absent (fine), or a name too long: check_writable says which
+        check_writable(frames, what)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file"
+        raise OptionError(f"{what} {frames} exists and is not a folder ({kind}); move it or choose "
+                          f"another --output")
+    if not os.access(frames, os.W_OK | os.X_OK):
+        raise OptionError(f"{what} {frames}: permission denied")
+    for label, src in inputs:
+        if same_file(src.parent, frames) and FRAME_NAME.fullmatch(src.name):
+            raise OptionError(f"{what} {frames} holds the input {src} ({label}) under a frame's "
+                              f"name: refusing to overwrite an input")
+    old = sorted(p.name for p in frames.iterdir() if FRAME_NAME.fullmatch(p.name))
+    if old and not overwrite:
+        raise OptionError(f"{what} {frames} already holds {len(old)} frame(s) ({old[0]}, ...); "
+                          f"pass --overwrite to replace them")
+
+
+def prepare(args, content, styles: list, output: str | Path) -> tuple[Outputs, list[tuple[str, Path]]]:
+    """Every check that does not need the model, before anything is loaded or written."""
+    check_numbers(args)
+    inputs = check_inputs(args, content, styles)
+    out = check_output(output, inputs, args.overwrite)
+    return check_derived(args, out, inputs), inputs
+
+
+def _save_result(out: Outputs, image, overwrite: bool) -> tuple[Path, str | None]:
+    """Save the picture; if its path was taken during the run by something that may not be
+    replaced (a file without --overwrite, a symlink, a folder), save it under the first free
+    ``OUT-N.ext`` beside it instead of losing it. Returns (path written, problem or None)."""
+    from ..image import save_image
+    import os
+    try:
+        return save_image(out.image, image, overwrite=overwrite), None
+    except ImageError:
+        if not os.path.lexists(out.image):      # not taken, just unwritable (disk full ...): say so
+            raise
+        kind = ("a symbolic link" if os.path.islink(out.image) else
+                "a folder" if os.path.isdir(out.image) else "a file")
+        problem = (f"--output {out.image}: {kind} appeared there during the run and was not "
+                   f"replaced" + ("" if overwrite or kind != "a file" else " (no --overwrite)"))
+    for n in range(1, 100):
+        alt = out.image.with_name(f"{out.image.stem}-{n}{out.image.suffix}")
+        if alt.exists() or alt.is_symlink():
+            continue
+        try:
+            return save_image(alt, image, overwrite=False), problem
+        except ImageError:
+            continue
+    raise OptionError(f"{problem}; the result could not be saved anywhere")
+
+
+def stylize_to_file(args, content, styles: list, output: Path, log=print,
+                    checked: tuple[Outputs, list] | None = None) -> int:
+    """Run :func:`stylize` with the parsed options and write the result (and frames/plot).
+
+    ``checked``: what :func:`prepare` returned, if the caller already ran it (it is run here
+    otherwise), so that every check comes before the model is loaded.
+    """
+    import numpy as np
     from ..image import load_image, save_image
     from ..transfer import stylize
     from ..vgg import deprocess
 
-    for opt in ("iterations", "save_every"):
-        if getattr(args, opt) < 0:
-            raise OptionError(f"--{opt.replace('_', '-')} must be >= 0, got {getattr(args, opt)}")
-    init = args.init
-    if init not in INITS and not Path(init).exists():
-        raise ImageError(f"--init {init}: not one of {', '.join(INITS)} and no such file")
-
-    frames_dir = output.with_name(output.stem + "_frames")
+    out, _ = checked if checked is not None else prepare(args, content, styles, output)
     callback = None
-    if args.save_every:
-        frames_dir.mkdir(exist_ok=True)
+    if out.frames is not None:
+        try:
+            out.frames.mkdir(exist_ok=True)
+        except OSError as exc:
+            from ..files import describe
+            raise OptionError(f"--save-every: cannot create {out.frames} ({describe(exc)})") from None
+        frames_ok = [True]
 
         def callback(p):
-            if p.iteration % args.save_every == 0:
+            if frames_ok[0] and p.iteration % args.save_every == 0:
                 name = f"s{p.scale:g}_{p.iteration:05d}.png" if args.scales else f"{p.iteration:05d}.png"
-                save_image(frames_dir / name, deprocess(p.x))
+                try:
+                    save_image(out.frames / name, deprocess(p.x), overwrite=args.overwrite)
+                except ImageError as exc:      # a frame is a by-product: report, keep the run
+                    frames_ok[0] = False
+                    print(f"numpynst: warning: {exc}; no further frames are saved", file=sys.stderr)
 
-    result = stylize(content, styles, size=args.size, iterations=args.iterations, optimizer=args.optimizer,
-                     lr=args.lr, alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight,
-                     content_layer=args.content_layer, style_layers=args.style_layers,
-                     style_blend=args.style_blend, style_scale=args.style_scale, init=init, seed=args.seed,
-                     preserve_color=args.preserve_color, backend=args.backend, weights=args.weights,
-                     pooling=args.pooling, tol=args.tol or None, callback=callback, scales=args.scales,
-                     progress=not args.quiet)
-    save_image(output, result.image)
+    # Overflow and NaN are detected by the loop (stopped == "non-finite loss") and reported in
+    # one line below; NumPy's RuntimeWarnings on the way would only repeat it, as tracebacks.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        result = stylize(content, styles, size=args.size, iterations=args.iterations, optimizer=args.optimizer,
+                         lr=args.lr, alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight,
+                         content_layer=args.content_layer, style_layers=args.style_layers,
+                         style_blend=args.style_blend, style_scale=args.style_scale, init=args.init,
+                         seed=args.seed, preserve_color=args.preserve_color, backend=args.backend,
+                         weights=args.weights, pooling=args.pooling, tol=args.tol or None,
+                         callback=callback, scales=args.scales, progress=not args.quiet)
+    written, problem = _save_result(out, result.image, args.overwrite)
     J = result.history["J"]
-    log(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}, {result.iterations} iterations, "
-        f"{result.seconds:.1f} s, J {J[0]:.4g} -> {result.J_final:.4g} = {result.J_final / J[0]:.1%} of start, "
-        f"stopped: {result.stopped})")
-    if args.save_every:
-        log(f"frames in {frames_dir}/")
-    if args.plot:
+    change = "" if not J else f"J {J[0]:.4g} -> {result.J_final:.4g}" + (
+        f" = {result.J_final / J[0]:.1%} of start" if J[0] > 0 else "")      # J_0 = 0: nothing to divide
+    log(f"wrote {written} ({result.image.shape[1]}x{result.image.shape[0]}, {result.iterations} iterations, "
+        f"{result.seconds:.1f} s, {change}, stopped: {result.stopped})")
+    if out.frames is not None:
+        log(f"frames in {out.frames}/")
+    code = 0
+    if out.plot is not None:
         from ..plots import save_run_figure
-        content_rgb = load_image(content, size=max(result.image.shape[:2]))
-        style_rgbs = [load_image(s, size=max(result.image.shape[:2])) for s in styles]
-        plot = save_run_figure(output.with_name(output.stem + "_plot.png"), content_rgb, style_rgbs,
-                               result.image, result.history)
-        log(f"figure in {plot}")
+        try:
+            content_rgb = load_image(content, size=max(result.image.shape[:2]))
+            style_rgbs = [load_image(s, size=max(result.image.shape[:2])) for s in styles]
+            plot = save_run_figure(out.plot, content_rgb, style_rgbs, result.image, result.history,
+                                   overwrite=args.overwrite)
+            log(f"figure in {plot}")
+        except (ImageError, OSError) as exc:
+            from ..files import describe
+            print(f"numpynst: error: --plot {out.plot} not written: {describe(exc)}", file=sys.stderr)
+            code = 1
+    if problem is not None:
+        print(f"numpynst: error: {problem}; the result was saved as {written} instead", file=sys.stderr)
+        code = 1
     if result.stopped == "interrupted":
-        log("interrupted: saved the best image so far")
+        cause = getattr(args, "stop_cause", lambda: "interrupted")()
+        log(f"{cause}: saved the best image so far")
         return 130
     if result.stopped == "non-finite loss":
         print("numpynst: the loss became NaN/inf; saved the last finite image. Lower --lr or the weights.",
               file=sys.stderr)
         return 1
-    return 0
+    return code
 
 
 def run(args) -> int:
-    output = check_output(args.output, [args.content, *args.style], args.overwrite)
-    return stylize_to_file(args, args.content, list(args.style), output)
+    checked = prepare(args, args.content, list(args.style), args.output)
+    return stylize_to_file(args, args.content, list(args.style), checked[0].image, checked=checked)
