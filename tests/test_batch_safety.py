@@ -321,6 +321,9 @@ def test_outdir_under_a_regular_file_or_not_writable(files, tmp_path, capsys):
     _one_line_exit_2(["batch", str(manifest), "-o", str(tmp_path / "somefile"), "--quiet"], capsys,
                      "exists and is not a directory")
     assert (tmp_path / "somefile").read_text() == "not a folder"
+    _one_line_exit_2(["batch", str(manifest), "-o", "", "--quiet"], capsys, "--outdir is empty")
+    _one_line_exit_2(["batch", str(manifest), "-o", str(tmp_path / "o"), "--retries", "1000000000", "--quiet"],
+                     capsys, "--retries must be an integer in 0..100")
     if os.geteuid() != 0:                                       # root writes anywhere
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)

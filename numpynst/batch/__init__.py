@@ -38,6 +38,7 @@ from .options import OPTIONS  # noqa: F401 (API)
 __all__ = ["Job", "JobResult", "OPTIONS", "read_manifest", "grid_jobs", "run", "summarize"]
 
 DEFAULT_RETRIES = 2
+MAX_RETRIES = 100           # a job that kills its worker every time must not be retried forever
 STATUSES = ("done", "skipped", "failed", "cancelled")
 
 
@@ -125,8 +126,8 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
     """
     from . import worker  # looked up by name: tests may substitute its functions
     from .interrupts import InterruptGuard, signal_name
-    from .outdir import Scratch, check_outdir, prepare_outdir, remove_stale
-    retries = integer("retries", retries, minimum=0)
+    from .outdir import Scratch, check_outdir, outdir_path, prepare_outdir, remove_stale
+    retries = integer("--retries", retries, minimum=0, maximum=MAX_RETRIES)
     if workers is not None and (scheduler or client is not None):
         raise OptionError("--workers cannot be combined with --scheduler or a client (the cluster has its own)")
     if scheduler and client is None:
@@ -137,7 +138,7 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
         plan_local(workers)
     log = log or (print if progress else (lambda *_: None))
     jobs = prepare_jobs(jobs)
-    check_outdir(Path(os.fspath(outdir)).expanduser().absolute(), jobs, protect, contact_sheet)
+    check_outdir(outdir_path(outdir), jobs, protect, contact_sheet)
     outdir = prepare_outdir(outdir)
     remove_stale(outdir)
     backend = "cupy" if gpu else "numpy"

@@ -42,16 +42,23 @@ SCRATCH_PREFIX = ".numpynst-batch-"
 OWNER_FILE = "owner.json"
 
 
+def outdir_path(outdir: str | os.PathLike) -> Path:
+    """``outdir`` as an absolute path (nothing touched); :class:`OptionError` if it names no folder."""
+    text = os.fspath(outdir)
+    if not text.strip():
+        raise OptionError("--outdir is empty: give the folder for the results")
+    if "\0" in text:
+        raise OptionError(f"--outdir {text!r}: the name contains a NUL character")
+    return Path(text).expanduser().absolute()
+
+
 def prepare_outdir(outdir: str | os.PathLike) -> Path:
     """``outdir`` as an absolute path, created if needed; :class:`OptionError` (one line) if it cannot be.
 
     Covers a regular file on the way (``somefile/sub``), a name too long for the filesystem, and a
     folder without write permission (checked here, not after hours of work).
     """
-    text = os.fspath(outdir)
-    if "\0" in text:
-        raise OptionError(f"--outdir {text!r}: the name contains a NUL character")
-    path = Path(text).expanduser().absolute()
+    path = outdir_path(outdir)
     try:
         st = os.stat(path)
     except FileNotFoundError:
