@@ -9,6 +9,8 @@ Public API
 ----------
 ``load_image(path, size=None, max_pixels=DEFAULT_MAX_PIXELS) -> uint8 (H, W, 3)``
 ``save_image(path, rgb, quality=95, overwrite=True) -> Path``  (temp file, fsync, decoded back, placed)
+``save_image(path, rgb_float, bit_depth=16, info=ImageInfo(...))``  (16-bit PNG/TIFF for print)
+``icc_profile(path)``                                    (an image file's RGB ICC profile, or None)
 ``as_rgb(img, what)``, ``pixels_uint8(arr, what)``       (arrays from the Python API: the one rule)
 ``resize_image(rgb, size)`` (longest side), ``resize_to(rgb, (H, W))``
 ``preserve_color(content_rgb, stylized_rgb, match_luminance=False)``  (luminance-only transfer)
@@ -21,13 +23,14 @@ Atomic writes and file identity live in :mod:`numpynst.files`.
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import struct
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,11 +39,13 @@ from .backend import to_host
 from .checks import first_line
 from .errors import ImageError, OptionError
 from .files import atomic_file, check_writable, describe, open_regular
+from .print_output import SRGB_CHUNKS, strip_rows, to_uint16, write_png16, write_tiff16
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT",
     "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "save_image", "resize_image",
-    "resize_to", "scaled_shape", "round_to_multiple", "as_rgb", "pixels_uint8", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
+    "resize_to", "scaled_shape", "round_to_multiple", "as_rgb", "pixels_uint8", "checked_pixels",
+    "ImageInfo", "icc_profile", "srgb_profile", "DEEP_FORMATS", "preserve_color", "rgb_to_yiq", "yiq_to_rgb", "sample_path", "sample_names",
 ]
 
 #: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
@@ -357,11 +362,19 @@ def as_rgb(img: Any, what: str, size: int | None = None, max_pixels: int | None 
 
 
 def pixels_uint8(arr: Any, what: str, error: type[Exception] = OptionError) -> np.ndarray:
-    """An image array's values as contiguous ``uint8``, by one rule for every entry point.
+    """An image array's values as contiguous ``uint8``, by one rule for every entry point."""
+    a = checked_pixels(arr, what, error)
+    if a.dtype.kind == "f":
+        return np.ascontiguousarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    return np.ascontiguousarray(a.astype(np.uint8, copy=False))
+
+
+def checked_pixels(arr: Any, what: str, error: type[Exception] = OptionError) -> np.ndarray:
+    """``arr`` as a NumPy array after checking its values by the one rule (not converted):
 
     * ``uint8``: taken as is. Other integer dtypes: values must lie in 0..255.
-    * floating point: the 0..255 scale (what :func:`numpynst.vgg.deprocess` and Pillow use),
-      rounded to the nearest integer and clipped to 0..255. A float array whose largest value is
+    * floating point: the 0..255 scale (what :func:`numpynst.vgg.deprocess` and Pillow use;
+      :func:`pixels_uint8` rounds to the nearest integer and clips to 0..255). A float array whose largest value is
       at most 1 (and not all zero) is refused: it is almost surely a 0..1 image, which would
       silently come out black; multiply it by 255. NaN and infinity are refused.
     * ``bool``, complex, object and other dtypes, and arrays without pixels, are refused.
@@ -373,13 +386,13 @@ def pixels_uint8(arr: Any, what: str, error: type[Exception] = OptionError) -> n
         raise error(f"{what}: the image has no pixels (shape {a.shape})")
     kind = a.dtype.kind
     if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
+        return a
     if kind in "ui":
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 255:
             raise error(f"{what}: integer pixel values must lie in 0..255, got {lo}..{hi} "
                         f"(dtype {a.dtype}); scale them to 0..255 or pass uint8")
-        return np.ascontiguousarray(a.astype(np.uint8))
+        return a
     if kind == "f":
         finite = np.isfinite(a)
         if not finite.all():
@@ -389,7 +402,7 @@ def pixels_uint8(arr: Any, what: str, error: type[Exception] = OptionError) -> n
         if 0.0 < hi <= 1.0:
             raise error(f"{what}: float pixel values must be on the 0..255 scale, but the largest is "
                         f"{hi:g}, which looks like a 0..1 image; multiply it by 255")
-        return np.ascontiguousarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+        return a
     raise error(f"{what}: unsupported pixel dtype {a.dtype}; give uint8, integers in 0..255 or "
                 f"floats on the 0..255 scale")
 
@@ -444,7 +457,7 @@ def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
-               overwrite: bool = True) -> Path:
+               overwrite: bool = True, bit_depth: int = 8, info: ImageInfo | None = None) -> Path:
     """Write an image all-or-nothing; the format follows the extension of ``path``.
 
     Parameters
@@ -458,6 +471,10 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
     overwrite : replace an existing regular file at ``path`` (default). ``False`` refuses an
         existing file, even one that appears while this call runs. A symbolic link, directory or
         other non-regular file at ``path`` is never replaced.
+    bit_depth : 8, or 16 for ``.png``/``.tif``/``.tiff``: written from the float values (not their
+        8-bit rounding) as ``rint(257 v)``, by :mod:`numpynst.print_output`, in bounded memory.
+    info : an :class:`ImageInfo` (colour profile, description, software) written where the format
+        holds it; ``None`` writes no tags in 8 bits (16-bit files are always tagged, sRGB by default).
 
     The encoder writes a temporary beside ``path``, which is fsynced and decoded again in full
     (lossless formats must give back exactly these pixels; a JPEG must end with its end-of-image
@@ -479,6 +496,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
             or not 1 <= quality <= 100:
         raise OptionError(f"quality must be an integer between 1 and 100, got {quality!r}")
+    if bit_depth != 8:
+        return _save_16bit(target, rgb, fmt, bit_depth, info, overwrite)
     pixels = _to_uint8(rgb, target)
     check_writable(target, "cannot save image", overwrite=overwrite, error=ImageError,
                    hint="not replaced (overwrite=False)")
@@ -489,6 +508,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
                    "optimize": True}
     elif fmt == "WEBP":
         options = {"quality": int(quality), "method": 4}
+    if info is not None:
+        options.update(_pillow_tags(fmt, info))
     image = Image.fromarray(pixels)
     try:
         with atomic_file(target, overwrite=overwrite,
@@ -529,13 +550,141 @@ def _verify_saved(tmp: Path, fmt: str, pixels: np.ndarray) -> None:
 
 def _to_uint8(rgb: Any, target: Path) -> np.ndarray:
     """Validate an image array for saving and convert it to contiguous uint8."""
+    return pixels_uint8(_host_image(rgb, target), f"cannot save image {target}", error=ImageError)
+
+
+def _host_image(rgb: Any, target: Path) -> np.ndarray:
+    """``rgb`` on the host as ``(H, W, 3)`` or ``(H, W)``, else ImageError naming ``target``."""
     arr = to_host(rgb)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
-    where = f"cannot save image {target}"
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
-        raise ImageError(f"{where}: expected an array of shape (H, W, 3) or (H, W), got {arr.shape}")
-    return pixels_uint8(arr, where, error=ImageError)
+        raise ImageError(f"cannot save image {target}: expected an array of shape (H, W, 3) or "
+                         f"(H, W), got {arr.shape}")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# saving for print: 16 bits per channel, the colour profile, how the picture was made
+# --------------------------------------------------------------------------------------------
+
+#: Formats that hold 16 bits per channel (written by :mod:`numpynst.print_output`).
+DEEP_FORMATS = ("PNG", "TIFF")
+
+
+class ImageInfo(NamedTuple):
+    """What a saved picture says about itself (:func:`save_image`'s ``info``).
+
+    ``icc_profile``: ICC profile to embed; ``None`` means sRGB (PNG: the ``sRGB`` chunk; TIFF, JPEG,
+    WebP: an sRGB profile, :func:`srgb_profile`). ``description``: PNG ``Description`` text, TIFF
+    ``ImageDescription``, JPEG comment. ``software``: PNG ``Software`` text, TIFF ``Software``.
+    BMP holds none of these; WebP only the profile.
+    """
+
+    icc_profile: bytes | None = None
+    description: str | None = None
+    software: str | None = None
+
+
+def icc_profile(path: str | os.PathLike) -> bytes | None:
+    """The ICC profile embedded in image file ``path`` if it describes RGB data, else ``None``.
+
+    Reads the header only. A profile for another colour space (grey, CMYK: bytes 16..19 of an ICC
+    header name it) is dropped, since :func:`load_image` has turned the pixels into RGB and such
+    a profile would not describe them.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    try:
+        with open_regular(p, "cannot read image", error=ImageError) as fh, Image.open(fh) as im:
+            profile = im.info.get("icc_profile")
+    except (UnidentifiedImageError, *_DECODE_ERRORS):
+        return None                 # load_image reports a bad file; here it just has no profile
+    if not isinstance(profile, bytes) or len(profile) < 128 or profile[16:20] != b"RGB ":
+        return None
+    return profile
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> bytes | None:
+    """An sRGB ICC profile, made by LittleCMS through Pillow's ImageCms (``None`` without it)."""
+    try:
+        from PIL import ImageCms
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def _pillow_tags(fmt: str, info: ImageInfo) -> dict[str, Any]:
+    """Pillow ``save`` options that write ``info`` in an 8-bit file of format ``fmt``."""
+    if fmt == "BMP":
+        return {}
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+        text = PngInfo()
+        if info.icc_profile is None:
+            for kind, data in SRGB_CHUNKS:
+                text.add(kind, data)
+        for key, value in (("Software", info.software), ("Description", info.description)):
+            if value is not None:
+                text.add_itxt(key, value)
+        return {"pnginfo": text, **({} if info.icc_profile is None else {"icc_profile": info.icc_profile})}
+    options: dict[str, Any] = {}
+    profile = info.icc_profile if info.icc_profile is not None else srgb_profile()
+    if profile is not None:
+        options["icc_profile"] = profile
+    if fmt == "TIFF":
+        options.update({k: v for k, v in (("description", info.description),
+                                          ("software", info.software)) if v is not None})
+    elif fmt == "JPEG" and info.description is not None:
+        options["comment"] = info.description
+    return options
+
+
+def _save_16bit(target: Path, rgb: Any, fmt: str, bit_depth: Any, info: ImageInfo | None,
+                overwrite: bool) -> Path:
+    """:func:`save_image` with ``bit_depth`` other than 8: 16-bit PNG or TIFF from the float values.
+
+    Verified before it takes its name like every save: Pillow decodes the file in full (checking
+    zlib's checksums) and must give back each sample's high byte, ``rint(257 v) >> 8``.
+    """
+    if isinstance(bit_depth, bool) or bit_depth != 16:
+        raise OptionError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    if fmt not in DEEP_FORMATS:
+        raise ImageError(f"cannot save image {target} with 16 bits per channel: "
+                         f"{target.suffix} holds 8 bits; use .png or .tif")
+    where = f"cannot save image {target}"
+    arr = checked_pixels(_host_image(rgb, target), where, error=ImageError)
+    if arr.ndim == 2:
+        arr = np.broadcast_to(arr[..., None], (*arr.shape, 3))      # grey: R = G = B, no copy
+    check_writable(target, "cannot save image", overwrite=overwrite, error=ImageError,
+                   hint="not replaced (overwrite=False)")
+    info = ImageInfo() if info is None else info
+    try:
+        with atomic_file(target, overwrite=overwrite,
+                         verify=lambda tmp: _verify_16bit(tmp, arr)) as fh:
+            if fmt == "PNG":
+                text = {k: v for k, v in (("Software", info.software),
+                                          ("Description", info.description)) if v is not None}
+                write_png16(fh, arr, info.icc_profile, text)
+            else:
+                profile = info.icc_profile if info.icc_profile is not None else srgb_profile()
+                write_tiff16(fh, arr, profile, info.description, info.software)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageError(f"{where}: {describe(exc)}") from None
+    return target
+
+
+def _verify_16bit(tmp: Path, rgb: np.ndarray) -> None:
+    """Decode the 16-bit file in full with Pillow (8 bits) and compare with the high bytes."""
+    with open(tmp, "rb") as fh, Image.open(fh) as im:
+        im.load()
+        if im.size != (rgb.shape[1], rgb.shape[0]):
+            raise ValueError(f"decoded size {im.size} differs from the image's")
+        decoded = np.asarray(im)
+        rows = strip_rows(rgb.shape[1])
+        for top in range(0, rgb.shape[0], rows):
+            if not np.array_equal(decoded[top:top + rows], to_uint16(rgb[top:top + rows]) >> 8):
+                raise ValueError("the decoded pixels differ from the image's")
 
 
 # --------------------------------------------------------------------------------------------

@@ -309,7 +309,9 @@ class Result(NamedTuple):
     ``stopped``: why the loop ended: ``"iterations"`` (the budget ran out), ``"tolerance"`` (J
     decreased by less than ``tol`` over 20 iterations), ``"callback"`` (the callback returned
     ``False``), ``"non-finite loss"`` (J became NaN/inf; the image is the best finite one) or
-    ``"interrupted"`` (Ctrl-C). ``seconds``: wall time of the optimisation.
+    ``"interrupted"`` (Ctrl-C). ``seconds``: wall time of the optimisation. ``image_float``: the
+    same picture before rounding, float32 ``(H, W, 3)`` on 0..255 (``image`` is its ``rint``), for
+    16-bit output (``save_image(path, result.image_float, bit_depth=16)``).
     """
 
     image: np.ndarray
@@ -317,6 +319,7 @@ class Result(NamedTuple):
     iterations: int
     stopped: str
     seconds: float
+    image_float: np.ndarray | None = None
 
     @property
     def J_final(self) -> float:
@@ -441,11 +444,14 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     if stopped == "non-finite loss" and not any(math.isfinite(v) for v in log.history["J"]):
         raise NumpynstError("the loss was not finite at the start (NaN/inf): check the weights and "
                             "the alpha/beta/tv_weight values")
-    image = resize_to(deprocess(x), rgb["content"].shape[:2])
+    image = deprocess(x, dtype=np.float32)           # float, so a 16-bit file keeps every level
+    if image.shape[:2] != rgb["content"].shape[:2]:
+        image = np.clip(resize_to(image, rgb["content"].shape[:2]), 0, 255)  # Lanczos overshoots
     if preserve_color:
         from .image import preserve_color as keep_colour
         image = keep_colour(rgb["content"], image)
-    return Result(image, log.history, total, stopped, time.perf_counter() - t0)
+    return Result(np.rint(image).astype(np.uint8), log.history, total, stopped,
+                  time.perf_counter() - t0, image)
 
 
 class _Log:

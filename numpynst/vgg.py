@@ -289,15 +289,16 @@ def preprocess(rgb: Array, *, dtype: Any = np.float32, xp: str | ModuleType | No
     return xp.ascontiguousarray((a[:, :, ::-1] - mean)[None])
 
 
-def deprocess(x: Array) -> np.ndarray:
+def deprocess(x: Array, dtype: Any = np.uint8) -> np.ndarray:
     """Network input -> RGB uint8 ``(H, W, 3)`` NumPy array: add the mean, BGR->RGB, clip, round.
 
-    Accepts ``(1, H, W, 3)`` or ``(H, W, 3)`` on either backend (one device->host copy).
+    Accepts ``(1, H, W, 3)`` or ``(H, W, 3)`` on either backend (one device->host copy). A float
+    ``dtype`` gives the values unrounded (clipped to 0..255), for 16-bit output.
     """
     a = to_host(x)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 3 or a.shape[2] != 3:
         raise OptionError(f"deprocess: expected shape (1, H, W, 3) or (H, W, 3), got {a.shape}")
-    a = a.astype(np.float64) + np.asarray(IMAGENET_MEAN_BGR)
-    return np.clip(np.rint(a[:, :, ::-1]), 0, 255).astype(np.uint8)
+    a = np.clip((a.astype(np.float64) + np.asarray(IMAGENET_MEAN_BGR))[:, :, ::-1], 0, 255)
+    return np.rint(a).astype(np.uint8) if np.dtype(dtype) == np.uint8 else a.astype(dtype)
