@@ -59,11 +59,11 @@ step() {
   fi
   echo; echo "== [$name] $(date -u +%H:%M:%S), limit ${t}s: $*"
   local s=$(date +%s.%N)
-  timeout -k 10 "$t" bash -c '"$@"' "$name" "$@"      # bash -c: the command may be one of the functions below
+  STEP_LIMIT=$t timeout -k 10 "$t" bash -c '"$@"' "$name" "$@"   # bash -c: the command may be a function below
   local rc=$?
   local dt
   dt=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  [ "$rc" = 124 ] && echo "== [$name] TIMED OUT after ${t}s"
+  [ "$rc" = 124 ] && echo "== [$name] TIMED OUT (step limit ${t}s)"
   echo "== [$name] exit $rc in ${dt}s"
   printf '%s\t%s\t%s\n' "$name" "$rc" "$dt" >> "$WORK/steps.tsv"
   return 0
@@ -84,7 +84,10 @@ gpu_pytest() {
   local extra=()
   "$PY" -c "import xdist" 2> /dev/null && [ "$CPU" != 1 ] && extra+=(-n 4)
   "$PY" -c "import pytest_timeout" 2> /dev/null && extra+=(--timeout 300)
-  "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors --junitxml="$OUT/pytest_gpu.xml" "${extra[@]}" tests/
+  # SIGINT 20 s before the step's limit: pytest then stops like on Ctrl-C and still writes its report
+  timeout -s INT -k 10 $(( STEP_LIMIT > 30 ? STEP_LIMIT - 20 : STEP_LIMIT / 2 )) \
+    "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors \
+      --junitxml="$OUT/pytest_gpu.xml" "${extra[@]}" tests/
   local rc=$?
   cp "$OUT/pytest_gpu.xml" "$WORK/pytest_gpu.xml" 2> /dev/null
   return $rc
