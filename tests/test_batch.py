@@ -206,6 +206,8 @@ def test_batch_runs_each_job_once_and_resumes_only_what_is_missing(client, files
     assert tuple(table[0]) == SUMMARY_COLUMNS and [t["status"] for t in table] == ["done"] * 3
     assert [t["output"] for t in table] == [j.output for j in jobs]
     assert Image.open(out / "contact_sheet.png").size[0] > 100
+    from numpynst.batch.report import report_is_ours
+    assert report_is_ours(out / "contact_sheet.png") and report_is_ours(out / "summary.csv")   # replaced on resume
     # the model was read once per worker process, not once per job
     loads = client.run(model_loads)
     assert all(sum(v.values()) <= 1 for v in loads.values()), loads

@@ -14,10 +14,14 @@ A batch goes manifest -> jobs -> cluster -> worker -> report, one module each:
   existing cluster, or one worker per GPU;
 * :mod:`~numpynst.batch.worker` -- the task run on a worker (per-worker model cache, atomic outputs,
   verified results);
-* :mod:`~numpynst.batch.report` -- ``summary.csv`` and the contact sheet.
+* :mod:`~numpynst.batch.report` -- ``summary.csv`` and the contact sheet;
+* :mod:`~numpynst.batch.outdir` -- the files the run may write in OUTDIR (never an input, never a
+  file it did not write) and its private folder for temporaries;
+* :mod:`~numpynst.batch.interrupts` -- Ctrl-C, SIGTERM and SIGHUP all end a run the same way.
 
-:func:`run`, here, drives them: check every job, skip those whose verified output already exists,
-submit the rest, collect results as they finish, write the report. Dask is imported only when a
+:func:`run`, here, drives them: check every job and OUTDIR, skip the jobs whose verified output
+already exists, submit the rest, collect results as they finish, write the report (also after an
+interrupt), remove the private folder. Dask is imported only when a
 batch runs, so ``import numpynst.batch`` neither needs nor loads it.
 """
 
