@@ -39,8 +39,8 @@ from typing import IO, Any
 
 from .errors import OptionError
 
-__all__ = ["atomic_path", "atomic_file", "atomic_write", "check_writable", "regular_file",
-           "open_regular", "describe", "name_max", "same_file", "file_digest", "TMP_PREFIX"]
+__all__ = ["atomic_path", "atomic_file", "atomic_write", "move_noreplace", "check_writable",
+           "regular_file", "open_regular", "describe", "name_max", "same_file", "file_digest", "TMP_PREFIX"]
 
 #: Temporaries are named ``TMP_PREFIX + 12 hex digits + ".tmp" + suffix``: at most ~40 bytes,
 #: whatever the destination's name, so a destination name that fits the filesystem always can
@@ -293,6 +293,14 @@ def _rename_noreplace(tmp: Path, target: Path) -> None:
             raise
         _copy_exclusive(tmp, target)        # no hard links either (FAT, some FUSE): copy
     os.unlink(tmp)
+
+
+def move_noreplace(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Move ``src`` to ``dest`` (same filesystem) unless ``dest`` exists, atomically where the
+    system allows (see the module docstring); :class:`FileExistsError` otherwise."""
+    _rename_noreplace(Path(os.fspath(src)), Path(os.fspath(dest)))
+    _fsync_dir(Path(os.fspath(dest)).parent)
+    return Path(os.fspath(dest))
 
 
 def _copy_exclusive(tmp: Path, target: Path) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from .arch import BLOCK_WIDTHS, all_layer_names, conv_layer_names
 from .checks import first_line
 from .errors import OptionError, WeightsError
-from .files import atomic_path, file_digest, regular_file
+from .files import atomic_path, file_digest, move_noreplace, regular_file
 
 __all__ = ["WeightsError", "VGGWeights", "OfficialFile", "OFFICIAL_FILES", "DEFAULT_WEIGHTS_NAME",
            "default_weights_path", "cache_dir", "read_vgg_weights", "write_vgg_h5", "fetch",
@@ -397,9 +397,14 @@ def fetch(arch: str, dest: str | os.PathLike | None = None, progress: bool = Tru
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WeightsError(f"cannot create download folder {folder} ({exc.strerror or exc})") from None
-    if target.is_file() and file_digest(target, spec.algo) == spec.digest:
+    if target.is_file() and not target.is_symlink() and file_digest(target, spec.algo) == spec.digest:
         return target
+    if os.path.lexists(target):      # someone else's file under the official name: never replaced
+        raise WeightsError(f"{target} exists but is not the published {arch} file (or not a regular "
+                           f"file); move it away or download elsewhere with --dest")
     part = target.with_name(target.name + ".part")
+    if os.path.lexists(part) and (part.is_symlink() or not part.is_file()):
+        raise WeightsError(f"{part} exists and is not a regular file; refusing to append a download to it")
     for attempt in range(2):
         try:
             resumed = _download(spec.url, part, progress, timeout)
@@ -411,8 +416,11 @@ def fetch(arch: str, dest: str | os.PathLike | None = None, progress: bool = Tru
             raise WeightsError(f"could not download {spec.url} ({reason}); {again}, or {by_hand}") from None
         digest = file_digest(part, spec.algo)
         if digest == spec.digest:
-            os.replace(part, target)
-            return target
+            try:
+                return move_noreplace(part, target)
+            except FileExistsError:
+                raise WeightsError(f"{target} appeared during the download and was not replaced; "
+                                   f"the checked download is in {part}") from None
         part.unlink()
         if not (resumed and attempt == 0):
             break

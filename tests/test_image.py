@@ -361,6 +361,31 @@ def test_save_float_is_rounded_and_clipped(tmp_path):
     np.testing.assert_array_equal(out, [[[0, 255, 1], [2, 254, 127]]])  # rint: 254.5 -> 254
 
 
+@pytest.mark.parametrize("bad, fragment", [
+    (np.full((2, 2, 3), 0.5), "multiply it by 255"),         # 0..1 floats would save black
+    (np.full((2, 2, 3), 256, np.int64), "0..255"),          # no silent clipping of integers
+    (np.full((2, 2, 3), -1, np.int16), "0..255"),
+    (np.ones((2, 2, 3), np.complex64), "complex64"),
+    (np.full((2, 2, 3), np.inf), "NaN or infinite"),
+])
+def test_save_refuses_values_it_would_misread(tmp_path, bad, fragment):
+    with pytest.raises(ImageError, match=fragment) as err:
+        save_image(tmp_path / "x.png", bad)
+    _single_line_naming(err, tmp_path / "x.png")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_without_overwrite_leaves_an_existing_file(tmp_path):
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"precious")
+    with pytest.raises(ImageError, match="exists") as err:
+        save_image(target, np.zeros((2, 2, 3), np.uint8), overwrite=False)
+    _single_line_naming(err, target)
+    assert target.read_bytes() == b"precious" and os.listdir(tmp_path) == ["keep.png"]
+    save_image(target, np.zeros((2, 2, 3), np.uint8))               # the default replaces
+    assert load_image(target).shape == (2, 2, 3)
+
+
 def test_save_grey_array(tmp_path):
     grey = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
     out = load_image(save_image(tmp_path / "g.png", grey))

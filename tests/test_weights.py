@@ -179,6 +179,64 @@ def test_bad_files_raise_weights_error_naming_file_and_layer(tmp_path, case):
     assert re.search(what, msg), msg
 
 
+def _declare_huge(f):
+    # a dataset declaring 3*3*4*10^12 float32 (~144 TB), chunked so the tiny file holds none of it
+    del f["block2_conv1"]["block2_conv1_W_1:0"]
+    f["block2_conv1"].create_dataset("block2_conv1_W_1:0", shape=(3, 3, 4, 10 ** 12), dtype="f4",
+                                     chunks=(3, 3, 4, 1000))
+
+
+def _corrupt_first_chunk(path, layer="block5_conv4"):
+    with h5py.File(path, "r") as f:
+        info = f[layer][f"{layer}_W_1:0"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    for i in range(info.byte_offset, info.byte_offset + info.size):
+        data[i] = (data[i] * 7 + 13) & 255          # the gzip stream no longer inflates
+    path.write_bytes(bytes(data))
+    return path
+
+
+HOSTILE = {
+    "terabytes declared": (lambda p: _edit(p, _declare_huge), "block2_conv1", "C_out=1000000000000"),
+    "wider than VGG": (lambda p: _edit(p, lambda f: (f["block5_conv1"].__delitem__("block5_conv1_W_1:0"),
+                                                      f["block5_conv1"].create_dataset(
+                                                          "block5_conv1_W_1:0", shape=(3, 3, 8, 10 ** 9),
+                                                          dtype="f8", chunks=(3, 3, 8, 100)))),
+                       "block5_conv1", "at most 512 channels"),
+    "dangling soft link": (lambda p: _edit(p, lambda f: f["block3_conv1"].__setitem__(
+        "extra", h5py.SoftLink("/nowhere"))), "block3_conv1/extra", "soft link to /nowhere"),
+    "layer is a soft link": (lambda p: _edit(p, lambda f: (f.__delitem__("block1_conv2"), f.__setitem__(
+        "block1_conv2", h5py.SoftLink("/block1_conv1")))), "block1_conv2", "soft link"),
+    "external link to a missing file": (lambda p: _edit(p, lambda f: f["block4_conv1"].__setitem__(
+        "x", h5py.ExternalLink("/missing/file.h5", "/a"))), "block4_conv1/x", "external link"),
+    "hard-link cycle": (lambda p: _edit(p, lambda f: f["block1_conv1"].__setitem__("loop", f["block1_conv1"])),
+                        "", "nested deeper"),
+    "corrupt chunk": (_corrupt_first_chunk, "block5_conv4", "damaged data"),
+    "string data": (lambda p: _edit(p, lambda f: _replace(f, "block2_conv2", "b", np.array([b"x"] * 6))),
+                    "block2_conv2", r"bias has dtype \|S1, expected floating point"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_files_are_refused_before_any_data_is_read(tmp_path, case, monkeypatch):
+    make, where, what = HOSTILE[case]
+    path = make(_tiny_file(tmp_path))
+    if case != "corrupt chunk":        # nothing may be read before the structure is accepted
+        monkeypatch.setattr(W, "_read_dataset", lambda *a: pytest.fail("data read before the checks"))
+    with pytest.raises(WeightsError) as info:
+        W.read_vgg_weights(path)
+    msg = str(info.value)
+    assert str(path) in msg and where in msg and "\n" not in msg and re.search(what, msg), msg
+
+
+def test_weights_info_on_a_hostile_file_is_one_line_exit_2(tmp_path):
+    path = _edit(_tiny_file(tmp_path), _declare_huge)
+    proc = subprocess.run([sys.executable, "-m", "numpynst", "weights", "info", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "block2_conv1" in proc.stderr
+
+
 def test_missing_not_hdf5_and_empty_files(tmp_path):
     with pytest.raises(WeightsError, match=r"/nope\.h5 does not exist.*weights fetch vgg19"):
         W.read_vgg_weights(tmp_path / "nope.h5")
@@ -282,6 +340,20 @@ def test_fetch_downloads_checks_and_does_not_repeat(server, tmp_path):
     assert not (tmp_path / "vgg19.h5.part").exists() and server.ranges == [None]
     assert W.fetch("vgg19", dest=tmp_path, progress=False) == path
     assert len(server.ranges) == 1                        # already there and verified: no request
+
+
+def test_fetch_never_replaces_a_foreign_file_or_writes_through_a_link(server, tmp_path):
+    (tmp_path / "vgg19.h5").write_bytes(b"my own file")
+    with pytest.raises(WeightsError, match="is not the published vgg19 file"):
+        W.fetch("vgg19", dest=tmp_path, progress=False)
+    assert (tmp_path / "vgg19.h5").read_bytes() == b"my own file" and server.ranges == []
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "victim").write_bytes(b"keep")
+    (other / "vgg19.h5.part").symlink_to(other / "victim")
+    with pytest.raises(WeightsError, match="not a regular file"):
+        W.fetch("vgg19", dest=other, progress=False)
+    assert (other / "victim").read_bytes() == b"keep"
 
 
 def test_fetch_goes_to_cache_dir_by_default(server, tmp_path, monkeypatch):
