@@ -425,3 +425,15 @@ def test_a_resumed_batch_removes_only_its_own_leftovers(files, tmp_path):
     assert all(p.read_text() == "mine" for p in mine)
     assert sorted(p.name for p in out.iterdir()) == sorted([job.output, job.sidecar, "summary.csv",
                                                             *(p.name for p in mine)])
+
+
+def test_an_outdir_too_deep_for_the_results_names_is_refused_before_the_run(files, tmp_path):
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),), {"weights": str(files / "tiny.h5")})])
+    deep = tmp_path
+    while len(os.fsencode(str(deep))) < 4096 - 40:               # PATH_MAX: room for OUTDIR and its private
+        # folder (+25), not for a result in it (+24 more)
+        deep = deep / ("d" * min(200, 4096 - 40 - len(os.fsencode(str(deep))) - 1))
+    deep.mkdir(parents=True)
+    with pytest.raises(OptionError, match="cannot write the results there .*(File name too long|too long)"):
+        batch.run([job], deep, progress=False)
+    assert os.listdir(deep) == []                                # the private folder went too

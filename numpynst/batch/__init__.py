@@ -151,6 +151,7 @@ def run(jobs: Iterable[Job], outdir: str | os.PathLike, client=None, *, workers:
     results: dict[int, JobResult] = {}
     t0 = time.perf_counter()
     with InterruptGuard() as guard, Scratch(outdir) as scratch:
+        scratch.probe(max((len(job.output) for job in jobs), default=1))
         try:
             with guard.raising():
                 for i, job in enumerate(jobs):

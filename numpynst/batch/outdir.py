@@ -199,6 +199,16 @@ class Scratch:
     def __enter__(self) -> "Scratch":
         return self
 
+    def probe(self, longest: int) -> None:
+        """:class:`OptionError` now, not after the run, unless a file with a name of ``longest``
+        characters can be made in the private folder (a path near the system's length limit)."""
+        p = self.path / ("p" * max(1, longest))
+        try:
+            p.touch(exist_ok=False)
+            p.unlink()
+        except OSError as exc:
+            raise OptionError(f"--outdir {self.outdir}: cannot write the results there ({describe(exc)})") from None
+
     def __exit__(self, *exc) -> None:
         self.close()
 
