@@ -5,10 +5,15 @@ Each command lives in its own module under :mod:`numpynst.commands` and exposes
 arguments and returning an exit code. This module only wires them together and turns user errors
 (:class:`~numpynst.errors.NumpynstError`) into one line on stderr and a non-zero exit status.
 
-Signals: SIGTERM (what ``kill``, ``timeout`` and job schedulers send) is turned into the same
+Signals: SIGTERM (what ``kill``, ``timeout`` and job schedulers send) and SIGHUP (a closed
+terminal; left alone where it is ignored, as under ``nohup``) are turned into the same
 KeyboardInterrupt as Ctrl-C, so a command stops the same way (``stylize`` saves the best image so
-far); the exit status is then 143 (128 + 15) instead of 130. A second SIGTERM while that is being
-saved is ignored, so the save completes. ``args.stop_cause()`` tells a command which it was.
+far); the exit status is then 128 + the signal's number (143, 129) instead of 130. Further signals
+while that is being saved are ignored, so the save completes. ``args.stop_cause()`` tells a
+command which it was.
+
+Error messages are printed on one line even when they quote a file name with a newline or other
+control character in it (escaped as ``\n``, ``\x1b``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ COMMANDS = ("stylize", "demo", "batch", "weights", "inspect", "selftest")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130       # 128 + SIGINT
-EXIT_TERMINATED = 143        # 128 + SIGTERM
+EXIT_TERMINATED = 143        # 128 + SIGTERM (SIGHUP: 129)
 # Commands that handle SIGTERM themselves (numpynst.batch.interrupts installs its handlers only
 # where the signal still has its default action, so ours must stay out of its way).
 OWN_SIGNALS = ("batch",)
@@ -58,33 +63,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _SigTerm:
-    """SIGTERM -> KeyboardInterrupt, once; installed for the duration of one command."""
+    """SIGTERM/SIGHUP -> KeyboardInterrupt, once; installed for the duration of one command."""
 
     def __init__(self, install: bool = True) -> None:
-        self.received = False
+        self.received: int | None = None       # the first signal's number
         self.install = install
-        self.installed = False
-        self.previous = None
+        self.previous: dict[int, object] = {}
 
     def handler(self, signum, frame) -> None:
-        if self.received:           # already stopping: let the save of the best image finish
+        if self.received is not None:   # already stopping: let the save of the best image finish
             return
-        self.received = True
+        self.received = signum
         raise KeyboardInterrupt
 
     def cause(self) -> str:
-        return "terminated (SIGTERM)" if self.received else "interrupted"
+        if self.received is None:
+            return "interrupted"
+        return f"terminated ({signal.Signals(self.received).name})"
+
+    def exit_status(self) -> int:
+        return EXIT_INTERRUPTED if self.received is None else 128 + int(self.received)
 
     def __enter__(self) -> "_SigTerm":
         # signal handlers can only be set from the main thread (main() may run in a test's thread)
         if self.install and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self.handler)
-            self.installed = True
+            for name in ("SIGTERM", "SIGHUP"):
+                signum = getattr(signal, name, None)
+                if signum is None:
+                    continue
+                current = signal.getsignal(signum)
+                if name == "SIGHUP" and current is not signal.SIG_DFL:
+                    continue                    # nohup (SIG_IGN) or a caller's own handler
+                self.previous[signum] = signal.signal(signum, self.handler)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.installed:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+
+# C0 control characters and DEL, escaped so that a message stays on one line
+_ESCAPES = {c: ("\\n" if c == 10 else "\\r" if c == 13 else f"\\x{c:02x}")
+            for c in (*range(32), 127) if c != 9}
+
+
+def one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped (a file name may hold them)."""
+    return text.translate(_ESCAPES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             code = int(args.func(args) or 0)
         except NumpynstError as exc:
-            print(f"numpynst: error: {exc}", file=sys.stderr)
+            print(f"numpynst: error: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
             print(f"numpynst: {term.cause()}", file=sys.stderr)
             code = EXIT_INTERRUPTED
-        if term.received and code == EXIT_INTERRUPTED:
-            code = EXIT_TERMINATED
+        if code == EXIT_INTERRUPTED:
+            code = term.exit_status()
     return code
 
 

@@ -32,6 +32,7 @@ stopping test), or once at the end with ``log_every=0``.
 from __future__ import annotations
 
 import math
+import numbers         # numbers.Real: Python and NumPy scalars alike (np.float32(0.5), np.int64(1))
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -160,7 +161,7 @@ def check_weight(name: str, value: Any, mode: str) -> float:
     lo, hi = WEIGHT_RANGES[name] if mode == "calibrated" else (0.0, math.inf)
     label = f"{name} ({WEIGHT_OPTIONS[name]})"
     span = f"in [{lo:g}, {hi:g}] ({mode} weights)" if mode == "calibrated" else "a finite number >= 0"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (lo <= value <= hi):
         raise OptionError(f"{label} must be {span}, got {value!r}")
     return float(value)
@@ -172,7 +173,7 @@ def check_layers(model, content_layer: str, style_layers: Mapping[str, float]) -
     if unknown:
         raise OptionError(f"unknown layer(s) {', '.join(unknown)}; valid names: {', '.join(model.layer_names)}")
     for n, lam in style_layers.items():
-        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        if not (isinstance(lam, numbers.Real) and math.isfinite(lam) and lam >= 0):
             raise OptionError(f"style layer weight for {n} must be a finite number >= 0, got {lam!r}")
 
 
@@ -225,7 +226,7 @@ class Objective:
         self.content_layer = content_layer
         self.style_layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
         for name, value in (("alpha", alpha), ("beta", beta), ("tv_weight", tv_weight)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise OptionError(f"{name} must be a finite number >= 0, got {value!r}")
         if not self.style_layers and beta > 0:
             raise OptionError("style_layers is empty: give at least one layer or set beta=0")
@@ -338,14 +339,15 @@ def _check_scales(scales: Sequence[float] | None) -> list[float]:
 
 
 def _check_options(iterations, optimizer, size, style_scale, tol) -> None:
-    integer("iterations", iterations, minimum=0, maximum=MAX_ITERATIONS)
+    if integer("iterations", iterations, minimum=0) > MAX_ITERATIONS:
+        raise OptionError(f"iterations must be at most {MAX_ITERATIONS:,} per scale, got {iterations}")
     if optimizer not in OPTIMIZERS:
         raise OptionError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if size is not None:
         integer("size", size, minimum=16, maximum=16384)
-    if not (isinstance(style_scale, (int, float)) and 0.05 <= style_scale <= 8):
+    if not (isinstance(style_scale, numbers.Real) and 0.05 <= style_scale <= 8):
         raise OptionError(f"style_scale must be a number in 0.05..8, got {style_scale!r}")
-    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+    if tol is not None and not (isinstance(tol, numbers.Real) and tol >= 0):
         raise OptionError(f"tol must be a number >= 0, got {tol!r}")
 
 

@@ -326,6 +326,11 @@ def test_over_long_names_are_one_line_errors_naming_the_argument(cli, d, which):
     _one_line(code, err, label, "bytes long, more than this filesystem's limit")
 
 
+def test_a_file_name_with_a_newline_still_gives_one_line(cli, d):
+    code, _, err = cli("stylize", "no\nsuch.png", "art.png", "-o", "o.png", *FAST, "--weights", "tiny.h5", cwd=d)
+    _one_line(code, err, "no\\nsuch.png: no such file")
+
+
 @pytest.mark.parametrize("command", ["stylize", "demo"])
 def test_output_under_a_regular_file_is_a_one_line_error(cli, d, command):
     (d / "somefile").write_bytes(b"x")
@@ -363,7 +368,9 @@ def test_hostile_numbers_are_one_line_errors_before_anything_is_written(cli, d, 
 # signals: SIGTERM behaves like Ctrl-C (best image saved), exit 143
 # ---------------------------------------------------------------------------------------------
 
-def test_sigterm_saves_the_best_image_and_exits_143(d):
+@pytest.mark.parametrize("signum, status, name", [(signal.SIGTERM, 143, "SIGTERM"),
+                                                  (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_saves_the_best_image_and_exits_143(d, signum, status, name):
     out = d / "term.png"
     proc = subprocess.Popen([sys.executable, "-m", "numpynst", "stylize", "photo.png", "art.png", "-o", str(out),
                              "--iterations", "100000", "--tol", "0", "--save-every", "1", "--quiet",
@@ -373,11 +380,11 @@ def test_sigterm_saves_the_best_image_and_exits_143(d):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (frames.exists() and len(list(frames.glob("*.png"))) >= 3):
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signum)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
+    assert proc.returncode == status, stderr
     assert "Traceback" not in stderr
-    assert "terminated (SIGTERM): saved the best image so far" in stdout
+    assert f"terminated ({name}): saved the best image so far" in stdout
     assert np.asarray(Image.open(out)).shape == (24, 32, 3)
     _no_temporaries(d)
 
@@ -422,6 +429,15 @@ def test_numpy_integers_are_accepted_where_ints_are(tmp_path):
     assert r.image.shape == (24, 32, 3)
     p = save_image(tmp_path / "a.jpg", r.image, quality=np.int64(90))
     assert load_image(p, size=np.int64(16), max_pixels=np.int64(10 ** 6)).shape == (12, 16, 3)
+
+
+def test_numpy_floats_are_accepted_where_numbers_are():
+    model = tiny_vgg(dtype=np.float32)
+    u8 = GOOD.astype(np.uint8)
+    r = numpynst.stylize(u8, u8, model=model, iterations=np.int64(2), style_scale=np.float32(1.0),
+                         tol=np.float64(0.0), alpha=np.float32(1.0), beta=np.int64(1),
+                         style_layers={"block1_conv1": np.float32(1.0)}, content_layer="block2_conv2")
+    assert r.image.shape == (24, 32, 3) and r.iterations == 2
 
 
 def test_stylize_api_refuses_a_negative_seed_and_too_many_iterations():
