@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check of numpynst in one command, for a machine with an NVIDIA GPU, CuPy and PyTorch
 # (the H200 lent through the device tool: Python 3.12, CuPy for CUDA 13, no network). Run it from the
-# repository root; everything it produces lands in $OUT (default ./gpu_check_out):
+# repository root; everything it produces lands in $OUT (default /tmp/numpynst_gpu_check_out):
 #
 #   gpu_check.log           everything printed, step by step, with each step's exit code and time
 #   gpu_figures.json        the figures (benchmarks/gpu_figures.py collect), summarised at the end of the log
@@ -26,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
-OUT=${OUT:-$ROOT/gpu_check_out}
+OUT=${OUT:-/tmp/numpynst_gpu_check_out}
 CPU=${NUMPYNST_GPU_CHECK_CPU:-0}
 BUDGET=${GPU_CHECK_BUDGET:-450}
 ONLY=${GPU_CHECK_STEPS:-}
@@ -59,7 +59,7 @@ step() {
   fi
   echo; echo "== [$name] $(date -u +%H:%M:%S), limit ${t}s: $*"
   local s=$(date +%s.%N)
-  STEP_LIMIT=$t timeout -k 10 "$t" bash -c '"$@"' "$name" "$@"   # bash -c: the command may be a function below
+  STEP_LIMIT=$t timeout -k 10 "$t" bash -o pipefail -c '"$@"' "$name" "$@"   # bash: the command may be a function
   local rc=$?
   local dt
   dt=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -118,10 +118,7 @@ gpu_stylize() {
 
 gpu_batch() {
   "$PY" benchmarks/gpu_figures.py batch --json "$WORK/batch.json" --outdir "$WORK/batch" $GPU_FLAG \
-    --size "$BATCH_SIZE" --iterations "$BATCH_IT" --timeout 200
-  local rc=$?
-  [ -f "$WORK/batch/contact_sheet.png" ] && cp "$WORK/batch/contact_sheet.png" "$OUT/batch_contact_sheet.png"
-  return $rc
+    --size "$BATCH_SIZE" --iterations "$BATCH_IT" --timeout 200 --sheet "$OUT/batch_contact_sheet.png"
 }
 
 vgg_variants() {

@@ -167,6 +167,10 @@ def cmd_batch(a) -> int:
         print(" ".join(cmd), flush=True)
         rc = subprocess.run(cmd, timeout=a.timeout).returncode
         seconds = time.perf_counter() - t0
+        return _batch_report(a, out, rc, seconds, t0 - t_start)   # before the cluster's (slow) shutdown
+
+
+def _batch_report(a, out: Path, rc: int, seconds: float, start_seconds: float) -> int:
     with open(out / "summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     status = {}
@@ -174,11 +178,13 @@ def cmd_batch(a) -> int:
         status[r["status"]] = status.get(r["status"], 0) + 1
     backends = sorted({str(json.loads(p.read_text()).get("backend")) for p in out.glob("*.json")})
     result = {"exit_code": rc, "jobs": len(rows), "status": status, "gpu": a.gpu, "size": a.size,
-              "iterations": a.iterations, "seconds": seconds, "cluster_start_seconds": t0 - t_start,
+              "iterations": a.iterations, "seconds": seconds, "cluster_start_seconds": start_seconds,
               "jobs_per_minute": 60 * len(rows) / seconds if seconds else None,
               "job_seconds": [float(r["seconds"]) for r in rows if r.get("seconds")],
               "sidecar_backends": backends, "contact_sheet": (out / "contact_sheet.png").exists()}
     _write(a.json, result)
+    if a.sheet and result["contact_sheet"]:
+        shutil.copy(out / "contact_sheet.png", a.sheet)
     print(json.dumps(result, indent=1))
     return 0 if rc == 0 and status.get("done", 0) == len(rows) else 1
 
@@ -348,6 +354,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--sheet", default=None, help="copy the contact sheet here")
     p = sub.add_parser("notebook")
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="08")
