@@ -107,13 +107,19 @@ with_memory_samples() {
   return $rc
 }
 
+# Output into a file, not through tee: at the step's limit `timeout` sends SIGTERM to the whole group,
+# stylize then saves its best image so far and prints its summary line (stopped: interrupted), which
+# a tee killed by the same signal would lose; collect reads the file.
 gpu_stylize() {
   local out="$OUT/stylize_${STYLE_SIZE}.jpg"
   rm -f "$out" "$OUT/stylize_${STYLE_SIZE}_plot.png"
   with_memory_samples "$WORK/smi_stylize.csv" \
     "$PY" -m numpynst stylize numpynst/data/samples/astronaut.jpg numpynst/data/samples/ihc.jpg -o "$out" \
       --size "$STYLE_SIZE" --iterations "$STYLE_IT" --tol 0 --backend "$BACKEND" --quiet --plot \
-    | tee "$WORK/stylize.log"
+      > "$WORK/stylize.log" 2>&1
+  local rc=$?
+  cat "$WORK/stylize.log"
+  return $rc
 }
 
 gpu_batch() {
