@@ -15,7 +15,9 @@ changing ``iterations`` from 100 to 101, gives a new digest. The output file is
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -84,17 +86,19 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _DIGEST_MEMO[key]
 
 
-def _stylize_defaults() -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def _stylize_defaults() -> tuple[tuple[str, Any], ...]:
+    # Once per process: inspecting the signature costs more than the rest of a job's digest.
     from ..transfer import DEFAULT_STYLE_LAYERS, stylize
     sig = inspect.signature(stylize)
     out = {n: sig.parameters[n].default for n in OPTIONS if n in sig.parameters}
     out["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
-    return out
+    return tuple(out.items())
 
 
 def job_digest(content: str, styles: Sequence[str], options: Mapping[str, Any]) -> str:
     """Hex SHA-256 identity of a job: input file *contents* plus options with defaults filled in."""
-    effective = {**_stylize_defaults(), **options}
+    effective = {**copy.deepcopy(dict(_stylize_defaults())), **options}
     if effective.get("weights") is None:
         from ..weights import default_weights_path
         effective["weights"] = str(default_weights_path())
@@ -131,12 +135,13 @@ def prepare_jobs(jobs: Iterable[Job]) -> list[Job]:
     """
     out: list[Job] = []
     seen: dict[str, str] = {}
+    checked: dict[Any, str] = {}            # path -> resolved: a manifest names the same files again and again
     for i, job in enumerate(jobs):
         where = _where(job, i)
         if not isinstance(job, Job):
             raise ManifestError(f"{where}: expected a numpynst.batch.Job, got {type(job).__name__}")
-        content = _checked_file(job.content, where, "content")
-        styles = tuple(_checked_file(s, where, "style") for s in job.styles)
+        content = _checked_file(job.content, where, "content", checked)
+        styles = tuple(_checked_file(s, where, "style", checked) for s in job.styles)
         if not styles:
             raise ManifestError(f"{where}, column 'style': no style image given")
         options = {}
@@ -199,8 +204,14 @@ def _check_models(jobs: Sequence[Job]) -> None:
                                     f"{arch.upper()} (the weights {weights})")
 
 
-def _checked_file(path: Any, where: str, column: str) -> str:
+def _checked_file(path: Any, where: str, column: str, checked: dict) -> str:
+    key = path if isinstance(path, str) else None
+    if key is not None and key in checked:
+        return checked[key]
     try:
-        return parse_file(path, Path("."))
+        resolved = parse_file(path, Path("."))
     except ValueError as exc:
         raise ManifestError(f"{where}, column {column!r}: {exc}") from None
+    if key is not None:
+        checked[key] = resolved
+    return resolved
