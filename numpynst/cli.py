@@ -30,6 +30,7 @@ from .errors import NumpynstError
 # Order = order in ``numpynst --help``.
 COMMANDS = ("stylize", "demo", "batch", "weights", "inspect", "selftest")
 
+EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130       # 128 + SIGINT
 EXIT_TERMINATED = 143        # 128 + SIGTERM (SIGHUP: 129)
@@ -128,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"numpynst: {term.cause()}", file=sys.stderr)
             code = EXIT_INTERRUPTED
+        except MemoryError:     # the run asked for more than the machine has: not a bug, say so
+            print("numpynst: error: out of memory; ask for less work (a smaller --size, fewer or "
+                  "lower --scales)", file=sys.stderr)
+            code = EXIT_FAILED
         if code == EXIT_INTERRUPTED:
             code = term.exit_status()
     return code

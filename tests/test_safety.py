@@ -364,6 +364,16 @@ def test_hostile_numbers_are_one_line_errors_before_anything_is_written(cli, d, 
     assert not (d / "o.png").exists()
 
 
+def test_out_of_memory_is_one_line_and_writes_nothing(cli, d, monkeypatch):
+    def no_memory(*args, **kw):
+        raise MemoryError                 # what NumPy raises when an allocation is refused
+    monkeypatch.setattr(transfer, "stylize", no_memory)
+    code, _, err = cli("stylize", "photo.png", "art.png", "-o", "o.png", *FAST, "--weights", "tiny.h5", cwd=d)
+    _one_line(code, err, "out of memory", status=1)
+    assert not (d / "o.png").exists()
+    _no_temporaries(d)
+
+
 # ---------------------------------------------------------------------------------------------
 # signals: SIGTERM behaves like Ctrl-C (best image saved), exit 143
 # ---------------------------------------------------------------------------------------------
