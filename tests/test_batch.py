@@ -182,6 +182,8 @@ def test_workers_get_the_blas_thread_count(client):
     env = client.run(lambda: {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                               "MKL_NUM_THREADS")})
     assert len(env) == 2 and all(set(v.values()) == {"2"} for v in env.values())
+    # one job per one-thread worker at a time: a job that kills its worker takes no queued job with it
+    assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION) == 1.0
 
 
 def _stat(path):
@@ -318,8 +320,10 @@ def test_retries_are_bounded_by_allowed_failures(client, files, tmp_path):
     opts = {"iterations": 2, "weights": str(files / "tiny.h5")}
     jobs = [Job(str(files / "c1.png"), (str(files / "s1.png"),), opts, name="doomed"),
             Job(str(files / "c2.png"), (str(files / "s1.png"),), opts, name="fine")]
+    client.wait_for_workers(2, timeout=120)                        # both back from the test before
     res = batch.run(jobs, tmp_path / "out", client=client, progress=False, task=_always_kill_task)
-    assert [r.status for r in res] == ["failed", "done"], res
+    assert [r.status for r in res] == ["failed", "done"], [r.error for r in res]     # 'fine' never shares a
+    # worker with 'doomed' (worker-saturation 1.0), so its deaths are not counted against it
     assert "KilledWorker" in res[0].error and "allowed-failures" in res[0].error
     deaths = (tmp_path / "deaths").read_text().split()
     assert len(deaths) == 2 + 1 and len(set(deaths)) == 3          # allowed-failures=2: 3 tries, 3 processes
@@ -398,3 +402,17 @@ def test_a_contact_sheet_that_cannot_be_written_costs_only_itself(client, files,
     with open(out / "summary.csv", newline="") as fh:
         assert [r["status"] for r in csv.DictReader(fh)] == ["skipped"]
     assert not (out / "contact_sheet.png").exists() and _no_private_folders(out)
+
+
+def test_a_cluster_without_workers_fails_the_jobs_instead_of_waiting_for_ever(files, tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "NO_WORKERS_SECONDS", 0.5)
+    monkeypatch.setattr(batch, "WORKER_CHECK_SECONDS", 0.2)
+    lines = []
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty, \
+            distributed.Client(empty) as c:
+        job = Job(str(files / "c1.png"), (str(files / "s1.png"),), {"weights": str(files / "tiny.h5")})
+        res = batch.run([job], tmp_path / "out", client=c, progress=False, log=lines.append)
+    assert [r.status for r in res] == ["failed"] and "had no worker for 0.5 s" in res[0].error, res
+    assert any("no worker is connected" in line for line in lines), lines
+    with open(tmp_path / "out" / "summary.csv", newline="") as fh:
+        assert [r["status"] for r in csv.DictReader(fh)] == ["failed"]

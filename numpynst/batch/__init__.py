@@ -31,7 +31,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..checks import first_line, integer
 from ..errors import OptionError
@@ -240,7 +240,7 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
                    dynamic_ncols=True)
         failed = 0
-        for fut in distributed.as_completed(list(futures)):
+        for fut in _as_completed(client, list(futures), distributed, log):
             i = futures[fut]
             results[i] = _collect(jobs[i], fut, retries, distributed)
             failed += results[i].status == "failed"
@@ -248,6 +248,11 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
             bar.update(1)
             if failed:
                 bar.set_postfix(failed=failed, refresh=False)
+        pending = [f for f, i in futures.items() if i not in results]
+        if pending:                     # the watchdog gave up: no worker came back
+            client.cancel(pending)
+            for f in pending:
+                results[futures[f]] = _result(jobs[futures[f]], status="failed", error=_no_workers_error())
     except KeyboardInterrupt as exc:
         why = signal_name(guard.note(exc))
         if bar is not None:
@@ -265,6 +270,46 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+NO_WORKERS_SECONDS = 180.0      # a cluster without any worker this long is not coming back
+WORKER_CHECK_SECONDS = 5.0      # how often the worker count is asked while no result comes
+
+
+def _no_workers_error() -> str:
+    return f"the cluster had no worker for {NO_WORKERS_SECONDS:g} s (all died or left), so the job could not run"
+
+
+def _as_completed(client, futures: list, distributed, log, poll: float = 0.25) -> Iterator:
+    """The futures as they finish, like ``distributed.as_completed``, but never waiting for ever.
+
+    Dask keeps a job queued while the cluster has no worker, in case one joins; a local cluster whose
+    workers all died (and a scheduler nobody starts workers for) would leave the batch waiting for
+    ever. Every :data:`WORKER_CHECK_SECONDS` without a result the worker count is asked; after
+    :data:`NO_WORKERS_SECONDS` without any worker the iteration stops, leaving the rest unfinished.
+    """
+    ac = distributed.as_completed(futures)
+    alone_since = None
+    last_check = time.monotonic()
+    while not ac.is_empty():
+        if ac.has_ready():
+            yield from ac.next_batch(block=False)
+            last_check = time.monotonic()
+            continue
+        time.sleep(poll)
+        now = time.monotonic()
+        if now - last_check < WORKER_CHECK_SECONDS:
+            continue
+        last_check = now
+        if client.nthreads():
+            alone_since = None
+        elif alone_since is None:
+            alone_since = now
+            log(f"dask: no worker is connected to {client.scheduler.address}; waiting up to "
+                f"{NO_WORKERS_SECONDS:g} s for one")
+        elif now - alone_since > NO_WORKERS_SECONDS:
+            log(f"numpynst batch: {_no_workers_error()}")
+            return
 
 
 def _recheck_cancelled(jobs: Sequence[Job], results: dict[int, JobResult], outdir: Path) -> None:

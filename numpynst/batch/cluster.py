@@ -109,6 +109,19 @@ def keep_blas_env():
                 os.environ[k] = v
 
 
+def _scheduler_config(retries: int) -> dict[str, Any]:
+    """Scheduler settings of the clusters we start.
+
+    ``allowed-failures``: how many worker deaths a job may be present at before it is failed.
+    ``worker-saturation`` 1.0: a worker is given a job only when its thread is free. Dask's default
+    (1.1) queues a second job on a one-thread worker; if the first job kills the worker (out of
+    memory), the queued one counts that death too, and an innocent job can fail with its neighbour.
+    Jobs take seconds to hours, so there is nothing to gain from queueing them on a worker early.
+    """
+    return {"distributed.scheduler.allowed-failures": int(retries),
+            "distributed.scheduler.worker-saturation": 1.0}
+
+
 def local_cluster(n_workers: int, blas_threads: int, retries: int = 2, dashboard: bool = True):
     """Start a ``LocalCluster``: ``n_workers`` processes x 1 thread, ``blas_threads`` BLAS threads each.
 
@@ -119,7 +132,7 @@ def local_cluster(n_workers: int, blas_threads: int, retries: int = 2, dashboard
     import dask
     from distributed import LocalCluster
     env = {k: str(blas_threads) for k in BLAS_ENV}
-    config = {"distributed.scheduler.allowed-failures": int(retries),
+    config = {**_scheduler_config(retries),
               **{f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}}
     address = ":8787" if dashboard and has_dashboard() else None
     with dask.config.set(config), keep_blas_env():
@@ -145,7 +158,7 @@ def gpu_cluster(n_workers: int | None = None, retries: int = 2):
     kwargs: dict[str, Any] = {"threads_per_worker": 1, "preload": ["numpynst.batch.worker"]}
     if n_workers is not None:
         kwargs["n_workers"] = n_workers
-    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+    with dask.config.set(_scheduler_config(retries)):
         return LocalCUDACluster(**kwargs)
 
 
