@@ -39,7 +39,7 @@ from .jobs import Job, prepare_jobs
 from .manifest import grid_jobs, read_manifest  # noqa: F401 (API)
 from .options import OPTIONS  # noqa: F401 (API)
 
-__all__ = ["Job", "JobResult", "OPTIONS", "read_manifest", "grid_jobs", "run", "summarize"]
+__all__ = ["Job", "JobResult", "Results", "OPTIONS", "read_manifest", "grid_jobs", "run", "summarize"]
 
 DEFAULT_RETRIES = 2
 MAX_RETRIES = 100           # a job that kills its worker every time must not be retried forever
