@@ -132,9 +132,10 @@ def check_writable(path: str | os.PathLike, what: str, *, overwrite: bool = Fals
     how to allow it). Nothing is created. :func:`atomic_path` checks again when it places the
     file, so something that appears meanwhile is still never replaced.
     """
-    p = Path(os.fspath(path)).expanduser()
-    if not p.name or p.name in (".", ".."):
-        raise error(f"{what} {p}: not a file name")
+    raw = os.fsdecode(os.fspath(path))
+    p = Path(raw).expanduser()
+    if not p.name or p.name in (".", "..") or raw.endswith(("/", os.sep)):
+        raise error(f"{what} {raw}: not a file name (a folder's name, or ends with a slash)")
     too_long = _name_problem(p)
     if too_long:
         raise error(f"{what} {p}: {too_long}")

@@ -326,6 +326,12 @@ def test_over_long_names_are_one_line_errors_naming_the_argument(cli, d, which):
     _one_line(code, err, label, "bytes long, more than this filesystem's limit")
 
 
+def test_an_output_name_ending_with_a_slash_is_refused(cli, d):
+    code, _, err = cli("stylize", "photo.png", "art.png", "-o", "res.png/", *FAST, "--weights", "tiny.h5", cwd=d)
+    _one_line(code, err, "res.png/", "not a file name")
+    assert not (d / "res.png").exists()
+
+
 def test_a_file_name_with_a_newline_still_gives_one_line(cli, d):
     code, _, err = cli("stylize", "no\nsuch.png", "art.png", "-o", "o.png", *FAST, "--weights", "tiny.h5", cwd=d)
     _one_line(code, err, "no\\nsuch.png: no such file")
@@ -356,6 +362,8 @@ def test_output_under_a_regular_file_is_a_one_line_error(cli, d, command):
     (["--tv-weight", "inf"], "--tv-weight"),
     (["--beta", "-1"], "--beta"),
     (["--scales", "nan", "1"], "--scales"),
+    (["--size", "8"], "--size must be an integer in 16..16384"),
+    (["--size", str(10 ** 20)], "--size"),
 ])
 def test_hostile_numbers_are_one_line_errors_before_anything_is_written(cli, d, extra, fragment):
     code, _, err = cli("stylize", "photo.png", "art.png", "-o", "o.png", *FAST, "--weights", "tiny.h5",

@@ -80,7 +80,7 @@ def run(args) -> int:
     for label, src in (("image", image), ("--weights", args.weights)):
         if src is not None and same_file(output, src):
             raise OptionError(f"--output {output} is the input {label}; choose another file name")
-    check_writable(output, "--output", overwrite=args.overwrite)
+    check_writable(args.output, "--output", overwrite=args.overwrite)   # raw: a trailing / is refused
     integer("--channels", args.channels, minimum=1)
     rgb = load_image(image, size=args.size)
     model = VGG.from_h5(args.weights, backend=args.backend)

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from ..arch import parse_layer_weights
 from ..errors import ImageError, OptionError
-from ..image import IMAGE_SUFFIXES
+from ..image import IMAGE_SUFFIXES, MAX_SIZE
 from ..transfer import MAX_ITERATIONS  # the cap per scale, --iterations and --save-every alike
 from ..transfer import (DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_CONTENT_LAYER, DEFAULT_ITERATIONS,
                         DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS)
@@ -121,6 +121,8 @@ def check_numbers(args) -> None:
     integer("--iterations", args.iterations, minimum=0, maximum=MAX_ITERATIONS)
     integer("--save-every", args.save_every, minimum=0, maximum=MAX_ITERATIONS)
     integer("--seed", args.seed, minimum=0, maximum=MAX_SEED)
+    if args.size is not None:
+        integer("--size", args.size, minimum=16, maximum=MAX_SIZE)
     weights = {"--content-weight/--alpha": args.alpha, "--style-weight/--beta": args.beta,
                "--tv-weight": args.tv_weight}
     for name, value in weights.items():
@@ -170,7 +172,7 @@ def check_output(output: str | Path, inputs: list[tuple[str, Path]], overwrite: 
         raise OptionError(f"--output {out}: unknown image type {out.suffix or '(none)'!r}; "
                           f"use one of {', '.join(IMAGE_SUFFIXES)}")
     _not_an_input("--output", out, inputs)
-    return check_writable(out, "--output", overwrite=overwrite)
+    return check_writable(output, "--output", overwrite=overwrite)   # raw: a trailing / is refused
 
 
 def check_derived(args, output: Path, inputs: list[tuple[str, Path]]) -> Outputs:
