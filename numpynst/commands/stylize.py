@@ -84,6 +84,9 @@ def add_stylize_options(p: argparse.ArgumentParser) -> None:
                    help="also save every N-th iterate into OUT_frames/ (default: off)")
     r.add_argument("--plot", action="store_true",
                    help="also write OUT_plot.png: content | style | result and the loss curves")
+    r.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
+                   help="bits per channel: 16 (from the float result, for print) needs .png or .tif "
+                        "(default: 16 for .tif, 8 otherwise)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -222,17 +225,19 @@ def prepare(args, content, styles: list, output: str | Path) -> tuple[Outputs, l
     check_numbers(args)
     inputs = check_inputs(args, content, styles)
     out = check_output(output, inputs, args.overwrite)
+    from ..provenance import bit_depth_for
+    args.bit_depth = bit_depth_for(out, getattr(args, "bit_depth", None))
     return check_derived(args, out, inputs), inputs
 
 
-def _save_result(out: Outputs, image, overwrite: bool) -> tuple[Path, str | None]:
+def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, str | None]:
     """Save the picture; if its path was taken during the run by something that may not be
     replaced (a file without --overwrite, a symlink, a folder), save it under the first free
     ``OUT-N.ext`` beside it instead of losing it. Returns (path written, problem or None)."""
     from ..image import save_image
     import os
     try:
-        return save_image(out.image, image, overwrite=overwrite), None
+        return save_image(out.image, image, overwrite=overwrite, **save), None
     except ImageError:
         if not os.path.lexists(out.image):      # not taken, just unwritable (disk full ...): say so
             raise
@@ -245,7 +250,7 @@ def _save_result(out: Outputs, image, overwrite: bool) -> tuple[Path, str | None
         if alt.exists() or alt.is_symlink():
             continue
         try:
-            return save_image(alt, image, overwrite=False), problem
+            return save_image(alt, image, overwrite=False, **save), problem
         except ImageError:
             continue
     raise OptionError(f"{problem}; the result could not be saved anywhere")
@@ -292,7 +297,10 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
                          seed=args.seed, preserve_color=args.preserve_color, backend=args.backend,
                          weights=args.weights, pooling=args.pooling, tol=args.tol or None,
                          callback=callback, scales=args.scales, progress=not args.quiet)
-    written, problem = _save_result(out, result.image, args.overwrite)
+    from ..provenance import run_info
+    deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
+    written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
+                                    bit_depth=args.bit_depth, info=run_info(args, content, styles, result))
     J = result.history["J"]
     change = "" if not J else f"J {J[0]:.4g} -> {result.J_final:.4g}" + (
         f" = {result.J_final / J[0]:.1%} of start" if J[0] > 0 else "")      # J_0 = 0: nothing to divide
