@@ -275,9 +275,12 @@ def _interrupt_a_batch(files, tmp_path, kill):
     manifest = _manifest(files / "long.csv", "content,style,weights,iterations,tol,name",
                          "c1.png,s1.png,tiny.h5,2,0,quick", "c2.png,s2.png,tiny.h5,1000000,0,endless")
     out = tmp_path / "out"
+    def as_in_a_terminal():         # a suite run in the background or under nohup has them ignored
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_DFL)
     proc = subprocess.Popen([sys.executable, "-m", "numpynst", "batch", str(manifest), "-o", str(out),
                              "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=as_in_a_terminal)
     try:
         deadline = time.monotonic() + 60
         while not list(out.glob("quick-*.png")):                    # the quick job is done

@@ -380,7 +380,20 @@ def test_weights_that_are_no_vgg_or_lack_a_layer_are_refused_up_front(files, tmp
             batch.read_manifest(manifest)
 
 
-def test_a_signal_raises_once_and_only_where_the_batch_can_stop(monkeypatch):
+@pytest.fixture
+def default_signals():
+    """SIGINT, SIGTERM, SIGHUP with their default actions, as in a terminal, for one test: a suite run
+    under ``nohup`` (or in the background) starts with some ignored, and the guard rightly leaves an
+    ignored signal alone."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
+    saved = {s: signal.signal(s, h) for s, h in defaults.items()}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_a_signal_raises_once_and_only_where_the_batch_can_stop(default_signals, monkeypatch):
     from numpynst.batch.interrupts import InterruptGuard, Interrupted
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     with InterruptGuard() as guard:
