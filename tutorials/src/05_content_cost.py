@@ -30,7 +30,7 @@ FAST = os.environ.get("NUMPYNST_FAST") == "1"   # the test suite sets this: smal
 set_matplotlib_formats("jpeg")
 plt.rcParams.update({"figure.dpi": 80})
 
-from numpynst.gradcheck import check_directional, numerical_gradient, rel_error
+from numpynst.gradcheck import directional_derivative, numerical_gradient, random_direction, rel_error
 from numpynst.image import load_image, sample_path
 from numpynst.losses import content_cost
 from numpynst.optim import LBFGS, minimize
@@ -47,8 +47,10 @@ print("fast mode" if FAST else "full mode")
 # $$
 #
 # A squared distance between two activation volumes, divided by their size so that the cost does
-# not grow with the layer (the factor 4 is a convention from the original formulation; it only
-# rescales the weight $\alpha$ of notebook 7).
+# not grow with the layer. This form, the 4 included, comes from the deeplearning.ai course's
+# programming assignment; Gatys et al. write $\frac12 \sum (F - P)^2$ with no size factor, and the
+# course's lecture notes the plain $\lVert a^{(C)} - a^{(G)}\rVert^2$. Section 4 puts the three side
+# by side, for the style cost too, and shows when the constant matters.
 #
 # **Gradient.** Each term of the sum involves one entry of $a^{(G)}$, so
 #
@@ -94,12 +96,17 @@ assert err < 1e-8
 # $$
 #
 # That is the whole objective for a content-only problem. Checked with a directional derivative
-# through the real VGG19 in float64. The step is $h = 10^{-4}$ along a unit direction: pixel
-# values are of order 100 and $J$ of order $10^3$, so a smaller step would lose the difference
-# $J(x + hv) - J(x - hv)$ in rounding. Expect around $10^{-8}$ — or up to a few times $10^{-6}$
-# when the step happens to cross a ReLU or max-pooling kink somewhere among the network's
-# half-million units (each crossing shifts the difference quotient by roughly one unit's share,
-# $\sim 10^{-6}$). A wrong gradient would be off by $O(1)$.
+# through the real VGG19 in float64, with step $h = 10^{-4}$ along a unit direction (pixel values
+# are of order 100, $J$ of order $10^3$).
+#
+# What error to expect, and why? Convolutions are linear, ReLU and max pooling piecewise linear,
+# so $a(x)$ is piecewise linear and $J$ piecewise **quadratic** in $x$. As long as the step from
+# $x - hv$ to $x + hv$ switches no ReLU on or off and hands no pooling window to another winner,
+# the central difference of a quadratic is exact: there is no truncation error, only the rounding
+# of $J(x \pm hv)$ divided by $2h$ — which grows as $h$ shrinks. A large step, on the other hand,
+# crosses kinks, and each crossing adds an error that no rounding explains. So we measure, for
+# six random directions and several steps, the error relative to $|D|$ with
+# $D = \langle \nabla J, v\rangle$, and count the units that switch between $x - hv$ and $x + hv$:
 
 # %%
 def content_objective(model, a_C, layer):
@@ -111,15 +118,67 @@ def content_objective(model, a_C, layer):
     return fun
 
 
+def switched_units(model, x, v, h, layer):
+    """(ReLUs that switch on/off, max-pool windows whose winner changes) between x - h v and x + h v."""
+    names = model.layer_names[: model.layer_names.index(layer) + 1]
+    convs = [n for n in names if "_conv" in n]
+    lo = model.forward(x - h * v, convs, keep_cache=False)
+    hi = model.forward(x + h * v, convs, keep_cache=False)
+    relus = sum(int(np.count_nonzero((lo[n] > 0) != (hi[n] > 0))) for n in convs)
+
+    def winners(a):                                     # index 0..3 of each 2x2 window's maximum
+        n_, H, W, C = a.shape
+        a = a[:, : H // 2 * 2, : W // 2 * 2].reshape(n_, H // 2, 2, W // 2, 2, C)
+        return a.transpose(0, 1, 3, 5, 2, 4).reshape(n_, H // 2, W // 2, C, 4).argmax(axis=-1)
+
+    pools = 0
+    for pool in (n for n in names if n.endswith("_pool") and model.pooling == "max"):
+        below = [c for c in convs if c.startswith(pool.split("_")[0] + "_")][-1]   # the conv the pool reads
+        pools += int(np.count_nonzero(winners(lo[below]) != winners(hi[below])))
+    return relus, pools
+
+
 model64 = VGG.from_h5(dtype=np.float64)
 x_small = preprocess(load_image(sample_path("chelsea"), size=48), dtype=np.float64)[:, :32, :48]
 a_target = model64.forward(x_small, ["block3_conv2"], keep_cache=False)["block3_conv2"].copy()
 fun64 = content_objective(model64, a_target, "block3_conv2")
 x_probe = x_small + rng.normal(0.0, 20.0, size=x_small.shape)       # somewhere away from the optimum
 J, dx = fun64(x_probe)
-err = check_directional(lambda z: fun64(z)[0], x_probe, dx, h=1e-4)
-print(f"J(x) = {float(J):.4g}; directional check of dJ/dx through VGG19: {err:.1e}   (around 1e-8, at most ~1e-6)")
-assert err < 1e-5
+grad_norm = np.linalg.norm(dx)
+steps = (1e-2, 1e-4, 1e-6)
+print(f"J(x) = {float(J):.4g}, |grad| = {grad_norm:.3g}; per step h: relative error [ReLUs, pool windows switched]")
+print(f"{'direction':>9} {'D/|grad|':>9}   " + "   ".join(f"h = {h:<14.0e}" for h in steps) + "  error/|grad| at h=1e-4")
+directions = np.random.default_rng(0)
+for k in range(6):
+    v = random_direction(x_probe, directions)
+    D = float(np.sum(dx * v))
+    row, miss = [], {}
+    for h in steps:
+        miss[h] = abs(directional_derivative(lambda z: fun64(z)[0], x_probe, v, h) - D)
+        relus, pools = switched_units(model64, x_probe, v, h, "block3_conv2")
+        row.append(f"{miss[h] / abs(D):7.1e} [{relus},{pools}]")
+        if h == 1e-4:
+            assert relus == pools == 0                  # no kink inside the step: rounding only
+    print(f"{k:>9} {D / grad_norm:+9.1e}   " + "   ".join(f"{r:<18}" for r in row) + f"  {miss[1e-4] / grad_norm:.1e}")
+    assert miss[1e-4] < 3e-9 * grad_norm and miss[1e-6] > miss[1e-4]
+
+# %% [markdown]
+# Reading the table (the same in every run: the probe and the directions are seeded):
+#
+# * At $h = 10^{-4}$ **no unit switches**, so the error is rounding. Relative to $|D|$ it ranges
+#   from a few $10^{-8}$ to ~$10^{-5}$ — but that spread is $|D|$'s, not the error's: a random
+#   direction in $32 \cdot 48 \cdot 3 = 4608$ dimensions has $|D| \approx \|\nabla J\|/68$, and one
+#   nearly orthogonal to $\nabla J$ (direction 2, $|D| \approx 10^{-4} \|\nabla J\|$) divides the
+#   same absolute error by a hundred times less. Divided by $\|\nabla J\|$ instead, the error is
+#   $2 \cdot 10^{-10}$ to $2 \cdot 10^{-9}$ in every direction.
+# * At $h = 10^{-6}$ nothing switches either, and the error is larger: rounding, divided by a
+#   smaller $2h$.
+# * At $h = 10^{-2}$ the step sometimes switches one ReLU, and that direction's error jumps to
+#   3–4 $\cdot 10^{-4}$ — a kink. Without a switch, $10^{-2}$ is the most accurate step of the three.
+#
+# The same experiment with average pooling (`VGG.from_h5(pooling="avg")`: only ReLU kinks left)
+# gives the same picture, which is the point: at the step we use, the errors of 1e-8 to 1e-5 are
+# rounding over a small $|D|$, not kinks. A wrong gradient would be off by $O(1)$ in every row.
 
 # %% [markdown]
 # ## 3. What each layer keeps: reconstruction from activations
@@ -217,18 +276,105 @@ for layer in layers_to_try:
 # in `numpynst`) pins down *what is where*, and leaves the colours and textures free to be taken
 # from the painting. A shallow content layer would pin down the pixels themselves and leave no
 # room for any style.
+
+# %% [markdown]
+# ## 4. Whose normalisation? The course notes, this library, Gatys et al.
 #
+# The constant in front of a cost is a choice, and three sources make three choices. Here
+# $n_H, n_W, n_C$ are the sizes of layer $l$'s activation, $M = n_H n_W$ its number of positions,
+# $n = M n_C$, and $G = A^\top A$ with $A$ the activation reshaped to $M \times n_C$:
+#
+# | | content cost, one layer | style cost of layer $l$ |
+# |---|---|---|
+# | course lecture notes | $\lVert a^{(C)} - a^{(G)} \rVert^2$ (no size constant) | $\frac{1}{(2 n_H n_W n_C)^2}\, \lVert G^{(S)} - G^{(G)} \rVert_F$ |
+# | `numpynst` (= the course's programming assignment) | $\frac{1}{4 n_H n_W n_C} \sum (a^{(C)} - a^{(G)})^2$ | $\frac{1}{(2 n_H n_W n_C)^2} \sum_{kk'} (G^{(S)}_{kk'} - G^{(G)}_{kk'})^2$ |
+# | Gatys, Ecker & Bethge (2015) | $\frac12 \sum (F - P)^2$ | $\frac{1}{4 N_l^2 M_l^2} \sum_{ij} (G_{ij} - A_{ij})^2$ |
+#
+# Factor by factor:
+#
+# * **Gatys' $\frac12$** on the content cost makes its gradient exactly $F - P$ (the $2$ of the
+#   square cancels). It is not normalised by the layer's size; Gatys' $F$, $P$ are our $a^{(G)}$,
+#   $a^{(C)}$ reshaped to $N_l \times M_l$ ($N_l$ filters = $n_C$, $M_l$ positions = $n_H n_W$).
+# * **The course's $\frac{1}{4 n_H n_W n_C}$** (from its programming assignment, not from the
+#   paper) divides by the number of entries $n$, so the content cost is a *mean* squared difference
+#   (times $\frac14$) and does not grow with the image or the layer; the 4 mirrors the style cost's
+#   $(2 \cdot)^2$. The lecture notes write the plain squared norm, which grows with $n$.
+# * **The style constant $\frac{1}{(2 n_H n_W n_C)^2} = \frac{1}{4 n_C^2 M^2}$** is Gatys' own
+#   ($N_l = n_C$, $M_l = M$): the library and the paper agree exactly here. $G$ sums over $M$
+#   positions, so its entries grow like $M$ and the squared difference like $M^2$; dividing by
+#   $M^2$ makes the cost independent of the image size, and $n_C^2$ of the number of Gram entries.
+# * **The notes' style cost drops a square**: the constant is squared, as in the paper, but the
+#   Frobenius norm is not — $\lVert G^{(S)} - G^{(G)}\rVert_F$ instead of its square
+#   $\sum_{kk'}(\cdot)^2$. That is a different function, not a rescaling: its gradient
+#   $(G^{(G)} - G^{(S)}) / \lVert G^{(G)} - G^{(S)}\rVert_F$ has unit size however close the match,
+#   and it has no derivative at the optimum. The library and the assignment use the square.
+# * **What $G$ is.** $G_{kk'} = \sum_p a_{pk} a_{pk'}$ is an *uncentred* second-moment
+#   (co-occurrence) matrix: no mean is subtracted and nothing is divided by standard deviations.
+#   It is neither a correlation (the lecture's word) nor a covariance (the notes say
+#   "technically cross co-variance"): a covariance would be $G/M - \mu \mu^\top$ with $\mu$ the
+#   channel means. After a ReLU every activation is $\ge 0$, so the means are far from 0 and
+#   $M \mu\mu^\top$ is a large part of $G$ — see the cell below.
+#
+# **Why the per-layer constant matters.** With one content layer, any constant in front of
+# $J_\text{content}$ is absorbed by $\alpha$; with one style layer, likewise by $\beta$. But the
+# style cost sums several layers, $J_\text{style} = \sum_l \lambda_l\, c_l\, \lVert G^{(S)}_l -
+# G^{(G)}_l \rVert_F^2$, and the constants $c_l = 1/(2 n_H^l n_W^l n_C^l)^2$ differ from layer to
+# layer by orders of magnitude. One global $\beta$ can rescale all the terms together, never one
+# against another: dropping the $c_l$ (or changing them) is the same as changing every $\lambda_l$
+# by its own factor. For the five default style layers at 256 px:
+
+# %%
+from numpynst.transfer import DEFAULT_STYLE_LAYERS
+
+style_rgb = load_image(sample_path("ihc"), size=256)                # the demo style image, 256 x 256
+acts = model.forward(model.preprocess(style_rgb), list(DEFAULT_STYLE_LAYERS), keep_cache=False)
+c = {}
+print(f"{'layer':>13} {'nH x nW x nC':>16} {'c_l = 1/(2n)^2':>15} {'c_l / c_block1':>15} {'|M mu mu^T| / |G|':>18}")
+for layer, a in acts.items():
+    nH, nW, nC = a.shape[1:]
+    c[layer] = 1.0 / (2.0 * nH * nW * nC) ** 2
+    A = a[0].reshape(-1, nC).astype(np.float64)            # M x nC
+    G, mu = A.T @ A, A.mean(axis=0)                        # G = A^T A; mu: the channel means
+    share = np.linalg.norm(A.shape[0] * np.outer(mu, mu)) / np.linalg.norm(G)
+    print(f"{layer:>13} {f'{nH} x {nW} x {nC}':>16} {c[layer]:15.2e} {c[layer] / c['block1_conv1']:15.0f} {share:18.2f}")
+    assert 0.5 < share < 1.0                               # the means make up most of G
+assert c["block5_conv1"] / c["block1_conv1"] == 1024.0    # 32 times fewer entries, squared
+
+# %% [markdown]
+# From `block1_conv1` (256 × 256 × 64 entries) to `block5_conv1` (16 × 16 × 512) the number of
+# entries shrinks 32-fold, so $c_l$ grows 1024-fold. Without the constants, the shallow layers'
+# raw squared Gram differences — their entries are sums over up to 256 times more positions —
+# would outweigh the deep layers' by orders of magnitude, and the equal $\lambda_l = 0.2$ would
+# mean nothing. With them, each layer's cost is a size-free number and the $\lambda_l$ weigh
+# comparable quantities (notebook 6 shows how different the per-layer costs still are). All of
+# this is about the raw $J$ — `Objective`'s default, the one these notebooks derive.
+# `numpynst.stylize` by default *calibrates* the weights: it divides each layer's cost by its value
+# for a blank image, $c_l \lVert G^{(S)}_l\rVert_F^2$, so $c_l$ cancels and every layer's term becomes
+# the relative error $\lVert G^{(G)}_l - G^{(S)}_l\rVert_F^2 / \lVert G^{(S)}_l\rVert_F^2$ — there the
+# constant no longer matters, by construction (`numpynst.transfer.calibration`).
+#
+# The last column: at every layer the channel-mean part $M\mu\mu^\top$ alone is 72–93 % of the
+# size of $G$ (norm ratio) — $G$ is mostly "how much of each feature, on average", and only the
+# rest is how features co-vary. Matching $G$ matches both.
+
+# %% [markdown]
 # ## Summary
 #
 # * $J_\text{content} = \frac{1}{4 n_H n_W n_C}\sum (a^{(C)} - a^{(G)})^2$, with
 #   $\partial J/\partial a^{(G)} = (a^{(G)} - a^{(C)})/(2 n_H n_W n_C)$ — checked to ~$10^{-10}$.
 # * The pixel gradient is one VGG backward pass seeded at the content layer — checked through VGG19
-#   to ~$10^{-8}$ in float64.
+#   in float64: no unit switches at $h = 10^{-4}$, the error is rounding, $2 \cdot 10^{-10}$ to
+#   $2 \cdot 10^{-9}$ of $\lVert\nabla J\rVert$ (larger relative to a small $|D|$); larger steps cross
+#   kinks.
+# * The $\frac{1}{4 n_H n_W n_C}$ is the course assignment's (Gatys: $\frac12$, no size factor); the
+#   style constant $\frac{1}{(2 n_H n_W n_C)^2}$ is Gatys' own, and with several style layers it
+#   sets their relative weights, so $\beta$ cannot absorb it. $G$ is an uncentred second-moment
+#   matrix.
 # * Reconstructions from activations show what each layer keeps: pixels (shallow), layout and
 #   shapes (deep).
 #
-# Next: [notebook 6](06_style_gram_matrix.ipynb) — the style cost, built from the *correlations*
-# between a layer's channels instead of the activations themselves.
+# Next: [notebook 6](06_style_gram_matrix.ipynb) — the style cost, built from the co-occurrences
+# (Gram matrix) of a layer's channels instead of the activations themselves.
 #
 # ## Exercises
 #
