@@ -210,10 +210,36 @@ ax.set_title("one style-transfer iteration (forward + backward)")
 ax.legend()
 plt.show()
 
+pixels = {}
+for name in backends:
+    for side in step_sizes:
+        c = resize_image(content, side)
+        pixels[side] = (c.shape[0] // 16 * 16) * (c.shape[1] // 16 * 16)
+    for small, big in zip(step_sizes, step_sizes[1:]):
+        t_ratio, p_ratio = per_iter[name, big] / per_iter[name, small], pixels[big] / pixels[small]
+        verdict = ("less than" if t_ratio < 0.85 * p_ratio else "more than" if t_ratio > 1.15 * p_ratio
+                   else "about")
+        print(f"{name:5s} {small} -> {big} px: time x{t_ratio:.1f} for x{p_ratio:.1f} the pixels "
+              f"({verdict} proportional)")
+    for side in step_sizes:
+        print(f"{name:5s} {side} px: {per_iter[name, side] / pixels[side] * 1e6:.1f} us per pixel")
+
 # %% [markdown]
-# On NumPy the time per iteration grows with the pixel count (4× per doubling of the side); 200
-# L-BFGS iterations at 512 px are then minutes on a laptop. On a GPU small images are dominated by
-# fixed costs (kernel launches), so the speed-up grows with the image.
+# The work of an iteration is proportional to the pixel count, so the ideal time ratio per
+# doubling of the side is the pixel ratio printed beside it: 4.0 from 128 to 256 px, 4.2 from 256
+# to 512 px (the sides are cut to multiples of 16). A measured ratio departs from it both ways,
+# and the printed time per pixel shows which way: *less* than proportional where costs that do not
+# grow with the image — Python calls and per-call setup in each of the dozens of layer calls,
+# matrix products too small to run at full speed — are a large share of a small image; *more* than
+# proportional when the larger image's activations (a 512 px layer of 64 channels is 44 MB in
+# float32) no longer fit in the CPU's caches, or when other jobs compete for the cores. The
+# stored CPU run was made on a 2-core machine shared with several other jobs, with one BLAS
+# thread: its absolute times are several times an idle machine's, and its ratios carry that
+# noise. The run committed before it, on the same machine with fewer jobs, measured 111, 309 and
+# 1821 ms per iteration: ratios 2.8 and 5.9, first less, then more than proportional. Either way,
+# 200 L-BFGS iterations at 512 px take minutes on a 2-core CPU.
+# On a GPU small images are dominated by fixed costs (kernel launches), so the speed-up grows
+# with the image.
 #
 # ## 5. A whole run on the GPU
 #
