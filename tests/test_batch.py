@@ -323,7 +323,6 @@ def test_retries_are_bounded_by_allowed_failures(client, files, tmp_path):
     opts = {"iterations": 2, "weights": str(files / "tiny.h5")}
     jobs = [Job(str(files / "c1.png"), (str(files / "s1.png"),), opts, name="doomed"),
             Job(str(files / "c2.png"), (str(files / "s1.png"),), opts, name="fine")]
-    client.wait_for_workers(2, timeout=120)                        # both back from the test before
     res = batch.run(jobs, tmp_path / "out", client=client, progress=False, task=_always_kill_task)
     assert [r.status for r in res] == ["failed", "done"], [r.error for r in res]     # 'fine' never shares a
     # worker with 'doomed' (worker-saturation 1.0), so its deaths are not counted against it
@@ -411,7 +410,7 @@ def test_a_cluster_without_workers_fails_the_jobs_instead_of_waiting_for_ever(fi
     monkeypatch.setattr(batch, "NO_WORKERS_SECONDS", 0.5)
     monkeypatch.setattr(batch, "WORKER_CHECK_SECONDS", 0.2)
     lines = []
-    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty, \
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty, \
             distributed.Client(empty) as c:
         job = Job(str(files / "c1.png"), (str(files / "s1.png"),), {"weights": str(files / "tiny.h5")})
         res = batch.run([job], tmp_path / "out", client=c, progress=False, log=lines.append)
@@ -419,3 +418,22 @@ def test_a_cluster_without_workers_fails_the_jobs_instead_of_waiting_for_ever(fi
     assert any("no worker is connected" in line for line in lines), lines
     with open(tmp_path / "out" / "summary.csv", newline="") as fh:
         assert [r["status"] for r in csv.DictReader(fh)] == ["failed"]
+
+
+def test_a_result_computed_again_after_its_worker_died_is_not_a_failure(files):
+    """as_completed may hand back a future whose finished result was lost with its worker (a neighbour
+    killed it) and is being computed again: its status is "pending" then, and its row must be waited
+    for, not read as an error."""
+    from numpynst.batch import _collect
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),), {"iterations": 2})])
+
+    class Recomputed:                   # what a distributed.Future looks like at that moment
+        status = "pending"
+
+        def result(self):
+            return {"job": job.name, "status": "done", "J_final": 1.5, "output": job.output}
+
+        def exception(self):
+            return None
+    r = _collect(job, Recomputed(), 2, distributed)
+    assert (r.status, r.J_final, r.output, r.error) == ("done", 1.5, job.output, "")

@@ -324,17 +324,24 @@ def _recheck_cancelled(jobs: Sequence[Job], results: dict[int, JobResult], outdi
 
 
 def _collect(job: Job, fut, retries: int, distributed) -> JobResult:
-    """The JobResult of a finished future, turning Dask-level failures into one-line errors."""
-    if fut.status == "finished":
-        row = fut.result()
-        return _result(job, **row)
+    """The JobResult of a future that came back from the loop, Dask-level failures as one-line errors.
+
+    Its status is not always "finished" or "error" by now: a finished job's row lives in its
+    worker's memory until fetched, and if that worker dies first (a neighbour ran out of memory, was
+    killed), Dask computes the job again. ``result()`` waits for that, so the job is not reported as
+    failed for its neighbour's death.
+    """
+    import concurrent.futures
     if fut.status == "cancelled":
         return _result(job, status="cancelled", error="cancelled by the scheduler")
-    exc = fut.exception()
-    if isinstance(exc, distributed.KilledWorker):
+    try:
+        return _result(job, **fut.result())
+    except concurrent.futures.CancelledError:
+        return _result(job, status="cancelled", error="cancelled by the scheduler")
+    except distributed.KilledWorker:
         msg = ("its worker process died while running it more often than the scheduler's allowed-failures "
                "(out of memory? killed?); gave up (KilledWorker)")
-    else:
+    except Exception as exc:                    # noqa: BLE001 -- raised by the task (MemoryError, ...)
         msg = f"{first_line(exc, with_type=True)} (after {retries} retries)"
     return _result(job, status="failed", error=msg)
 

@@ -134,7 +134,9 @@ def local_cluster(n_workers: int, blas_threads: int, retries: int = 2, dashboard
     env = {k: str(blas_threads) for k in BLAS_ENV}
     config = {**_scheduler_config(retries),
               **{f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}}
-    address = ":8787" if dashboard and has_dashboard() else None
+    # without a dashboard the scheduler still serves HTTP (health, metrics): on any free port, so that
+    # two clusters on one machine do not warn about 8787
+    address = ":8787" if dashboard and has_dashboard() else ":0"
     with dask.config.set(config), keep_blas_env():
         # Dask lets a variable already in this process's environment win over the config; ours must
         # win (the point is to not oversubscribe), so put them there for the time of the spawn.
