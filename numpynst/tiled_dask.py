@@ -1,0 +1,250 @@
+"""Exact tiles on Dask workers: one big picture computed by several processes or machines.
+
+:class:`numpynst.tiled.TiledObjective` evaluates ``J(x)`` and ``dJ/dx`` in two passes over tiles
+(its docstring derives why that is exact). Within a pass the tiles are independent: pass 1 needs
+only a crop's pixels, pass 2 the crop and the global ``M^l = dJ/dG^l``. So they can run anywhere
+the model is loaded. :class:`DaskTiledObjective` is that objective with both passes on Dask
+workers; the driver keeps ``x``, sums, and runs the optimizer::
+
+    driver                                    worker of tile i (keeps VGG loaded)
+    crop_i = x[tile i + halo]  ── scatter ──►  crop_i
+                                              pass 1: P_i^l = sum_{p in tile i} a_p a_p^T
+    G^l = sum_i P_i^l          ◄── C x C ───
+    M^l = dJ/dG^l  ─── broadcast, once per worker ──►
+                                              pass 2: dJ/d(crop_i), J_content part
+    dJ/dx += dJ/d(crop_i)      ◄── crop ────
+    + TV (1-pixel halo, on the driver: O(pixels), no network)
+
+Each tile is pinned to one worker (round robin over the workers' sorted addresses), so its crop
+is sent once per evaluation and used by both passes there, and its piece of the content target
+(constant) is sent once for the whole run. The driver collects results in tile order, so the sums
+are the same from run to run (floating-point addition is not associative).
+
+**Models on workers.** A task takes a model from the worker's pool
+(:func:`numpynst.batch.worker.acquire_model`, keyed by weights file, backend, pooling, dtype) and
+gives it back, so each worker process reads the weights once for the whole run. The driver's model
+must therefore come from a file (``model.path``) that every worker can open at the same path.
+
+**When it pays.** Per tile and evaluation a worker runs two forwards and one backward of VGG over
+the crop: seconds on a CPU core for a 512^2 tile. The network carries, in float32, the crop out and
+its gradient back (``2 x 3 x 4`` bytes per crop pixel: 8 MiB for a 592^2 crop), the tile's Gram
+pieces back (``4 sum_l C_l^2`` bytes: 2.3 MiB for the five default style layers) and ``M`` out (the
+same, once per worker). On one machine that is milliseconds against seconds; between machines at
+1 Gbit/s, ~0.1 s per tile, still small against a CPU tile's compute, but not against a GPU's.
+Measured figures: benchmarks/README.md, "Print size".
+
+Shapes and types: as :mod:`numpynst.tiled`; the driver may use NumPy or CuPy (its arrays are
+copied to the host for the network, the one place numpynst moves an image between devices inside
+the loop, since that is what sending it to another machine means).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .backend import backend_name, to_host
+from .batch.worker import acquire_model, release_model
+from .checks import integer
+from .errors import BackendError, OptionError
+from .tiled import TiledObjective, crop, tile_gradient, tile_statistics
+
+__all__ = ["DaskTiledObjective", "objective_on", "check_cluster_options", "cluster_client"]
+
+Array = Any
+
+# scheme://host[:port], the form distributed.Client accepts for a scheduler (tcp, tls, ws, ...)
+_ADDRESS = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+)(:[0-9]{1,5})?/?")
+
+
+# --------------------------------------------------------------------------------------------
+# what runs on a worker
+# --------------------------------------------------------------------------------------------
+
+def pass1_task(spec: tuple, x_crop: np.ndarray, tile, style_layers: list[str]) -> dict[str, np.ndarray]:
+    """Pass 1 of one tile on a worker: ``{layer: interior Gram piece (C, C)}`` on the host.
+
+    ``spec = (weights file, backend, pooling, dtype name)`` picks the worker's cached model.
+    """
+    key, model = acquire_model(*spec)
+    try:
+        grams, _ = tile_statistics(model, model.xp.asarray(x_crop), tile, style_layers)
+        return {n: to_host(g) for n, g in grams.items()}
+    finally:
+        release_model(key, model)
+
+
+def pass2_task(spec: tuple, x_crop: np.ndarray, tile, gram_grads: Mapping[str, np.ndarray],
+               content_layer: str, content_piece: np.ndarray, content_weight: float,
+               content_size: int) -> tuple[np.ndarray, float]:
+    """Pass 2 of one tile on a worker: ``(dJ/d(crop) (1, ch, cw, 3), J_content part)`` on the host
+    (:func:`numpynst.tiled.tile_gradient`)."""
+    key, model = acquire_model(*spec)
+    try:
+        xp = model.xp
+        g, j = tile_gradient(model, xp.asarray(x_crop), tile,
+                             {n: xp.asarray(m) for n, m in gram_grads.items()}, content_layer,
+                             xp.asarray(content_piece), content_weight, content_size)
+        return to_host(g), float(j)
+    finally:
+        model.clear()                       # the crop's tape: not kept between tasks
+        release_model(key, model)
+
+
+# --------------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------------
+
+class DaskTiledObjective(TiledObjective):
+    """:class:`~numpynst.tiled.TiledObjective` with both passes on the workers of ``client``.
+
+    Args:
+        model: a :class:`~numpynst.vgg.VGG` read from a file (``model.path``); the workers load the
+            same file, backend, pooling and dtype. The driver uses it once, for the targets.
+        client: a ``distributed.Client`` with at least one worker.
+        tile, halo, and the rest: as :class:`~numpynst.tiled.TiledObjective`.
+
+    ``evaluate`` returns what the in-process objective returns, up to the order of float additions.
+    """
+
+    def __init__(self, model, content: Array, style: Any, *, client, tile, **options: Any):
+        _check_model(model)
+        super().__init__(model, content, style, tile=tile, **options)
+        self._attach(client)
+
+    @classmethod
+    def from_tiled(cls, objective: TiledObjective, client) -> "DaskTiledObjective":
+        """``objective`` (its targets already built here) with its passes on ``client``'s workers."""
+        _check_model(objective.model)
+        new = cls.__new__(cls)
+        new.__dict__.update(objective.__dict__)
+        new._attach(client)
+        return new
+
+    def _attach(self, client) -> None:
+        """Place the tiles on ``client``'s workers and send each its piece of the content target."""
+        workers = sorted(client.scheduler_info().get("workers", {}))
+        if not workers:
+            raise BackendError("the Dask cluster has no workers")
+        model = self.model
+        self.client = client
+        self.spec = (str(model.path), backend_name(model.xp), model.pooling, np.dtype(model.dtype).name)
+        self.placement = [workers[i % len(workers)] for i in range(len(self.tiles))]
+        # the content target's pieces are constant: each goes to its tile's worker once
+        self.piece_futures = self._scatter([to_host(p) for p in self.content_pieces])
+        self.content_pieces = None          # the driver no longer needs them
+        self._crops: list = []
+
+    def _scatter(self, arrays: list) -> list:
+        """Futures of ``arrays[i]`` held on tile ``i``'s worker (one scatter call per worker)."""
+        out: list = [None] * len(arrays)
+        for w in dict.fromkeys(self.placement):
+            idx = [i for i, p in enumerate(self.placement) if p == w]
+            for i, f in zip(idx, self.client.scatter([arrays[i] for i in idx], workers=[w], hash=False)):
+                out[i] = f
+        return out
+
+    def _submit(self, fn, i: int, *args) -> Any:
+        return self.client.submit(fn, self.spec, self._crops[i], self.tiles[i], *args,
+                                  workers=[self.placement[i]], allow_other_workers=True, pure=False)
+
+    def _statistics(self, x: Array, content_layer: str | None, keep_last: bool = False):
+        """Pass 1 on the workers (the targets, with ``content_layer``, are built on the driver)."""
+        if content_layer is not None:
+            return super()._statistics(x, content_layer, keep_last)
+        xp, host = self.xp, to_host(x)
+        self._crops = self._scatter([np.ascontiguousarray(crop(host, t)) for t in self.tiles])
+        futures = [self._submit(pass1_task, i, list(self.style_layers)) for i in range(len(self.tiles))]
+        grams: dict[str, Array] = {}
+        with _cancel_on_error(self.client, futures):
+            for f in futures:                               # tile order: the same sums every run
+                for n, g in f.result().items():
+                    g = xp.asarray(g)
+                    grams[n] = g if n not in grams else grams[n] + g
+        return grams, None, None
+
+    def _gradients(self, x: Array, M: Mapping[str, Array], last_acts: Any) -> Iterator[tuple]:
+        """Pass 2 on the workers: ``(tile index, dJ/d(crop), J_content part)`` in tile order."""
+        xp = self.xp
+        m_host = self.client.scatter([{n: to_host(m) for n, m in M.items()}], broadcast=True,
+                                     hash=False)[0]
+        weight = self.alpha / self.scales.content
+        futures = [self._submit(pass2_task, i, m_host, self.content_layer, self.piece_futures[i],
+                                weight, self.content_size) for i in range(len(self.tiles))]
+        try:
+            with _cancel_on_error(self.client, futures):
+                for i, f in enumerate(futures):
+                    g, j = f.result()
+                    futures[i] = None                   # its result is in hand: let the worker free it
+                    yield i, xp.asarray(g), xp.asarray(j, dtype=x.dtype)
+        finally:
+            self._crops = []                            # this evaluation's crops can go
+
+
+def _check_model(model) -> None:
+    if getattr(model, "path", None) is None:
+        raise OptionError("tiles on Dask workers need a model read from a weights file "
+                          "(VGG.from_h5): the workers load the same file")
+
+
+@contextlib.contextmanager
+def _cancel_on_error(client, futures: list):
+    """Cancel the tasks still running when the driver stops waiting (an error, Ctrl-C)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.cancel([f for f in futures if f is not None])
+        raise
+
+
+def objective_on(client):
+    """``make_objective(plan, model, content, style, **options)`` for :func:`numpynst.transfer.stylize`
+    with the tiled scales on ``client``'s workers (a scale planned whole runs in this process)."""
+    from .plan import make_objective
+
+    def make(plan, model, content, style, **options):
+        if plan.tile is None:
+            return make_objective(plan, model, content, style, **options)
+        return DaskTiledObjective(model, content, style, client=client, tile=plan.tile, **options)
+    return make
+
+
+# --------------------------------------------------------------------------------------------
+# the command line: --workers N | --scheduler URL
+# --------------------------------------------------------------------------------------------
+
+def check_cluster_options(workers: Any, scheduler: Any) -> None:
+    """One-line :class:`OptionError` for ``--workers``/``--scheduler`` values, before any work."""
+    if workers is not None and scheduler is not None:
+        raise OptionError("--workers cannot be combined with --scheduler (the cluster has its own workers)")
+    if workers is not None:
+        integer("--workers", workers, minimum=1)
+    if scheduler is not None and not (isinstance(scheduler, str) and _ADDRESS.fullmatch(scheduler)):
+        raise OptionError(f"--scheduler {scheduler!r} is not a scheduler address such as "
+                          f"tcp://host:8786")
+    if workers is not None or scheduler is not None:
+        from .batch.cluster import require_dask
+        require_dask()
+
+
+@contextlib.contextmanager
+def cluster_client(workers: int | None, scheduler: str | None):
+    """``None`` without either option; else a Dask client on a local cluster of ``workers``
+    processes or on ``scheduler`` (:func:`numpynst.batch.cluster.connect`), closed on exit."""
+    if workers is None and scheduler is None:
+        yield None
+        return
+    from .batch.cluster import connect
+    client, cluster = connect(workers=workers, scheduler=scheduler, dashboard=False)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
