@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 from typing import Any
 
@@ -141,8 +142,12 @@ def local_cluster(n_workers: int, blas_threads: int, retries: int = 2, dashboard
         # Dask lets a variable already in this process's environment win over the config; ours must
         # win (the point is to not oversubscribe), so put them there for the time of the spawn.
         os.environ.update(env)
+        # Dask's own log lines (a worker's heartbeat failing while a cancelled job still runs at
+        # shutdown, a restarted worker) would reach the terminal as tracebacks; every job's fate is
+        # in the summary, so only critical ones are shown.
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                            dashboard_address=address, env=env, preload=["numpynst.batch.worker"])
+                            dashboard_address=address, env=env, preload=["numpynst.batch.worker"],
+                            silence_logs=logging.CRITICAL)
 
 
 def gpu_cluster(n_workers: int | None = None, retries: int = 2):
