@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .backend import backend_name, to_host
+from .backend import backend_name, get_xp, to_host
 from .checks import integer
 from .errors import NumpynstError, OptionError
 from .image import as_rgb, resize_to, round_to_multiple, scaled_shape
@@ -61,20 +61,26 @@ RAW_ALPHA = 1.0
 RAW_BETA = 1e-2
 RAW_TV_WEIGHT = 1.0
 # Calibrated weights (weights_mode="calibrated", stylize's default): each term divided by its
-# calibration scale. WEIGHT_RANGES is the documented range of each knob (README, "Choosing the
-# weights"); values outside it are refused. Measured on the bundled pairs at 256 px, 100 L-BFGS
-# iterations from the photo: the picture moves monotonically from photo to painting as the style
-# weight goes from the bottom to the top of its range, with the default in the middle (log scale).
+# calibration scale (see calibration()). WEIGHT_RANGES is the documented range of each knob (README,
+# "Choosing the weights"); values outside it are refused. Measured on chelsea + ihc, 100 L-BFGS
+# iterations from the photo (96 px, 40 iterations for the first pick): style weight 0.01, 0.1, 1,
+# 10, 100 -> mean |result - photo| 5.0, 7.1, 30.5, 41.3, 41.8 grey levels: the picture moves from
+# photo to painting between 0.1 and 10 and hardly beyond, so the style (and content) weight's range
+# is 0..10 with 1 in the (logarithmic) middle. TV weight 0, 0.01, 0.1, 1 -> TV(result)/TV(photo)
+# 1.85, 1.47, 0.85, 0.20: the default 0.1 keeps the result about as smooth as the photo.
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 1.0
-DEFAULT_TV_WEIGHT = 1e-2
-WEIGHT_RANGES = {"alpha": (0.0, 100.0), "beta": (0.0, 100.0), "tv_weight": (0.0, 1.0)}
+DEFAULT_TV_WEIGHT = 0.1
+WEIGHT_RANGES = {"alpha": (0.0, 10.0), "beta": (0.0, 10.0), "tv_weight": (0.0, 1.0)}
 WEIGHT_OPTIONS = {"alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight"}
 WEIGHTS_MODES = ("calibrated", "raw")
-# Plain gradient descent has no scale-free step: this lr is stable for the default alpha/beta on
+# Plain gradient descent has no scale-free step. RAW_GD_LR is stable for the raw default weights on
 # 0..255 pixels (measured on the demo pair: 1e-1 diverges, 1e-2 is at the edge); with another beta,
-# scale it by DEFAULT_BETA / beta.
-DEFAULT_GD_LR = 3e-3
+# scale it by RAW_BETA / beta. The calibrated J's gradient is ~3.3e7 times smaller at the default
+# weights (measured at 96 px: |g| 1.4e5 raw, 4.2e-3 calibrated), so DEFAULT_GD_LR is the same step;
+# monotone decrease checked at 96 px for 3e4, 1e5 and 3e5.
+RAW_GD_LR = 3e-3
+DEFAULT_GD_LR = 1e5
 DEFAULT_ITERATIONS = 200
 # Iteration cap per scale that any caller may ask for: the loss history alone is 32 bytes per
 # iteration, and a million L-BFGS iterations is days of work at any size.
@@ -87,7 +93,8 @@ INITS = ("content", "noise", "style")
 class Evaluation(NamedTuple):
     """One evaluation of the objective: ``J`` and ``dJ/dx`` (as :meth:`Objective.value_and_grad`),
     and ``parts``, the unweighted terms ``{"content", "style", "tv"}`` (0-d device arrays;
-    ``style`` = sum_l lambda_l J_style^l), so that ``J = alpha content + beta style + tv_weight tv``."""
+    ``style`` = sum_l lambda_l J_style^l; each divided by its calibration scale in calibrated
+    mode), so that ``J = alpha content + beta style + tv_weight tv``."""
     J: Any
     grad: Any
     parts: dict
@@ -125,22 +132,25 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
 
     Args:
         content_target: ``a_C``, the content layer's activation ``(1, nH, nW, nC)`` (or
-            ``(nH, nW, nC)``) of the content image, at the generated image's size.
+            ``(nH, nW, nC)``) of the content image, at the generated image's size; or a list of
+            pieces that together hold each of its entries once (tiles' interiors).
         style_targets: ``{layer: G_S^l}``, the ``(nC, nC)`` target Grams, already rescaled to the
             generated image's pixel count (as :class:`Objective` does).
         style_shapes: ``{layer: shape}`` of the generated image's activation at each style layer
             (``(1, nH, nW, nC)`` or ``(nH, nW, nC)``): gives the ``nH nW nC`` of the cost.
         content_image: the preprocessed content image ``(1, H, W, 3)``.
 
-    A caller that builds the targets in pieces (tiles) passes the assembled Grams and any array
-    with the content target's values; only sums of squares are taken.
+    A caller that builds the targets in pieces (tiles) passes the assembled Grams and the content
+    pieces; only sums of squares are taken. The sums are copied to the host once (a sync), at
+    construction, never inside the loop.
 
     Raises:
         NumpynstError: a target that is all zero (a term with no scale), naming it.
     """
-    xp = get_xp(content_target)
-    a_c = xp.asarray(content_target, dtype=xp.float64)
-    c_scale = float(xp.sum(a_c * a_c)) / (4.0 * a_c.size)
+    pieces = list(content_target) if isinstance(content_target, (list, tuple)) else [content_target]
+    xp = get_xp(*pieces)
+    squares = sum(float(xp.sum(xp.asarray(p, dtype=xp.float64) ** 2)) for p in pieces)
+    c_scale = squares / (4.0 * sum(int(p.size) for p in pieces))
     styles = {}
     for name, G in style_targets.items():
         nH, nW, nC = tuple(style_shapes[name])[-3:]
@@ -167,6 +177,23 @@ def check_weight(name: str, value: Any, mode: str) -> float:
     return float(value)
 
 
+def check_weights_mode(mode: Any) -> str:
+    """``mode`` if it is one of :data:`WEIGHTS_MODES`, else :class:`OptionError` naming the option."""
+    if mode not in WEIGHTS_MODES:
+        raise OptionError(f"weights_mode (--weights-mode) must be one of {', '.join(WEIGHTS_MODES)}, "
+                          f"got {mode!r}")
+    return mode
+
+
+def default_weights(mode: str, alpha: float | None, beta: float | None,
+                    tv_weight: float | None) -> tuple[float, float, float]:
+    """``(alpha, beta, tv_weight)`` checked for ``mode``, each ``None`` replaced by the mode's default."""
+    defaults = ((DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_TV_WEIGHT) if mode == "calibrated"
+                else (RAW_ALPHA, RAW_BETA, RAW_TV_WEIGHT))
+    return tuple(check_weight(name, d if v is None else v, mode)
+                 for name, v, d in zip(("alpha", "beta", "tv_weight"), (alpha, beta, tv_weight), defaults))
+
+
 def check_layers(model, content_layer: str, style_layers: Mapping[str, float]) -> None:
     """:class:`OptionError` unless every layer is one of ``model``'s and every weight finite >= 0."""
     unknown = [n for n in [content_layer, *style_layers] if n not in model.layer_names]
@@ -186,19 +213,26 @@ class Objective:
         style: a preprocessed style image ``(1, Hs, Ws, 3)`` or a list of them.
         content_layer: layer whose activation carries the content.
         style_layers: ``{layer: lambda_l}``; default five ``blockN_conv1`` layers at 0.2.
-        alpha, beta, tv_weight: weights of the three terms.
+        alpha, beta, tv_weight: weights of the three terms (``None``: the mode's default).
         style_blend: one weight per style image; the Gram targets are blended as
             ``G_S^l = sum_i w_i G_S,i^l / sum_i w_i``. Default: equal weights.
+        weights_mode: ``"raw"`` (the default here: the notes' ``J`` exactly, as the tutorials
+            teach it) or ``"calibrated"`` (each term divided by its :func:`calibration` scale, so
+            the weights are relative and have a documented range; :func:`stylize`'s default).
+
+    Attributes: ``scales``, a :class:`Calibration` (all 1 in raw mode); ``alpha``, ``beta``,
+    ``tv_weight`` as given; :meth:`evaluate`'s parts are the terms divided by their scales.
     """
 
     def __init__(self, model, content: Array, style: Array | Sequence[Array], *,
                  content_layer: str = DEFAULT_CONTENT_LAYER,
                  style_layers: Mapping[str, float] | None = None,
-                 alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
-                 tv_weight: float = DEFAULT_TV_WEIGHT,
-                 style_blend: Sequence[float] | None = None):
+                 alpha: float | None = None, beta: float | None = None,
+                 tv_weight: float | None = None,
+                 style_blend: Sequence[float] | None = None, weights_mode: str = "raw"):
         self.init_options(model, content, style, content_layer=content_layer, style_layers=style_layers,
-                          alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=style_blend)
+                          alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=style_blend,
+                          weights_mode=weights_mode)
         acts = model.forward(content, [content_layer, *self.style_layers], keep_cache=False)
         # .copy(): the model reuses nothing, but the target must not alias a cache that later
         # forwards drop; a copy makes the ownership obvious at the cost of one activation.
@@ -212,26 +246,33 @@ class Objective:
                 g = gram_matrix(a) * self.xp.asarray(scale * w, dtype=a.dtype)
                 self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
         del self.style_images
+        self.calibrate(self.content_target, {n: acts[n].shape for n in self.style_layers}, content)
+
+    def calibrate(self, content_target: Array | Sequence[Array], style_shapes: Mapping[str, Sequence[int]],
+                  content: Array) -> None:
+        """Set ``self.scales`` from the targets (:func:`calibration`; all 1 in raw mode)."""
+        self.scales = (calibration(content_target, self.style_targets, style_shapes, content)
+                       if self.weights_mode == "calibrated" else
+                       Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
 
     def init_options(self, model, content: Array, style: Array | Sequence[Array], *,
                      content_layer: str = DEFAULT_CONTENT_LAYER,
                      style_layers: Mapping[str, float] | None = None,
-                     alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
-                     tv_weight: float = DEFAULT_TV_WEIGHT,
-                     style_blend: Sequence[float] | None = None) -> None:
+                     alpha: float | None = None, beta: float | None = None,
+                     tv_weight: float | None = None,
+                     style_blend: Sequence[float] | None = None, weights_mode: str = "raw") -> None:
         """Check and store everything but the targets (shared with :class:`numpynst.tiled.TiledObjective`):
         ``style_images`` (list) and ``blend`` (their weights divided by their sum) for the targets."""
         self.model = model
         self.xp = model.xp
         self.content_layer = content_layer
         self.style_layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
-        for name, value in (("alpha", alpha), ("beta", beta), ("tv_weight", tv_weight)):
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise OptionError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.weights_mode = check_weights_mode(weights_mode)
+        alpha, beta, tv_weight = default_weights(weights_mode, alpha, beta, tv_weight)
         if not self.style_layers and beta > 0:
             raise OptionError("style_layers is empty: give at least one layer or set beta=0")
         check_layers(model, content_layer, self.style_layers)
-        self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
+        self.alpha, self.beta, self.tv_weight = alpha, beta, tv_weight
         self.outputs = list(dict.fromkeys([content_layer, *self.style_layers]))
         self.shape = tuple(content.shape)
 
@@ -250,18 +291,21 @@ class Objective:
         xp = self.xp
         acts = self.model.forward(x, self.outputs)
         grads: dict[str, Array] = {}
+        sc = self.scales            # raw mode: all 1, and the divisions are skipped (exact J)
         j_content, g = content_cost(self.content_target, acts[self.content_layer])
-        grads[self.content_layer] = g * xp.asarray(self.alpha, dtype=g.dtype)
+        j_content = j_content if sc.content == 1.0 else j_content / sc.content
+        grads[self.content_layer] = g * xp.asarray(self.alpha / sc.content, dtype=g.dtype)
         j_style = xp.zeros((), dtype=x.dtype)
         for n, lam in self.style_layers.items():
             j, g = style_layer_cost(self.style_targets[n], acts[n])
-            j_style = j_style + lam * j
-            g = g * xp.asarray(self.beta * lam, dtype=g.dtype)
+            j_style = j_style + (lam if sc.style[n] == 1.0 else lam / sc.style[n]) * j
+            g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g
         dx = self.model.backward(grads)
         j_tv, g_tv = total_variation(x)
+        j_tv = j_tv if sc.tv == 1.0 else j_tv / sc.tv
         if self.tv_weight:
-            dx += g_tv * xp.asarray(self.tv_weight, dtype=dx.dtype)
+            dx += g_tv * xp.asarray(self.tv_weight / sc.tv, dtype=dx.dtype)
         J = self.alpha * j_content + self.beta * j_style + self.tv_weight * j_tv
         return Evaluation(J, dx, {"content": j_content, "style": j_style, "tv": j_tv})
 
@@ -287,6 +331,16 @@ class Objective:
 
 
 PARTS = ("content", "style", "tv")
+
+
+def balance(row: Sequence[float], weights: tuple[float, float, float]) -> str:
+    """``"J 1.23e+04 | content 40% style 58% tv 2%"`` from a history row ``[J, content, style, tv]``:
+    each weighted term (weight x part) as a percentage of J."""
+    J = float(row[0])
+    terms = [w * float(v) for w, v in zip(weights, row[1:4])]
+    if not (math.isfinite(J) and J > 0):
+        return f"J {J:.4g}"
+    return f"J {J:.4g} | " + " ".join(f"{k} {100.0 * t / J:.0f}%" for k, t in zip(PARTS, terms))
 
 
 class Progress(NamedTuple):
@@ -361,14 +415,15 @@ def _start(init: Any, rgb: dict, hw: tuple[int, int], rng, to_dev, xp, dtype) ->
 
 def stylize(content: Any, style: Any, *, size: int | None = None,
             iterations: int = DEFAULT_ITERATIONS, optimizer: str = "lbfgs", lr: float | None = None,
-            alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA, tv_weight: float = DEFAULT_TV_WEIGHT,
+            alpha: float | None = None, beta: float | None = None, tv_weight: float | None = None,
             content_layer: str = DEFAULT_CONTENT_LAYER, style_layers: Mapping[str, float] | None = None,
             style_blend: Sequence[float] | None = None, style_scale: float = 1.0,
             init: Any = "content", seed: int | None = 0, preserve_color: bool = False,
             backend: str = "numpy", model=None, weights: str | Path | None = None, pooling: str = "max",
             tol: float | None = DEFAULT_TOL, callback: Callable[[Progress], Any] | None = None,
             scales: Sequence[float] | None = None, progress: bool = False,
-            log_every: int | None = None, max_pixels: int | None = None) -> Result:
+            log_every: int | None = None, max_pixels: int | None = None,
+            weights_mode: str = "calibrated") -> Result:
     """Stylize ``content`` with ``style``: minimise ``J(x)`` over the pixels ``x``.
 
     Args:
@@ -377,8 +432,12 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
         iterations: iteration cap per scale (an L-BFGS iteration is one function evaluation).
         optimizer: ``"lbfgs"`` (default), ``"adam"`` or ``"gd"`` (the textbook ``x := x - lr dJ/dx``).
         lr: step size for ``adam`` (default in :mod:`numpynst.optim`) or ``gd`` (default
-            ``DEFAULT_GD_LR``, stable for the default weights).
-        alpha, beta, tv_weight, content_layer, style_layers, style_blend: see :class:`Objective`.
+            ``DEFAULT_GD_LR``, or ``RAW_GD_LR`` in raw mode: stable for the default weights).
+        alpha, beta, tv_weight: content, style and TV weights (``None``: the mode's default;
+            calibrated: 1, 1, 0.1, each within :data:`WEIGHT_RANGES`; raw: 1, 1e-2, 1).
+        weights_mode: ``"calibrated"`` (default; README "Choosing the weights") or ``"raw"``
+            (the notes' ``J`` with the weights as given).
+        content_layer, style_layers, style_blend: see :class:`Objective`.
         style_scale: the style image is resized to ``style_scale`` x the content's longest side;
             smaller values give larger brush strokes relative to the picture.
         init: ``"content"``, ``"noise"``, ``"style"``, or an image (path or array) resized to the content.
@@ -401,6 +460,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
         (``stopped == "interrupted"``).
     """
     _check_options(iterations, optimizer, size, style_scale, tol)
+    weights_mode = check_weights_mode(weights_mode)
+    alpha, beta, tv_weight = default_weights(weights_mode, alpha, beta, tv_weight)
     scale_list = _check_scales(scales)
     model = VGG.from_h5(weights, backend=backend, pooling=pooling) if model is None else model
     xp, dtype = model.xp, model.dtype
@@ -419,8 +480,9 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     factor = model.pool_factor([content_layer, *layers])      # no remainder rows at any pool
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
     rng = np.random.default_rng(None if seed is None else integer("seed", seed, minimum=0))
-    opt_kw = {"lr": DEFAULT_GD_LR if lr is None and optimizer == "gd" else lr}
-    log = _Log(iterations * len(scale_list), progress, callback)
+    gd_lr = DEFAULT_GD_LR if weights_mode == "calibrated" else RAW_GD_LR
+    opt_kw = {"lr": gd_lr if lr is None and optimizer == "gd" else lr}
+    log = _Log(iterations * len(scale_list), progress, callback, (alpha, beta, tv_weight))
 
     t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
     try:
@@ -429,7 +491,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             obj = Objective(model, to_dev(resize_to(rgb["content"], hw)),
                             [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
                             content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,
-                            tv_weight=tv_weight, style_blend=style_blend)
+                            tv_weight=tv_weight, style_blend=style_blend, weights_mode=weights_mode)
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
             x0 = (_start(init, rgb, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype))
@@ -437,7 +499,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             res = minimize(obj.flat(parts=True), x0.reshape(-1),
                            make_optimizer(optimizer, **({} if opt_kw["lr"] is None else opt_kw)),
                            iterations, log_every=log_every, on_log=log.on_log, tol=tol, tol_window=TOL_WINDOW)
-            log.record(res.history)
+            log.record(res.history, iterations, res.stopped)
             x, total, stopped = res.best_x.reshape(obj.shape), total + res.iterations, res.stopped
             if stopped != "iterations" and stopped != "tolerance":
                 break
@@ -457,11 +519,19 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
 
 
 class _Log:
-    """The progress bar, the user's callback and the history of :func:`stylize`, across scales."""
+    """The progress bar, the user's callback and the history of :func:`stylize`, across scales.
 
-    def __init__(self, total: int, progress: bool, callback: Callable[[Progress], Any] | None):
+    The bar counts iterations (the start of each scale is an evaluation but no iteration) against
+    ``iterations x scales``; a scale that stops early on the tolerance takes its unused iterations
+    off the total, so a finished run's bar ends exactly at its total. Its postfix shows J and the
+    **loss balance**: each weighted term as a fraction of J (``content 40% style 58% tv 2%``), the
+    quickest way to see whether a weight is doing anything.
+    """
+
+    def __init__(self, total: int, progress: bool, callback: Callable[[Progress], Any] | None,
+                 weights: tuple[float, float, float] = (1.0, 1.0, 1.0)):
         self.history: dict[str, list[float]] = {"J": [], **{k: [] for k in PARTS}}
-        self.callback, self.bar = callback, None
+        self.callback, self.bar, self.weights = callback, None, weights
         self.start_scale(1.0, None)
         if progress:
             from tqdm.auto import tqdm
@@ -475,17 +545,24 @@ class _Log:
         if self.bar is not None:
             self.bar.update(step - self.step)       # iterations, not rows: the start is no iteration
             self.step = step
-            r = rows[-1]
-            self.bar.set_postfix(J=f"{r[0]:.4g}", content=f"{r[1]:.3g}", style=f"{r[2]:.3g}", refresh=False)
+            self.bar.set_postfix_str(balance(rows[-1], self.weights), refresh=False)
         if self.callback is None:
             return None
         r = rows[-1]
         return self.callback(Progress(step, float(r[0]), float(r[1]), float(r[2]), float(r[3]),
                                       x.reshape(self.shape), self.scale))
 
-    def record(self, rows: np.ndarray) -> None:
+    def record(self, rows: np.ndarray, cap: int, stopped: str) -> None:
+        """Append one scale's history; after a tolerance stop, drop its unused iterations from the bar."""
         for key, column in zip(("J", *PARTS), rows.T):
             self.history[key].extend(float(v) for v in column)
+        if self.bar is not None:
+            done = len(rows) - 1
+            self.bar.update(done - self.step)       # a stop decided at a logging point skips on_log
+            self.step = done
+            if stopped == "tolerance":
+                self.bar.total -= cap - done
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:

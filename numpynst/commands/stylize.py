@@ -30,7 +30,8 @@ from ..errors import ImageError, OptionError
 from ..image import IMAGE_SUFFIXES, MAX_SIZE
 from ..transfer import MAX_ITERATIONS  # the cap per scale, --iterations and --save-every alike
 from ..transfer import (DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_CONTENT_LAYER, DEFAULT_ITERATIONS,
-                        DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS)
+                        DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS, RAW_ALPHA, RAW_BETA,
+                        RAW_TV_WEIGHT, WEIGHT_RANGES, WEIGHTS_MODES)
 from ..optim import OPTIMIZERS
 
 def _style_layers_arg(text: str) -> dict[str, float]:
@@ -59,12 +60,18 @@ def add_stylize_options(p: argparse.ArgumentParser) -> None:
                    help=f"iteration cap per scale (default {DEFAULT_ITERATIONS})")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs", help="default: lbfgs")
     o.add_argument("--lr", type=float, default=None, help="step size for adam/gd")
-    o.add_argument("--alpha", "--content-weight", dest="alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"content weight (default {DEFAULT_ALPHA:g})")
-    o.add_argument("--beta", "--style-weight", dest="beta", type=float, default=DEFAULT_BETA,
-                   help=f"style weight (default {DEFAULT_BETA:g})")
-    o.add_argument("--tv-weight", type=float, default=DEFAULT_TV_WEIGHT,
-                   help=f"total-variation weight (default {DEFAULT_TV_WEIGHT:g})")
+    rng = lambda k: "%g..%g" % WEIGHT_RANGES[k]      # noqa: E731
+    o.add_argument("--alpha", "--content-weight", dest="alpha", type=float, default=None,
+                   help=f"content weight, {rng('alpha')} (default {DEFAULT_ALPHA:g}; raw: {RAW_ALPHA:g})")
+    o.add_argument("--beta", "--style-weight", dest="beta", type=float, default=None,
+                   help=f"style weight, {rng('beta')}: more is more painting (default {DEFAULT_BETA:g}; "
+                        f"raw: {RAW_BETA:g})")
+    o.add_argument("--tv-weight", type=float, default=None,
+                   help=f"total-variation (smoothness) weight, {rng('tv_weight')} (default "
+                        f"{DEFAULT_TV_WEIGHT:g}; raw: {RAW_TV_WEIGHT:g})")
+    o.add_argument("--weights-mode", choices=WEIGHTS_MODES, default="calibrated",
+                   help="calibrated (default): each term divided by its value at a blank image, the "
+                        "ranges above apply; raw: the tutorials' J with the weights as given")
     o.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
                    help=f"default {DEFAULT_CONTENT_LAYER}")
     o.add_argument("--style-layers", type=_style_layers_arg, default=None,
@@ -133,6 +140,8 @@ def check_numbers(args) -> None:
             raise OptionError(f"{name} must be a finite number in 0..{MAX_LOSS_WEIGHT:g}, got {value!r}")
     if all(v == 0 for v in weights.values()):
         raise OptionError("--alpha, --beta and --tv-weight are all 0: there is nothing to minimise")
+    from ..transfer import default_weights       # the mode's range (calibrated: the documented one)
+    default_weights(args.weights_mode, args.alpha, args.beta, args.tv_weight)
     for name in ("lr", "tol", "style_scale"):
         value = getattr(args, name, None)
         if value is not None and not math.isfinite(value):
@@ -296,7 +305,8 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
                          style_blend=args.style_blend, style_scale=args.style_scale, init=args.init,
                          seed=args.seed, preserve_color=args.preserve_color, backend=args.backend,
                          weights=args.weights, pooling=args.pooling, tol=args.tol or None,
-                         callback=callback, scales=args.scales, progress=not args.quiet)
+                         callback=callback, scales=args.scales, progress=not args.quiet,
+                         weights_mode=args.weights_mode)
     from ..provenance import run_info
     deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,

@@ -178,7 +178,7 @@ plt.show()
 
 # %%
 short = max(2, iterations * 3 // 5)
-betas = [1e-3, 1e-2, 1e-1]
+betas = [0.1, 1.0, 10.0]     # calibrated style weights (range 0..10)
 by_beta = {b: numpynst.stylize(content, style, model=model, iterations=short, beta=b, tol=None) for b in betas}
 fig, axes = plt.subplots(1, len(betas), figsize=(4 * len(betas), 3.1))
 for ax, b in zip(axes, betas):
@@ -195,7 +195,7 @@ plt.show()
 # (Zoom in on the fur.)
 
 # %%
-tvs = [0.0, 1.0, 30.0]
+tvs = [0.0, 0.1, 1.0]        # calibrated TV weights (range 0..1)
 by_tv = {w: numpynst.stylize(content, style, model=model, iterations=short, tv_weight=w, tol=None) for w in tvs}
 fig, axes = plt.subplots(1, len(tvs), figsize=(4 * len(tvs), 3.1))
 for ax, w in zip(axes, tvs):
@@ -205,7 +205,7 @@ for ax, w in zip(axes, tvs):
     ax.axis("off")
 plt.show()
 if not FAST:   # fast mode's few iterations end before TV (~0.1% of J at first) has any effect
-    assert by_tv[30.0].history["tv"][-1] < by_tv[0.0].history["tv"][-1]     # more weight, smoother image
+    assert by_tv[1.0].history["tv"][-1] < by_tv[0.0].history["tv"][-1]      # more weight, smoother image
 
 # %% [markdown]
 # ## 7. Keeping the photo's colours

@@ -1,0 +1,131 @@
+"""Quality per evaluation: numpynst's ``stylize`` against ``torch.optim.LBFGS`` on the same objective.
+
+For each bundled pair and size, both optimizers minimise the **same** ``J`` — the objective
+``stylize`` builds with its defaults (calibrated weights), rewritten in PyTorch from the notes in
+``benchmarks/torch_objective.py`` on the same VGG19 weights and the same targets — from the same
+starting pixels (the content photo), with the same budget of function evaluations (the start
+included), in float32:
+
+* numpynst: ``stylize(..., iterations=budget - 1, tol=None)`` — its L-BFGS takes one evaluation
+  per iteration (history 10, step growth while no curvature pair is stored);
+* PyTorch: ``torch.optim.LBFGS(lr=1, history_size=50, line_search_fn="strong_wolfe",
+  max_iter=budget, max_eval=budget)``; evaluations past the budget (the strong-Wolfe search may
+  finish its last line search beyond it) are not counted.
+
+Printed per run: J at the start (both sides must agree), the lowest J within the budget on each
+side and their ratio (numpynst / PyTorch; <= 1 means numpynst is at least as good), the wall-time
+ratio, and the number of evaluations numpynst needs to get below PyTorch's final J.
+
+    python benchmarks/quality.py                                     # 256 px, the three pairs
+    python benchmarks/quality.py --sizes 512 --pairs chelsea+ihc     # one pair at 512 px
+    python benchmarks/quality.py --json out.json
+
+Timings on a shared machine are noisy; the J figures are not (same arithmetic, same budget).
+Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+PAIRS = ["chelsea+ihc", "astronaut+hubble", "coffee+ihc"]
+
+
+def inputs(model, content: str, style: str, size: int):
+    """The content and style RGB arrays exactly as ``stylize`` sizes them (content at a multiple of
+    the pooling factor, style with the same longest side)."""
+    from numpynst.image import load_image, resize_to, round_to_multiple, sample_path, scaled_shape
+    from numpynst.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+    c = load_image(sample_path(content), size=size)
+    factor = model.pool_factor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
+    c = resize_to(c, round_to_multiple(scaled_shape(c.shape, 1.0), factor))
+    s = load_image(sample_path(style), size=max(c.shape[:2]))
+    return c, s
+
+
+def run_numpynst(model, c, s, budget: int):
+    from numpynst.transfer import stylize
+    t0 = time.perf_counter()
+    res = stylize(c, s, model=model, iterations=budget - 1, tol=None)
+    return np.minimum.accumulate(np.asarray(res.history["J"])), time.perf_counter() - t0
+
+
+def run_torch(model, c, s, budget: int):
+    import torch
+    from torch_objective import TorchObjective
+
+    from numpynst.transfer import Objective
+    from numpynst.vgg import preprocess
+    obj = Objective(model, preprocess(c, dtype=model.dtype), preprocess(s, dtype=model.dtype),
+                    weights_mode="calibrated")
+    fobj = TorchObjective(model, obj)
+    x = torch.tensor(preprocess(c, dtype=model.dtype), requires_grad=True)
+    values: list[float] = []
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=budget, max_eval=budget, history_size=50,
+                            line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
+
+    def closure():
+        opt.zero_grad()
+        J = fobj(x)
+        J.backward()
+        values.append(float(J.detach()))
+        return J
+
+    t0 = time.perf_counter()
+    opt.step(closure)
+    seconds = time.perf_counter() - t0
+    return np.minimum.accumulate(np.asarray(values[:budget])), seconds, len(values)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256])
+    ap.add_argument("--pairs", nargs="+", default=PAIRS, help="content+style sample names")
+    ap.add_argument("--budget", type=int, default=100, help="function evaluations, the start included")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args(argv)
+    import torch
+
+    from numpynst.vgg import VGG
+    model = VGG.from_h5()
+    print(f"numpynst vs torch.optim.LBFGS (strong Wolfe, history 50), float32, {args.budget} evaluations; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores", flush=True)
+    rows = []
+    for size in args.sizes:
+        for pair in args.pairs:
+            content, style = pair.split("+")
+            c, s = inputs(model, content, style, size)
+            J_np, t_np = run_numpynst(model, c, s, args.budget)
+            J_t, t_t, n_t = run_torch(model, c, s, args.budget)
+            reach = np.nonzero(J_np <= J_t[-1])[0]
+            row = {"pair": pair, "size": f"{c.shape[1]}x{c.shape[0]}", "J0_numpynst": float(J_np[0]),
+                   "J0_torch": float(J_t[0]), "J_numpynst": float(J_np[-1]), "J_torch": float(J_t[-1]),
+                   "J_ratio": float(J_np[-1] / J_t[-1]), "seconds_numpynst": round(t_np, 1),
+                   "seconds_torch": round(t_t, 1), "time_ratio": round(t_np / t_t, 3),
+                   "torch_evaluations_run": n_t,
+                   "evals_to_torch_J": int(reach[0]) + 1 if reach.size else None,
+                   "J_numpynst_at": {k: float(J_np[min(k, len(J_np)) - 1]) for k in (25, 50, 70, 100)},
+                   "J_torch_at": {k: float(J_t[min(k, len(J_t)) - 1]) for k in (25, 50, 70, 100)}}
+            rows.append(row)
+            print(f"{pair:18s} {row['size']:>8s}  J0 {row['J0_numpynst']:.5g} / {row['J0_torch']:.5g}  "
+                  f"J numpynst {row['J_numpynst']:.5g}  torch {row['J_torch']:.5g}  ratio {row['J_ratio']:.3f}  "
+                  f"time {t_np:.0f} s / {t_t:.0f} s = {row['time_ratio']:.2f}  "
+                  f"evals to torch's J: {row['evals_to_torch_J']}", flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
