@@ -223,8 +223,8 @@ def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Arr
         g[:, rows, cols, :] = gram_backward(M, xp.ascontiguousarray(interior(acts[n], tile, step[n])))
         seeds[n] = g
     j_content = xp.zeros((), dtype=x_crop.dtype)
-    if content_layer is not None:
-        a = interior(acts[content_layer], tile, step[content_layer])
+    a = None if content_layer is None else interior(acts[content_layer], tile, step[content_layer])
+    if a is not None and a.size:        # a tile at the bottom/right may own no position of a deep layer
         # content_cost normalises by the piece's own n; rescale to the whole image's n
         j_piece, g_piece = content_cost(content_piece, xp.ascontiguousarray(a))
         ratio = g_piece.size / content_size
@@ -316,6 +316,9 @@ class TiledObjective(Objective):
                 g = g * self.xp.asarray(self.positions[n] / s_pos * w, dtype=g.dtype)  # "Style images of another size"
                 self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
         del self.style_images
+        shapes = {n: (1, self.shape[1] // step[n], self.shape[2] // step[n], model.channels(n))
+                  for n in self.style_layers}
+        self.calibrate(self.content_pieces, shapes, content)    # the same weighting as Objective
 
     def _statistics(self, x: Array, content_layer: str | None, keep_last: bool = False):
         """Pass 1 over every tile: ``(global Grams of x, content pieces, last)``; with ``keep_last``
@@ -332,42 +335,53 @@ class TiledObjective(Objective):
         return sum_pieces(grams), pieces, last
 
     def gram_gradients(self, grams: Mapping[str, Array]) -> tuple[Array, dict[str, Array]]:
-        """From the global Grams of ``x``: ``(sum_l lambda_l J_style^l, {l: beta lambda_l dJ_style^l/dG})``.
+        """From the global Grams of ``x``: ``(sum_l lambda_l J_style^l / s_l, {l: beta lambda_l / s_l dJ_style^l/dG})``.
 
         ``J_style^l = sum (k (G - G_S))^2`` with ``k = 1/(2 nH nW C)`` of the whole image, so
-        ``dJ_style^l/dG = 2 k^2 (G - G_S)`` (:func:`numpynst.losses.style_layer_cost`).
+        ``dJ_style^l/dG = 2 k^2 (G - G_S)`` (:func:`numpynst.losses.style_layer_cost`); ``s_l`` is
+        the layer's calibration scale (``self.scales``, 1 for raw weights), as in ``Objective``.
         """
         xp = self.xp
         j_style, out = None, {}
         for n, lam in self.style_layers.items():
             k = 1.0 / (2.0 * self.positions[n] * self.model.channels(n))
             E = (grams[n] - xp.asarray(self.style_targets[n], dtype=grams[n].dtype)) * k
-            j = xp.sum(E * E) * lam
+            j = xp.sum(E * E) * (lam / self.scales.style[n])
             j_style = j if j_style is None else j_style + j
-            out[n] = E * (2.0 * k * self.beta * lam)
+            out[n] = E * (2.0 * k * self.beta * lam / self.scales.style[n])
         return (xp.zeros((), dtype=self.model.dtype) if j_style is None else j_style), out
+
+    def _gradients(self, x: Array, M: Mapping[str, Array], last_acts: Mapping[str, Array] | None):
+        """Pass 2 over every tile: yields ``(tile index, dJ/d(crop), J_content part)``, the last
+        tile first while its pass-1 tape (``last_acts``, or ``None``) is still the model's."""
+        last = len(self.tiles) - 1
+        for i in [last, *range(last)]:
+            t = self.tiles[i]
+            g, j = tile_gradient(self.model, crop(x, t), t, M, self.content_layer, self.content_pieces[i],
+                                 self.alpha / self.scales.content, self.content_size,
+                                 acts=last_acts if i == last else None)
+            yield i, g, j
 
     def evaluate(self, x: Array) -> Evaluation:
         """``J``, ``dJ/dx`` and the unweighted parts at ``x`` ``(1, H, W, 3)``: pass 1, then pass 2."""
         if tuple(x.shape) != self.shape:
             raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {self.shape}")
-        xp = self.xp
+        xp, sc = self.xp, self.scales
         grams, _, last_acts = self._statistics(x, None, keep_last=True)
         j_style, M = self.gram_gradients(grams)
         dx = xp.zeros(self.shape, dtype=x.dtype)
         j_content = xp.zeros((), dtype=x.dtype)
-        j_tv = xp.zeros((), dtype=x.dtype)
-        last = len(self.tiles) - 1
-        for i in [last, *range(last)]:          # the last tile of pass 1 still has its tape
-            t = self.tiles[i]
-            g, j = tile_gradient(self.model, crop(x, t), t, M, self.content_layer, self.content_pieces[i],
-                                 self.alpha, self.content_size, acts=last_acts if i == last else None)
-            add_crop(dx, g, t)
+        for i, g, j in self._gradients(x, M, last_acts):
+            add_crop(dx, g, self.tiles[i])
             j_content = j_content + j
+        del last_acts
+        self.model.clear()
+        j_tv = xp.zeros((), dtype=x.dtype)
+        for t in self.tiles:
             jt, gt, box = tile_tv(x, t)
             j_tv = j_tv + jt
             if self.tv_weight:
-                add_crop(dx, gt * xp.asarray(self.tv_weight, dtype=gt.dtype), box)
-        self.model.clear()
+                add_crop(dx, gt * xp.asarray(self.tv_weight / sc.tv, dtype=gt.dtype), box)
+        j_content, j_tv = j_content / sc.content, j_tv / sc.tv     # x / 1.0 == x: raw mode is exact
         J = self.alpha * j_content + self.beta * j_style + self.tv_weight * j_tv
         return Evaluation(J, dx, {"content": j_content, "style": j_style, "tv": j_tv})

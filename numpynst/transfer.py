@@ -423,7 +423,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             tol: float | None = DEFAULT_TOL, callback: Callable[[Progress], Any] | None = None,
             scales: Sequence[float] | None = None, progress: bool = False,
             log_every: int | None = None, max_pixels: int | None = None,
-            weights_mode: str = "calibrated") -> Result:
+            weights_mode: str = "calibrated", tile: int | None = None, max_memory: Any = None) -> Result:
     """Stylize ``content`` with ``style``: minimise ``J(x)`` over the pixels ``x``.
 
     Args:
@@ -453,6 +453,10 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             initialises the next.
         progress: show a tqdm bar with the losses.
         log_every: host sync interval (default 1 on NumPy, 10 on CuPy; 0 = only at the end).
+        tile: run every scale over exact tiles of at most this side (a multiple of the pooling
+            grid, at least the halo; :mod:`numpynst.tiled`); default: as :mod:`numpynst.plan` decides.
+        max_memory: memory budget (bytes, or text such as ``"4GB"``) from which the planner picks
+            whole image or tiles per scale; default: half of the free memory.
         max_pixels: refuse a content image with more pixels than this unless ``size`` is given
             (``None``: :data:`numpynst.image.DEFAULT_MAX_PIXELS`).
     Returns:
@@ -478,6 +482,11 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     rgb["style"] = style_rgbs[0]
     rgb["init"] = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     factor = model.pool_factor([content_layer, *layers])      # no remainder rows at any pool
+    # whole image or exact tiles, per scale, within the memory budget (numpynst.plan); plan builds
+    # on this module's Objective, hence the import here
+    from .plan import make_objective, plan_stylize
+    plans = plan_stylize(model, rgb["content"].shape[:2], scale_list, content_layer, list(layers), optimizer,
+                         tile, max_memory)[0]
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
     rng = np.random.default_rng(None if seed is None else integer("seed", seed, minimum=0))
     gd_lr = DEFAULT_GD_LR if weights_mode == "calibrated" else RAW_GD_LR
@@ -488,10 +497,10 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     try:
         for scale in scale_list:
             hw = round_to_multiple(scaled_shape(rgb["content"].shape, scale), factor)
-            obj = Objective(model, to_dev(resize_to(rgb["content"], hw)),
-                            [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
-                            content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,
-                            tv_weight=tv_weight, style_blend=style_blend, weights_mode=weights_mode)
+            obj = make_objective(plans[scale], model, to_dev(resize_to(rgb["content"], hw)),
+                                 [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
+                                 content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,
+                                 tv_weight=tv_weight, style_blend=style_blend, weights_mode=weights_mode)
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
             x0 = (_start(init, rgb, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype))

@@ -96,6 +96,16 @@ def add_stylize_options(p: argparse.ArgumentParser) -> None:
                         "(default: 16 for .tif, 8 otherwise)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    t = p.add_argument_group("print size (memory)")
+    t.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget, e.g. 4GB: the planner runs each scale whole or over exact tiles "
+                        "to fit it (default: half of the free memory)")
+    t.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help="force exact tiles of at most PX x PX pixels (a multiple of the pooling grid, "
+                        "at least the halo)")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the plan (sizes, tiles, halo, estimated peak memory and time per "
+                        "iteration) and exit without running or writing anything")
 
 
 def register(subparsers) -> None:
@@ -278,6 +288,13 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     from ..vgg import deprocess
 
     out, _ = checked if checked is not None else prepare(args, content, styles, output)
+    if getattr(args, "dry_run", False):
+        from ..plan import plan_report
+        log(plan_report(content, size=args.size, scales=args.scales, content_layer=args.content_layer,
+                        style_layers=args.style_layers, optimizer=args.optimizer, tile=args.tile,
+                        max_memory=args.max_memory, backend=args.backend, weights=args.weights,
+                        pooling=args.pooling))
+        return 0
     callback = None
     if out.frames is not None:
         try:
@@ -306,7 +323,8 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
                          seed=args.seed, preserve_color=args.preserve_color, backend=args.backend,
                          weights=args.weights, pooling=args.pooling, tol=args.tol or None,
                          callback=callback, scales=args.scales, progress=not args.quiet,
-                         weights_mode=args.weights_mode)
+                         weights_mode=args.weights_mode, tile=getattr(args, "tile", None),
+                         max_memory=getattr(args, "max_memory", None))
     from ..provenance import run_info
     deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
