@@ -20,10 +20,11 @@ and ``n = 3 H W`` pixels' values, bytes::
 * ``MODEL``: the weights, their cached Winograd transforms and the libraries' buffers,
   ``MODEL_FACTOR x`` the weights' bytes.
 
-``TAPE = 2.0`` and ``MODEL_FACTOR = 7.5`` were measured on this project's 2-core machine (peak RSS
-of one ``value_and_grad`` of the whole image at 256 and 512 px, VGG19, float32, the default layers,
-minus the RSS after import); tests/test_plan.py checks the estimate against measured peaks of
-other sizes and of tiled runs (within 25%).
+``TAPE = 2.0`` and ``MODEL_FACTOR = 7.5`` fit the peak RSS measured on this project's 2-core machine
+(building the objective and one ``value_and_grad``, VGG19, float32, the default layers, minus the
+RSS after import): whole 256 px 755 MiB (estimate 742), whole 512 px 1228 MiB (1241), 512 px in
+256 px tiles 946 MiB (873). tests/test_plan.py checks the estimate against measured peaks at other
+sizes, whole and tiled (within 25%).
 
 **Time.** ``seconds = FLOPs / THROUGHPUT``: the 3x3 convolutions' ``2 * 9 Cin Cout`` per position,
 forward and backward (``dx`` only, as much again); a tiled evaluation runs a second forward over

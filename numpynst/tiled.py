@@ -96,8 +96,8 @@ def deepest_layer(model, names: Iterable[str]) -> str:
 def halo_for(model, names: Iterable[str]) -> int:
     """Smallest exact halo for these layers: the deepest one's reach rounded up to the pooling grid."""
     names = list(names)
-    factor = model.pool_factor(names)
-    reach = receptive(model.layer_names, deepest_layer(model, names))[deepest_layer(model, names)][0]
+    factor, deepest = model.pool_factor(names), deepest_layer(model, names)
+    reach = receptive(model.layer_names, deepest)[deepest][0]
     return factor * math.ceil(reach / factor)
 
 
