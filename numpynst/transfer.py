@@ -423,7 +423,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             tol: float | None = DEFAULT_TOL, callback: Callable[[Progress], Any] | None = None,
             scales: Sequence[float] | None = None, progress: bool = False,
             log_every: int | None = None, max_pixels: int | None = None,
-            weights_mode: str = "calibrated", tile: int | None = None, max_memory: Any = None) -> Result:
+            weights_mode: str = "calibrated", tile: int | None = None, max_memory: Any = None,
+            client: Any = None) -> Result:
     """Stylize ``content`` with ``style``: minimise ``J(x)`` over the pixels ``x``.
 
     Args:
@@ -457,6 +458,8 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
             grid, at least the halo; :mod:`numpynst.tiled`); default: as :mod:`numpynst.plan` decides.
         max_memory: memory budget (bytes, or text such as ``"4GB"``) from which the planner picks
             whole image or tiles per scale; default: half of the free memory.
+        client: a ``distributed.Client``: the scales that run tiled send their tiles to its
+            workers (:mod:`numpynst.tiled_dask`; ``model`` must then come from a weights file).
         max_pixels: refuse a content image with more pixels than this unless ``size`` is given
             (``None``: :data:`numpynst.image.DEFAULT_MAX_PIXELS`).
     Returns:
@@ -493,6 +496,9 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     opt_kw = {"lr": gd_lr if lr is None and optimizer == "gd" else lr}
     log = _Log(iterations * len(scale_list), progress, callback, (alpha, beta, tv_weight))
 
+    if client is not None:                 # the tiled scales on Dask workers
+        from .tiled_dask import objective_on
+        make_objective = objective_on(client)
     t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
     try:
         for scale in scale_list:

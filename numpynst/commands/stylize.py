@@ -106,6 +106,11 @@ def add_stylize_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--dry-run", action="store_true",
                    help="print the plan (sizes, tiles, halo, estimated peak memory and time per "
                         "iteration) and exit without running or writing anything")
+    t.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run the tiles of every tiled scale on a local Dask cluster of N processes")
+    t.add_argument("--scheduler", default=None, metavar="URL",
+                   help="run them on the workers of a Dask scheduler, e.g. tcp://head:8786 (workers need "
+                        "numpynst and the weights file at the same path)")
 
 
 def register(subparsers) -> None:
@@ -246,6 +251,8 @@ def prepare(args, content, styles: list, output: str | Path) -> tuple[Outputs, l
     out = check_output(output, inputs, args.overwrite)
     from ..provenance import bit_depth_for
     args.bit_depth = bit_depth_for(out, getattr(args, "bit_depth", None))
+    from ..tiled_dask import check_cluster_options
+    check_cluster_options(getattr(args, "workers", None), getattr(args, "scheduler", None))
     return check_derived(args, out, inputs), inputs
 
 
@@ -315,7 +322,9 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
 
     # Overflow and NaN are detected by the loop (stopped == "non-finite loss") and reported in
     # one line below; NumPy's RuntimeWarnings on the way would only repeat it, as tracebacks.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    from ..tiled_dask import cluster_client
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            cluster_client(getattr(args, "workers", None), getattr(args, "scheduler", None)) as client:
         result = stylize(content, styles, size=args.size, iterations=args.iterations, optimizer=args.optimizer,
                          lr=args.lr, alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight,
                          content_layer=args.content_layer, style_layers=args.style_layers,
@@ -324,7 +333,7 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
                          weights=args.weights, pooling=args.pooling, tol=args.tol or None,
                          callback=callback, scales=args.scales, progress=not args.quiet,
                          weights_mode=args.weights_mode, tile=getattr(args, "tile", None),
-                         max_memory=getattr(args, "max_memory", None))
+                         max_memory=getattr(args, "max_memory", None), client=client)
     from ..provenance import run_info
     deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
