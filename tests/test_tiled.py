@@ -75,7 +75,7 @@ def test_receptive_recursion_vgg19():
     model = VGG.from_h5()
     table = receptive(model.layer_names, "block5_conv1")
     assert table["block1_conv2"] == (2, 1)
-    assert table["block2_conv1"] == (3, 2)
+    assert table["block2_conv1"] == (4, 2)           # block1: 2 convs at spacing 1, then one at 2
     assert table["block5_conv1"] == (70, 16)
     assert halo_for(model, ["block5_conv1", "block1_conv1"]) == 80
     assert halo_for(model, ["block2_conv2"]) == 6
