@@ -29,8 +29,11 @@ must therefore come from a file (``model.path``) that every worker can open at t
 the crop: ~10 s on one core of this project's 2-core CPU for a 512^2 tile with its halo. The network carries, in float32, the crop out and
 its gradient back (``2 x 3 x 4`` bytes per crop pixel: 8 MiB for a 592^2 crop), the tile's Gram
 pieces back (``4 sum_l C_l^2`` bytes: 2.3 MiB for the five default style layers) and ``M`` out (the
-same, once per worker). On one machine that is milliseconds against seconds; between machines at
-1 Gbit/s, ~0.1 s per tile, still small against a CPU tile's compute, but not against a GPU's.
+same, once per worker). Through a local cluster on a machine at load 15-30 the round trips took
+0.2-1 s per tile against 18-46 s of the tile's compute; between machines at 1 Gbit/s the bytes
+alone take ~0.1 s per tile: small against a CPU tile's compute, not against a GPU's. The fixed
+latency of each evaluation's chain of messages (scatter, tasks, broadcast, tasks) is what a small
+picture pays for going through Dask.
 Measured figures: benchmarks/README.md, "Print size".
 
 Shapes and types: as :mod:`numpynst.tiled`; the driver may use NumPy or CuPy (its arrays are
