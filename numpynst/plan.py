@@ -46,8 +46,9 @@ import numpy as np
 
 from .backend import backend_name
 from .errors import OptionError
+from .objective import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, Objective, check_layers
 from .optim import DEFAULT_LBFGS_HISTORY
-from .tiled import halo_for, receptive
+from .tiled import TiledObjective, halo_for, receptive
 
 TAPE = 2.0
 MODEL_FACTOR = 7.5
@@ -59,6 +60,18 @@ MAX_TILES_PER_SIDE = 64
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def check_scales(scales: Sequence[float] | None) -> list[float]:
+    """The coarse-to-fine schedule: increasing scales in (0, 1], ending at 1 (added if missing)."""
+    if scales is None:
+        return [1.0]
+    out = [float(s) for s in scales]
+    if not out or any(not (0 < s <= 1) for s in out) or out != sorted(out):
+        raise OptionError(f"scales must be increasing numbers in (0, 1], got {list(scales)}")
+    if out[-1] != 1.0:
+        out.append(1.0)
+    return out
 
 
 def parse_memory(text: Any, option: str = "--max-memory") -> int:
@@ -277,8 +290,6 @@ def plan_stylize(model, content_hw: tuple[int, int], scales: Sequence[float], co
 
 def make_objective(plan: ScalePlan, model, content, style, **options):
     """The objective :func:`numpynst.transfer.stylize` minimises at one scale: whole or tiled, as planned."""
-    from .tiled import TiledObjective
-    from .transfer import Objective
     if plan.tile is None:
         return Objective(model, content, style, **options)
     return TiledObjective(model, content, style, tile=plan.tile, **options)
@@ -291,11 +302,10 @@ def plan_report(content: Any, *, size: int | None = None, scales: Sequence[float
     """What ``numpynst stylize --dry-run`` prints: the plan of every scale, checked as
     :func:`numpynst.transfer.stylize` checks it, without running anything or writing a file."""
     from .image import as_rgb
-    from .transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, _check_scales, check_layers
     from .vgg import VGG
     content_layer = content_layer or DEFAULT_CONTENT_LAYER
     layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
-    scale_list = _check_scales(scales)
+    scale_list = check_scales(scales)
     model = VGG.from_h5(weights, backend=backend, pooling=pooling)
     check_layers(model, content_layer, layers)
     hw = as_rgb(content, "content", size, max_pixels).shape[:2]

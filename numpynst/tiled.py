@@ -66,7 +66,7 @@ from .backend import get_xp
 from .checks import integer
 from .errors import OptionError
 from .losses import content_cost, gram_backward, gram_matrix
-from .transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, Evaluation, Objective
+from .objective import DEFAULT_CONTENT_LAYER, Evaluation, Objective
 
 Array = Any
 

@@ -21,7 +21,7 @@ is sent once per evaluation and used by both passes there, and its piece of the 
 are the same from run to run (floating-point addition is not associative).
 
 **Models on workers.** A task takes a model from the worker's pool
-(:func:`numpynst.batch.worker.acquire_model`, keyed by weights file, backend, pooling, dtype) and
+(:func:`numpynst.model_cache.acquire_model`, keyed by weights file, backend, pooling, dtype) and
 gives it back, so each worker process reads the weights once for the whole run. The driver's model
 must therefore come from a file (``model.path``) that every worker can open at the same path.
 
@@ -50,7 +50,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .backend import backend_name, to_host
-from .batch.worker import acquire_model, release_model
+from .model_cache import acquire_model, release_model
 from .checks import integer
 from .errors import BackendError, OptionError
 from .tiled import TiledObjective, crop, tile_gradient, tile_statistics

@@ -1,26 +1,8 @@
-"""Neural style transfer: the objective ``J(x)`` and the pixel-update loop that minimises it.
+"""Neural style transfer, the product: :func:`stylize` minimises the objective over the pixels.
 
-The generated image ``x`` (preprocessed, ``(1, H, W, 3)``) is the only variable. With ``a^l(x)`` the
-VGG activation of layer ``l``::
-
-    J(x) = alpha * J_content(a_C, a^c(x))
-         + beta  * sum_l lambda_l * J_style^l(G_S^l, a^l(x))
-         + tv_weight * TV(x)
-
-``J_content`` and ``J_style^l`` are in :mod:`numpynst.losses`, each returning its value and its
-gradient with respect to the activation. The gradient with respect to the pixels is one backward pass
-through VGG, seeded at every layer that appears in ``J``::
-
-    dJ/dx = VGG.backward({c: alpha dJ_content/da^c, l: beta lambda_l dJ_style^l/da^l, ...}) + tv_weight dTV/dx
-
-The targets ``a_C`` (content activation) and ``G_S^l`` (style Gram matrices) are computed once, in
-:class:`Objective`'s constructor.
-
-**Style images of another size.** ``G_S = A^T A`` sums over the style image's pixels, while ``G_G``
-sums over the generated image's. Left alone, a style image twice as wide would double every target
-entry and silently change what ``beta`` means. We rescale each target by
-``(nH nW of the generated image at l) / (nH nW of the style image at l)`` so that ``beta`` means the same
-whatever the style image's size.
+The objective ``J(x)`` (targets, weights, value and gradient) is in :mod:`numpynst.objective`, whose
+names are re-exported here; the memory plan (whole image or exact tiles per scale) in
+:mod:`numpynst.plan`; the loop is :func:`numpynst.optim.minimize`.
 
 **Device discipline.** Everything inside the loop stays on the model's device: the losses are 0-d
 arrays, and :func:`numpynst.optim.minimize` (the loop the tutorials teach, which :func:`stylize`
@@ -39,41 +21,21 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .backend import backend_name, get_xp, to_host
+from .backend import backend_name, to_host
 from .checks import integer
 from .errors import NumpynstError, OptionError
 from .image import as_rgb, resize_to, round_to_multiple, scaled_shape
-from .backend import get_xp
-from .losses import content_cost, gram_matrix, style_layer_cost, total_variation
+from .objective import (  # noqa: F401 (API: the objective's names, re-exported)
+    DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, RAW_ALPHA, RAW_BETA, RAW_TV_WEIGHT, DEFAULT_ALPHA,
+    DEFAULT_BETA, DEFAULT_TV_WEIGHT, WEIGHT_RANGES, WEIGHT_OPTIONS, WEIGHTS_MODES, Evaluation,
+    Calibration, TV_SCALE_FLOOR, calibration, check_weight, check_weights_mode, default_weights,
+    check_layers, Objective, PARTS)
 from .optim import OPTIMIZERS, make_optimizer, minimize
+from .plan import check_scales, make_objective, plan_stylize
 from .vgg import VGG, deprocess, preprocess
 
 Array = Any
 
-DEFAULT_CONTENT_LAYER = "block4_conv2"
-DEFAULT_STYLE_LAYERS: dict[str, float] = {
-    "block1_conv1": 0.2, "block2_conv1": 0.2, "block3_conv1": 0.2, "block4_conv1": 0.2, "block5_conv1": 0.2,
-}
-# Raw weights (weights_mode="raw", the Objective's default, the notes' J): chosen on the bundled demo
-# pair at 256-512 px with L-BFGS; with the costs' normalisations J_content ~ a^2 and J_style^l ~ a^4
-# in the activations a, so they have no natural scale (see "Calibrated weights" above).
-RAW_ALPHA = 1.0
-RAW_BETA = 1e-2
-RAW_TV_WEIGHT = 1.0
-# Calibrated weights (weights_mode="calibrated", stylize's default): each term divided by its
-# calibration scale (see calibration()). WEIGHT_RANGES is the documented range of each knob (README,
-# "Choosing the weights"); values outside it are refused. Measured on chelsea + ihc, 100 L-BFGS
-# iterations from the photo (96 px, 40 iterations for the first pick): style weight 0.01, 0.1, 1,
-# 10, 100 -> mean |result - photo| 5.0, 7.1, 30.5, 41.3, 41.8 grey levels: the picture moves from
-# photo to painting between 0.1 and 10 and hardly beyond, so the style (and content) weight's range
-# is 0..10 with 1 in the (logarithmic) middle. TV weight 0, 0.01, 0.1, 1 -> TV(result)/TV(photo)
-# 1.85, 1.47, 0.85, 0.20: the default 0.1 keeps the result about as smooth as the photo.
-DEFAULT_ALPHA = 1.0
-DEFAULT_BETA = 1.0
-DEFAULT_TV_WEIGHT = 0.1
-WEIGHT_RANGES = {"alpha": (0.0, 10.0), "beta": (0.0, 10.0), "tv_weight": (0.0, 1.0)}
-WEIGHT_OPTIONS = {"alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight"}
-WEIGHTS_MODES = ("calibrated", "raw")
 # Plain gradient descent has no scale-free step. RAW_GD_LR is stable for the raw default weights on
 # 0..255 pixels (measured on the demo pair: 1e-1 diverges, 1e-2 is at the edge); with another beta,
 # scale it by RAW_BETA / beta. The calibrated J's gradient is ~3.3e7 times smaller at the default
@@ -88,249 +50,6 @@ MAX_ITERATIONS = 1_000_000
 DEFAULT_TOL = 1e-4          # relative decrease of J over TOL_WINDOW iterations
 TOL_WINDOW = 20
 INITS = ("content", "noise", "style")
-
-
-class Evaluation(NamedTuple):
-    """One evaluation of the objective: ``J`` and ``dJ/dx`` (as :meth:`Objective.value_and_grad`),
-    and ``parts``, the unweighted terms ``{"content", "style", "tv"}`` (0-d device arrays;
-    ``style`` = sum_l lambda_l J_style^l; each divided by its calibration scale in calibrated
-    mode), so that ``J = alpha content + beta style + tv_weight tv``."""
-    J: Any
-    grad: Any
-    parts: dict
-
-
-class Calibration(NamedTuple):
-    """Scales that make the three terms of ``J`` comparable (see :func:`calibration`), host floats in
-    the units of the costs of :mod:`numpynst.losses`: ``content``, ``style`` (one per style layer)
-    and ``tv``. In raw mode every scale is 1."""
-    content: float
-    style: dict
-    tv: float
-
-
-TV_SCALE_FLOOR = 1.0    # grey levels^2: a flat content image would otherwise give a TV scale of 0
-
-
-def calibration(content_target: Array, style_targets: Mapping[str, Array],
-                style_shapes: Mapping[str, Sequence[int]], content_image: Array) -> Calibration:
-    """The calibration scales of the weights, measured once from the targets.
-
-    Each scale is the value of its term for a **blank** generated image (all activations 0):
-
-        content:  ||a_C||^2 / (4 nH nW nC)                      = J_content(a_C, 0)
-        style l:  ||G_S^l||^2 / (2 nH nW nC)^2                  = J_style^l(G_S^l, 0)
-        tv:       max(TV(content image), TV_SCALE_FLOOR)        (the photo's own roughness)
-
-    so that, divided by its scale, each term is a *relative* squared error: the content term is
-    ``||a - a_C||^2 / ||a_C||^2`` and each style layer's ``||G - G_S||^2 / ||G_S||^2`` — 1 for a
-    blank image, 0 at the target, whatever the image size, the layer, or the pictures' contrast —
-    and the TV term is ``TV(x) / TV(photo)``, 1 when the result is as rough as the photo. Dividing
-    by a constant keeps every cost's formula (and its gradient) exactly as :mod:`numpynst.losses`
-    defines it: the calibrated ``J`` is the raw ``J`` with the weights
-    ``alpha / s_content``, ``beta lambda_l / s_style^l``, ``tv_weight / s_tv``.
-
-    Args:
-        content_target: ``a_C``, the content layer's activation ``(1, nH, nW, nC)`` (or
-            ``(nH, nW, nC)``) of the content image, at the generated image's size; or a list of
-            pieces that together hold each of its entries once (tiles' interiors).
-        style_targets: ``{layer: G_S^l}``, the ``(nC, nC)`` target Grams, already rescaled to the
-            generated image's pixel count (as :class:`Objective` does).
-        style_shapes: ``{layer: shape}`` of the generated image's activation at each style layer
-            (``(1, nH, nW, nC)`` or ``(nH, nW, nC)``): gives the ``nH nW nC`` of the cost.
-        content_image: the preprocessed content image ``(1, H, W, 3)``.
-
-    A caller that builds the targets in pieces (tiles) passes the assembled Grams and the content
-    pieces; only sums of squares are taken. The sums are copied to the host once (a sync), at
-    construction, never inside the loop.
-
-    Raises:
-        NumpynstError: a target that is all zero (a term with no scale), naming it.
-    """
-    pieces = list(content_target) if isinstance(content_target, (list, tuple)) else [content_target]
-    xp = get_xp(*pieces)
-    squares = sum(float(xp.sum(xp.asarray(p, dtype=xp.float64) ** 2)) for p in pieces)
-    c_scale = squares / (4.0 * sum(int(p.size) for p in pieces))
-    styles = {}
-    for name, G in style_targets.items():
-        nH, nW, nC = tuple(style_shapes[name])[-3:]
-        g = xp.asarray(G, dtype=xp.float64) / (2.0 * nH * nW * nC)
-        styles[name] = float(xp.sum(g * g))
-    for name, value in [("content target", c_scale), *((f"style target at {n}", v) for n, v in styles.items())]:
-        if not (math.isfinite(value) and value > 0):
-            raise NumpynstError(f"cannot calibrate the weights: the {name} is all zero or not finite "
-                                f"({value!r}); use weights_mode='raw' (--weights-mode raw)")
-    tv = max(float(total_variation(xp.asarray(content_image, dtype=xp.float64))[0]), TV_SCALE_FLOOR)
-    return Calibration(c_scale, styles, tv)
-
-
-def check_weight(name: str, value: Any, mode: str) -> float:
-    """One of alpha/beta/tv_weight as a float, or :class:`OptionError` naming it and its range.
-
-    Raw weights must be finite and >= 0; calibrated ones must lie in ``WEIGHT_RANGES[name]``."""
-    lo, hi = WEIGHT_RANGES[name] if mode == "calibrated" else (0.0, math.inf)
-    label = f"{name} ({WEIGHT_OPTIONS[name]})"
-    span = f"in [{lo:g}, {hi:g}] ({mode} weights)" if mode == "calibrated" else "a finite number >= 0"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (lo <= value <= hi):
-        raise OptionError(f"{label} must be {span}, got {value!r}")
-    return float(value)
-
-
-def check_weights_mode(mode: Any) -> str:
-    """``mode`` if it is one of :data:`WEIGHTS_MODES`, else :class:`OptionError` naming the option."""
-    if mode not in WEIGHTS_MODES:
-        raise OptionError(f"weights_mode (--weights-mode) must be one of {', '.join(WEIGHTS_MODES)}, "
-                          f"got {mode!r}")
-    return mode
-
-
-def default_weights(mode: str, alpha: float | None, beta: float | None,
-                    tv_weight: float | None) -> tuple[float, float, float]:
-    """``(alpha, beta, tv_weight)`` checked for ``mode``, each ``None`` replaced by the mode's default."""
-    defaults = ((DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_TV_WEIGHT) if mode == "calibrated"
-                else (RAW_ALPHA, RAW_BETA, RAW_TV_WEIGHT))
-    return tuple(check_weight(name, d if v is None else v, mode)
-                 for name, v, d in zip(("alpha", "beta", "tv_weight"), (alpha, beta, tv_weight), defaults))
-
-
-def check_layers(model, content_layer: str, style_layers: Mapping[str, float]) -> None:
-    """:class:`OptionError` unless every layer is one of ``model``'s and every weight finite >= 0."""
-    unknown = [n for n in [content_layer, *style_layers] if n not in model.layer_names]
-    if unknown:
-        raise OptionError(f"unknown layer(s) {', '.join(unknown)}; valid names: {', '.join(model.layer_names)}")
-    for n, lam in style_layers.items():
-        if not (isinstance(lam, numbers.Real) and math.isfinite(lam) and lam >= 0):
-            raise OptionError(f"style layer weight for {n} must be a finite number >= 0, got {lam!r}")
-
-
-class Objective:
-    """``J(x)`` and ``dJ/dx`` for one content image and one or more style images.
-
-    Args:
-        model: a :class:`numpynst.vgg.VGG` (its device and dtype are used throughout).
-        content: preprocessed content image ``(1, H, W, 3)`` on the model's device.
-        style: a preprocessed style image ``(1, Hs, Ws, 3)`` or a list of them.
-        content_layer: layer whose activation carries the content.
-        style_layers: ``{layer: lambda_l}``; default five ``blockN_conv1`` layers at 0.2.
-        alpha, beta, tv_weight: weights of the three terms (``None``: the mode's default).
-        style_blend: one weight per style image; the Gram targets are blended as
-            ``G_S^l = sum_i w_i G_S,i^l / sum_i w_i``. Default: equal weights.
-        weights_mode: ``"raw"`` (the default here: the notes' ``J`` exactly, as the tutorials
-            teach it) or ``"calibrated"`` (each term divided by its :func:`calibration` scale, so
-            the weights are relative and have a documented range; :func:`stylize`'s default).
-
-    Attributes: ``scales``, a :class:`Calibration` (all 1 in raw mode); ``alpha``, ``beta``,
-    ``tv_weight`` as given; :meth:`evaluate`'s parts are the terms divided by their scales.
-    """
-
-    def __init__(self, model, content: Array, style: Array | Sequence[Array], *,
-                 content_layer: str = DEFAULT_CONTENT_LAYER,
-                 style_layers: Mapping[str, float] | None = None,
-                 alpha: float | None = None, beta: float | None = None,
-                 tv_weight: float | None = None,
-                 style_blend: Sequence[float] | None = None, weights_mode: str = "raw"):
-        self.init_options(model, content, style, content_layer=content_layer, style_layers=style_layers,
-                          alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=style_blend,
-                          weights_mode=weights_mode)
-        acts = model.forward(content, [content_layer, *self.style_layers], keep_cache=False)
-        # .copy(): the model reuses nothing, but the target must not alias a cache that later
-        # forwards drop; a copy makes the ownership obvious at the cost of one activation.
-        self.content_target = acts[content_layer].copy()
-        gen_pixels = {n: acts[n].shape[1] * acts[n].shape[2] for n in self.style_layers}
-        self.style_targets: dict[str, Array] = {}
-        for img, w in zip(self.style_images, self.blend):
-            s_acts = model.forward(img, list(self.style_layers), keep_cache=False)
-            for n, a in s_acts.items():
-                scale = gen_pixels[n] / (a.shape[1] * a.shape[2])     # see "Style images of another size"
-                g = gram_matrix(a) * self.xp.asarray(scale * w, dtype=a.dtype)
-                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
-        del self.style_images
-        self.calibrate(self.content_target, {n: acts[n].shape for n in self.style_layers}, content)
-
-    def calibrate(self, content_target: Array | Sequence[Array], style_shapes: Mapping[str, Sequence[int]],
-                  content: Array) -> None:
-        """Set ``self.scales`` from the targets (:func:`calibration`; all 1 in raw mode)."""
-        self.scales = (calibration(content_target, self.style_targets, style_shapes, content)
-                       if self.weights_mode == "calibrated" else
-                       Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
-
-    def init_options(self, model, content: Array, style: Array | Sequence[Array], *,
-                     content_layer: str = DEFAULT_CONTENT_LAYER,
-                     style_layers: Mapping[str, float] | None = None,
-                     alpha: float | None = None, beta: float | None = None,
-                     tv_weight: float | None = None,
-                     style_blend: Sequence[float] | None = None, weights_mode: str = "raw") -> None:
-        """Check and store everything but the targets (shared with :class:`numpynst.tiled.TiledObjective`):
-        ``style_images`` (list) and ``blend`` (their weights divided by their sum) for the targets."""
-        self.model = model
-        self.xp = model.xp
-        self.content_layer = content_layer
-        self.style_layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
-        self.weights_mode = check_weights_mode(weights_mode)
-        alpha, beta, tv_weight = default_weights(weights_mode, alpha, beta, tv_weight)
-        if not self.style_layers and beta > 0:
-            raise OptionError("style_layers is empty: give at least one layer or set beta=0")
-        check_layers(model, content_layer, self.style_layers)
-        self.alpha, self.beta, self.tv_weight = alpha, beta, tv_weight
-        self.outputs = list(dict.fromkeys([content_layer, *self.style_layers]))
-        self.shape = tuple(content.shape)
-
-        styles = list(style) if isinstance(style, (list, tuple)) else [style]
-        weights = [1.0] * len(styles) if style_blend is None else [float(w) for w in style_blend]
-        if len(weights) != len(styles):
-            raise OptionError(f"style_blend has {len(weights)} weight(s) for {len(styles)} style image(s)")
-        if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-            raise OptionError(f"style_blend weights must be >= 0 with a positive sum, got {weights}")
-        self.style_images, self.blend = styles, [w / sum(weights) for w in weights]
-
-    def evaluate(self, x: Array) -> Evaluation:
-        """``J``, ``dJ/dx`` and the unweighted parts at the preprocessed image ``x`` ``(1, H, W, 3)``."""
-        if tuple(x.shape) != self.shape:
-            raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {self.shape}")
-        xp = self.xp
-        acts = self.model.forward(x, self.outputs)
-        grads: dict[str, Array] = {}
-        sc = self.scales            # raw mode: all 1, and the divisions are skipped (exact J)
-        j_content, g = content_cost(self.content_target, acts[self.content_layer])
-        j_content = j_content if sc.content == 1.0 else j_content / sc.content
-        grads[self.content_layer] = g * xp.asarray(self.alpha / sc.content, dtype=g.dtype)
-        j_style = xp.zeros((), dtype=x.dtype)
-        for n, lam in self.style_layers.items():
-            j, g = style_layer_cost(self.style_targets[n], acts[n])
-            j_style = j_style + (lam if sc.style[n] == 1.0 else lam / sc.style[n]) * j
-            g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
-            grads[n] = grads[n] + g if n in grads else g
-        dx = self.model.backward(grads)
-        j_tv, g_tv = total_variation(x)
-        j_tv = j_tv if sc.tv == 1.0 else j_tv / sc.tv
-        if self.tv_weight:
-            dx += g_tv * xp.asarray(self.tv_weight / sc.tv, dtype=dx.dtype)
-        J = self.alpha * j_content + self.beta * j_style + self.tv_weight * j_tv
-        return Evaluation(J, dx, {"content": j_content, "style": j_style, "tv": j_tv})
-
-    def value_and_grad(self, x: Array) -> tuple[Array, Array]:
-        """``(J, dJ/dx)`` at the preprocessed image ``x`` ``(1, H, W, 3)``; ``J`` a 0-d device array."""
-        J, dx, _ = self.evaluate(x)
-        return J, dx
-
-    def flat(self, parts: bool = False) -> Callable[[Array], tuple]:
-        """``fun(x_flat) -> (J, grad_flat)``: the objective as the optimizers see it (1-D arrays).
-
-        ``parts=True`` adds a third value, the device vector ``[content, style, tv]``, which
-        :func:`numpynst.optim.minimize` records beside ``J``.
-        """
-        xp = self.xp
-
-        def fun(x_flat: Array) -> tuple:
-            J, g, p = self.evaluate(x_flat.reshape(self.shape))
-            if not parts:
-                return J, g.reshape(-1)
-            return J, g.reshape(-1), xp.stack([xp.asarray(p[k], dtype=xp.float64) for k in PARTS])
-        return fun
-
-
-PARTS = ("content", "style", "tv")
 
 
 def balance(row: Sequence[float], weights: tuple[float, float, float]) -> str:
@@ -379,17 +98,6 @@ class Result(NamedTuple):
     @property
     def J_final(self) -> float:
         return min(self.history["J"]) if self.history["J"] else float("nan")
-
-
-def _check_scales(scales: Sequence[float] | None) -> list[float]:
-    if scales is None:
-        return [1.0]
-    out = [float(s) for s in scales]
-    if not out or any(not (0 < s <= 1) for s in out) or out != sorted(out):
-        raise OptionError(f"scales must be increasing numbers in (0, 1], got {list(scales)}")
-    if out[-1] != 1.0:
-        out.append(1.0)
-    return out
 
 
 def _check_options(iterations, optimizer, size, style_scale, tol) -> None:
@@ -469,7 +177,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     _check_options(iterations, optimizer, size, style_scale, tol)
     weights_mode = check_weights_mode(weights_mode)
     alpha, beta, tv_weight = default_weights(weights_mode, alpha, beta, tv_weight)
-    scale_list = _check_scales(scales)
+    scale_list = check_scales(scales)
     model = VGG.from_h5(weights, backend=backend, pooling=pooling) if model is None else model
     xp, dtype = model.xp, model.dtype
     log_every = (1 if backend_name(xp) == "numpy" else 10) if log_every is None else log_every
@@ -487,7 +195,6 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     factor = model.pool_factor([content_layer, *layers])      # no remainder rows at any pool
     # whole image or exact tiles, per scale, within the memory budget (numpynst.plan); plan builds
     # on this module's Objective, hence the import here
-    from .plan import make_objective, plan_stylize
     plans = plan_stylize(model, rgb["content"].shape[:2], scale_list, content_layer, list(layers), optimizer,
                          tile, max_memory)[0]
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
@@ -496,14 +203,15 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     opt_kw = {"lr": gd_lr if lr is None and optimizer == "gd" else lr}
     log = _Log(iterations * len(scale_list), progress, callback, (alpha, beta, tv_weight))
 
+    build = make_objective                  # whole or tiled, as planned
     if client is not None:                 # the tiled scales on Dask workers
         from .tiled_dask import objective_on
-        make_objective = objective_on(client)
+        build = objective_on(client)
     t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
     try:
         for scale in scale_list:
             hw = round_to_multiple(scaled_shape(rgb["content"].shape, scale), factor)
-            obj = make_objective(plans[scale], model, to_dev(resize_to(rgb["content"], hw)),
+            obj = build(plans[scale], model, to_dev(resize_to(rgb["content"], hw)),
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
                                  content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,
                                  tv_weight=tv_weight, style_blend=style_blend, weights_mode=weights_mode)

@@ -42,53 +42,12 @@ import numpy as np
 from ..checks import first_line
 from ..errors import NumpynstError
 from ..files import atomic_write, file_digest, open_regular, regular_file
+from ..model_cache import acquire_model, clear_models, model_loads, release_model  # noqa: F401 (API)
 
 log = logging.getLogger("numpynst.batch")
 
-_POOL: dict[tuple, list] = {}           # key -> idle models
-_POOL_LOCK = threading.Lock()
-_LOADS: dict[tuple, int] = {}           # key -> models loaded in this process (for tests and stats)
 _MODEL_OPTIONS = ("weights", "pooling")
 _MAX_SIDECAR = 1 << 20                  # a sidecar is ~1 KB; read no more than this of one
-
-
-def _model_key(weights: str | None, backend: str, pooling: str, dtype: Any) -> tuple:
-    if weights is None:
-        from ..weights import default_weights_path
-        weights = str(default_weights_path())
-    return (os.path.realpath(weights), backend, pooling, np.dtype(dtype).name)
-
-
-def acquire_model(weights: str | None = None, backend: str = "numpy", pooling: str = "max",
-                  dtype: Any = np.float32):
-    """An idle cached model for this key, or a newly loaded one; give it back with :func:`release_model`."""
-    key = _model_key(weights, backend, pooling, dtype)
-    with _POOL_LOCK:
-        idle = _POOL.get(key)
-        if idle:
-            return key, idle.pop()
-    from ..vgg import VGG
-    model = VGG.from_h5(key[0], backend=backend, pooling=pooling, dtype=np.dtype(key[3]))  # outside the lock
-    with _POOL_LOCK:
-        _LOADS[key] = _LOADS.get(key, 0) + 1
-    return key, model
-
-
-def release_model(key: tuple, model) -> None:
-    with _POOL_LOCK:
-        _POOL.setdefault(key, []).append(model)
-
-
-def model_loads() -> dict[str, int]:
-    """``{"weights|backend|pooling|dtype": number of loads}`` in this process (run it with ``client.run``)."""
-    with _POOL_LOCK:
-        return {"|".join(map(str, k)): n for k, n in _LOADS.items()}
-
-
-def clear_models() -> None:
-    """Forget every cached model (frees their memory)."""
-    with _POOL_LOCK:
-        _POOL.clear()
 
 
 def _worker_name() -> str:
