@@ -114,11 +114,16 @@ def _check_options(iterations, optimizer, size, style_scale, tol) -> None:
 
 
 def _start(init: Any, rgb: dict, hw: tuple[int, int], rng, to_dev, xp, dtype) -> Array:
-    """The first image at one scale: an init image, the content, the style, or noise."""
+    """The first image at one scale: an init image, the content, the style, or noise.
+
+    ``rgb["init"]`` holds the init image when ``init`` is one (a path or an array); only otherwise
+    is ``init`` one of the names in :data:`INITS` (an array must not be compared with a name).
+    """
+    if rgb["init"] is not None:                          # an image, resized to the content
+        return to_dev(resize_to(rgb["init"], hw))
     if init == "noise":                                  # noise around the mean image
         return xp.asarray(rng.normal(0.0, 64.0, size=(1, *hw, 3)), dtype=dtype)
-    source = rgb["init"] if rgb["init"] is not None else rgb[init]   # "content" or "style"
-    return to_dev(resize_to(source, hw))
+    return to_dev(resize_to(rgb[init], hw))              # "content" or "style"
 
 
 def stylize(content: Any, style: Any, *, size: int | None = None,
