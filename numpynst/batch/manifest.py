@@ -209,7 +209,7 @@ def grid_jobs(contents_dir: str | os.PathLike, styles_dir: str | os.PathLike,
     """The cross product contents x styles x option values (a sweep), as checked jobs.
 
     Each keyword is an option of :data:`OPTIONS` with a list of values (a single value is a list of
-    one), e.g. ``grid_jobs("photos", "paintings", beta=[1e-3, 1e-2], iterations=[100])``. Jobs come
+    one), e.g. ``grid_jobs("photos", "paintings", beta=[0.3, 3], iterations=[100])``. Jobs come
     out content-major: all the columns of the first content, then the next content. Raises
     :class:`OptionError` naming the option for an unknown name or a bad value.
     """

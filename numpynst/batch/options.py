@@ -185,6 +185,11 @@ def _optimizers() -> Callable[[Any, Path], str]:
     return _choice(*OPTIMIZERS)
 
 
+def _weights_modes() -> Callable[[Any, Path], str]:
+    from ..objective import WEIGHTS_MODES
+    return _choice(*WEIGHTS_MODES)
+
+
 #: Options a job may set: name -> parser. They are :func:`numpynst.transfer.stylize` keywords, except
 #: that ``weights`` and ``pooling`` pick the (per-worker cached) model.
 OPTIONS: dict[str, Callable[[Any, Path], Any]] = {
@@ -195,6 +200,7 @@ OPTIONS: dict[str, Callable[[Any, Path], Any]] = {
     "alpha": _float(),
     "beta": _float(),
     "tv_weight": _float(),
+    "weights_mode": lambda v, b: _weights_modes()(v, b),
     "content_layer": _layer,
     "style_layers": _style_layers,
     "style_blend": _blend,
@@ -227,6 +233,14 @@ def check_together(options: dict[str, Any], n_styles: int) -> tuple[str, str] | 
                                 f"{round(size * scale)} px, more than {MAX_SIDE}")
     if all(options.get(k) == 0 for k in ("alpha", "beta", "tv_weight")):
         return "alpha", "alpha, beta and tv_weight are all 0: there is nothing to minimise"
+    if options.get("weights_mode", "calibrated") == "calibrated":      # stylize's default mode
+        from ..objective import WEIGHT_RANGES
+        for name, (lo, hi) in WEIGHT_RANGES.items():
+            value = options.get(name)
+            if value is not None and not lo <= value <= hi:
+                return name, (f"expected a number in [{lo:g}, {hi:g}] with calibrated weights (the "
+                              f"default weights_mode), got {value:g}; set weights_mode to raw for the "
+                              f"tutorials' unscaled J")
     return None
 
 

@@ -1,7 +1,7 @@
 """``numpynst batch MANIFEST -o OUTDIR`` or ``numpynst batch --grid CONTENTS STYLES -o OUTDIR``: many
 stylizations on a Dask cluster, resumable, with a summary table and a contact sheet.
 
-Option flags (``--iterations 100``, ``--beta 1e-3 1e-2``, ...) set a default for every manifest row
+Option flags (``--iterations 100``, ``--beta 0.3 3``, ...) set a default for every manifest row
 that leaves the option empty; with ``--grid`` each flag may take several values and the grid is the
 cross product of contents x styles x all values (a sweep).
 """
@@ -12,12 +12,19 @@ import argparse
 from pathlib import Path
 
 from ..errors import NumpynstError, OptionError
+from ..objective import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_TV_WEIGHT, WEIGHT_RANGES
 
 #: one flag per job option; the values are parsed and checked by numpynst.batch.options.parse_option.
 _FLAG_HELP = {
     "size": "longest side in pixels", "iterations": "iteration cap", "optimizer": "lbfgs, adam or gd",
-    "lr": "step size for adam/gd", "alpha": "content weight", "beta": "style weight",
-    "tv_weight": "total-variation weight", "content_layer": "e.g. block4_conv2",
+    "lr": "step size for adam/gd",
+    "alpha": "content weight (calibrated: %g..%g, default %g)" % (*WEIGHT_RANGES["alpha"], DEFAULT_ALPHA),
+    "beta": "style weight, more is more painting (calibrated: %g..%g, default %g)"
+            % (*WEIGHT_RANGES["beta"], DEFAULT_BETA),
+    "tv_weight": "total-variation weight (calibrated: %g..%g, default %g)"
+                 % (*WEIGHT_RANGES["tv_weight"], DEFAULT_TV_WEIGHT),
+    "weights_mode": "calibrated (default; the ranges above) or raw (the tutorials' J, weights as given)",
+    "content_layer": "e.g. block4_conv2",
     "style_layers": "NAME[:W];NAME[:W]...", "style_blend": "weights separated by ';'",
     "style_scale": "style size relative to content", "init": "content, noise, style or an image",
     "seed": "noise seed", "preserve_color": "true/false", "pooling": "max or avg",
