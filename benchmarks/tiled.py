@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,38 @@ def rss() -> int:
 
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads), seconds."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every ``every`` s in a daemon thread while a
+    measurement runs: times measured on a shared machine are reported beside how busy it was."""
+
+    def __init__(self, every: float = 15.0):
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+        a = np.asarray(self.samples)
+        return dict(load_min=float(a.min()), load_median=float(np.median(a)), load_max=float(a.max()),
+                    load_samples=len(a))
+
+    @staticmethod
+    def text(d: dict) -> str:
+        return f"load average (1 min) {d['load_min']:.1f} .. {d['load_max']:.1f}, median {d['load_median']:.1f}"
 
 
 # ---------------------------------------------------------------------------- exact
@@ -119,8 +153,9 @@ def memory(args) -> dict:
 
 # ---------------------------------------------------------------------------- overhead
 def overhead(args) -> dict:
-    """s per value_and_grad, whole vs tiled with the planner's tile for ``--max-memory``, interleaved."""
-    from numpynst.plan import choose, parse_memory
+    """s per value_and_grad, whole vs tiled with the planner's tile for ``--max-memory``, interleaved
+    after one warm-up evaluation of each."""
+    from numpynst.plan import choose, estimate, parse_memory
     from numpynst.tiled import TiledObjective
     from numpynst.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, Objective
     from numpynst.vgg import VGG
@@ -128,25 +163,41 @@ def overhead(args) -> dict:
     names = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
     size = args.size[0]
     plan = choose(model, names, DEFAULT_CONTENT_LAYER, (size, size), parse_memory(args.max_memory), "lbfgs")
+    whole_plan = estimate(model, names, DEFAULT_CONTENT_LAYER, (size, size), None, "lbfgs")
     rng = np.random.default_rng(0)
     c, s = (rng.normal(0, 50, (1, size, size, 3)).astype(np.float32) for _ in range(2))
     whole = Objective(model, c, s)
     tiled = TiledObjective(model, c, s, tile=plan.tile)
-    times = {"whole": [], "tiled": []}
-    for _ in range(args.repeat):
-        for name, obj in (("whole", whole), ("tiled", tiled)):
-            t = time.perf_counter()
-            obj.value_and_grad(c)
+    x = c + rng.normal(0, 5, c.shape).astype(np.float32)
+    for obj in (whole, tiled):               # warm-up: the first evaluation's weight transforms
+        obj.value_and_grad(x)
+    load = LoadSampler()
+    times, cpu = {"whole": [], "tiled": []}, {"whole": [], "tiled": []}
+    # interleaved, alternating which goes first (whole, tiled, tiled, whole, ...), so both see the
+    # same conditions on a shared machine and a slow drift of its load cancels in the pairs
+    pairs = (("whole", whole), ("tiled", tiled))
+    for i in range(args.repeat):
+        for name, obj in (pairs if i % 2 == 0 else pairs[::-1]):
+            t, c0 = time.perf_counter(), cpu_seconds()
+            obj.value_and_grad(x)
             times[name].append(time.perf_counter() - t)
+            cpu[name].append(cpu_seconds() - c0)
+    load = load.stop()
     med = {k: float(np.median(v)) for k, v in times.items()}
+    med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     row = dict(size=size, max_memory=args.max_memory, tile=plan.tile, tiles=plan.tiles, halo=plan.halo,
                pixels_run=plan.overhead, whole_s=med["whole"], tiled_s=med["tiled"],
-               ratio=med["tiled"] / med["whole"], times=times,
-               ratios=[b / a for a, b in zip(times["whole"], times["tiled"])])
+               ratio=med["tiled"] / med["whole"], times=times, cpu_seconds=cpu,
+               whole_cpu_s=med_cpu["whole"], tiled_cpu_s=med_cpu["tiled"],
+               cpu_ratio=med_cpu["tiled"] / med_cpu["whole"],
+               ratios=[b / a for a, b in zip(times["whole"], times["tiled"])],
+               planned_ratio=plan.seconds / whole_plan.seconds, **load)
     print(f"{size} px, --max-memory {args.max_memory}: tiles {plan.tile} x{plan.tiles}, halo {plan.halo}, "
           f"pixels run {plan.overhead:.2f}x; whole {med['whole']:.2f} s, tiled {med['tiled']:.2f} s per "
           f"value_and_grad (medians of {args.repeat}, interleaved): ratio {row['ratio']:.2f} "
-          f"(pairwise {', '.join(f'{r:.2f}' for r in row['ratios'])})", flush=True)
+          f"(pairwise {', '.join(f'{r:.2f}' for r in row['ratios'])}; planner's model "
+          f"{row['planned_ratio']:.2f}); CPU s (all threads) whole {med_cpu['whole']:.1f}, tiled "
+          f"{med_cpu['tiled']:.1f}: ratio {row['cpu_ratio']:.2f}; {LoadSampler.text(load)}", flush=True)
     return {"overhead": row}
 
 
@@ -156,20 +207,22 @@ def picture(args) -> dict:
     ``--coarse`` px (its own scales), then the print size from it with few iterations per scale."""
     import numpynst
     from numpynst.image import load_image, sample_path, save_image
-    t0 = time.perf_counter()
+    load = LoadSampler(30.0)
+    base = rss()                                             # after the imports
+    t0, c0 = time.perf_counter(), cpu_seconds()
     content, style = sample_path(args.content), sample_path(args.style)
     coarse = numpynst.stylize(content, style, size=args.coarse, scales=[0.25, 0.5, 1.0],
                               iterations=args.coarse_iterations, tol=None, progress=not args.quiet)
-    t1 = time.perf_counter()
-    print(f"coarse {args.coarse} px: {coarse.iterations} iterations, {t1 - t0:.0f} s, peak RSS so far "
-          f"{gib(rss())}", flush=True)
+    t1, c1, peak_coarse = time.perf_counter(), cpu_seconds(), rss()
+    print(f"coarse {args.coarse} px: {coarse.iterations} iterations, {t1 - t0:.0f} s, {c1 - c0:.0f} CPU s, "
+          f"peak RSS so far {gib(peak_coarse)}", flush=True)
     out = Path(args.output)
     start = out.with_name(out.stem + "_coarse.png")
     save_image(start, coarse.image, overwrite=True)          # the init image of the print-size run
     fine = numpynst.stylize(content, style, size=args.size, init=str(start), scales=args.scales,
                             iterations=args.iterations, tol=None, max_memory=args.max_memory,
                             optimizer=args.optimizer, progress=not args.quiet)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), cpu_seconds()
     save_image(out, fine.image, overwrite=True)
     small = out.with_name(out.stem + "_small.jpg")
     h, w = fine.image.shape[:2]
@@ -180,7 +233,10 @@ def picture(args) -> dict:
     row = dict(size=f"{w}x{h}", coarse=args.coarse, coarse_iterations=coarse.iterations,
                optimizer=args.optimizer, max_memory=args.max_memory,
                coarse_seconds=t1 - t0, fine_seconds=t2 - t1, seconds=t2 - t0,
-               peak_rss=rss(), fine_iterations=fine.iterations, stopped=fine.stopped,
+               coarse_cpu_seconds=c1 - c0, fine_cpu_seconds=c2 - c1, cpu_seconds=c2 - c0,
+               base_rss=base, peak_rss_coarse=peak_coarse, peak_rss=rss(),
+               fine_evaluations=len(fine.history["J"]), **load.stop(),
+               fine_iterations=fine.iterations, stopped=fine.stopped,
                J_start=fine.history["J"][0], J_final=fine.J_final, output=str(out), preview=str(small),
                crop=str(crop_path), crop_box=[cy, cx, args.crop])
     print(json.dumps(row), flush=True)
