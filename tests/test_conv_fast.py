@@ -168,9 +168,9 @@ def test_winograd4_chunks_and_weight_transform(xp, rng, monkeypatch):
 
 # ------------------------------------------------------------------------------ transform cache
 def test_transforms_are_cached_only_for_read_only_weights(rng):
-    x = rng.standard_normal((1, 6, 6, 64))
-    w = rng.standard_normal((3, 3, 64, 64)) * 0.05
-    b = np.zeros(64)
+    x = rng.standard_normal((1, 34, 34, 64))              # maps above 32x32 ...
+    w = rng.standard_normal((3, 3, 64, 512)) * 0.02       # ... and 512 channels: F(4x4,3x3) when cacheable
+    b = np.zeros(512)
     # writable weights: never cached, and an in-place change is seen by the next call
     out1, c1 = conv2d_forward(x, w, b)
     assert not dispatch._cacheable(w) and c1.u is not None
@@ -191,10 +191,29 @@ def test_transforms_are_cached_only_for_read_only_weights(rng):
     assert rel_error(out, ref) < 1e-12
     dout = rng.standard_normal(out.shape)
     assert rel_error(conv2d_backward(dout, cache, False)[0], conv2d_backward_naive(dout, ref_cache, False)[0]) < 1e-12
-    assert (id(wr), "f4_flip") in dispatch._U_CACHE
+    # dx runs the transposed algorithm on the same U: no second transform is made or kept
+    assert [k for k in dispatch._U_CACHE if k[0] == id(wr)] == [(id(wr), "f4")]
     # the entries die with the weight array
     key = id(wr)
     del wr, cache, ref_cache          # every holder of the array
     import gc
     gc.collect()
-    assert (key, "f4") not in dispatch._U_CACHE and (key, "f4_flip") not in dispatch._U_CACHE
+    assert not [k for k in dispatch._U_CACHE if k[0] == key]
+
+
+def test_auto_follows_the_measured_table():
+    def pick(c, f, hw, read_only=True):
+        w = np.zeros((3, 3, c, f), np.float32)
+        w.flags.writeable = not read_only
+        return (dispatch.forward_method(w, 1, 1, "auto", hw * hw), dispatch.backward_method(w, 1, 1, "auto", hw * hw))
+    assert pick(3, 64, 512) == ("im2col", "col2im")                 # block1_conv1: thin GEMM, narrow dx
+    assert pick(64, 64, 512) == ("winograd", "winograd")             # blocks 1-2: F(2x2,3x3)
+    assert pick(256, 256, 128) == ("winograd", "winograd")           # block 3
+    assert pick(256, 512, 64) == ("winograd4", "winograd4")          # block 4: F(4x4,3x3), transposed dx
+    assert pick(512, 512, 32) == ("winograd", "winograd")            # block5 at 512 px: small map
+    assert pick(512, 512, 64) == ("winograd4", "winograd4")          # block5 at 1024 px
+    assert pick(512, 512, 64, read_only=False) == ("winograd", "winograd")   # no cached U: F(2x2,3x3)
+    assert pick(3, 3, 1, True)[0] == "im2col"
+    w = np.zeros((1, 1, 64, 64), np.float32)                          # not 3x3: im2col / col2im
+    assert (dispatch.forward_method(w, 1, 0, "auto", 100), dispatch.backward_method(w, 1, 0, "auto", 100)) == \
+        ("im2col", "col2im")

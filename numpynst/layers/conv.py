@@ -204,7 +204,7 @@ def _common_dtype(x: Array, w: Array, b: Array | None) -> tuple[Array, Array, Ar
 
 
 def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, *,
-                   method: str = "auto") -> tuple[Array, ConvCache]:
+                   method: str = "auto", relu: bool = False) -> tuple[Array, ConvCache]:
     """Convolution ``out = im2col(x) @ w2d + b`` (see the module docstring for the sums).
 
     Args:
@@ -214,6 +214,11 @@ def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, 
             (F(2x2,3x3), 3x3/stride 1/pad 1 only, see :mod:`numpynst.layers.fast.winograd`),
             ``"winograd4"`` (F(4x4,3x3), :mod:`numpynst.layers.fast.winograd4`), or ``"auto"`` (what
             measured fastest for the shape, see :func:`numpynst.layers.fast.dispatch.forward_method`).
+        relu: return ``max(conv, 0)``: the convolution and the ReLU after it in one go, the ReLU
+            applied as each band of output is written (no second pass over an activation-sized
+            array). ``out`` is then exactly ``relu_forward(conv2d_forward(...)[0])[0]``; the ReLU's
+            backward needs only ``out`` (:class:`numpynst.layers.relu.ReluCache` ``(out)``), and the
+            returned cache is the convolution's, as without ``relu``.
     Returns:
         ``(out, cache)``, ``out`` of shape ``(N, Ho, Wo, F)`` in the dtype of ``x`` and ``w``.
     Raises:
@@ -222,8 +227,8 @@ def conv2d_forward(x: Array, w: Array, b: Array, stride: int = 1, pad: int = 1, 
     """
     stride, pad = _validate(x, w, b, stride, pad)
     x, w, b = _common_dtype(x, w, b)
-    method = dispatch.forward_method(w, stride, pad, method)          # "im2col", "winograd" or "winograd4"
-    out, u = dispatch.forward(x, w, b, stride, pad, method)
+    method = dispatch.forward_method(w, stride, pad, method, x.shape[1] * x.shape[2])   # the path, by shape
+    out, u = dispatch.forward(x, w, b, stride, pad, method, relu=bool(relu))
     return out, ConvCache(x, w, stride, pad, method, u)
 
 
@@ -259,7 +264,7 @@ def conv2d_backward(dout: Array, cache: ConvCache, weight_grads: bool = True, *,
     if tuple(dout.shape) != (x.shape[0], ho, wo, f):
         raise ValueError(f"conv2d_backward: dout.shape={tuple(dout.shape)} does not match the forward "
                          f"output {(x.shape[0], ho, wo, f)}")
-    method = dispatch.backward_method(w, stride, pad, method)    # "col2im", "im2col", "winograd" or "winograd4"
+    method = dispatch.backward_method(w, stride, pad, method, x.shape[1] * x.shape[2])   # the path, by shape
     get_xp(dout, x, w)                                           # a NumPy/CuPy mix fails here, not deep inside
     dout = dout.astype(x.dtype, copy=False)
     dx = dispatch.dx(dout, w, x.shape, stride, pad, method, u=cache.u if cache.method == "winograd" else None)

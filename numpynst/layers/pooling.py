@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from ..backend import get_xp
 from ..checks import integer
-from .fast import cuda_kernels, masking
+from .fast import cuda_kernels, masking, parallel
 from .geometry import output_size
 
 Array = Any
@@ -82,21 +82,37 @@ def maxpool_forward(x: Array, size: int = 2, stride: int = 2) -> tuple[Array, Ma
         out, argmax = cuda_kernels.maxpool_forward(x, size, stride)
         return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
     xp = get_xp(x)
-    out = _window(x, 0, 0, ho, wo, stride).copy()
-    argmax = xp.zeros(out.shape, dtype=xp.uint8)
-    for k in range(1, size * size):
-        p, q = divmod(k, size)
-        v = _window(x, p, q, ho, wo, stride)
-        # Strictly greater: on a tie the earlier offset keeps the argmax (the documented rule), and a
-        # NaN never takes over. out = better ? v : out (masking.update) and argmax = better ? k :
-        # argmax (arithmetic on 0/1) avoid copyto(where=) and argmax[better] = k: those branch per
-        # element (~50% mispredicted on real activations, 10x slower on the CPU), and boolean-mask
-        # assignment makes CuPy count the mask's True entries on the host.
-        better = v > out
-        masking.update(better, v, out)
-        xp.multiply(argmax, ~better, out=argmax)
-        argmax += better.view(xp.uint8) * xp.uint8(k)
+    n, _, _, c = x.shape
+    out = xp.empty((n, ho, wo, c), dtype=x.dtype)
+    argmax = xp.empty(out.shape, dtype=xp.uint8)
+
+    def rows(span: tuple[int, int]) -> None:
+        i0, i1 = span
+        xs = x[:, i0 * stride:(i1 - 1) * stride + size]            # the input rows these windows read
+        o, am = out[:, i0:i1], argmax[:, i0:i1]
+        o[...] = _window(xs, 0, 0, i1 - i0, wo, stride)
+        am[...] = 0
+        for k in range(1, size * size):
+            p, q = divmod(k, size)
+            v = _window(xs, p, q, i1 - i0, wo, stride)
+            # Strictly greater: on a tie the earlier offset keeps the argmax (the documented rule), and
+            # a NaN never takes over. o = better ? v : o (masking.update) and am = better ? k : am
+            # (arithmetic on 0/1) avoid copyto(where=) and am[better] = k: those branch per element
+            # (~50% mispredicted on real activations, 10x slower on the CPU), and boolean-mask
+            # assignment makes CuPy count the mask's True entries on the host.
+            better = v > o
+            masking.update(better, v, o)
+            xp.multiply(am, ~better, out=am)
+            am += better.view(xp.uint8) * xp.uint8(k)
+
+    # Bands of output rows on every core (each band writes its own rows of out and argmax).
+    parallel.run(x, rows, parallel.split(ho, _band_rows(out), x))
     return out, MaxPoolCache(tuple(x.shape), argmax, size, stride)
+
+
+def _band_rows(out: Array) -> int:
+    """Output rows per band: about ``masking.CHUNK_ELEMENTS`` elements (a few MiB, cache-sized)."""
+    return max(1, masking.CHUNK_ELEMENTS // max(1, out.shape[0] * out.shape[2] * out.shape[3]))
 
 
 def maxpool_backward(dout: Array, cache: MaxPoolCache) -> Array:
@@ -109,15 +125,27 @@ def maxpool_backward(dout: Array, cache: MaxPoolCache) -> Array:
         return cuda_kernels.maxpool_backward(dout, argmax, x_shape, size, stride)
     xp = get_xp(dout, argmax)
     ho, wo = argmax.shape[1:3]
-    dx = xp.zeros(x_shape, dtype=dout.dtype)
-    disjoint = stride >= size        # every x element in at most one window (VGG's 2x2/2)
-    for k in range(size * size):
-        p, q = divmod(k, size)
-        win = _window(dx, p, q, ho, wo, stride)
-        if disjoint:                 # this offset's elements are still zero: write, don't add
-            masking.select(argmax == k, dout, out=win)
-        else:
-            win += masking.select(argmax == k, dout)
+    if stride < size:                # overlapping windows: one pass per offset, adding
+        dx = xp.zeros(x_shape, dtype=dout.dtype)
+        for k in range(size * size):
+            p, q = divmod(k, size)
+            _window(dx, p, q, ho, wo, stride)[...] += masking.select(argmax == k, dout)
+        return dx
+    # Disjoint windows (VGG's 2x2/2): every x element is in at most one window, so a band of output
+    # rows owns the x rows [i0*stride, i1*stride) (the last band: to the bottom edge). Each band
+    # zeroes its own rows, then writes each offset's selected values: no zero-filled fresh array
+    # (first-touch page faults), no +=, and the bands run on every core.
+    dx = xp.empty(x_shape, dtype=dout.dtype)
+
+    def rows(span: tuple[int, int]) -> None:
+        i0, i1 = span
+        dxs = dx[:, i0 * stride:(i1 * stride if i1 < ho else x_shape[1])]
+        dxs[...] = 0
+        for k in range(size * size):
+            p, q = divmod(k, size)
+            masking.select(argmax[:, i0:i1] == k, dout[:, i0:i1], out=_window(dxs, p, q, i1 - i0, wo, stride))
+
+    parallel.run(dout, rows, parallel.split(ho, _band_rows(dout), dout))
     return dx
 
 

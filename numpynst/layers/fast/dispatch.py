@@ -22,16 +22,34 @@ from . import im2col, winograd, winograd4
 Array = Any
 
 FORWARD_METHODS = ("auto", "im2col", "winograd", "winograd4")
-BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd", "winograd4")
+BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd", "winograd4", "winograd4_flip")
 
-# Dispatch thresholds for 3x3/stride-1/pad-1 convolutions, from per-layer measurements of VGG19's
-# shapes at 256 and 512 px (benchmarks/README.md): from 64 channels on, F(2x2,3x3) beats im2col by
-# 1.3-2x and F(4x4,3x3) beats F(2x2,3x3) by another 1.1-1.35x -- but F(4x4,3x3)'s weight transform
-# (float64, 36/9 of the kernel's size, and a second one for dx) costs about what it saves in one
-# call, so it is chosen only when the transformed weights can be cached (read-only weights).
-# Below 64 channels (VGG's 3-channel first layer) the GEMM is too thin for Winograd to pay.
+# The CPU choice for 3x3/stride-1/pad-1 convolutions, a table measured on every VGG19 conv shape at
+# 512 px and on blocks 1-4 at 1024 px, with the chunks running on both cores
+# (benchmarks/conv_layers.py; the figures are in benchmarks/README.md, "CPU speed, second round").
+# It depends on the shape only, so the same shape always takes the same path (results are
+# reproducible run to run):
+#
+#   channels C, F and map size                forward       dx
+#   min(C, F) < 64                            im2col        col2im when dx is narrow (C < F/2), else im2col
+#   max(C, F) >= 512 on maps of 33x33 or more F(4x4,3x3)    F(4x4,3x3) transposed: the forward's U
+#   anything else                             F(2x2,3x3)    F(2x2,3x3): the forward's U, re-indexed
+#
+# Why: at 64-128 channels (blocks 1-2) the transforms, not the products, dominate, and F(2x2,3x3)'s
+# are cheaper: 0-10% faster forward, 5-30% faster for dx than F(4x4,3x3). At 256 channels (block 3)
+# F(4x4,3x3) was 8-10% faster forward on 128x128 maps and 0-10% slower on 256x256, and its dx slower
+# on both, so F(2x2,3x3) there (also smaller: its U is 16/9 of the weights, F(4x4,3x3)'s 36/9).
+# At 512 channels F(4x4,3x3) was 6-25% faster forward and its transposed dx as fast or faster; on
+# maps of 32x32 or less (block5 at 512 px) F(2x2,3x3) was as fast forward and 10% faster for dx.
+# F(4x4,3x3) of the flipped kernel ("winograd4_flip") was 0-20% faster for dx than the transposed
+# algorithm but needs a second transformed copy of the weights (0.19 GiB for VGG19 up to
+# block5_conv1, which put the process's peak above PyTorch's at 512 px): explicit only.
+# F(4x4,3x3) pays only with its transform cached (transforming a 512x512 kernel costs about what
+# it saves in one call): chosen only for read-only weights (see _cacheable); F(2x2,3x3) otherwise.
+# Below 64 channels (VGG's 3-channel first layer) the GEMMs are too thin for Winograd.
 WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD4_MIN_CHANNELS = 64
+WINOGRAD4_MIN_WIDEST = 512
+WINOGRAD4_MIN_PIXELS = 33 * 33
 
 
 def _is_3x3_same(w: Array, stride: int, pad: int) -> bool:
@@ -52,21 +70,23 @@ def gpu_method() -> str:
     return name
 
 
-def _auto_method(w: Array, c: int, f: int) -> str:
-    """Forward algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs (dx: swap them).
+def _auto_method(w: Array, c: int, f: int, pixels: int | None) -> str:
+    """Algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs on maps of ``pixels``
+    positions (the table above; dx: swap C and F; ``None``: large).
 
     On CuPy arrays: :func:`gpu_method` (im2col unless the environment says otherwise).
     """
     if get_xp(w).__name__ != "numpy":
         return gpu_method()
-    if min(c, f) >= WINOGRAD4_MIN_CHANNELS and _cacheable(w):
+    if min(c, f) < WINOGRAD_MIN_CHANNELS:
+        return "im2col"
+    large = pixels is None or pixels >= WINOGRAD4_MIN_PIXELS
+    if max(c, f) >= WINOGRAD4_MIN_WIDEST and large and _cacheable(w):
         return "winograd4"
-    if min(c, f) >= WINOGRAD_MIN_CHANNELS:
-        return "winograd"
-    return "im2col"
+    return "winograd"
 
 
-def forward_method(w: Array, stride: int, pad: int, method: str) -> str:
+def forward_method(w: Array, stride: int, pad: int, method: str, pixels: int | None = None) -> str:
     """The forward path for ``method``: ``"im2col"``, ``"winograd"`` or ``"winograd4"``.
 
     ``"auto"`` is what measured fastest for the shape: :func:`_auto_method` for a 3x3/stride 1/pad 1
@@ -81,11 +101,13 @@ def forward_method(w: Array, stride: int, pad: int, method: str) -> str:
                          f"w.shape={tuple(w.shape)}, stride={stride}, pad={pad}")
     if method != "auto":
         return method
-    return _auto_method(w, w.shape[2], w.shape[3]) if same3 else "im2col"
+    return _auto_method(w, w.shape[2], w.shape[3], pixels) if same3 else "im2col"
 
 
-def backward_method(w: Array, stride: int, pad: int, method: str) -> str:
-    """The ``dx`` path for ``method``: ``"col2im"``, ``"im2col"``, ``"winograd"`` or ``"winograd4"``.
+def backward_method(w: Array, stride: int, pad: int, method: str, pixels: int | None = None) -> str:
+    """The ``dx`` path for ``method``: ``"col2im"``, ``"im2col"``, ``"winograd"``, ``"winograd4"`` (the
+    transposed F(4x4,3x3) on the forward's U) or ``"winograd4_flip"`` (F(4x4,3x3) of the flipped
+    kernel: a second transformed copy of the weights, cached; never chosen by ``"auto"``).
 
     ``"auto"``: col2im (GEMM + scatter-add, any stride) for every kernel that is not 3x3/stride 1/
     pad 1; for those, the forward rule with the channel counts swapped, except that a narrow ``dx``
@@ -105,20 +127,22 @@ def backward_method(w: Array, stride: int, pad: int, method: str) -> str:
         return method
     if not same3:
         return "col2im"
-    method = _auto_method(w, f, c)
+    method = _auto_method(w, f, c, pixels)
     return "col2im" if method == "im2col" and c < f // 2 else method
 
 
-def forward(x: Array, w: Array, b: Array | None, stride: int, pad: int, method: str) -> tuple[Array, Array | None]:
-    """``(out, u)``: the convolution by the resolved ``method``, and for ``"winograd"`` the F(2x2,3x3)
-    transform ``u (16, C, F)`` of ``w``, which the backward pass reuses (else None)."""
+def forward(x: Array, w: Array, b: Array | None, stride: int, pad: int, method: str,
+            relu: bool = False) -> tuple[Array, Array | None]:
+    """``(out, u)``: the convolution by the resolved ``method`` (``max(conv, 0)`` with ``relu``), and
+    for ``"winograd"`` the F(2x2,3x3) transform ``u (16, C, F)`` of ``w``, which the backward pass
+    reuses (else None)."""
     if method == "winograd":
         u = _transformed(w, "f2")
-        return winograd.conv3x3(x, u, b), u
+        return winograd.conv3x3(x, u, b, relu=relu), u
     if method == "winograd4":
-        return winograd4.conv3x3(x, _transformed(w, "f4"), b), None
+        return winograd4.conv3x3(x, _transformed(w, "f4"), b, relu=relu), None
     if method == "im2col":
-        return im2col.conv_im2col(x, w, b, stride, pad, pad), None
+        return im2col.conv_im2col(x, w, b, stride, pad, pad, relu=relu), None
     raise ValueError(f"conv2d_forward: no fast path {method!r}")
 
 
@@ -129,7 +153,9 @@ def dx(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad: int, m
     if method == "winograd":
         return winograd.conv3x3(dout, _transformed(w, "f2") if u is None else u, flip=True)
     if method == "winograd4":
-        return winograd4.conv3x3(dout, _transformed(w, "f4_flip"))
+        return winograd4.conv3x3_dx(dout, _transformed(w, "f4"))      # the forward's U, transposed
+    if method == "winograd4_flip":
+        return winograd4.conv3x3(dout, _transformed(w, "f4_flip"))   # a second U, of the flipped kernel
     if method == "im2col":
         return im2col.dx_flipped(dout, w, pad)
     if method == "col2im":
@@ -158,10 +184,10 @@ def _cacheable(w: Array) -> bool:
 
 
 def _transformed(w: Array, kind: str) -> Array:
-    """``U`` for ``kind`` in ``"f2"`` (F(2x2,3x3)), ``"f4"``, ``"f4_flip"`` (F(4x4,3x3), fwd / dx)."""
-    make = {"f2": winograd.transform_weights,
-            "f4": winograd4.transform_weights,
-            "f4_flip": lambda a: winograd4.transform_weights(a, flip=True)}[kind]
+    """``U`` for ``kind`` in ``"f2"`` (F(2x2,3x3)), ``"f4"`` (F(4x4,3x3), forward and transposed dx)
+    or ``"f4_flip"`` (F(4x4,3x3) of the flipped, channel-swapped kernel: dx as a forward conv)."""
+    make = {"f2": winograd.transform_weights, "f4": winograd4.transform_weights,
+            "f4_flip": lambda a: winograd4.transform_weights(a[::-1, ::-1].transpose(0, 1, 3, 2))}[kind]
     if not _cacheable(w):
         return make(w)
     key = (id(w), kind)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...backend import get_xp
 from ..geometry import output_size
-from . import cuda_kernels
+from . import cuda_kernels, parallel
 from .workspace import rows_per_chunk, scratch
 
 Array = Any
@@ -75,11 +75,12 @@ def im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, p
                 dst[:, ia - i0:ib - i0, jb:] = 0
 
 
-def conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: int) -> Array:
+def conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: int, relu: bool = False) -> Array:
     """``out = im2col(x) @ w2d + b``, chunked over output rows, into a fresh ``(N, Ho, Wo, F)`` array.
 
     Each chunk is one GEMM of ``N * R * Wo`` rows by ``KH*KW*C``; the im2col buffer is reused scratch
     of at most ``IM2COL_CHUNK_BYTES`` (plus one row), so memory no longer grows with the image.
+    ``relu``: return ``max(out, 0)``, applied per chunk while it is in cache.
     """
     xp = get_xp(x, w)
     n, h, wd, c = x.shape
@@ -92,16 +93,23 @@ def conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: i
         xp.matmul(x.reshape(n * h * wd, c), w2d, out=out.reshape(n * ho * wo, f))   # already a GEMM
         if b is not None:
             out += b
+        if relu:
+            xp.maximum(out, 0, out=out)
         return out
     rows = rows_per_chunk(x, ho, n * wo * k * x.dtype.itemsize, IM2COL_CHUNK_BYTES)
-    for i0 in range(0, ho, rows):
-        i1 = min(ho, i0 + rows)
-        cols = scratch(x, "im2col", (n, i1 - i0, wo, kh, kw, c), x.dtype)
+
+    def chunk(span: tuple[int, int]) -> None:
+        i0, i1 = span
+        cols = scratch(x, "tiles", (n, i1 - i0, wo, kh, kw, c), x.dtype)
         im2col_rows(x, cols, i0, i1, stride, ph, pw)
         o = out[:, i0:i1].reshape(n, (i1 - i0) * wo, f)       # a view: rows of one image are contiguous
         xp.matmul(cols.reshape(n, (i1 - i0) * wo, k), w2d, out=o)
         if b is not None:
             o += b                                              # while the chunk is still in cache
+        if relu:
+            xp.maximum(o, 0, out=o)
+
+    parallel.run(x, chunk, parallel.split(ho, rows, x))
     return out
 
 
@@ -123,13 +131,14 @@ def dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad:
     w2d_t = w.reshape(k, f).T
     dx = xp.zeros(x_shape, dtype=dout.dtype)
     rows = rows_per_chunk(dout, ho, n * wo * k * dout.dtype.itemsize, IM2COL_CHUNK_BYTES)
-    for i0 in range(0, ho, rows):
-        i1 = min(ho, i0 + rows)
-        dcols = scratch(dout, "im2col", (n, i1 - i0, wo, kh, kw, c), dout.dtype)
+
+    def chunk(span: tuple[int, int]) -> None:
+        i0, i1 = span
+        dcols = scratch(dout, "tiles", (n, i1 - i0, wo, kh, kw, c), dout.dtype)
         xp.matmul(dout[:, i0:i1].reshape(n, (i1 - i0) * wo, f), w2d_t, out=dcols.reshape(n, (i1 - i0) * wo, k))
         if cuda_kernels.supports(dcols, dx):  # CuPy: one gather kernel over the rows this chunk reaches
             cuda_kernels.col2im_rows_add(dcols, dx, i0, i1, stride, pad)
-            continue
+            return
         for p in range(kh):
             ia, ib = _valid(i0, i1, p, stride, pad, h)
             for q in range(kw):
@@ -140,6 +149,18 @@ def dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad:
                 dx[:, ia * stride + p - pad:(ib - 1) * stride + p - pad + 1:stride,
                    ja * stride + q - pad:(jb - 1) * stride + q - pad + 1:stride] += \
                     dcols[:, ia - i0:ib - i0, ja:jb, p, q]
+
+    # A band of dout rows [i0, i1) adds into dx rows [i0*s - pad, (i1-1)*s - pad + KH): neighbouring
+    # bands overlap, bands two apart do not once every band has >= KH/s rows. So the even bands run
+    # in parallel, then the odd ones; each dx element still receives its terms in a fixed order.
+    spans = parallel.split(ho, rows, dout)
+    if min(b - a for a, b in spans) * stride < kh:
+        spans = [(a, min(ho, a + rows)) for a in range(0, ho, rows)]
+        for span in spans:
+            chunk(span)
+        return dx
+    parallel.run(dout, chunk, spans[0::2])
+    parallel.run(dout, chunk, spans[1::2])
     return dx
 
 
@@ -154,7 +175,7 @@ def dw_im2col(x: Array, dout: Array, kh: int, kw: int, stride: int, pad: int) ->
     rows = rows_per_chunk(x, ho, n * wo * k * x.dtype.itemsize, IM2COL_CHUNK_BYTES)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
-        cols = scratch(x, "im2col", (n, i1 - i0, wo, kh, kw, c), x.dtype)
+        cols = scratch(x, "tiles", (n, i1 - i0, wo, kh, kw, c), x.dtype)
         im2col_rows(x, cols, i0, i1, stride, pad, pad)
         for j in range(n):
             xp.matmul(cols[j].reshape(-1, k).T, dout[j, i0:i1].reshape(-1, f), out=part)

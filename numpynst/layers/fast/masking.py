@@ -15,6 +15,8 @@ Here the selection is done on the bit patterns instead::
 which is exactly ``where(mask, a, 0)`` (NaN and inf included) with no branch. On CuPy arrays
 ``where`` is already one branch-free kernel, so it is used as is.
 
+The chunks run on every core (:mod:`numpynst.layers.fast.parallel`); each writes its own rows.
+
 Textbook twins, which every function here must equal bit for bit (tests/test_masking.py):
 :func:`select` is ``xp.where(mask, a, 0)``, :func:`select_positive` ``xp.where(key > 0, a, 0)``
 (:func:`numpynst.layers.relu.relu_backward_naive`), :func:`update` ``xp.copyto(out, a, where=mask)``.
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import get_xp
+from . import parallel
 from .workspace import scratch
 
 Array = Any
@@ -40,7 +43,7 @@ _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 CHUNK_ELEMENTS = 2 ** 20
 
 
-def _chunks(shape: tuple[int, ...]):
+def row_blocks(shape: tuple[int, ...]):
     """Index tuples that split an array of ``shape`` into blocks of about CHUNK_ELEMENTS elements,
     along its third-from-last axis (rows of an ``(N, H, W, C)`` activation); one block if ndim < 3."""
     if len(shape) < 3:
@@ -76,7 +79,7 @@ def select_positive(key: Array, a: Array, out: Array | None = None) -> Array:
     xp = get_xp(key, a)
     if not _numpy_float(xp, a):
         return _select(lambda idx: key[idx] > 0, a, out)
-    return _select(lambda idx: np.greater(key[idx], 0, out=scratch(a, "mask_bool", key[idx].shape, bool)),
+    return _select(lambda idx: np.greater(key[idx], 0, out=scratch(a, "padded", key[idx].shape, bool)),
                    a, out)
 
 
@@ -93,15 +96,15 @@ def _select(mask_of, a: Array, out: Array | None) -> Array:
         out = np.empty(a.shape, dtype=a.dtype)
     # a view with an equal-size dtype reinterprets the bits in place, whatever the strides
     ab, ob = a.view(uint), out.view(uint)
-    for idx in _chunks(a.shape):
-        np.bitwise_and(ab[idx], _all_ones_where(mask_of(idx), uint), out=ob[idx])
+    parallel.run(a, lambda idx: np.bitwise_and(ab[idx], _all_ones_where(mask_of(idx), uint), out=ob[idx]),
+                 list(row_blocks(a.shape)))
     return out
 
 
 def _all_ones_where(mask: Array, uint: type) -> Array:
     """``0xFF..FF`` where ``mask`` is true, ``0`` elsewhere, as ``uint`` (in a reused scratch buffer,
     valid until the next call)."""
-    m = scratch(mask, "mask_bits", mask.shape, uint)
+    m = scratch(mask, "tiles", mask.shape, uint)
     np.copyto(m, mask)                    # bool -> 0/1
     np.negative(m, out=m)                 # unsigned wrap-around: 1 -> 2**bits - 1, 0 -> 0
     return m
@@ -119,10 +122,13 @@ def update(mask: Array, a: Array, out: Array) -> Array:
         return out
     uint = _UINT[out.dtype.itemsize]
     ab, ob = a.view(uint), out.view(uint)
-    for idx in _chunks(out.shape):
+
+    def chunk(idx: tuple) -> None:
         o = ob[idx]
-        t = scratch(out, "mask_xor", o.shape, uint)
+        t = scratch(out, "products", o.shape, uint)
         np.bitwise_xor(ab[idx], o, out=t)
         np.bitwise_and(t, _all_ones_where(mask[idx], uint), out=t)
         np.bitwise_xor(o, t, out=o)
+
+    parallel.run(out, chunk, list(row_blocks(out.shape)))
     return out

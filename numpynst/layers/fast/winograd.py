@@ -49,6 +49,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...backend import get_xp
+from . import parallel
 from .workspace import rows_per_chunk, scratch
 
 Array = Any
@@ -90,7 +91,7 @@ def transform_weights(w: Array) -> Array:
     return u.reshape(16, c, f)
 
 
-def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False) -> Array:
+def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False, relu: bool = False) -> Array:
     """3x3 convolution, stride 1, zero padding 1, via Winograd F(2x2, 3x3).
 
     Args:
@@ -100,6 +101,8 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False) -
             the convolution with ``w[::-1, ::-1].swapaxes(2, 3)``: the input gradient ``dx`` of a
             forward convolution with ``w`` when ``x`` is ``dout``.
         bias: optional ``(F,)``, added to every output.
+        relu: return ``max(conv, 0)`` instead (applied to each band of output rows while it is in
+            cache; used by VGG's conv+ReLU).
     Returns:
         ``(N, H, W, F)`` in ``x``'s dtype: ``out[n,i,j,f] = bias[f] + sum_{p,q,c} xpad[n,i+p,j+q,c] k[p,q,c,f]``.
     """
@@ -111,72 +114,87 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, flip: bool = False) -
         raise ValueError(f"winograd.conv3x3: u.shape={tuple(u.shape)} does not fit x.shape={tuple(x.shape)} "
                          f"(flip={flip})")
     th, tw = (h + 1) // 2, (wd + 1) // 2                   # tiles per column / row
-    wp = 2 * tw + 2                                        # padded width covered by the tiles
     per_tile_row = 16 * n * tw * (c + f) * dt.itemsize     # bytes of V and M per row of tiles
     rows = rows_per_chunk(x, th, per_tile_row, CHUNK_BYTES)
 
     out = xp.empty((n, h, wd, f), dtype=dt)
     kmap = [4 * _FLIP[k // 4] + _FLIP[k % 4] for k in range(16)] if flip else list(range(16))
     ub = [u[kmap[k]].T if flip else u[k] for k in range(16)]   # (C, F) operands; .T is a view
-    for t0 in range(0, th, rows):
-        t1 = min(th, t0 + rows)
+
+    def chunk(span: tuple[int, int]) -> None:
+        t0, t1 = span
         r = t1 - t0
-        v = scratch(x, "wino_v", (16, n, r, tw, c), dt)
-        _input_tiles(x, t0, t1, tw, wp, v)
+        v = scratch(x, "tiles", (16, n, r, tw, c), dt)
+        _input_tiles(x, t0, t1, tw, v)
         p_ = n * r * tw
         v = v.reshape(16, p_, c)
-        m = scratch(x, "wino_m", (16, p_, f), dt)
+        m = scratch(x, "products", (16, p_, f), dt)
         for k in range(16):
             xp.matmul(v[k], ub[k], out=m[k])
         if bias is not None:
             # A^T E A = all-ones for E the unit matrix at tile position (1, 1): adding b to M[5] adds
             # b to all four outputs of the tile, one pass over P*F instead of four.
             m[5] += bias
-        m = m.reshape(16, n, r, tw, f)
-        _output_tiles(m, out, t0, t1, h, wd)
+        _output_tiles(m.reshape(16, n, r, tw, f), out, t0, t1, h, wd)
+        if relu:
+            band = out[:, 2 * t0:min(h, 2 * t1)]
+            xp.maximum(band, 0, out=band)
+
+    parallel.run(x, chunk, parallel.split(th, rows, x))
     return out
 
 
-def padded_rows(x: Array, xc: Array, lo: int) -> Array:
-    """Fill ``xc (N, R, Wp, C)`` with rows ``lo .. lo+R-1`` of ``x`` zero-padded by one pixel on every
-    side (x row ``lo`` is padded row ``lo + 1``; rows outside ``x`` and columns ``0`` and ``W+1..``
-    are zeros) and return it.
+def phase_rows(x: Array, xc: Array, lo: int) -> Array:
+    """Fill ``xc (N, R, S, T, C)`` with rows ``lo .. lo+R-1`` of ``x`` zero-padded by one pixel on every
+    side, its columns split into ``S`` phases: ``xc[:, i, p, t] = xpad[lo + 1 + i, S t + p]`` (x row
+    ``lo + i``, x column ``S t + p - 1``; zeros outside ``x``). Returns ``xc``.
 
-    Why not ``np.pad``: ``xc`` is a reused scratch buffer, so only the border strips are zeroed and
-    no fresh array is allocated per chunk.
+    Why phases: a tile's columns ``S j .. S j + K - 1`` (tile stride ``S``, tile width ``K``) are, for
+    each offset ``k < K``, column ``j + k // S`` of phase ``k % S``. So the column pass of the input
+    transform reads, for every offset, one *contiguous* run of ``T * C`` values per row instead of a
+    stride-``S`` gather of ``C``-long runs; NumPy's element-wise loops then run over thousands of
+    elements instead of ``C`` (64 in VGG's block1), which made the transforms 2-3x faster there
+    (benchmarks/README.md). The one strided copy is this fill, which the zero padding needed anyway.
+    ``xc`` is a reused scratch buffer, so only the strips outside ``x`` are zeroed.
     """
-    h, wd = x.shape[1:3]
-    hi = lo + xc.shape[1]                                  # x rows covered, before clipping
-    a, b = max(lo, 0), min(hi, h)
-    if a < b:
-        xc[:, a - lo:b - lo, 1:wd + 1] = x[:, a:b]
-    if a > lo:
-        xc[:, :min(a, hi) - lo] = 0
-    if b < hi:
-        xc[:, max(b, lo) - lo:] = 0
-    xc[:, :, 0] = 0
-    xc[:, :, wd + 1:] = 0
+    n, h, wd, c = x.shape
+    r, s_, t = xc.shape[1:4]
+    a, b = max(lo, 0), min(lo + r, h)                      # x rows present in the band
+    if a >= b:
+        xc[...] = 0
+        return xc
+    xc[:, :a - lo] = 0
+    xc[:, b - lo:] = 0
+    for p in range(s_):
+        t_lo = 1 if p == 0 else 0                          # x column S t + p - 1 >= 0
+        t_hi = max(t_lo, min(t, (wd - p) // s_ + 1))       # x column S t + p - 1 <= W - 1
+        dst = xc[:, a - lo:b - lo, p]
+        if t_hi > t_lo:
+            dst[:, :, t_lo:t_hi] = x[:, a:b, s_ * t_lo + p - 1:s_ * (t_hi - 1) + p:s_]
+        dst[:, :, :t_lo] = 0
+        dst[:, :, t_hi:] = 0
     return xc
 
 
-def _input_tiles(x: Array, t0: int, t1: int, tw: int, wp: int, v: Array) -> None:
+def _input_tiles(x: Array, t0: int, t1: int, tw: int, v: Array) -> None:
     """``V = B^T d B`` for tile rows ``[t0, t1)``, written into ``v (16, N, t1 - t0, tw, C)``."""
     xp = get_xp(x)
     n, _, wd, c = x.shape
     dt = x.dtype
     r = t1 - t0
-    # The padded input rows 2*t0 .. 2*t1+1 (padded coordinates; x row = padded row - 1)
-    xc = padded_rows(x, scratch(x, "wino_xc", (n, 2 * r + 2, wp, c), dt), 2 * t0 - 1)
+    # The padded input rows 2*t0 .. 2*t1+1 (x row = padded row - 1), columns in 2 phases.
+    xc = phase_rows(x, scratch(x, "padded", (n, 2 * r + 2, 2, tw + 1, c), dt), 2 * t0 - 1)
     # Rows: t = B^T d, for every padded column (4 passes over half the chunk).
-    tr = scratch(x, "wino_t", (4, n, r, wp, c), dt)
+    tr = scratch(x, "rowpass", (4, n, r, 2, tw + 1, c), dt)
     d = [xc[:, k:k + 2 * r:2] for k in range(4)]
     xp.subtract(d[0], d[2], out=tr[0])
     xp.add(d[1], d[2], out=tr[1])
     xp.subtract(d[2], d[1], out=tr[2])
     xp.subtract(d[1], d[3], out=tr[3])
-    # Columns: V = t B (16 passes over a quarter of the chunk), written straight into V.
+    # Columns: V = t B (16 passes over a quarter of the chunk), written straight into V; tile column
+    # j's offset k is phase k % 2, column j + k // 2.
     for k in range(4):
-        e = [tr[k][:, :, j:j + 2 * tw:2] for j in range(4)]
+        e = [tr[k][:, :, j % 2, j // 2:j // 2 + tw] for j in range(4)]
         xp.subtract(e[0], e[2], out=v[4 * k + 0])
         xp.add(e[1], e[2], out=v[4 * k + 1])
         xp.subtract(e[2], e[1], out=v[4 * k + 2])

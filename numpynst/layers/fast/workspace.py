@@ -5,9 +5,15 @@ chunk size (tests/test_conv_fast.py runs them with one-row chunks).
 Why: a fresh multi-MiB NumPy array is a fresh ``mmap``; the kernel then zero-fills every page on
 first touch, which on this project's benchmark machine costs as much as the copy that fills the
 array. The im2col and Winograd paths need the same few scratch shapes over and over (one per chunk,
-per layer, per iteration), so they take them from here: one flat buffer per name, grown when a
-larger request comes, kept between calls. Buffers are per thread (so concurrent convolutions in
-threads never share one) and per device (NumPy, or the current CuPy device).
+per layer, per iteration), so they take them from here: one flat buffer of bytes per name, grown
+when a larger request comes, kept between calls, viewed as whatever dtype and shape is asked for.
+Buffers are per thread (so concurrent convolutions in threads never share one) and per device
+(NumPy, or the current CuPy device).
+
+Names are roles, shared by every path ("tiles": im2col's columns or Winograd's V; "products": M;
+"padded", "rowpass", ...): a thread runs one op at a time, so the im2col, F(2x2,3x3), F(4x4,3x3)
+and mask paths can use the same buffers, and a thread holds the largest set any one op needs
+rather than the sum of all of them (measured: 50 -> 25 MiB per worker thread on VGG19 at 512 px).
 
 Nothing returned from here may escape to a caller of the conv functions: results are always fresh
 arrays; scratch only holds intermediates that are dead by the time the conv returns.
@@ -25,30 +31,33 @@ Array = Any
 _local = threading.local()
 
 
-def _key(ref: Array, name: str, dtype: Any) -> tuple:
+def _key(ref: Array, name: str) -> tuple:
     device = getattr(getattr(ref, "device", None), "id", None)    # CuPy device id; None on NumPy
-    return type(ref).__module__.split(".")[0], device, name, str(dtype)
+    return type(ref).__module__.split(".")[0], device, name
 
 
 def scratch(ref: Array, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
     """An uninitialised C-contiguous array of ``shape`` and ``dtype`` on ``ref``'s backend/device.
 
-    The same ``name`` returns (a view of) the same memory on the next call in this thread: use one
-    name per intermediate that must be alive at the same time as another.
+    The same ``name`` returns (a view of) the same memory on the next call in this thread, whatever
+    the dtype: use one name per intermediate that must be alive at the same time as another.
     """
     xp = get_xp(ref)
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
         bufs = _local.bufs = {}
+    dtype = xp.dtype(dtype)
     size = 1
     for s in shape:
         size *= int(s)
-    key = _key(ref, name, dtype)
+    nbytes = size * dtype.itemsize
+    key = _key(ref, name)
     buf = bufs.get(key)
-    if buf is None or buf.size < size:
+    if buf is None or buf.size < nbytes:
         bufs[key] = None                 # drop the old one first: peak memory is one buffer, not two
-        buf = bufs[key] = xp.empty(max(size, 1), dtype=dtype)
-    return buf[:size].reshape(shape)
+        # whole float64s: the start of the allocation is aligned for every dtype viewed on it
+        buf = bufs[key] = xp.empty(max(-(-nbytes // 8), 1), dtype=xp.float64).view(xp.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
 
 
 # Chunk budgets are tuned for CPU caches (a few MiB). On a GPU every chunk costs a few dozen kernel
