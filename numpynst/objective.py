@@ -273,7 +273,9 @@ class Objective:
             j_style = j_style + (lam if sc.style[n] == 1.0 else lam / sc.style[n]) * j
             g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g
-        dx = self.model.backward(grads)
+        del acts, g                 # the backward pass frees each layer's activations behind it
+        dx = self.model.backward(grads, release=True)
+        del grads
         j_tv, g_tv = total_variation(x)
         j_tv = j_tv if sc.tv == 1.0 else j_tv / sc.tv
         if self.tv_weight:

@@ -188,9 +188,9 @@ class VGG:
         for name in self.layer_names[:depth + 1]:
             if name in self.params:
                 w, b = self.params[name]
-                z, conv_cache = layers.conv2d_forward(a, w, b, stride=1, pad=1)
-                a, relu_cache = layers.relu_forward(z)
-                del z
+                # conv + ReLU fused: the ReLU is applied as each band of the output is written
+                a, conv_cache = layers.conv2d_forward(a, w, b, stride=1, pad=1, relu=True)
+                relu_cache = layers.ReluCache(a)
                 cache: Any = (conv_cache, relu_cache)
                 kind = "conv"
             elif self.pooling == "max":
@@ -220,12 +220,20 @@ class VGG:
                                       f"at least {2 ** pools} px per side")
                 h, w = h // 2, w // 2
 
-    def backward(self, grads: Mapping[str, Array]) -> Array:
+    def backward(self, grads: Mapping[str, Array], release: bool = False) -> Array:
         """``dL/dx`` for the last :meth:`forward`, given ``{layer name: dL/d(activation)}``.
 
         The names must be among the outputs of the last forward and each gradient must have its
         activation's shape. Layers deeper than the deepest given gradient are skipped; weight
         gradients are never computed. Returns ``(N, H, W, 3)`` on the model's device.
+
+        ``release=True`` drops each layer's cache as soon as the backward pass is through it (and
+        the tape afterwards, as :meth:`clear` does), so the deep activations are gone by the time
+        the big full-resolution gradients of block 1 exist: the peak memory of an iteration is then
+        set by block 1, not by block 1 plus everything above it. A second ``backward`` then needs
+        a new ``forward``. (Activations the caller still holds, e.g. the dict ``forward`` returned,
+        stay alive until the caller drops them.) For the same reason ``release=True`` also takes
+        each gradient out of ``grads`` once it has been used: pass a dict you do not need afterwards.
         """
         if not self._tape:
             raise RuntimeError("VGG.backward() needs a forward() with keep_cache=True first")
@@ -241,11 +249,19 @@ class VGG:
         start = max(i for i, (name, _, _) in enumerate(self._tape) if name in grads)
         g = None
         owned = False            # is g an intermediate of ours (free to overwrite) or the caller's?
-        for name, kind, cache in reversed(self._tape[:start + 1]):
+        tape = self._tape
+        if release:
+            self._tape, self._out_shapes = [], {}
+        for i in range(start, -1, -1):
+            name, kind, cache = tape[i]
+            if release:
+                tape[i] = None           # this layer's cache dies when the loop lets go of it
             if name in grads:
                 # asarray may hand back the caller's own array: never modify that in place
-                gl = self.xp.asarray(grads[name], dtype=self.dtype)
-                g, owned = (gl, gl is not grads[name]) if g is None else (g + gl, True)
+                given = grads.pop(name) if release else grads[name]
+                gl = self.xp.asarray(given, dtype=self.dtype)
+                g, owned = (gl, gl is not given) if g is None else (g + gl, True)
+                del given, gl
             if kind == "conv":
                 conv_cache, relu_cache = cache
                 # in place when g is ours: no fresh activation-sized array (page faults) per layer
@@ -256,6 +272,7 @@ class VGG:
             else:
                 g = layers.avgpool_backward(g, cache)
             owned = True
+            cache = conv_cache = relu_cache = None
         return g
 
     def clear(self) -> None:

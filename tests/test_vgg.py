@@ -260,3 +260,28 @@ def test_backward_leaves_the_callers_gradients_alone():
     dx1 = model.backward(grads)
     assert all(np.array_equal(grads[k], saved[k]) for k in grads)
     assert np.array_equal(model.backward(grads), dx1)
+
+
+def test_backward_with_release_frees_the_tape_as_it_goes_and_gives_the_same_gradient():
+    import gc
+    import weakref
+    rng = np.random.default_rng(3)
+    model = tiny_vgg(widths=(3, 4, 4, 5, 5), seed=2)
+    x = rng.standard_normal((1, 16, 12, 3)) * 50.0
+    outs = ["block1_conv2", "block3_conv1"]
+    acts = model.forward(x, outs)
+    grads = {k: rng.standard_normal(v.shape) for k, v in acts.items()}
+    keep = model.backward(dict(grads))
+    assert model._tape                                          # the default keeps the tape: backward again works
+    # intermediate activations (not returned to us) die once backward is through their layer
+    inner = [weakref.ref(c[1].out) for _, kind, c in model._tape if kind == "conv"
+             and not any(c[1].out is a for a in acts.values())]
+    assert inner
+    given = dict(grads)
+    dx = model.backward(given, release=True)
+    assert np.array_equal(dx, keep)
+    assert given == {}                                          # each gradient was taken once used
+    gc.collect()
+    assert all(r() is None for r in inner)
+    with pytest.raises(RuntimeError, match="needs a forward"):
+        model.backward(dict(grads))
