@@ -17,14 +17,17 @@ and ``n = 3 H W`` pixels' values, bytes::
 * ``v_eval``, ``v_update``: image-sized vectors of :func:`numpynst.optim.minimize` and the
   optimizer (:func:`optimizer_vectors`): L-BFGS with ``m`` pairs keeps ``S`` and ``Y`` (``2m``)
   and builds their shifted copies when it pushes a pair (``4m`` for a moment).
-* ``MODEL``: the weights, their cached Winograd transforms and the libraries' buffers,
-  ``MODEL_FACTOR x`` the weights' bytes.
+* ``MODEL``: the weights and the libraries' buffers (``MODEL_FACTOR x`` the weights' bytes), the
+  cached Winograd transforms of the layers used (exact: :func:`winograd_bytes`, which asks the
+  convolution's dispatch table what each layer runs at the crop's size), and the convolutions'
+  scratch, ``SCRATCH`` per worker thread (:func:`numpynst.layers.fast.parallel.workers`).
 
-``TAPE = 2.0`` and ``MODEL_FACTOR = 7.5`` fit the peak RSS measured on this project's 2-core machine
+``TAPE = 1.6`` and ``MODEL_FACTOR = 2.0`` fit the peak RSS measured on this project's 2-core machine
 (building the objective and one ``value_and_grad``, VGG19, float32, the default layers, minus the
-RSS after import): whole 256 px 755 MiB (estimate 742), whole 512 px 1228 MiB (1241), 512 px in
-256 px tiles 946 MiB (873). tests/test_plan.py checks the estimate against measured peaks at other
-sizes, whole and tiled (within 25%).
+RSS after import; one BLAS thread, as in tests/test_plan.py): whole 256 px 359 MiB (estimate 402),
+whole 320 px 509 MiB (548), whole 512 px 805 MiB (876; with two threads 880 MiB, estimate 901),
+448 px in 224 px tiles 591 MiB (536), 512 px in 256 px tiles 658 MiB (581). tests/test_plan.py
+checks the estimate against measured peaks, whole and tiled (within 25%).
 
 **Time.** ``seconds = FLOPs / THROUGHPUT``: the 3x3 convolutions' ``2 * 9 Cin Cout`` per position,
 forward and backward (``dx`` only, as much again); a tiled evaluation runs a second forward over
@@ -45,13 +48,15 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from .backend import backend_name
+from .layers.fast import dispatch, parallel
 from .errors import OptionError
 from .objective import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, Objective, check_layers
 from .optim import DEFAULT_LBFGS_HISTORY
 from .tiled import TiledObjective, halo_for, receptive
 
-TAPE = 2.0
-MODEL_FACTOR = 7.5
+TAPE = 1.6
+MODEL_FACTOR = 2.0
+SCRATCH = 25 * 2 ** 20       # bytes of convolution scratch per worker thread (benchmarks/README.md)
 DEFAULT_SHARE = 0.5          # of MemAvailable (or the GPU's free memory): others need the rest
 THROUGHPUT = {"numpy": 150e9, "cupy": 15e12}       # FLOP/s; assumptions, printed with the estimate
 THROUGHPUT_NOTE = {"numpy": "150 GFLOP/s, this project's 2-core CPU (benchmarks/README.md)",
@@ -188,12 +193,34 @@ def estimate(model, names: Sequence[str], content_layer: str, hw: tuple[int, int
     work = TAPE * activation_floats(model, names, biggest) * b + 2 * 3 * biggest[0] * biggest[1] * b
     v_eval, v_update = optimizer_vectors(optimizer)
     weights = sum(w.nbytes + bias.nbytes for w, bias in model.params.values())
-    peak = MODEL_FACTOR * weights + max(v_eval * n * b + targets + work, v_update * n * b + targets)
+    threads = parallel.workers() if backend_name(model.xp) == "numpy" else 1
+    fixed = MODEL_FACTOR * weights + winograd_bytes(model, names, biggest) + SCRATCH * threads
+    peak = fixed + max(v_eval * n * b + targets + work, v_update * n * b + targets)
     flops = _sum_over_crops(model, names, ys, xs)
     total = 2 * flops + (flops - forward_flops(model, names, last) if tile is not None else 0.0)
     return ScalePlan(scale, tuple(hw), None if tile is None else tuple(tile), len(ys) * len(xs), halo,
                      sum(ys) * sum(xs) / (hw[0] * hw[1]), int(peak),
                      total / THROUGHPUT[backend_name(model.xp)])
+
+
+def winograd_bytes(model, names: Sequence[str], crop: tuple[int, int]) -> int:
+    """Bytes of the Winograd weight transforms the convolutions cache for a forward/backward over
+    an ``h x w`` crop up to the deepest of ``names``: 36/9 of a layer's weights where the dispatch
+    table picks F(4x4,3x3), 16/9 where it picks F(2x2,3x3), none for im2col (on a GPU: as its
+    configured method)."""
+    depth = max(model.layer_names.index(n) for n in names)
+    h, w = crop
+    total = 0
+    for name in model.layer_names[:depth + 1]:
+        if name.endswith("_pool"):
+            h, w = h // 2, w // 2
+            continue
+        wt = model.params[name][0]
+        if tuple(wt.shape[:2]) != (3, 3):
+            continue
+        method = dispatch.forward_method(wt, 1, 1, "auto", h * w)
+        total += {"winograd4": 4.0, "winograd": 16 / 9}.get(method, 0.0) * wt.nbytes
+    return int(total)
 
 
 def _sum_over_crops(model, names: Sequence[str], ys: Sequence[int], xs: Sequence[int]) -> float:
