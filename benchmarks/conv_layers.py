@@ -7,7 +7,8 @@ N=1, float32) this times, interleaved and repeated (medians reported):
             every call | wino2c = the same with the transform cached (read-only weights) |
             wino4c = F(4x4,3x3), transform cached | torch.conv2d
   dx        col2im (GEMM + scatter) | im2col (conv of dout with the flipped kernel) | wino2 |
-            wino2c | wino4c | torch (torch.nn.grad.conv2d_input)
+            wino2c | wino4c (the transposed F(4x4,3x3), the forward's U) | wino4f (F(4x4,3x3) of
+            the flipped kernel, a second cached U) | torch (torch.nn.grad.conv2d_input)
 
 and prints milliseconds and GFLOP/s (2*H*W*9*C*F flops per pass, whatever the algorithm does), so
 the dispatch rule in numpynst/layers/fast/dispatch.py can be checked against measurements.
@@ -37,7 +38,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from numpynst.layers import conv  # noqa: E402
-from numpynst.layers.fast import im2col as fast_im2col, winograd  # noqa: E402
+from numpynst.layers.fast import im2col as fast_im2col, winograd, winograd4  # noqa: E402
 
 # (name, spatial divisor, C, F) for VGG19 up to block5_conv1
 LAYERS = [
@@ -49,7 +50,7 @@ LAYERS = [
 ]
 
 
-METHODS = ("col2im", "im2col", "wino2", "wino2c", "wino4c", "torch")
+METHODS = ("col2im", "im2col", "wino2", "wino2c", "wino4c", "wino4f", "torch")
 
 
 def _median(v):
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pause", type=float, default=0.2, help="seconds of sleep around torch calls")
     args = ap.parse_args(argv)
     if args.chunk_mib:
-        fast_im2col.IM2COL_CHUNK_BYTES = winograd.CHUNK_BYTES = int(args.chunk_mib * 2 ** 20)
+        fast_im2col.IM2COL_CHUNK_BYTES = winograd.CHUNK_BYTES = winograd4.CHUNK_BYTES = int(args.chunk_mib * 2 ** 20)
     torch = None
     if not args.no_torch:
         try:
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
                 ("dx", "wino2"): lambda: conv.conv2d_backward(dout, cache_i, False, method="winograd"),
                 ("dx", "wino2c"): lambda: conv.conv2d_backward(dout, cache_r, False, method="winograd"),
                 ("dx", "wino4c"): lambda: conv.conv2d_backward(dout, cache_r, False, method="winograd4"),
+                ("dx", "wino4f"): lambda: conv.conv2d_backward(dout, cache_r, False, method="winograd4_flip"),
             }
             if torch is not None:
                 tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))

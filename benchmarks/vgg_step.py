@@ -169,7 +169,7 @@ def worker_numpynst(args) -> None:
         model.forward(x, OUTPUTS)
         if kept is None:
             kept = _kept_bytes(model)
-        dx = model.backward(grads)
+        dx = model.backward(dict(grads), release=True)  # as numpynst.objective does (it empties the dict)
         model.clear()
         if args.backend == "cupy":
             pool_peak = max(pool_peak, cp.get_default_memory_pool().total_bytes())
