@@ -14,7 +14,9 @@ included), in float32:
 
 Printed per run: J at the start (both sides must agree), the lowest J within the budget on each
 side and their ratio (numpynst / PyTorch; <= 1 means numpynst is at least as good), the wall-time
-ratio, and the number of evaluations numpynst needs to get below PyTorch's final J.
+ratio and the process CPU-time ratio (all threads; unlike wall time it does not count the time the
+process waits for the CPU or is stopped), the number of evaluations numpynst needs to get below
+PyTorch's final J, and the 1-minute load average before and after the pair.
 
     python benchmarks/quality.py                                     # 256 px, the three pairs
     python benchmarks/quality.py --sizes 512 --pairs chelsea+ihc     # one pair at 512 px
@@ -55,9 +57,10 @@ def inputs(model, content: str, style: str, size: int):
 
 def run_numpynst(model, c, s, budget: int):
     from numpynst.transfer import stylize
-    t0 = time.perf_counter()
+    t0, p0 = time.perf_counter(), time.process_time()
     res = stylize(c, s, model=model, iterations=budget - 1, tol=None)
-    return np.minimum.accumulate(np.asarray(res.history["J"])), time.perf_counter() - t0
+    return (np.minimum.accumulate(np.asarray(res.history["J"])), time.perf_counter() - t0,
+            time.process_time() - p0)
 
 
 def run_torch(model, c, s, budget: int):
@@ -81,10 +84,10 @@ def run_torch(model, c, s, budget: int):
         values.append(float(J.detach()))
         return J
 
-    t0 = time.perf_counter()
+    t0, p0 = time.perf_counter(), time.process_time()
     opt.step(closure)
-    seconds = time.perf_counter() - t0
-    return np.minimum.accumulate(np.asarray(values[:budget])), seconds, len(values)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - p0
+    return np.minimum.accumulate(np.asarray(values[:budget])), seconds, cpu, len(values)
 
 
 def main(argv=None) -> int:
@@ -105,22 +108,28 @@ def main(argv=None) -> int:
         for pair in args.pairs:
             content, style = pair.split("+")
             c, s = inputs(model, content, style, size)
-            J_np, t_np = run_numpynst(model, c, s, args.budget)
-            J_t, t_t, n_t = run_torch(model, c, s, args.budget)
+            load = [round(v, 1) for v in os.getloadavg()]        # the timings mean little on a busy machine
+            J_np, t_np, cpu_np = run_numpynst(model, c, s, args.budget)
+            J_t, t_t, cpu_t, n_t = run_torch(model, c, s, args.budget)
             reach = np.nonzero(J_np <= J_t[-1])[0]
             row = {"pair": pair, "size": f"{c.shape[1]}x{c.shape[0]}", "J0_numpynst": float(J_np[0]),
                    "J0_torch": float(J_t[0]), "J_numpynst": float(J_np[-1]), "J_torch": float(J_t[-1]),
                    "J_ratio": float(J_np[-1] / J_t[-1]), "seconds_numpynst": round(t_np, 1),
                    "seconds_torch": round(t_t, 1), "time_ratio": round(t_np / t_t, 3),
+                   "cpu_seconds_numpynst": round(cpu_np, 1), "cpu_seconds_torch": round(cpu_t, 1),
+                   "cpu_time_ratio": round(cpu_np / cpu_t, 3),
                    "torch_evaluations_run": n_t,
                    "evals_to_torch_J": int(reach[0]) + 1 if reach.size else None,
                    "J_numpynst_at": {k: float(J_np[min(k, len(J_np)) - 1]) for k in (25, 50, 70, 100)},
-                   "J_torch_at": {k: float(J_t[min(k, len(J_t)) - 1]) for k in (25, 50, 70, 100)}}
+                   "J_torch_at": {k: float(J_t[min(k, len(J_t)) - 1]) for k in (25, 50, 70, 100)},
+                   "load_average_before": load, "load_average_after": [round(v, 1) for v in os.getloadavg()]}
             rows.append(row)
             print(f"{pair:18s} {row['size']:>8s}  J0 {row['J0_numpynst']:.5g} / {row['J0_torch']:.5g}  "
                   f"J numpynst {row['J_numpynst']:.5g}  torch {row['J_torch']:.5g}  ratio {row['J_ratio']:.3f}  "
-                  f"time {t_np:.0f} s / {t_t:.0f} s = {row['time_ratio']:.2f}  "
-                  f"evals to torch's J: {row['evals_to_torch_J']}", flush=True)
+                  f"time {t_np:.0f} s / {t_t:.0f} s = {row['time_ratio']:.2f} (CPU {cpu_np:.0f} s / {cpu_t:.0f} s "
+                  f"= {row['cpu_time_ratio']:.2f})  "
+                  f"evals to torch's J: {row['evals_to_torch_J']}  "
+                  f"load {row['load_average_before'][0]} -> {row['load_average_after'][0]}", flush=True)
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(rows, f, indent=1)
