@@ -144,28 +144,43 @@ assert np.array_equal(deprocess(x), rgb)
 
 # %% [markdown]
 # **Check** our loop against `numpynst.VGG`, which does the same with caches for the backward pass.
-# Same layers, same float32 — but not quite the same arithmetic. `VGG` makes its weights
-# read-only, and for read-only weights of 64 channels or more `conv2d_forward` picks Winograd
-# F(4x4,3x3) with the transformed weights cached (notebook 10 derives the smaller F(2x2,3x3));
-# our freshly read arrays are writable, so the same call takes F(2x2,3x3). Both compute the same
-# sums in a different order, so they round differently: about $10^{-7}$ per layer, growing with
-# depth — 0 at `block1_conv1` (3 input channels: both use im2col), about $10^{-6}$ at
-# `block3_conv1`, 2–3 $\times 10^{-6}$ at `block5_conv1` (the same on all three bundled photos).
-# Marking our weights read-only makes the algorithms, and so the results, identical — bit for bit:
+# Same layers, same float32 — and here the same arithmetic too. `conv2d_forward` picks its
+# algorithm per layer from a table measured on VGG19's shapes (`numpynst/layers/fast/dispatch.py`):
+# im2col for the 3-channel first layer, Winograd F(2x2,3x3) for most layers (notebook 10 derives
+# it), and the larger F(4x4,3x3) only for 512-channel layers on maps of at least 33x33 — and only
+# when the weights are read-only, because its transformed weights must be cached to pay. At 192 px
+# (128x192) block 4's maps are 16x24, so our loop and `VGG` run the same algorithm at every layer
+# and agree bit for bit.
 
 # %%
 model = VGG.from_h5()                                     # the shipped VGG19, float32, NumPy
 print(model)
+names = ["block1_conv1", "block3_conv1", "block5_conv1"]
 ours = vgg_forward(x, params, layer_names, until="block5_conv1")
-theirs = model.forward(x, ["block1_conv1", "block3_conv1", "block5_conv1"])
+theirs = model.forward(x, names)
+for name, a in theirs.items():
+    print(f"{name}: {a.shape}, relative error {rel_error(ours[name], a):.1e} (0: the same algorithm)")
+    assert rel_error(ours[name], a) == 0.0
+
+# %% [markdown]
+# On a bigger picture the two part ways. At 400 px (266x400) block 4's maps are 33x50: `VGG`,
+# whose weights are read-only, runs block 4 with F(4x4,3x3), while our freshly read (writable)
+# arrays get F(2x2,3x3). Both compute the same sums in a different order, so they round differently: 0 up to
+# `block3_conv1`, about $10^{-6}$ at `block5_conv1`, the first layer after block 4. Marking our
+# weights read-only makes the algorithms, and so the results, identical again — bit for bit:
+
+# %%
+big = preprocess(load_image(sample_path("chelsea"), size=336 if FAST else 400))
+theirs = model.forward(big, names)
+ours_big = vgg_forward(big, params, layer_names, until="block5_conv1")
 for w, b in params.values():
     w.flags.writeable = b.flags.writeable = False         # now conv2d_forward may cache, as VGG does
-ours_ro = vgg_forward(x, params, layer_names, until="block5_conv1")
+ours_ro = vgg_forward(big, params, layer_names, until="block5_conv1")
 for name, a in theirs.items():
-    err, err_ro = rel_error(ours[name], a), rel_error(ours_ro[name], a)
-    print(f"{name}: {a.shape}, relative error {err:.1e} with writable weights (0 to 3e-6), "
-          f"{err_ro:.1e} with read-only ones (0)")
-    assert err < 4e-6 and err_ro == 0.0
+    err, err_ro = rel_error(ours_big[name], a), rel_error(ours_ro[name], a)
+    print(f"{name}: {a.shape}, relative error {err:.1e} with writable weights (0 before block 4, "
+          f"~1e-6 after), {err_ro:.1e} with read-only ones (0)")
+    assert err_ro == 0.0 and err < 4e-6 and (err > 0) == (name == "block5_conv1")
 
 # %% [markdown]
 # ## 3. Shapes and receptive fields

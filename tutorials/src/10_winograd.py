@@ -227,15 +227,16 @@ for dtype, bound in ((np.float64, 1e-14), (np.float32, 1e-5)):
 # library's larger F(4×4, 3×3) (`winograd4.py`, 6×6 tiles, 36 products for 16 outputs) 2.25. The
 # transforms add work that does not shrink with the tile count — $B^\top d B$ per tile and
 # channel, $A^\top m A$ per tile and output channel — which is why `numpynst` uses Winograd only
-# from 64 channels on (`dispatch.py`), and F(4×4) only when the weights are read-only so their
-# larger transform can be cached. Timed on one VGG-sized layer, im2col and Winograd interleaved
+# from 64 channels on, and the larger F(4×4) only for 512-channel layers on maps of at least 33×33
+# whose weights are read-only (so their larger transform can be cached): below that, the
+# transforms cost more than the extra products saved (the table in `dispatch.py`). Timed on one VGG-sized layer, im2col and Winograd interleaved
 # (best of three each). The measured ratio falls short of 2.25: the input and output transforms
 # and the 16 separate, thinner matrix products take back part of what the multiplications save.
 # The stored run was made on a machine shared with other jobs, with one BLAS thread, so its
 # milliseconds and its ratio are noisy (two runs of this cell there gave 1.2 and 1.5).
-# `benchmarks/README.md` has the per-layer tables, and the comment above the thresholds in
-# `dispatch.py` sums them up: from 64 channels on, F(2×2) 1.3–2x faster than im2col, F(4×4)
-# another 1.1–1.35x:
+# `benchmarks/README.md` has the per-layer tables, and the comment above the table in
+# `dispatch.py` sums them up: from 64 channels on, F(2×2) 1.3–2x faster than im2col; F(4×4) 6–25%
+# faster again at 512 channels, not at 64–256:
 
 # %%
 side, C = (16, 64) if FAST else (64, 128)
