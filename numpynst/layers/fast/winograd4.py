@@ -91,9 +91,7 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, relu: bool = False) -
     if u.shape[0] != 36 or u.shape[1] != c:
         raise ValueError(f"winograd4.conv3x3: u.shape={tuple(u.shape)} does not fit x.shape={tuple(x.shape)}")
     f = u.shape[2]
-    th, tw = (h + 3) // 4, (wd + 3) // 4
-    per_tile_row = 36 * n * tw * (c + f) * dt.itemsize
-    rows = rows_per_chunk(x, th, per_tile_row, CHUNK_BYTES)
+    th, tw, spans = _tile_rows(x, c, f)
     out = xp.empty((n, h, wd, f), dtype=dt)
 
     def chunk(span: tuple[int, int]) -> None:
@@ -110,8 +108,18 @@ def conv3x3(x: Array, u: Array, bias: Array | None = None, relu: bool = False) -
             m[7] += bias      # A^T e_1 e_1^T A is all ones: b at tile position (1, 1) reaches all 16 outputs
         _output_tiles(m.reshape(36, n, r, tw, f), out, t0, t1, h, wd, relu)
 
-    parallel.run(x, chunk, parallel.split(th, rows, x))
+    parallel.run(x, chunk, spans)
     return out
+
+
+def _tile_rows(a: Array, c: int, f: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """``(th, tw, spans)`` for an ``(N, H, W, .)`` array convolved from ``C`` to ``F`` channels: rows
+    and columns of 4x4 output tiles, and the chunks of tile rows (``CHUNK_BYTES`` of ``V`` and ``M``
+    each, their number a multiple of the worker count)."""
+    n, h, wd = a.shape[:3]
+    th, tw = (h + 3) // 4, (wd + 3) // 4
+    per_tile_row = 36 * n * tw * (c + f) * a.dtype.itemsize
+    return th, tw, parallel.split(th, rows_per_chunk(a, th, per_tile_row, CHUNK_BYTES), a)
 
 
 def _bt(d: list, o: list, tmp: Array) -> None:
@@ -307,9 +315,7 @@ def conv3x3_dx(dy: Array, u: Array) -> Array:
     if u.shape[0] != 36 or u.shape[2] != f:
         raise ValueError(f"winograd4.conv3x3_dx: u.shape={tuple(u.shape)} does not fit dy.shape={tuple(dy.shape)}")
     c = u.shape[1]
-    th, tw = (h + 3) // 4, (wd + 3) // 4
-    per_tile_row = 36 * n * tw * (c + f) * dt.itemsize
-    spans = parallel.split(th, rows_per_chunk(dy, th, per_tile_row, CHUNK_BYTES), dy)
+    th, tw, spans = _tile_rows(dy, f, c)
     dx = xp.empty((n, h, wd, c), dtype=dt)
     seams: dict = {}
 
