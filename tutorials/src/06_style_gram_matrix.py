@@ -10,8 +10,9 @@
 # the correlations between a layer's channels — the **Gram matrix** — at several layers at once.
 #
 # This notebook builds the idea from a toy example, derives the style cost and its gradient,
-# checks them, and then synthesizes textures from a style image alone, showing what each layer
-# contributes and what the per-layer weights $\lambda_l$ do.
+# checks them, shows why an image without activations is a trap for the optimizer, and then
+# synthesizes textures from a style image alone, showing what each layer contributes and what the
+# per-layer weights $\lambda_l$ do.
 
 # %%
 import os
@@ -147,7 +148,9 @@ plt.show()
 # J_\text{style} = \sum_l \lambda_l\, J^{[l]}_\text{style}.
 # $$
 #
-# (Gram entries sum over $n_H n_W$ pixels, hence the normalization; $\lambda_l$ weighs the layers.)
+# (Gram entries sum over $n_H n_W$ pixels, hence the normalization; $\lambda_l$ weighs the layers.
+# Where each constant comes from — the course notes, this library, Gatys et al. — is the table in
+# [notebook 5](05_content_cost.ipynb), section 4.)
 #
 # **Gradient, in two steps.** Write $c = 1/(2 n_H n_W n_C)^2$ and $D = G^{(G)} - G^{(S)}$.
 #
@@ -196,21 +199,42 @@ print(f"closed form vs library:   gradient {rel_error(dJ, closed):.1e}, J {abs(f
 assert err_gram < 1e-8 and err_style < 1e-8 and rel_error(dJ, closed) < 1e-13
 
 # %% [markdown]
-# **Why float64.** $J$ is a *fourth* power of the activations, so its values span many orders of
-# magnitude and float32 central differences are hopeless for checking (errors around $10^{-2}$):
+# **Why float64.** A central difference has two errors. *Truncation*: $(J(a+h) - J(a-h))/2h$
+# differs from $J'$ by about $\tfrac{h^2}{6} J'''$, which shrinks with $h$. *Rounding*: $J$ itself
+# is computed only to about $\varepsilon |J|$ ($\varepsilon$, the machine epsilon, is
+# $2 \cdot 10^{-16}$ in float64 and $1.2 \cdot 10^{-7}$ in float32), and the difference divides
+# that by $2h$, so it *grows* as $h$ shrinks. Both, for the style cost above, at four steps $h$:
 
 # %%
 a32, G32 = a.astype(np.float32), G_target.astype(np.float32)
 dJ32 = style_layer_cost(G32, a32)[1]
-num32 = numerical_gradient(lambda z: style_layer_cost(G32, z)[0], a32.copy(), h=1e-3)
-print(f"float32: relative error {rel_error(dJ32, num32):.1e}   (float64 above: ~1e-10)")
+steps = [1e-1, 1e-2, 1e-3, 1e-4]
+err64, err32 = {}, {}
+print("     h   float64   float32")
+for h in steps:
+    err64[h] = rel_error(dJ, numerical_gradient(lambda z: style_layer_cost(G_target, z)[0], a.copy(), h=h))
+    err32[h] = rel_error(dJ32, numerical_gradient(lambda z: style_layer_cost(G32, z)[0], a32.copy(), h=h))
+    print(f"{h:6.0e}   {err64[h]:.1e}   {err32[h]:.1e}")
+assert all(err64[h] < 2e-3 * (h / 1e-1) ** 2 for h in steps)   # float64: truncation, ~h^2 all the way
+assert err32[1e-2] < 1e-4 and err32[1e-3] < 1e-3 and err32[1e-4] < 1e-2
+assert err32[1e-4] > err32[1e-3] > err32[1e-2] > 1e-6           # below h = 1e-2 rounding wins
+
+# %% [markdown]
+# float64 follows the truncation error — 100 times smaller for every 10 times smaller $h$ — all
+# the way down (the $h = 10^{-5}$ of the check above gives ~$10^{-10}$). float32 follows it only
+# to $h = 10^{-2}$, where it reaches a few $10^{-5}$; below that, rounding takes over and the error
+# grows about tenfold per tenfold smaller step: a few $10^{-4}$ at $h = 10^{-3}$, a few $10^{-3}$
+# at $h = 10^{-4}$. So a float32 check of this gradient cannot get below a few $10^{-5}$: enough
+# to catch a wrong formula (an error of order 1), not to show that a right one is right to the
+# last digits. Every check in these notebooks is done in float64.
 
 # %% [markdown]
 # Through the network to the pixels: the style cost of several layers is one backward pass
 # seeded at every style layer at once (`VGG.backward` adds the gradients where the paths meet).
-# Directional check through VGG19 in float64, step $h = 10^{-4}$ as in notebook 5 (around
-# $10^{-8}$, up to ~$10^{-6}$ if the step crosses a ReLU or pooling kink):
-
+# Directional check through VGG19 in float64, step $h = 10^{-4}$ as in notebook 5. Expect
+# $10^{-8}$ to $10^{-7}$, at most $10^{-6}$ — not $10^{-10}$: the error is measured relative to the directional
+# derivative $D = \langle \nabla J, v\rangle$, which along a random direction $v$ is much smaller
+# than $\|\nabla J\|$ (notebook 5, section 2, takes this check apart direction by direction):
 # %%
 def style_objective(model, targets, weights):
     """fun(x) -> (J, dJ/dx) for J = sum_l weights[l] * J_style^l(targets[l], a_l(x))."""
@@ -235,22 +259,130 @@ fun64 = style_objective(model64, targets64, check_layers)
 x_probe = preprocess(load_image(sample_path("chelsea"), size=48), dtype=np.float64)[:, :32, :32]
 J, dx = fun64(x_probe)
 err = check_directional(lambda z: fun64(z)[0], x_probe, dx, h=1e-4)
-print(f"style cost through VGG19 (2 layers): directional check {err:.1e}   (around 1e-8, at most ~1e-6)")
-assert err < 1e-5
+print(f"style cost through VGG19 (2 layers): directional check {err:.1e}   (around 1e-7, at most 1e-6)")
+assert err < 1e-6
+
 
 # %% [markdown]
-# ## 3. Texture synthesis from a style image alone
+# ## 3. The blank activation $A = 0$ is a stationary point
+#
+# Leave out the constant $c$ and look at one layer's style cost as a function of the activation
+# matrix alone, $f(A) = \sum_{k,k'} \big(G^{(S)} - A^\top A\big)_{kk'}^2 = \|D\|^2$ with the
+# symmetric $D = G^{(S)} - A^\top A$. A small change $dA$ changes $A^\top A$ by
+# $dA^\top A + A^\top dA$, so, with $\langle X, Y\rangle = \operatorname{tr}(X^\top Y)$,
+#
+# $$
+# df = 2\langle D, dD\rangle = -2\langle D,\, dA^\top A\rangle - 2\langle D,\, A^\top dA\rangle
+#    = -4\,\langle A D,\, dA\rangle
+# \quad\Longrightarrow\quad
+# \nabla f(A) = -4\,A\,\big(G^{(S)} - A^\top A\big)
+# $$
+#
+# (both traces are $\operatorname{tr}(A D\, dA^\top)$ because $D$ is symmetric). This is
+# section 2's $4cA(G^{(G)} - G^{(S)})$ without the $c$.
+#
+# The gradient starts with a factor $A$: **at $A = 0$ it is exactly zero**, whatever the target.
+# And $A = 0$ is not a minimum but the top of a hill. Along any direction $V$,
+#
+# $$
+# f(\epsilon V) = \|G^{(S)}\|^2 - 2\epsilon^2\,\langle G^{(S)}, V^\top V\rangle + \epsilon^4\,\|V^\top V\|^2,
+# \qquad \langle G^{(S)}, V^\top V\rangle = \sum_p v_p^\top G^{(S)} v_p \ \ge 0
+# $$
+#
+# ($v_p$ the rows of $V$; $G^{(S)}$ is positive semi-definite), so the cost *falls* quadratically
+# in every direction that touches the style's channels. For an optimizer this means:
+#
+# * **from exactly $A = 0$**, gradient descent never moves: the gradient is 0, and so is each step;
+# * **from small noise** $A_0 = \epsilon V$, the gradient is $\approx -4 A G^{(S)}$, of size
+#   $\epsilon$. A step of size $\eta$ multiplies $A$ by about $I + 4\eta G^{(S)}$, so $A$ grows
+#   geometrically, and the time to leave the hilltop grows like $\log(1/\epsilon)$: a plateau,
+#   then a fall. Each factor 1000 in $\epsilon$ adds about $\ln 1000 / \ln(1 + 4\eta\lambda_\max)$
+#   steps, $\lambda_\max$ the largest eigenvalue of $G^{(S)}$;
+# * near the top, the cost curves **downwards** along $-\nabla f$ (negative curvature) — which
+#   trips up L-BFGS, as section 4 shows.
+#
+# A toy with three channels (the target is the Gram matrix of 64 random colours) shows all three:
+
+# %%
+A_target = rng.uniform(0.0, 1.0, (64, 3)) * np.array([1.0, 0.6, 0.3])     # 64 "pixels", 3 channels
+G_toy = A_target.T @ A_target
+
+
+def f_toy(A):
+    return float(np.sum((G_toy - A.T @ A) ** 2))
+
+
+def grad_toy(A):
+    return -4.0 * A @ (G_toy - A.T @ A)
+
+
+A_probe = rng.standard_normal((64, 3))
+err_toy = rel_error(grad_toy(A_probe), numerical_gradient(f_toy, A_probe.copy()))
+zero = np.zeros((64, 3))
+print(f"-4 A (G_S - A^T A) vs central differences: relative error {err_toy:.1e}")
+print(f"at A = 0: f = {f_toy(zero):.6g} = ||G_S||^2 = {np.sum(G_toy ** 2):.6g}, "
+      f"max |gradient| = {np.abs(grad_toy(zero)).max()}")
+V = rng.standard_normal((64, 3))
+for eps in [1e-3, 1e-2, 1e-1]:
+    print(f"  eps = {eps:5g}: f(0) - f(eps V) = {f_toy(zero) - f_toy(eps * V):.4e},   "
+          f"2 eps^2 <G_S, V^T V> = {2 * eps ** 2 * np.sum(G_toy * (V.T @ V)):.4e}")
+assert err_toy < 1e-8 and not grad_toy(zero).any()
+
+lam_max = np.linalg.eigvalsh(G_toy).max()
+eta = 0.025 / lam_max                       # step: 4 eta lam_max = 0.1, well inside stability
+starts = [0.0, 1e-6, 1e-3, 1e-1]
+curves, plateau = {}, {}
+for eps in starts:
+    A = eps * V
+    curve = [f_toy(A)]
+    for _ in range(300):
+        A = A - eta * grad_toy(A)
+        curve.append(f_toy(A))
+    curves[eps] = np.array(curve)
+    below = np.flatnonzero(curves[eps] < 0.5 * f_toy(zero))
+    plateau[eps] = int(below[0]) if below.size else None
+    print(f"start eps = {eps:5g}: f falls below half of f(0) after {plateau[eps]} steps")
+per_1000 = np.log(1e3) / np.log(1 + 4 * eta * lam_max)
+print(f"predicted extra steps per factor 1000 in eps: {per_1000:.0f};  measured 1e-6 vs 1e-3: "
+      f"{plateau[1e-6] - plateau[1e-3]}")
+assert plateau[0.0] is None and np.all(curves[0.0] == f_toy(zero))     # from 0: never moves
+assert plateau[1e-6] > plateau[1e-3] > plateau[1e-1]
+assert abs((plateau[1e-6] - plateau[1e-3]) - per_1000) < 0.15 * per_1000
+
+plt.figure(figsize=(6, 3.2))
+for eps in starts:
+    plt.plot(curves[eps] / f_toy(zero), label=f"start {eps:g}" + (" (A = 0)" if eps == 0 else " x noise"))
+plt.yscale("log")
+plt.xlabel("gradient descent step")
+plt.ylabel("f / f(0)")
+plt.legend(fontsize=8)
+plt.title("toy style cost from A = 0 and from noise of three sizes", fontsize=10)
+plt.show()
+
+# %% [markdown]
+# The gradient formula checks, the gradient at $A = 0$ is exactly zero, and the drop from the top
+# is $2\epsilon^2\langle G^{(S)}, V^\top V\rangle$ to leading order (the $\epsilon^4$ term shows in
+# the fourth digit at $\epsilon = 0.01$ and by a few per cent at $\epsilon = 0.1$). From $A = 0$ the curve is flat forever; from noise it sits on a plateau
+# whose length grows by the predicted number of steps per factor 1000 in $\epsilon$, then falls.
+# (The later, shallower shoulders are the weaker eigen-directions of $G^{(S)}$, which grow more
+# slowly, $\lambda$ by $\lambda$.)
+#
+# In VGG the variable is the image, not $A$, and a blank image does not give $A = 0$ (the biases
+# and the mean pixel see to that). But section 4's noise start is close to the hilltop all the same.
+#
+# ## 4. Texture synthesis from a style image alone
 #
 # Minimize $J_\text{style}$ alone, starting from noise: the result has the style image's channel
 # correlations at the chosen layers and nothing else — a **texture**. The generated image has the
 # style image's size here; with another size the target Gram matrices would have to be rescaled by
 # the ratio of pixel counts (they sum over pixels), which `numpynst.transfer` does.
 #
-# Following Gatys et al., we add the layers `block1_conv1`, ..., `block5_conv1` one at a time,
-# each set with equal weights $\lambda_l = 1/L$:
+# First, where the noise start sits. The optimizer's start is Gaussian noise of 10 grey levels
+# around the mean pixel. Its activations, and each layer's style cost there against the cost at
+# $A = 0$, $J^{[l]}(0) = c\,\|G^{(S)}\|^2$:
 
 # %%
-size, iterations = (48, 5) if FAST else (128, 120)
+size, iterations = (48, 5) if FAST else (96, 100)
 style_rgb = load_image(sample_path("style"), size=size)
 style_rgb = style_rgb[: style_rgb.shape[0] // 16 * 16, : style_rgb.shape[1] // 16 * 16]
 x_S = model.preprocess(style_rgb)
@@ -259,30 +391,132 @@ style_acts = model.forward(x_S, all_layers, keep_cache=False)
 style_grams = {k: gram_matrix(v) for k, v in style_acts.items()}
 
 
-def synthesize(weights, iterations, seed=0):
-    """Minimize sum_l weights[l] J_style^l from noise; returns (RGB image, J per iteration)."""
+def noise_start(seed=0):
+    return np.random.default_rng(seed).normal(0.0, 10.0, size=x_S.shape).astype(np.float32)
+
+
+acts_noise = model.forward(noise_start(), all_layers, keep_cache=False)
+J_start = {k: float(style_layer_cost(style_grams[k], acts_noise[k])[0]) for k in all_layers}
+for k in all_layers:
+    J_zero = float(style_layer_cost(style_grams[k], np.zeros_like(acts_noise[k]))[0])
+    size_ratio = np.linalg.norm(acts_noise[k]) / np.linalg.norm(style_acts[k])
+    print(f"{k}: |a(noise)| / |a(style)| = {size_ratio:.2f},  J at the noise start {J_start[k]:.3g} "
+          f"= {J_start[k] / J_zero:.1%} of J at A = 0")
+    assert 0.8 < J_start[k] / J_zero < 1.0
+
+# %% [markdown]
+# The noise image's activations are a tenth to a fifth of the style image's, and every layer's
+# cost is between 93 and 99.5 per cent of its value at $A = 0$: the start is on the hilltop's
+# shoulder. Along
+# $-\nabla J$ the cost should then fall *faster* than its tangent line predicts. With only
+# `block1_conv1`, for steps that move the largest pixel by 1, 10 and 30 grey levels:
+
+# %%
+def style_objective_flat(weights, shape):
+    """The flat fun(x) -> (J, dJ/dx) of sum_l weights[l] J_style^l that numpynst.optim minimizes."""
     fun = style_objective(model, {k: style_grams[k] for k in weights}, weights)
-    shape = x_S.shape
 
     def flat_fun(x_flat):
         J, dx = fun(x_flat.reshape(shape))
         return J, dx.reshape(-1)
+    return flat_fun
 
-    x0 = np.random.default_rng(seed).normal(0.0, 10.0, size=shape).astype(np.float32).reshape(-1)
+
+fun1 = style_objective_flat({"block1_conv1": 1.0}, x_S.shape)
+x0 = noise_start().reshape(-1)
+J0, g0 = fun1(x0)
+g0_64 = g0.astype(np.float64)
+for move in [1.0, 10.0, 30.0]:
+    t = move / np.abs(g0).max()
+    Jt, gt = fun1(x0 - t * g0)
+    tangent = float(J0) - t * float(g0_64 @ g0_64)
+    s_dot_y = float((-t * g0_64) @ (gt - g0).astype(np.float64))
+    print(f"move {move:4g}: J {float(Jt):.7g}, tangent line {tangent:.7g}, below it by "
+          f"{tangent - float(Jt):8.3g};  s.y = {s_dot_y:.3g}")
+    assert float(Jt) < tangent and s_dot_y < 0
+
+# %% [markdown]
+# Below the tangent, and $s \cdot y < 0$ for the step $s = -t\nabla J$ and the change of gradient
+# $y$: negative curvature. L-BFGS builds its model of the inverse Hessian only from pairs with
+# $s \cdot y > 0$, a positive curvature (precisely: $\cos(s, y)$ above a small threshold; see
+# `numpynst.optim.LBFGS`'s docstring), so here it rejects every pair. Until it stores one, its step is the bootstrap $-g/\|g\|_1$, whose
+# 1-norm is 1: the $n = 96 \cdot 96 \cdot 3$ pixel values move by $1/n \approx 4 \cdot 10^{-5}$
+# grey levels on average. A textbook L-BFGS that resets its step length to 1 after every accepted
+# step stays on the shoulder for good. The library's L-BFGS **grows** the step (by 4 per accepted
+# step) while no pair is stored, so within about ten steps it moves pixels by grey levels, off the
+# shoulder, where the curvature is positive and pairs are stored. Both, on `block1_conv1` alone
+# (`LBFGS(growth=1.0)` switches the growth off), with the number of curvature pairs each holds at
+# the end (at most 10):
+
+# %%
+def synthesize(weights, iterations, seed=0, optimizer=None):
+    """Minimize sum_l weights[l] J_style^l from noise; returns (RGB image, J per iteration)."""
+    flat_fun = style_objective_flat(weights, x_S.shape)
+    x0 = noise_start(seed).reshape(-1)
     history = [float(flat_fun(x0)[0])]
-    result = minimize(flat_fun, x0, LBFGS(), iterations, callback=lambda k, x, f, g: history.append(float(f)))
-    return deprocess(result.x.reshape(shape)), history
+    result = minimize(flat_fun, x0, optimizer or LBFGS(), iterations,
+                      callback=lambda k, x, f, g: history.append(float(f)))
+    return deprocess(result.x.reshape(x_S.shape)), history
 
 
-textures = {}
 t0 = time.perf_counter()
-for depth in range(1, len(all_layers) + 1):
+optimizers = {"no growth": LBFGS(growth=1.0), "library default": LBFGS()}
+block1 = {label: synthesize({"block1_conv1": 1.0}, iterations, optimizer=opt) for label, opt in optimizers.items()}
+pairs = {label: int(np.count_nonzero(opt.rho > 0)) for label, opt in optimizers.items()}
+style_mean = style_rgb.reshape(-1, 3).mean(axis=0)
+for label, (img, hist) in block1.items():
+    colour_gap = np.abs(img.reshape(-1, 3).mean(axis=0) - style_mean).max()
+    print(f"L-BFGS, {label:15s}: J {hist[0]:.3g} -> {hist[-1]:.3g}, {pairs[label]} curvature pairs;  mean colour "
+          f"{np.round(img.reshape(-1, 3).mean(axis=0))} vs the style's {np.round(style_mean)} "
+          f"(largest gap {colour_gap:.0f} grey levels)")
+print(f"two syntheses of {iterations} iterations in {time.perf_counter() - t0:.0f} s")
+if not FAST:    # fast mode's 5 iterations are still growing the step
+    assert block1["no growth"][1][-1] > 0.9 * block1["no growth"][1][0] and pairs["no growth"] == 0
+    assert pairs["library default"] > 0
+    assert block1["library default"][1][-1] < 1e-3 * block1["library default"][1][0]
+    gaps = {label: np.abs(img.reshape(-1, 3).mean(axis=0) - style_mean).max() for label, (img, _) in block1.items()}
+    assert gaps["library default"] < 25 and gaps["library default"] < 0.5 * gaps["no growth"]
+
+fig = plt.figure(figsize=(15, 3.2))
+ax = fig.add_subplot(1, 5, 1)
+for label, (img, hist) in block1.items():
+    ax.plot(np.asarray(hist) / hist[0], label=label)
+ax.set_yscale("log")
+ax.set_xlabel("iteration")
+ax.set_ylabel("J / J(start)")
+ax.legend(fontsize=8)
+panels = [("style image", style_rgb), ("noise start", deprocess(noise_start())),
+          ("block1_conv1, no growth", block1["no growth"][0]),
+          ("block1_conv1, library L-BFGS", block1["library default"][0])]
+for k, (title, img) in enumerate(panels, start=2):
+    a_ = fig.add_subplot(1, 5, k)
+    a_.imshow(img)
+    a_.set_title(title, fontsize=10)
+    a_.axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without growth, $J$ does not move off the shoulder (no curvature pair is ever stored) and the
+# picture is the noise start. With it, $J$ falls by five orders of magnitude, the history fills
+# up, and the grey noise takes on the style's colours — the pale blue-grey ground and the brown
+# and orange of the cells; the mean colour comes within 17 grey levels of the style's, against 54
+# for the stalled run. Only colours and small blotches: `block1_conv1`'s units see 3×3 pixels,
+# so their correlations are colour and pixel-level statistics, and nothing more.
+#
+# Now, following Gatys et al., we add the layers `block1_conv1`, ..., `block5_conv1` one at a
+# time, each set with equal weights $\lambda_l = 1/L$:
+
+# %%
+textures = {1: block1["library default"]}
+t0 = time.perf_counter()
+for depth in range(2, len(all_layers) + 1):
     chosen = all_layers[:depth]
     textures[depth] = synthesize({k: 1.0 / depth for k in chosen}, iterations)
-    h = textures[depth][1]
-    print(f"layers up to {chosen[-1]}: J {h[0]:.3g} -> {h[-1]:.3g}")
+print(f"{len(textures) - 1} syntheses of {iterations} iterations in {time.perf_counter() - t0:.0f} s")
+for depth, (img, h) in textures.items():
+    print(f"layers up to {all_layers[depth - 1]}: J {h[0]:.3g} -> {h[-1]:.3g}")
     assert h[-1] < h[0]
-print(f"{len(textures)} syntheses of {iterations} iterations in {time.perf_counter() - t0:.0f} s")
 
 fig, axes = plt.subplots(1, 6, figsize=(16, 3))
 axes[0].imshow(style_rgb)
@@ -295,43 +529,76 @@ for ax in axes:
 plt.show()
 
 # %% [markdown]
-# With only `block1_conv1` the result has the right colours and little else: its units see 3×3
-# pixels, so their correlations are colour and pixel-level statistics. Each deeper layer adds
-# structure at a larger scale — the blobs and edges of the cells, then their arrangement. The
-# layout of the style image is not reproduced anywhere: the Gram matrices do not know it.
+# Each deeper layer adds structure at a larger scale — the streaks and edges of the cells, then
+# whole cell shapes and their arrangement. The layout of the style image is not reproduced
+# anywhere: the Gram matrices do not know it. Once `block4_conv1` is in, the surface turns
+# speckled with off-colour grain: its cost dominates $J$ (next), and the pixel-level statistics
+# of `block1_conv1` are left unmatched.
 #
 # ### The per-layer weights $\lambda_l$
 #
-# The per-layer costs are of very different sizes — $J^{[l]}$ is a fourth power of activations
-# whose typical size changes from layer to layer. Here are the five layers' costs at the noise
-# start, unweighted:
+# The per-layer costs at the start (printed in the first cell of this section) are of very
+# different sizes: $J^{[l]}$ is a fourth power of activations whose typical size changes from
+# layer to layer. So "equal weights" are not equal influence. With $\lambda_l = 1/5$ each, the
+# layers' shares of $J$ at the start are:
 
 # %%
-fun_all = style_objective(model, style_grams, {k: 1.0 for k in all_layers})
-x_noise = np.random.default_rng(0).normal(0.0, 10.0, size=x_S.shape).astype(np.float32)
-acts_noise = model.forward(x_noise, all_layers, keep_cache=False)
 for k in all_layers:
-    print(f"{k}: J_style = {float(style_layer_cost(style_grams[k], acts_noise[k])[0]):.3g}")
+    print(f"{k}: {100 * J_start[k] / sum(J_start.values()):.2g}% of J")
 
 # %% [markdown]
-# So "equal weights" are not equal influence: with $\lambda_l = 1/5$ each, the layers with the
-# largest costs dominate the early iterations. Shifting the weights shifts the result between
-# fine and coarse structure. Two extremes, each over all five layers:
+# `block4_conv1` carries almost all of it: raw weights between 0.01 and 0.6 would hardly shift
+# the balance. To make
+# $\lambda_l$ mean *a share*, divide each layer's cost by its value at the start:
+#
+# $$
+# \lambda_l = \frac{w_l}{J^{[l]}(x_0)}, \qquad \sum_l w_l = 1,
+# $$
+#
+# so that every layer starts at $w_l$ and the $w_l$ say how the effort is split. (This is what
+# `stylize`'s default *calibrated* weights do, with $J^{[l]}$ at $A = 0$ instead of at the noise
+# start — within a few per cent, as printed above. Notebook 7 uses them.) Equal shares, and two
+# extremes:
 
 # %%
-shallow = dict(zip(all_layers, [0.6, 0.3, 0.07, 0.02, 0.01]))
-deep = dict(zip(all_layers, [0.01, 0.02, 0.07, 0.3, 0.6]))
-weighted = {label: synthesize(wts, iterations) for label, wts in [("shallow-heavy", shallow), ("deep-heavy", deep)]}
-fig, axes = plt.subplots(1, 4, figsize=(11, 3))
-panels = [("style image", style_rgb), ("equal weights", textures[5][0]),
-          ("shallow-heavy λ", weighted["shallow-heavy"][0]), ("deep-heavy λ", weighted["deep-heavy"][0])]
+shares = {"equal shares": [0.2] * 5,
+          "shallow-heavy": [0.6, 0.3, 0.07, 0.02, 0.01],
+          "deep-heavy": [0.01, 0.02, 0.07, 0.3, 0.6]}
+t0 = time.perf_counter()
+weighted = {}
+for label, w in shares.items():
+    weights = {k: wl / J_start[k] for k, wl in zip(all_layers, w)}
+    img, hist = synthesize(weights, iterations)
+    acts = model.forward(model.preprocess(img), all_layers, keep_cache=False)
+    left = {k: float(style_layer_cost(style_grams[k], acts[k])[0]) / J_start[k] for k in all_layers}
+    weighted[label] = img, left
+    print(f"{label:14s}: J {hist[0]:.3g} -> {hist[-1]:.3g};  J_l(result) / J_l(start): "
+          + ", ".join(f"{k.split('_')[0]} {v:.2g}" for k, v in left.items()))
+print(f"{len(shares)} syntheses of {iterations} iterations in {time.perf_counter() - t0:.0f} s")
+if not FAST:
+    assert weighted["shallow-heavy"][1]["block1_conv1"] < weighted["deep-heavy"][1]["block1_conv1"]
+    assert weighted["deep-heavy"][1]["block5_conv1"] < weighted["shallow-heavy"][1]["block5_conv1"]
+
+fig, axes = plt.subplots(1, 5, figsize=(14, 3))
+panels = [("style image", style_rgb), ("raw λ = 1/5", textures[5][0])] + \
+         [(f"{label} (w = {shares[label][0]:g}..{shares[label][-1]:g})", weighted[label][0]) for label in shares]
 for ax, (title, img) in zip(axes, panels):
     ax.imshow(img)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.axis("off")
 plt.show()
 
 # %% [markdown]
+# The printed ratios say what each setting bought: how far each layer's cost fell from its start
+# (the pictures are the rounded RGB results, measured again through VGG). Shallow-heavy shares
+# drive `block1`'s and `block2`'s costs furthest down (to about $10^{-4}$ of their start) and
+# leave `block5`'s at a tenth: clean colours and smooth surfaces, with the cell shapes coming
+# through from the smaller shares of the deeper layers. Deep-heavy shares do the opposite:
+# `block1`'s cost stays at half its start, and the cells' shapes and arrangement come with a
+# surface speckled by off-colour grain. Equal shares sit in between. The raw $\lambda = 1/5$
+# panel (Gatys' setting from the figure above, where `block4_conv1` carries 99.5% of $J$) looks
+# like the deep-heavy one.
+#
 # ## Summary
 #
 # * The Gram matrix $G = A^\top A$ holds channel co-activations: *which features occur together*,
@@ -339,10 +606,15 @@ plt.show()
 #   invariant to shuffling the pixels).
 # * $J^{[l]}_\text{style} = \frac{1}{(2 n_H n_W n_C)^2}\|G^{(S)} - G^{(G)}\|^2$ with
 #   $\partial J/\partial A = A (G^{(G)} - G^{(S)}) / (n_H n_W n_C)^2$; through a Gram matrix,
-#   $\partial J/\partial A = A(\bar G + \bar G^\top)$. All checked to ~$10^{-10}$ in float64.
+#   $\partial J/\partial A = A(\bar G + \bar G^\top)$. All checked to ~$10^{-10}$ in float64;
+#   float32 central differences cannot do better than a few $10^{-5}$ here.
+# * $A = 0$ is a stationary point of the style cost — a hilltop, not a minimum: from exactly 0
+#   nothing moves, from small noise the descent first sits on a plateau. A noise image is near
+#   that top, where the cost curves downwards; the library's L-BFGS grows its step until it finds
+#   positive curvature, and then synthesizes the texture.
 # * Matching Gram matrices from noise synthesizes textures; deeper layers add larger-scale
-#   structure; the weights $\lambda_l$ move the balance between fine and coarse, and must be read
-#   against the very different sizes of the per-layer costs.
+#   structure; the weights $\lambda_l$ move the balance between fine and coarse once they are
+#   read as shares of each layer's starting cost.
 #
 # Next: [notebook 7](07_style_transfer.ipynb) adds the content cost back: style transfer.
 #
@@ -351,7 +623,10 @@ plt.show()
 # 1. Show that $G$ is symmetric positive semi-definite. What does a zero eigenvalue mean for the
 #    channels?
 # 2. The "mean activation" per channel is a simpler position-free statistic. Synthesize with a cost
-#    on channel means only (derive its gradient). What is missing?
-# 3. Synthesize with a style image twice the size of the generated one, without rescaling the target
+#    on channel means only (derive its gradient). Is $A = 0$ a stationary point of that cost?
+#    What is missing from the result?
+# 3. In the toy, start gradient descent from $\epsilon V$ with $V$ orthogonal to the top
+#    eigenvector of $G^{(S)}$ (project it out). Which direction does $A$ grow in, and how fast?
+# 4. Synthesize with a style image twice the size of the generated one, without rescaling the target
 #    Gram matrices, and then with the rescaling by the pixel-count ratio. What changes?
-# 4. Use `VGG.from_h5(pooling="avg")` for the synthesis. Compare with the max-pooling result.
+# 5. Use `VGG.from_h5(pooling="avg")` for the synthesis. Compare with the max-pooling result.
