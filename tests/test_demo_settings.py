@@ -3,9 +3,14 @@
 from pathlib import Path
 
 from numpynst.cli import build_parser, main
-from numpynst.commands.demo import DEMO_ITERATIONS, DEMO_SCALES, DEMO_SIZE, DEMO_STYLE_WEIGHT
-from numpynst.transfer import DEFAULT_BETA, WEIGHT_RANGES
+from numpynst.commands.demo import (
+    DEMO_ITERATIONS,
+    DEMO_SCALES,
+    DEMO_SIZE,
+    DEMO_STYLE_WEIGHT,
+)
 from numpynst.testing import write_tiny_vgg_h5
+from numpynst.transfer import DEFAULT_BETA, WEIGHT_RANGES
 
 
 def test_the_demo_runs_coarse_to_fine_with_a_stronger_style_weight(tmp_path, capsys):

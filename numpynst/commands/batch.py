@@ -18,11 +18,11 @@ from ..objective import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_TV_WEIGHT, WEIGHT_R
 _FLAG_HELP = {
     "size": "longest side in pixels", "iterations": "iteration cap", "optimizer": "lbfgs, adam or gd",
     "lr": "step size for adam/gd",
-    "alpha": "content weight (calibrated: %g..%g, default %g)" % (*WEIGHT_RANGES["alpha"], DEFAULT_ALPHA),
-    "beta": "style weight, more is more painting (calibrated: %g..%g, default %g)"
-            % (*WEIGHT_RANGES["beta"], DEFAULT_BETA),
-    "tv_weight": "total-variation weight (calibrated: %g..%g, default %g)"
-                 % (*WEIGHT_RANGES["tv_weight"], DEFAULT_TV_WEIGHT),
+    "alpha": "content weight (calibrated: {:g}..{:g}, default {:g})".format(*WEIGHT_RANGES["alpha"], DEFAULT_ALPHA),
+    "beta": "style weight, more is more painting (calibrated: {:g}..{:g}, default {:g})".format(
+        *WEIGHT_RANGES["beta"], DEFAULT_BETA),
+    "tv_weight": "total-variation weight (calibrated: {:g}..{:g}, default {:g})".format(
+        *WEIGHT_RANGES["tv_weight"], DEFAULT_TV_WEIGHT),
     "weights_mode": "calibrated (default; the ranges above) or raw (the tutorials' J, weights as given)",
     "content_layer": "e.g. block4_conv2",
     "style_layers": "NAME[:W];NAME[:W]...", "style_blend": "weights separated by ';'",
