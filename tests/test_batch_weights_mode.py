@@ -17,6 +17,7 @@ from numpynst.batch.worker import execute_job
 from numpynst.errors import ManifestError
 from numpynst.testing import write_tiny_vgg_h5
 from numpynst.transfer import stylize
+from test_batch_safety import _one_line_exit_2 as _exit_2_one_line   # the suite's one-line-error check
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +33,6 @@ def files(tmp_path_factory):
 def _csv(path, header, *rows):
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
-
-
-def _exit_2_one_line(argv, capsys, *expected):
-    capsys.readouterr()
-    code = cli.main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("numpynst: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    for text in expected:
-        assert text in err, err
 
 
 def test_a_bad_weights_mode_cell_or_flag_is_one_line_naming_it_exit_2(files, tmp_path, capsys):
