@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .backend import get_xp
 from .errors import NumpynstError, OptionError
-from .losses import content_cost, gram_matrix, style_layer_cost, total_variation
+from .losses import content_cost, gram_matrix, style_layer_cost, total_variation, total_variation_value
 
 Array = Any
 
@@ -132,7 +132,8 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
         if not (math.isfinite(value) and value > 0):
             raise NumpynstError(f"cannot calibrate the weights: the {name} is all zero or not finite "
                                 f"({value!r}); use weights_mode='raw' (--weights-mode raw)")
-    tv = max(float(total_variation(xp.asarray(content_image, dtype=xp.float64))[0]), TV_SCALE_FLOOR)
+    # in float64 bands (no gradient, no float64 copy): at print size the image alone is 200 MB
+    tv = max(total_variation_value(content_image), TV_SCALE_FLOOR)
     return Calibration(c_scale, styles, tv)
 
 

@@ -7,7 +7,7 @@ import pytest
 from numpynst.backend import to_host
 from numpynst.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
 from numpynst.losses import (content_cost, gram_backward, gram_matrix, style_layer_cost,
-                             total_variation)
+                             total_variation, total_variation_value)
 
 GRAD_TOL = 1e-8   # float64 central differences of these polynomials land around 1e-10
 
@@ -198,6 +198,20 @@ def test_tv_values(xp):
 def test_tv_rejects_bad_shapes(xp):
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
         total_variation(xp.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        total_variation_value(xp.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 5, 3), (9, 4, 3), (1, 1, 6, 3), (1, 6, 1, 3), (2, 10, 3, 2)])
+@pytest.mark.parametrize("rows", [1, 2, 3, 6, 256])
+def test_tv_value_in_bands_equals_tv(xp, rng, shape, rows):
+    # every difference counted once whatever the band height (bands that split the image at each
+    # row, at uneven places, or not at all), and float64 sums even for float32 input
+    x = _randn(xp, rng, shape) * 50
+    assert abs(total_variation_value(x, rows) - float(total_variation(x)[0])) <= 1e-12 * float(total_variation(x)[0])
+    x32 = x.astype(np.float32)
+    J64 = float(total_variation(x32.astype(np.float64))[0])
+    assert abs(total_variation_value(x32, rows) - J64) <= 1e-12 * J64
 
 
 # ---------------------------------------------------------------------------------------------
