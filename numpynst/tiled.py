@@ -209,7 +209,8 @@ def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Arr
             tile; ``content_weight`` is alpha and ``content_size`` the whole image's ``n = nH nW C``
             at the content layer (the cost's normaliser).
         acts: the crop's activations from the model's last forward, made with its tape kept
-            (``keep_cache=True``): reused instead of running the forward again.
+            (``keep_cache=True``): reused instead of running the forward again. Pass the only
+            reference (the caller keeping none) for the backward to free them as it goes.
     The content part is ``sum_{p in tile} |a_p - a_C,p|^2 / (4 n)`` (0-d); 0 without a content layer.
     """
     xp = get_xp(x_crop)
@@ -234,7 +235,10 @@ def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Arr
         rows, cols = tile.interior(step[content_layer])
         g[:, rows, cols, :] += g_piece * xp.asarray(ratio * content_weight, dtype=g_piece.dtype)
         seeds[content_layer] = g
-    return model.backward(seeds), j_content
+    # the activations are also the tape's layer inputs: with no reference left here, the backward
+    # frees each one as it passes it (release=True) instead of holding them all until it returns
+    del acts, a
+    return model.backward(seeds, release=True), j_content
 
 
 def tile_tv(x: Array, tile: Tile) -> tuple[Array, Array, Tile]:
@@ -351,15 +355,17 @@ class TiledObjective(Objective):
             out[n] = E * (2.0 * k * self.beta * lam / self.scales.style[n])
         return (xp.zeros((), dtype=self.model.dtype) if j_style is None else j_style), out
 
-    def _gradients(self, x: Array, M: Mapping[str, Array], last_acts: Mapping[str, Array] | None):
+    def _gradients(self, x: Array, M: Mapping[str, Array], last: list):
         """Pass 2 over every tile: yields ``(tile index, dJ/d(crop), J_content part)``, the last
-        tile first while its pass-1 tape (``last_acts``, or ``None``) is still the model's."""
-        last = len(self.tiles) - 1
-        for i in [last, *range(last)]:
+        tile first while its pass-1 tape is still the model's. ``last`` holds that tile's
+        activations (or ``None``) and is emptied: tile_gradient gets the only reference, so the
+        activations are freed during its backward, not kept through the whole pass."""
+        n = len(self.tiles) - 1
+        for i in [n, *range(n)]:
             t = self.tiles[i]
             g, j = tile_gradient(self.model, crop(x, t), t, M, self.content_layer, self.content_pieces[i],
                                  self.alpha / self.scales.content, self.content_size,
-                                 acts=last_acts if i == last else None)
+                                 acts=last.pop() if i == n else None)
             yield i, g, j
 
     def evaluate(self, x: Array) -> Evaluation:
@@ -368,13 +374,15 @@ class TiledObjective(Objective):
             raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {self.shape}")
         xp, sc = self.xp, self.scales
         grams, _, last_acts = self._statistics(x, None, keep_last=True)
+        last = [last_acts]
+        del last_acts                       # handed over: see _gradients
         j_style, M = self.gram_gradients(grams)
         dx = xp.zeros(self.shape, dtype=x.dtype)
         j_content = xp.zeros((), dtype=x.dtype)
-        for i, g, j in self._gradients(x, M, last_acts):
+        for i, g, j in self._gradients(x, M, last):
             add_crop(dx, g, self.tiles[i])
             j_content = j_content + j
-        del last_acts
+            del g
         self.model.clear()
         j_tv = xp.zeros((), dtype=x.dtype)
         for t in self.tiles:
