@@ -216,15 +216,17 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
     try:
         for scale in scale_list:
             hw = round_to_multiple(scaled_shape(rgb["content"].shape, scale), factor)
+            obj = res = None                # the last scale's targets go before this one's are built
             obj = build(plans[scale], model, to_dev(resize_to(rgb["content"], hw)),
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
                                  content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,
                                  tv_weight=tv_weight, style_blend=style_blend, weights_mode=weights_mode)
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
             x0 = (_start(init, rgb, hw, rng, to_dev, xp, dtype) if x is None else
-                  xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype))
+                  xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
             log.start_scale(scale, obj.shape)
-            res = minimize(obj.flat(parts=True), x0.reshape(-1),
+            x0 = [x0]           # minimize gets the only reference and drops it after its copy
+            res = minimize(obj.flat(parts=True), x0.pop(),
                            make_optimizer(optimizer, **({} if opt_kw["lr"] is None else opt_kw)),
                            iterations, log_every=log_every, on_log=log.on_log, tol=tol, tol_window=TOL_WINDOW)
             log.record(res.history, iterations, res.stopped)

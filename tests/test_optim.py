@@ -358,6 +358,21 @@ def test_steps_make_no_host_decisions(make):
 # ---------------------------------------------------------------------------------------------
 # minimize, state, options
 
+def test_minimize_drops_its_reference_to_x0():
+    """A caller that passes its only reference to x0 gets it freed after minimize's copy: one
+    image-sized vector less for the whole loop (stylize relies on it at print size)."""
+    import weakref
+    fun0, _, _ = _quadratic(np)
+    holder = [np.zeros(N)]
+    ref, seen = weakref.ref(holder[0]), []
+
+    def fun(x):
+        seen.append(ref() is not None)
+        return fun0(x)
+    res = minimize(fun, holder.pop(), Adam(0.1), 3)
+    assert seen == [False] * 4 and res.iterations == 3
+
+
 def test_minimize_counts_and_stops(xp):
     fun0, _, _ = _quadratic(xp)
     calls = [0]
