@@ -221,7 +221,7 @@ def picture(args) -> dict:
     save_image(start, coarse.image, overwrite=True)          # the init image of the print-size run
     fine = numpynst.stylize(content, style, size=args.size, init=str(start), scales=args.scales,
                             iterations=args.iterations, tol=None, max_memory=args.max_memory,
-                            optimizer=args.optimizer, progress=not args.quiet)
+                            optimizer=args.optimizer, lr=args.lr, progress=not args.quiet)
     t2, c2 = time.perf_counter(), cpu_seconds()
     save_image(out, fine.image, overwrite=True)
     small = out.with_name(out.stem + "_small.jpg")
@@ -231,7 +231,10 @@ def picture(args) -> dict:
     crop_path = out.with_name(out.stem + "_crop.jpg")
     save_image(crop_path, np.ascontiguousarray(fine.image[cy:cy + args.crop, cx:cx + args.crop]), overwrite=True)
     row = dict(size=f"{w}x{h}", coarse=args.coarse, coarse_iterations=coarse.iterations,
-               optimizer=args.optimizer, max_memory=args.max_memory,
+               optimizer=args.optimizer, lr=args.lr, scales=args.scales, iterations=args.iterations,
+               J_per_scale=[fine.history["J"][k * (args.iterations + 1):(k + 1) * (args.iterations + 1)]
+                            for k in range(len(args.scales))],
+               max_memory=args.max_memory,
                coarse_seconds=t1 - t0, fine_seconds=t2 - t1, seconds=t2 - t0,
                coarse_cpu_seconds=c1 - c0, fine_cpu_seconds=c2 - c1, cpu_seconds=c2 - c0,
                base_rss=base, peak_rss_coarse=peak_coarse, peak_rss=rss(),
@@ -286,6 +289,9 @@ def main(argv=None) -> int:
     p.add_argument("--optimizer", default="adam",
                    help="picture: optimizer of the print-size scales (Adam keeps 2 image-sized vectors, "
                         "L-BFGS 2 x its history)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="picture: Adam's step at the print-size scales (pixel units; 2 lowers J from an "
+                        "upsampled start where the default 5 adds noise: benchmarks/README.md)")
     p.add_argument("--output", default="/tmp/print_4096.png")
     p.add_argument("--preview", type=int, default=1024)
     p.add_argument("--crop", type=int, default=512)

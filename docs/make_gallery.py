@@ -12,7 +12,9 @@ in the README) and leaves the others alone.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +54,15 @@ def strip(content: str, style: str, result: np.ndarray) -> np.ndarray:
 def gallery(model) -> None:
     facts = {}
     for content, style in PAIRS:
+        cpu, load = time.process_time(), os.getloadavg()[0]
         res = stylize(sample_path(content), sample_path(style), size=GALLERY_SIZE, model=model)
+        cpu = time.process_time() - cpu      # all threads; unlike wall time, not inflated by other jobs
         save_image(OUT / f"{content}_{style}.jpg", strip(content, style, res.image), quality=90)
         J = res.history["J"]
         facts[f"{content}+{style}"] = {"size": GALLERY_SIZE, "J0": J[0], "J_final": res.J_final,
                                        "ratio": res.J_final / J[0], "seconds": round(res.seconds, 1),
+                                       "cpu_seconds": round(cpu, 1),
+                                       "load_average": [round(load, 1), round(os.getloadavg()[0], 1)],
                                        "iterations": res.iterations, "stopped": res.stopped}
         print(content, style, facts[f"{content}+{style}"], flush=True)
     update_facts(facts)
