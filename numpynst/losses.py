@@ -250,7 +250,7 @@ def total_variation_value(x: Array, rows: int = 256) -> float:
     for r0 in range(0, H, rows):
         band = xp.asarray(v[:, r0:min(H, r0 + rows + 1)], dtype=xp.float64)   # one row of overlap
         own = min(rows, H - r0)                   # rows whose differences this band owns
-        dh = band[:, 1:own + 1] - band[:, :own] if band.shape[1] > own else band[:, 1:] - band[:, :-1]
+        dh = band[:, 1:] - band[:, :-1]           # own differences down (own - 1 in the last band)
         dw = band[:, :own, 1:] - band[:, :own, :-1]
         total += float(xp.sum(dh * dh)) + float(xp.sum(dw * dw))
     return total / x.size
