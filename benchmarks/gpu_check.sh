@@ -10,10 +10,12 @@
 #   stylize_2048_plot.png   its loss curves and the content | style | result strip
 #   08_gpu_with_cupy.ipynb  tutorial 8 executed (full mode) on the GPU
 #   batch_contact_sheet.png numpynst batch --gpu: the contact sheet of the 3 x 2 sample grid
+#   print_8192.jpg          an 8192 px print (2048 -> 4096 -> 8192 px, 15 L-BFGS iterations per scale,
+#                           --max-memory 100GB): 1024 px preview | 1:1 crop from the middle
 #
 # Steps, in order of importance (a step that would end past the deadline is cut short by `timeout`,
 # later ones are skipped; collect always runs): wheels, env, pytest, vgg_step, stylize, agree,
-# notebook, batch, variants, breakdown, collect. GPU_CHECK_STEPS="pytest vgg_step" runs a subset
+# notebook, batch, variants, breakdown, print, collect. GPU_CHECK_STEPS="pytest vgg_step" runs a subset
 # (plus wheels and collect); GPU_CHECK_BUDGET (seconds, default 450) is the deadline for all of it.
 #
 # CPU mode (NUMPYNST_GPU_CHECK_CPU=1): every step's Python runs against NumPy at tiny sizes, to prove
@@ -39,10 +41,12 @@ T0=$(date +%s)
 
 if [ "$CPU" = 1 ]; then
   MODE=cpu BACKEND=numpy SIZES="32" REPEAT=1 STYLE_SIZE=48 STYLE_IT=3 AGREE_SIZE=32
-  BATCH_SIZE=32 BATCH_IT=2 VARIANT_SIZE=32 GPU_FLAG="" ; export NUMPYNST_FAST=1
+  BATCH_SIZE=32 BATCH_IT=2 VARIANT_SIZE=32 GPU_FLAG="" PRINT_SIZE=128 PRINT_IT=12 PRINT_MEM=1GB
+  export NUMPYNST_FAST=1
 else
   MODE=gpu BACKEND=cupy SIZES="512 1024 2048" REPEAT=7 STYLE_SIZE=2048 STYLE_IT=100 AGREE_SIZE=256
-  BATCH_SIZE=256 BATCH_IT=50 VARIANT_SIZE=1024 GPU_FLAG=--gpu ; unset NUMPYNST_FAST
+  BATCH_SIZE=256 BATCH_IT=50 VARIANT_SIZE=1024 GPU_FLAG=--gpu PRINT_SIZE=8192 PRINT_IT=15 PRINT_MEM=100GB
+  unset NUMPYNST_FAST
 fi
 
 # step NAME BUDGET_SECONDS COMMAND...: run COMMAND under `timeout` (its whole process group), cut to
@@ -134,8 +138,20 @@ vgg_variants() {
     --json "$WORK/vgg_step_variants.json"
 }
 
+# The print's output through a file for the same reason as stylize's; the sheet is the one file kept.
+gpu_print() {
+  with_memory_samples "$WORK/smi_print.csv" \
+    "$PY" benchmarks/gpu_figures.py print --json "$WORK/print.json" --backend "$BACKEND" --size "$PRINT_SIZE" \
+      --iterations "$PRINT_IT" --max-memory "$PRINT_MEM" --full "$WORK/print.jpg" \
+      --sheet "$OUT/print_${PRINT_SIZE}.jpg" > "$WORK/print.log" 2>&1
+  local rc=$?
+  cat "$WORK/print.log"
+  return $rc
+}
+
 export ROOT PY OUT CPU WORK BACKEND STYLE_SIZE STYLE_IT BATCH_SIZE BATCH_IT VARIANT_SIZE GPU_FLAG
-export -f install_wheels gpu_env gpu_pytest with_memory_samples gpu_stylize gpu_batch vgg_variants
+export PRINT_SIZE PRINT_IT PRINT_MEM
+export -f install_wheels gpu_env gpu_pytest with_memory_samples gpu_stylize gpu_batch vgg_variants gpu_print
 
 main() {
 echo "== numpynst gpu_check ($MODE mode) $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), work folder $WORK, budget ${BUDGET}s"
@@ -152,6 +168,7 @@ step batch     90  gpu_batch
 step variants  90  vgg_variants
 step breakdown 60  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size "$VARIANT_SIZE" --repeat 3 --pause 0.05 \
                      --no-torch --breakdown --json "$WORK/vgg_step_breakdown.json"
+step print    190  gpu_print
 BUDGET=$(( BUDGET + 20 ))
 step collect   20  "$PY" benchmarks/gpu_figures.py collect --work "$WORK" --out "$OUT/gpu_figures.json" --mode "$MODE"
 echo "== done in $(( $(date +%s) - T0 ))s; files in $OUT:"

@@ -4,12 +4,18 @@
     python benchmarks/gpu_figures.py agree    --json W/agree.json --backend cupy --size 256
     python benchmarks/gpu_figures.py batch    --json W/batch.json --outdir W/batch --gpu --size 256 --iterations 50
     python benchmarks/gpu_figures.py notebook --out OUT/08_gpu_with_cupy.ipynb
+    python benchmarks/gpu_figures.py print    --json W/print.json --backend cupy --full W/print.jpg --sheet OUT/print_8192.jpg
     python benchmarks/gpu_figures.py collect  --work W --out OUT/gpu_figures.json
 
 Each step writes its own small JSON into the work folder W; ``collect`` merges them with what the
 shell recorded (``steps.tsv``: step, exit code, seconds; the pytest JUnit XML; the stylize log; the
 nvidia-smi memory samples) into one file and prints a short table. Every step also runs without a
 GPU (``--backend numpy``, no ``--gpu``), which is how gpu_check.sh's CPU mode checks the plumbing.
+
+What ``print`` measures: one print-size picture on the device, coarse to fine (scales 0.25, 0.5, 1:
+2048, 4096 and 8192 px), within ``--max-memory`` (the planner tiles the top scale): seconds per scale
+and per iteration at the top scale, J at each scale's start and end, the memory pool's size at the
+end, the time to write the full picture; a preview beside a 1:1 crop is the one file kept.
 
 What ``agree`` measures: VGG19 (the shipped weights) forward to the six default layers and backward
 to the pixels from fixed random gradients, and the style-transfer objective ``J, dJ/dx`` on the
@@ -215,6 +221,68 @@ def cmd_notebook(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- print
+def cmd_print(a) -> int:
+    """A print-size stylize on ``--backend``, timed per scale; SIGTERM stops it with the best image."""
+    import signal
+
+    from PIL import Image
+
+    import numpynst
+    from numpynst.image import sample_path, save_image
+
+    def interrupt(signum, frame):           # the step's timeout: stop like Ctrl-C, keep the best image
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+    marks: list[tuple[float, int, float]] = []          # (scale, iteration, seconds since the call)
+    t0 = time.perf_counter()
+    res = numpynst.stylize(sample_path(a.content), sample_path(a.style), size=a.size, scales=a.scales,
+                           iterations=a.iterations, tol=None, max_memory=a.max_memory, backend=a.backend,
+                           progress=False, callback=lambda p: marks.append(
+                               (p.scale, p.iteration, time.perf_counter() - t0)))
+    seconds = time.perf_counter() - t0
+    per_scale, n, history = [], a.iterations + 1, res.history["J"]
+    for k, scale in enumerate(a.scales):
+        ms = [m for m in marks if m[0] == scale]
+        js = history[k * n:(k + 1) * n]
+        if not ms or not js:
+            break
+        before = max((m[2] for m in marks if m[0] in a.scales[:k]), default=0.0)
+        # between the scale's last two logging points only the optimizer runs: its time per iteration
+        step = (ms[-1][2] - ms[-2][2]) / (ms[-1][1] - ms[-2][1]) if len(ms) > 1 else None
+        per_scale.append({"scale": scale, "iterations": ms[-1][1], "seconds": ms[-1][2] - before,
+                          "seconds_per_iteration": step, "J_start": js[0], "J_end": js[-1]})
+    pool = None
+    if a.backend == "cupy":
+        import cupy
+        pool = cupy.get_default_memory_pool().total_bytes()
+    full = Path(a.full)
+    t1 = time.perf_counter()
+    save_image(full, res.image, overwrite=True)
+    write_seconds = time.perf_counter() - t1
+    h, w = res.image.shape[:2]
+    side = min(a.crop, h, w)
+    preview = Image.fromarray(res.image).resize((side * w // h, side), Image.LANCZOS)
+    cy, cx = (h - side) // 2, (w - side) // 2
+    sheet = np.concatenate([np.asarray(preview), res.image[cy:cy + side, cx:cx + side]], axis=1)
+    save_image(a.sheet, np.ascontiguousarray(sheet), overwrite=True)
+    fig = {"size": [w, h], "backend": a.backend, "max_memory": a.max_memory, "scales": a.scales,
+           "iterations_per_scale": a.iterations, "iterations": res.iterations, "stopped": res.stopped,
+           "seconds": seconds, "per_scale": per_scale, "pool_bytes_at_end": pool,
+           "write_seconds": write_seconds, "full_bytes": full.stat().st_size, "sheet": str(a.sheet),
+           "crop_box": [cy, cx, side]}
+    _write(a.json, fig)
+    for r in per_scale:
+        spi = "-" if r["seconds_per_iteration"] is None else f"{r['seconds_per_iteration']:.2f}"
+        print(f"scale {r['scale']}: {r['iterations']} iterations in {r['seconds']:.1f} s ({spi} s/iteration), "
+              f"J {r['J_start']:.4f} -> {r['J_end']:.4f}")
+    pool_text = "-" if pool is None else f"{pool / 2**30:.2f} GiB"
+    print(f"print {w}x{h}: {res.iterations} iterations in {seconds:.1f} s, stopped: {res.stopped}; memory pool "
+          f"at the end {pool_text}; full picture written in {write_seconds:.1f} s "
+          f"({full.stat().st_size / 2**20:.1f} MiB)", flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- collect
 _WROTE = re.compile(r"wrote (?P<path>\S+) \((?P<w>\d+)x(?P<h>\d+), (?P<it>\d+) iterations, (?P<s>[\d.]+) s, "
                     r"J (?P<J0>\S+) -> (?P<J1>\S+) = (?P<pct>[\d.]+)% of start, stopped: (?P<stop>[^)]+)\)")
@@ -267,9 +335,11 @@ def cmd_collect(a) -> int:
             name, rc, sec = line.split("\t")[:3]
             steps.append({"step": name, "exit_code": int(rc), "seconds": float(sec)})
     fig["steps"] = steps
-    for name in ("env", "agree", "batch"):
+    for name in ("env", "agree", "batch", "print"):
         p = work / f"{name}.json"
         fig[name] = json.loads(p.read_text()) if p.exists() else None
+    if fig["print"]:
+        fig["print"]["gpu_memory_nvidia_smi"] = _smi_peak(work / "smi_print.csv")
     fig["pytest_gpu"] = _junit(work / "pytest_gpu.xml")
     vs = work / "vgg_step.json"
     if vs.exists():
@@ -331,6 +401,13 @@ def cmd_collect(a) -> int:
         print(f"  stylize {st['size'][0]}x{st['size'][1]}: {st['iterations']} iterations in "
               f"{st['optimisation_seconds']:.1f} s (wall {st['wall_seconds']}), J to {st['percent_of_start']}% "
               f"of start, GPU memory peak {mem['peak_mib'] if mem else '-'} MiB (nvidia-smi)")
+    pr = fig["print"]
+    if pr:
+        top = pr["per_scale"][-1] if pr["per_scale"] else {}
+        print(f"  print {pr['size'][0]}x{pr['size'][1]}: {pr['iterations']} iterations in {pr['seconds']:.0f} s "
+              f"({pr['stopped']}); top scale {top.get('seconds_per_iteration')} s/iteration, "
+              f"J {top.get('J_start')} -> {top.get('J_end')}, GPU memory peak "
+              f"{(pr['gpu_memory_nvidia_smi'] or {}).get('peak_mib', '-')} MiB (nvidia-smi)")
     b = fig["batch"]
     if b:
         print(f"  batch: {b['jobs']} jobs {b['status']} in {b['seconds']:.1f} s = {b['jobs_per_minute']:.1f} jobs/min, "
@@ -359,13 +436,25 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="08")
     p.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    p = sub.add_parser("print")
+    p.add_argument("--json", required=True)
+    p.add_argument("--backend", default="cupy", choices=("numpy", "cupy"))
+    p.add_argument("--size", type=int, default=8192)
+    p.add_argument("--scales", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    p.add_argument("--iterations", type=int, default=15, help="per scale")
+    p.add_argument("--max-memory", default="100GB")
+    p.add_argument("--content", default="astronaut")
+    p.add_argument("--style", default="ihc")
+    p.add_argument("--full", required=True, help="the full picture (stays in the work folder)")
+    p.add_argument("--sheet", required=True, help="preview | 1:1 crop, one JPEG")
+    p.add_argument("--crop", type=int, default=1024)
     p = sub.add_parser("collect")
     p.add_argument("--work", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--mode", default="gpu")
     a = ap.parse_args(argv)
     return {"env": cmd_env, "agree": cmd_agree, "batch": cmd_batch, "notebook": cmd_notebook,
-            "collect": cmd_collect}[a.cmd](a)
+            "print": cmd_print, "collect": cmd_collect}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -244,12 +244,19 @@ def test_transfer_trap_catches_device_to_host_copies(cp):
 
 
 def test_transfer_trap_sees_the_hidden_copy_of_boolean_mask_assignment(cp):
-    """``a[mask] = v`` makes CuPy count the mask's True entries on the host (int() of a device scalar)."""
+    """``a[mask] = v`` makes CuPy count the mask's True entries on the host (int() of a device scalar).
+
+    The count comes before the write, so the trapped assignment leaves ``a`` as it was; disarmed, the
+    same line works (CuPy 14.2 on an H200 showed the trap raising and ``a`` unchanged).
+    """
     a = cp.arange(6, dtype=cp.float32)
     with transfer_trap(cp) as trap:
         trap.armed = True
         with pytest.raises(HostTransfer):
             a[a > 2] = 0
+        trap.armed = False
+        assert float(a.sum()) == 15.0       # stopped before the write
+        a[a > 2] = 0
     assert float(a.sum()) == 3.0
 
 
