@@ -114,3 +114,18 @@ def to_float(a: Any) -> float:
 def backend_name(xp: ModuleType) -> str:
     """``"numpy"`` or ``"cupy"``."""
     return "numpy" if xp is np else "cupy"
+
+
+def release_cached(xp: ModuleType) -> None:
+    """Hand the free blocks CuPy's memory pool keeps cached back to the driver; a no-op on NumPy.
+
+    The pool keeps every freed block for a later request it can serve, and a block serves only
+    requests no larger than itself (blocks from separate allocations never merge). Between the scales
+    of a coarse-to-fine run the sizes change, so the last scale's blocks would stay reserved beside
+    the next scale's: on an H200, an 8192 px scale in 2 tiles after a whole 4096 px scale peaked at
+    124.0 GiB (nvidia-smi) where the planner counted 88.6 GiB for it and 38.3 GiB for the 4096 px
+    scale. Called where nothing of the last scale is alive but its result; costs one cudaFree per
+    cached block, and the next scale's first iteration allocates afresh.
+    """
+    if backend_name(xp) == "cupy":
+        xp.get_default_memory_pool().free_all_blocks()

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .backend import backend_name, to_host
+from .backend import backend_name, release_cached, to_host
 from .checks import integer
 from .errors import NumpynstError, OptionError
 from .image import as_rgb, resize_to, round_to_multiple, scaled_shape
@@ -217,6 +217,7 @@ def stylize(content: Any, style: Any, *, size: int | None = None,
         for scale in scale_list:
             hw = round_to_multiple(scaled_shape(rgb["content"].shape, scale), factor)
             obj = res = None                # the last scale's targets go before this one's are built
+            release_cached(xp)              # and, on CuPy, the pool's blocks they leave cached
             obj = build(plans[scale], model, to_dev(resize_to(rgb["content"], hw)),
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in style_rgbs],
                                  content_layer=content_layer, style_layers=layers, alpha=alpha, beta=beta,

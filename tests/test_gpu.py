@@ -312,6 +312,20 @@ def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimize
     assert np.all(np.isfinite(result.history["J"]))
 
 
+def test_release_cached_returns_the_pools_free_blocks(cp):
+    """backend.release_cached: the blocks CuPy's pool cached from freed arrays go back to the driver;
+    live arrays stay."""
+    pool = cp.get_default_memory_pool()
+    keep = cp.ones(1 << 20, dtype=cp.float32)           # 4 MiB, alive throughout
+    freed = cp.ones(16 << 20, dtype=cp.float32)         # 64 MiB, freed into the pool's cache
+    del freed
+    assert pool.total_bytes() - pool.used_bytes() >= 64 << 20
+    backend.release_cached(cp)
+    assert pool.total_bytes() == pool.used_bytes() >= 4 << 20
+    assert float(keep.sum()) == float(1 << 20)
+    backend.release_cached(np)                          # NumPy: nothing to do, no error
+
+
 def test_device_memory_is_flat_across_iterations(cp):
     """After the first iterations (L-BFGS history, scratch buffers, kernel caches) every iteration
     allocates and frees the same arrays: live device memory is the same at every logging point and
