@@ -35,8 +35,8 @@ and the default budget's share of free memory absorb (benchmarks/README.md, "Pri
 
 **Time.** ``seconds = FLOPs / THROUGHPUT``: the 3x3 convolutions' ``2 * 9 Cin Cout`` per position,
 forward and backward (``dx`` only, as much again); a tiled evaluation runs a second forward over
-every crop but the last (:mod:`numpynst.tiled`, "Cost"). ``THROUGHPUT`` is an assumption per
-backend, printed with the estimate.
+every crop but the last (:mod:`numpynst.tiled`, "Cost"). ``THROUGHPUT`` is a measured figure per
+backend (this project's 2-core CPU; an H200), printed with the estimate: other machines differ.
 
 **Choosing tiles.** When the whole image does not fit the budget, try ``ny x nx`` tilings (interior
 sides rounded up to the pooling grid, at least the halo) and keep the fastest one that fits:
@@ -62,9 +62,11 @@ TAPE = 1.6
 MODEL_FACTOR = 2.0
 SCRATCH = 25 * 2 ** 20       # bytes of convolution scratch per worker thread (benchmarks/README.md)
 DEFAULT_SHARE = 0.5          # of MemAvailable (or the GPU's free memory): others need the rest
-THROUGHPUT = {"numpy": 150e9, "cupy": 15e12}       # FLOP/s; assumptions, printed with the estimate
+# FLOP/s, measured (benchmarks/README.md), printed with the estimate. CuPy: stylize on an H200 at
+# 2048 and 4096 px whole and 8192 px in 2 tiles ran 21.6, 21.5 and 20.3 TFLOP/s of this count.
+THROUGHPUT = {"numpy": 150e9, "cupy": 21e12}
 THROUGHPUT_NOTE = {"numpy": "150 GFLOP/s, this project's 2-core CPU (benchmarks/README.md)",
-                   "cupy": "15 TFLOP/s fp32, an assumed recent datacenter GPU (not measured)"}
+                   "cupy": "21 TFLOP/s fp32, measured on an NVIDIA H200 (benchmarks/README.md)"}
 MAX_TILES_PER_SIDE = 64
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,

@@ -233,13 +233,14 @@ for name in backends:
 # matrix products too small to run at full speed — are a large share of a small image; *more* than
 # proportional when the larger image's activations (a 512 px layer of 64 channels is 44 MB in
 # float32) no longer fit in the CPU's caches, or when other jobs compete for the cores. The
-# stored CPU run was made on a 2-core machine shared with several other jobs, with one BLAS
-# thread: its absolute times are several times an idle machine's, and its ratios carry that
-# noise. The run committed before it, on the same machine with fewer jobs, measured 111, 309 and
-# 1821 ms per iteration: ratios 2.8 and 5.9, first less, then more than proportional. Either way,
-# 200 L-BFGS iterations at 512 px take minutes on a 2-core CPU.
-# On a GPU small images are dominated by fixed costs (kernel launches), so the speed-up grows
-# with the image.
+# stored outputs come from the machine of an NVIDIA H200 (benchmarks/gpu_check.sh): NumPy ran on
+# its Xeon host (16 logical CPUs), and its ratios (1.6 and 2.0) are less than proportional —
+# per-call costs are a large share at these sizes. Runs on this project's shared 2-core machine
+# have measured 111, 309 and 1821 ms per iteration: ratios 2.8 and 5.9, first less, then more than
+# proportional. Either way, 200 L-BFGS iterations at 512 px take minutes on a CPU.
+# On the GPU an iteration at 128 and at 256 px takes the same ~7 ms: fixed costs (hundreds of
+# kernel launches and their Python calls) are all there is at those sizes, so the speed-up grows
+# with the image (here about 50x, 85x and 90x).
 #
 # ## 5. A whole run on the GPU
 #
