@@ -88,3 +88,29 @@ def test_collect_reads_what_the_tools_write(tmp_path, capsys):
 def test_errors_are_relative_to_the_reference():
     e = _figures()._errors(np.array([1.0, 2.0, 3.5]), np.array([1.0, 2.0, 3.0]))
     assert e["rel_norm"] == pytest.approx(0.5 / np.sqrt(14.0)) and e["rel_max"] == pytest.approx(0.5 / 3.0)
+
+
+def test_print_step_times_each_scale_and_collect_reads_it(tmp_path, capsys):
+    """The ``print`` step on NumPy at 64 px (the device runs it at 8192 px): one row per scale with
+    its J falling and its time per iteration, the preview | crop sheet, and ``collect``'s summary."""
+    work = tmp_path / "work"
+    work.mkdir()
+    sheet = tmp_path / "sheet.jpg"
+    assert _figures().main(["print", "--json", str(work / "print.json"), "--backend", "numpy", "--size", "64",
+                            "--scales", "0.5", "1", "--iterations", "12", "--max-memory", "1GB",
+                            "--full", str(work / "full.jpg"), "--sheet", str(sheet), "--crop", "32"]) == 0
+    pr = json.loads((work / "print.json").read_text())
+    assert pr["size"] == [64, 64] and pr["iterations"] == 24 and pr["stopped"] == "iterations"
+    assert [r["scale"] for r in pr["per_scale"]] == [0.5, 1.0]
+    for r in pr["per_scale"]:
+        assert r["iterations"] == 12 and r["J_end"] < r["J_start"]
+        assert 0 < r["seconds_per_iteration"] * 12 < r["seconds"] <= pr["seconds"]
+    assert Image.open(sheet).size == (64, 32)              # 32 px preview beside a 32 px crop
+    assert Image.open(work / "full.jpg").size == (64, 64) and pr["pool_bytes_at_end"] is None
+    (work / "smi_print.csv").write_text("900\n70000\n")
+    target = tmp_path / "gpu_figures.json"
+    assert _figures().main(["collect", "--work", str(work), "--out", str(target), "--mode", "cpu"]) == 0
+    fig = json.loads(target.read_text())
+    assert fig["print"]["per_scale"] == pr["per_scale"]
+    assert fig["print"]["gpu_memory_nvidia_smi"]["peak_mib"] == 70000.0
+    assert "print 64x64: 24 iterations" in capsys.readouterr().out
