@@ -8,6 +8,8 @@ included), in float32:
 
 * numpynst: ``stylize(..., iterations=budget - 1, tol=None)`` — its L-BFGS takes one evaluation
   per iteration (history 10, step growth while no curvature pair is stored);
+  with ``--scales 0.5 1`` it runs coarse to fine (that many iterations at every scale) and a
+  coarse evaluation counts as the fraction of the full size's pixels it works on;
 * PyTorch: ``torch.optim.LBFGS(lr=1, history_size=50, line_search_fn="strong_wolfe",
   max_iter=budget, max_eval=budget)``; evaluations past the budget (the strong-Wolfe search may
   finish its last line search beyond it) are not counted.
@@ -16,11 +18,15 @@ Printed per run: J at the start (both sides must agree), the lowest J within the
 side and their ratio (numpynst / PyTorch; <= 1 means numpynst is at least as good), the wall-time
 ratio and the process CPU-time ratio (all threads; unlike wall time it does not count the time the
 process waits for the CPU or is stopped), the number of evaluations numpynst needs to get below
-PyTorch's final J, and the 1-minute load average before and after the pair.
+PyTorch's final J (coarse to fine: full-size-equivalent evaluations) and the process CPU time
+numpynst takes to get there over PyTorch's CPU time for its whole budget (time-to-quality), and the
+1-minute load average before and after the pair. A PyTorch run whose J never got 1e-4 below its
+start is flagged "stalled": its ratio then says nothing about quality.
 
     python benchmarks/quality.py                                     # 256 px, the three pairs
     python benchmarks/quality.py --sizes 512 --pairs chelsea+ihc     # one pair at 512 px
     python benchmarks/quality.py --json out.json
+    python benchmarks/quality.py --scales 0.5 1 --torch-from out.json   # coarse to fine, PyTorch's runs reused
 
 Timings on a shared machine are noisy; the J figures are not (same arithmetic, same budget).
 Nothing is asserted.
@@ -55,12 +61,24 @@ def inputs(model, content: str, style: str, size: int):
     return c, s
 
 
-def run_numpynst(model, c, s, budget: int):
+def run_numpynst(model, c, s, budget: int, scales=(1.0,)):
+    """Lowest J so far at each evaluation of the last scale, the process CPU seconds at each of them,
+    the coarse scales' evaluations in full-size equivalents (pixel fraction), wall and CPU seconds."""
     from numpynst.transfer import stylize
+    marks: list[tuple[float, int, float]] = []      # (scale, pixels, CPU seconds) at each iteration
     t0, p0 = time.perf_counter(), time.process_time()
-    res = stylize(c, s, model=model, iterations=budget - 1, tol=None)
-    return (np.minimum.accumulate(np.asarray(res.history["J"])), time.perf_counter() - t0,
-            time.process_time() - p0)
+    res = stylize(c, s, model=model, iterations=budget - 1, tol=None, scales=list(scales), log_every=1,
+                  callback=lambda p: marks.append((p.scale, p.x.shape[1] * p.x.shape[2], time.process_time() - p0)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - p0
+    last = scales[-1]
+    fine = [m for m in marks if m[0] == last]
+    coarse = [m for m in marks if m[0] != last]
+    # a scale's evaluations: its iterations plus its start; the fine start's time is the last coarse mark
+    equivalents = sum((1 + sum(1 for m in coarse if m[0] == sc)) * next(m[1] for m in coarse if m[0] == sc)
+                      for sc in scales[:-1]) / fine[0][1]
+    cpu_at = np.asarray([coarse[-1][2] if coarse else 0.0] + [m[2] for m in fine])
+    J = np.asarray(res.history["J"][-(budget):])
+    return np.minimum.accumulate(J), cpu_at, equivalents, wall, cpu
 
 
 def run_torch(model, c, s, budget: int):
@@ -96,12 +114,19 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", nargs="+", default=PAIRS, help="content+style sample names")
     ap.add_argument("--budget", type=int, default=100, help="function evaluations, the start included")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                    help="numpynst coarse to fine, e.g. 0.5 1 (budget - 1 iterations at every scale)")
+    ap.add_argument("--torch-from", help="reuse PyTorch's runs from this earlier --json (same pair, size, budget)")
     args = ap.parse_args(argv)
     import torch
 
     from numpynst.vgg import VGG
     model = VGG.from_h5()
-    print(f"numpynst vs torch.optim.LBFGS (strong Wolfe, history 50), float32, {args.budget} evaluations; "
+    earlier = {}
+    if args.torch_from:
+        with open(args.torch_from) as f:
+            earlier = {(r["pair"], r["size"]): r for r in json.load(f) if r.get("budget", 100) == args.budget}
+    print(f"numpynst (scales {args.scales}) vs torch.optim.LBFGS (strong Wolfe, history 50), float32, {args.budget} evaluations; "
           f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores", flush=True)
     rows = []
     for size in args.sizes:
@@ -109,10 +134,20 @@ def main(argv=None) -> int:
             content, style = pair.split("+")
             c, s = inputs(model, content, style, size)
             load = [round(v, 1) for v in os.getloadavg()]        # the timings mean little on a busy machine
-            J_np, t_np, cpu_np = run_numpynst(model, c, s, args.budget)
-            J_t, t_t, cpu_t, n_t = run_torch(model, c, s, args.budget)
+            J_np, cpu_at, coarse_eq, t_np, cpu_np = run_numpynst(model, c, s, args.budget, args.scales)
+            size_key = f"{c.shape[1]}x{c.shape[0]}"
+            if (pair, size_key) in earlier:     # PyTorch's run is deterministic: its figures are reused
+                e = earlier[(pair, size_key)]
+                J_t = np.asarray([e["J0_torch"], e["J_torch"]])
+                t_t, cpu_t, n_t, J_t_at = e["seconds_torch"], e["cpu_seconds_torch"], e["torch_evaluations_run"], e["J_torch_at"]
+            else:
+                J_t, t_t, cpu_t, n_t = run_torch(model, c, s, args.budget)
+                J_t_at = {k: float(J_t[min(k, len(J_t)) - 1]) for k in (25, 50, 70, 100)}
             reach = np.nonzero(J_np <= J_t[-1])[0]
-            row = {"pair": pair, "size": f"{c.shape[1]}x{c.shape[0]}", "J0_numpynst": float(J_np[0]),
+            stalled = bool(J_t[-1] > J_t[0] * (1 - 1e-4))
+            row = {"pair": pair, "size": size_key, "budget": args.budget, "scales": args.scales,
+                   "torch_reused": (pair, size_key) in earlier, "torch_stalled": stalled,
+                   "J0_numpynst": float(J_np[0]),
                    "J0_torch": float(J_t[0]), "J_numpynst": float(J_np[-1]), "J_torch": float(J_t[-1]),
                    "J_ratio": float(J_np[-1] / J_t[-1]), "seconds_numpynst": round(t_np, 1),
                    "seconds_torch": round(t_t, 1), "time_ratio": round(t_np / t_t, 3),
@@ -120,15 +155,22 @@ def main(argv=None) -> int:
                    "cpu_time_ratio": round(cpu_np / cpu_t, 3),
                    "torch_evaluations_run": n_t,
                    "evals_to_torch_J": int(reach[0]) + 1 if reach.size else None,
+                   "coarse_equivalent_evaluations": round(coarse_eq, 2),
+                   "equivalent_evals_to_torch_J": round(coarse_eq + reach[0] + 1, 2) if reach.size else None,
+                   "cpu_seconds_to_torch_J": round(float(cpu_at[reach[0]]), 1) if reach.size else None,
+                   "cpu_time_to_quality": round(float(cpu_at[reach[0]]) / cpu_t, 3) if reach.size and cpu_t else None,
                    "J_numpynst_at": {k: float(J_np[min(k, len(J_np)) - 1]) for k in (25, 50, 70, 100)},
-                   "J_torch_at": {k: float(J_t[min(k, len(J_t)) - 1]) for k in (25, 50, 70, 100)},
+                   "J_torch_at": J_t_at,
                    "load_average_before": load, "load_average_after": [round(v, 1) for v in os.getloadavg()]}
             rows.append(row)
             print(f"{pair:18s} {row['size']:>8s}  J0 {row['J0_numpynst']:.5g} / {row['J0_torch']:.5g}  "
                   f"J numpynst {row['J_numpynst']:.5g}  torch {row['J_torch']:.5g}  ratio {row['J_ratio']:.3f}  "
                   f"time {t_np:.0f} s / {t_t:.0f} s = {row['time_ratio']:.2f} (CPU {cpu_np:.0f} s / {cpu_t:.0f} s "
                   f"= {row['cpu_time_ratio']:.2f})  "
-                  f"evals to torch's J: {row['evals_to_torch_J']}  "
+                  f"evals to torch's J: {row['evals_to_torch_J']} (full-size equivalents "
+                  f"{row['equivalent_evals_to_torch_J']}; CPU {row['cpu_seconds_to_torch_J']} s = "
+                  f"{row['cpu_time_to_quality']} of torch's){'  TORCH STALLED at its start' if stalled else ''}"
+                  f"{'  (torch reused)' if row['torch_reused'] else ''}  "
                   f"load {row['load_average_before'][0]} -> {row['load_average_after'][0]}", flush=True)
             if args.json:
                 with open(args.json, "w") as f:
