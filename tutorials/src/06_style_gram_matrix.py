@@ -544,7 +544,7 @@ plt.show()
 
 # %%
 for k in all_layers:
-    print(f"{k}: {100 * J_start[k] / sum(J_start.values()):.2g}% of J")
+    print(f"{k}: {100 * J_start[k] / sum(J_start.values()):.3g}% of J")
 
 # %% [markdown]
 # `block4_conv1` carries almost all of it: raw weights between 0.01 and 0.6 would hardly shift
