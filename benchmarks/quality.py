@@ -70,14 +70,13 @@ def run_numpynst(model, c, s, budget: int, scales=(1.0,)):
     res = stylize(c, s, model=model, iterations=budget - 1, tol=None, scales=list(scales), log_every=1,
                   callback=lambda p: marks.append((p.scale, p.x.shape[1] * p.x.shape[2], time.process_time() - p0)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - p0
-    last = scales[-1]
-    fine = [m for m in marks if m[0] == last]
-    coarse = [m for m in marks if m[0] != last]
-    # a scale's evaluations: its iterations plus its start; the fine start's time is the last coarse mark
-    equivalents = sum((1 + sum(1 for m in coarse if m[0] == sc)) * next(m[1] for m in coarse if m[0] == sc)
-                      for sc in scales[:-1]) / fine[0][1]
-    cpu_at = np.asarray([coarse[-1][2] if coarse else 0.0] + [m[2] for m in fine])
-    J = np.asarray(res.history["J"][-(budget):])
+    pixels = {sc: px for sc, px, _ in marks}
+    evaluations = {sc: 1 + sum(m[0] == sc for m in marks) for sc in scales}      # iterations + start
+    equivalents = sum(evaluations[sc] * pixels[sc] for sc in scales[:-1]) / pixels[scales[-1]]
+    fine = [cpu for sc, _, cpu in marks if sc == scales[-1]]
+    coarse_end = max((cpu for sc, _, cpu in marks if sc != scales[-1]), default=0.0)   # the fine start
+    cpu_at = np.asarray([coarse_end, *fine])
+    J = np.asarray(res.history["J"][-budget:])
     return np.minimum.accumulate(J), cpu_at, equivalents, wall, cpu
 
 

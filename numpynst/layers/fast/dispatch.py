@@ -61,8 +61,9 @@ def gpu_method() -> str:
 
     im2col is one gather kernel plus one cuBLAS GEMM per (large) chunk; the Winograd paths are
     dozens of element-wise kernel launches per chunk. Measured on an H200 (VGG19 iteration at
-    1024 px, benchmarks/README.md "GPU"): im2col 0.065 s, Winograd F(2x2,3x3) 0.12-0.17 s. The variable (``im2col``, ``winograd`` or ``winograd4``) lets a benchmark compare them in
-    one run on the device (benchmarks/vgg_step.py ``--gpu-conv``) without touching any caller.
+    1024 px, benchmarks/README.md "GPU"): im2col 0.065 s, Winograd F(2x2,3x3) 0.12-0.17 s. The
+    variable (``im2col``, ``winograd`` or ``winograd4``) lets a benchmark compare them in one run
+    on the device (benchmarks/vgg_step.py ``--gpu-conv``) without touching any caller.
     """
     name = os.environ.get("NUMPYNST_GPU_CONV", "im2col").strip().lower() or "im2col"
     if name not in FORWARD_METHODS[1:]:
