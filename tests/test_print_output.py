@@ -261,8 +261,8 @@ def test_a_file_that_does_not_decode_is_never_put_in_place(tmp_path, monkeypatch
         real_png(buf, rgb, icc_profile, text)
         fh.write(buf.getvalue()[:-40])                   # the end of the image data is lost
     real_png = print_output.write_png16
-    import numpynst.image as nimg
-    monkeypatch.setattr(nimg, "write_png16", truncated)
+    import numpynst.image.save as nimg_save                # the module whose save_image calls it
+    monkeypatch.setattr(nimg_save, "write_png16", truncated)
     with pytest.raises(ImageError, match="cannot save image"):
         save_image(tmp_path / "t.png", _float_image(), bit_depth=16)
     assert list(tmp_path.iterdir()) == []
