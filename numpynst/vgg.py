@@ -10,13 +10,22 @@ dense "top")::
 Layer names are Keras's: ``block3_conv2`` is the *post-ReLU* output of the second convolution of
 block 3 (Keras's Conv2D carries its activation), ``block3_pool`` the output of block 3's pool.
 
-Forward keeps, per layer, what the layer's backward needs (``layers.*`` caches). Backward walks the
-layers in reverse from the deepest layer that received a gradient, adding each requested layer's
-``dL/da`` as it passes that layer (the total derivative of ``L = sum_l L_l(a_l)``::
+The network follows the layers' contract (``out, cache = op_forward(...)``,
+``dx = op_backward(dout, cache)``) as a whole: :meth:`VGG.forward_tape` returns the activations and
+a :class:`Tape` (each layer's cache, in network order) and :meth:`VGG.backward_tape` takes the
+gradients and that tape. Backward walks the tape in reverse from the deepest layer that received a
+gradient, adding each requested layer's ``dL/da`` as it passes that layer (the total derivative of
+``L = sum_l L_l(a_l)``::
 
     g_l = dL_l/da_l + (d a_{l+1} / d a_l)^T g_{l+1}
 
-) and never forms weight gradients: style transfer optimizes the image, not the network.
+) and never forms weight gradients: style transfer optimizes the image, not the network. A caller
+holding its own tape needs no "the model's last forward" bookkeeping: two forwards give two tapes.
+:meth:`VGG.forward` / :meth:`VGG.backward` are the stateful convenience on top (the model keeps the
+last tape), as the tutorials use them.
+
+Each layer's geometry (kind, grid spacing, receptive reach, channels) is in ``VGG.layers``, built
+once from the architecture (:func:`numpynst.arch.layer_table`).
 
 Inputs are "Caffe-preprocessed": BGR, 0..255 scale, ImageNet mean subtracted (:func:`preprocess`),
 because that is how the original VGG weights were trained.
@@ -29,9 +38,9 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from . import layers
+from . import layers as ops
 from .backend import get_xp, resolve, to_device, to_host
-from .arch import ARCH_BLOCKS, all_layer_names, conv_layer_names  # noqa: F401 (API)
+from .arch import ARCH_BLOCKS, Layer, all_layer_names, conv_layer_names, layer_table  # noqa: F401 (API)
 from .errors import OptionError
 from .weights import default_weights_path, read_vgg_weights
 
@@ -50,13 +59,34 @@ def _check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
+class Tape:
+    """What a forward keeps for its backward: ``(name, kind, cache)`` per layer run, in network order
+    (``kind`` is ``"conv"``, ``"maxpool"`` or ``"avgpool"``; a conv's cache is ``(conv cache, ReLU
+    cache)``), and ``shapes``, the shape of each output the forward returned. Iterating a tape gives
+    its layers; an empty tape (or one a ``release=True`` backward went through) is false."""
+
+    __slots__ = ("layers", "shapes")
+
+    def __init__(self, layers: list | None = None, shapes: dict | None = None):
+        self.layers: list = [] if layers is None else layers
+        self.shapes: dict[str, tuple[int, ...]] = {} if shapes is None else shapes
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
 class VGG:
     """A VGG16/VGG19 convolutional trunk with weights on one device, in one dtype.
 
     Build with :meth:`from_h5` (a Keras-layout HDF5 file, by default the shipped VGG19) or
     :meth:`from_params`. Attributes: ``arch``, ``xp`` (numpy or cupy), ``dtype``, ``pooling``,
-    ``layer_names`` (all valid output names, network order), ``conv_names``, ``params``
-    (``name -> (W (3,3,Cin,Cout), b (Cout,))`` on the device), ``path`` (file or None).
+    ``layer_names`` (all valid output names, network order), ``conv_names``, ``layers`` (the
+    :class:`~numpynst.arch.Layer` of each output, network order: kind, index, spacing, pooling
+    factor, reach, channels), ``params`` (``name -> (W (3,3,Cin,Cout), b (Cout,))`` on the device),
+    ``path`` (file or None).
     """
 
     def __init__(self, arch: str, params: Mapping[str, tuple[Array, Array]], *,
@@ -96,8 +126,9 @@ class VGG:
                     bd = bd.copy()
                 wd.flags.writeable = bd.flags.writeable = False
             self.params[name] = (wd, bd)
-        self._tape: list[tuple[str, str, Any]] = []
-        self._out_shapes: dict[str, tuple[int, ...]] = {}
+        self.layers = layer_table(arch, {n: int(w.shape[3]) for n, (w, _) in self.params.items()})
+        self._by_name = {layer.name: layer for layer in self.layers}
+        self._tape = Tape()             # the last forward's, for the stateful forward/backward
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -121,14 +152,26 @@ class VGG:
         return (f"VGG(arch={self.arch!r}, pooling={self.pooling!r}, dtype={self.dtype}, "
                 f"backend={'numpy' if self.xp is np else 'cupy'}, widths={widths})")
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ the layer table
+    def layer(self, name: str) -> Layer:
+        """The :class:`~numpynst.arch.Layer` of output ``name``; :class:`OptionError` if unknown."""
+        self._check_names([name])
+        return self._by_name[name]
+
+    def deepest(self, names: Iterable[str]) -> Layer:
+        """The layer of ``names`` furthest into the network (the one a forward must reach)."""
+        names = self._check_names(names)
+        if not names:
+            raise OptionError("no layer name given")
+        return max((self._by_name[n] for n in names), key=lambda layer: layer.index)
+
+    def up_to(self, names: Iterable[str]) -> tuple[Layer, ...]:
+        """Every layer from the first to the deepest of ``names``: what a forward to them runs."""
+        return self.layers[:self.deepest(names).index + 1]
+
     def channels(self, name: str) -> int:
         """Number of channels of the output of layer ``name``."""
-        self._check_names([name])
-        block = name.split("_")[0]
-        convs = [n for n in self.conv_names if n.startswith(block + "_")]
-        conv = name if name in self.params else convs[-1]   # a pool keeps its block's width
-        return int(self.params[conv][0].shape[3])
+        return self.layer(name).channels
 
     def pool_factor(self, names: Iterable[str]) -> int:
         """``2^k``, k the number of pooling layers in front of the deepest of ``names``.
@@ -137,8 +180,7 @@ class VGG:
         gradient from deeper layers: a visible stripe along the bottom/right edge. Images whose
         sides are multiples of this factor have no remainder at any of these layers.
         """
-        depth = max(self.layer_names.index(n) for n in self._check_names(names))
-        return 2 ** sum(1 for n in self.layer_names[:depth] if n.endswith("_pool"))
+        return self.deepest(names).pool_factor
 
     def preprocess(self, rgb: Array) -> Array:
         """:func:`preprocess` onto this model's device and dtype."""
@@ -153,21 +195,25 @@ class VGG:
         return names
 
     # ------------------------------------------------------------------ forward / backward
-    def forward(self, x: Array, outputs: str | Iterable[str], keep_cache: bool = True) -> dict[str, Array]:
-        """Run the network as deep as the deepest requested layer.
+    def forward_tape(self, x: Array, outputs: str | Iterable[str],
+                     keep: bool = True) -> tuple[dict[str, Array], Tape | None]:
+        """Run the network as deep as the deepest requested layer: ``(activations, tape)``.
 
         Args:
             x: ``(N, H, W, 3)`` preprocessed input on the model's device (cast to the model's dtype).
             outputs: layer names (or one name) whose activations to return.
-            keep_cache: keep what :meth:`backward` needs (default). ``False`` saves memory when only
-                activations are wanted (e.g. computing style targets); backward is then unavailable.
-                Either way the caches of any earlier forward are dropped.
+            keep: keep what :meth:`backward_tape` needs (default). ``False`` saves memory when only
+                activations are wanted (e.g. computing style targets); the tape is then ``None``.
         Returns:
-            ``{name: activation (N, H_l, W_l, C_l)}``. The arrays are also held in the cache: do not
-            modify them in place before calling :meth:`backward`.
+            ``({name: activation (N, H_l, W_l, C_l)}, tape)``. The arrays are also held in the tape:
+            do not modify them in place before the backward.
         Raises:
             OptionError: unknown layer name, wrong input shape, or an image too small for the pools.
         """
+        return self._run(x, *self._plan_forward(x, outputs), keep)
+
+    def _plan_forward(self, x: Array, outputs: str | Iterable[str]) -> tuple[tuple[Layer, ...], set[str]]:
+        """``(layers to run, names to return)`` for a forward of ``x``, after checking both."""
         names = self._check_names([outputs] if isinstance(outputs, str) else outputs)
         if not names:
             raise OptionError("forward: outputs is empty; give at least one layer name")
@@ -177,85 +223,82 @@ class VGG:
                               f"{'numpy' if xp is np else 'cupy'}; move it with numpynst.backend.to_device")
         if getattr(x, "ndim", None) != 4 or x.shape[3] != 3:
             raise OptionError(f"forward: x must have shape (N, H, W, 3), got {getattr(x, 'shape', None)}")
-        depth = max(self.layer_names.index(n) for n in names)
-        self._check_size(x.shape[1:3], depth)
-        wanted = set(names)
-        a = xp.asarray(x, dtype=self.dtype)
-        tape: list[tuple[str, str, Any]] = []
-        self._tape = []
-        self._out_shapes = {}
+        run = self.up_to(names)
+        self._check_size(x.shape[1:3], run)
+        return run, set(names)
+
+    def _run(self, x: Array, run: tuple[Layer, ...], wanted: set[str],
+             keep: bool) -> tuple[dict[str, Array], Tape | None]:
+        a = self.xp.asarray(x, dtype=self.dtype)
+        tape = Tape() if keep else None
         out: dict[str, Array] = {}
-        for name in self.layer_names[:depth + 1]:
-            if name in self.params:
-                w, b = self.params[name]
+        for layer in run:
+            if layer.kind == "conv":
+                w, b = self.params[layer.name]
                 # conv + ReLU fused: the ReLU is applied as each band of the output is written
-                a, conv_cache = layers.conv2d_forward(a, w, b, stride=1, pad=1, relu=True)
-                relu_cache = layers.ReluCache(a)
-                cache: Any = (conv_cache, relu_cache)
+                a, conv_cache = ops.conv2d_forward(a, w, b, stride=1, pad=1, relu=True)
+                cache: Any = (conv_cache, ops.ReluCache(a))
                 kind = "conv"
             elif self.pooling == "max":
-                a, cache = layers.maxpool_forward(a, 2, 2)
+                a, cache = ops.maxpool_forward(a, 2, 2)
                 kind = "maxpool"
             else:
-                a, cache = layers.avgpool_forward(a, 2, 2)
+                a, cache = ops.avgpool_forward(a, 2, 2)
                 kind = "avgpool"
-            if keep_cache:
-                tape.append((name, kind, cache))
-            if name in wanted:
-                out[name] = a
-                self._out_shapes[name] = tuple(a.shape)
-        if keep_cache:
-            self._tape = tape
-        return out
+            if tape is not None:
+                tape.layers.append((layer.name, kind, cache))
+            if layer.name in wanted:
+                out[layer.name] = a
+                if tape is not None:
+                    tape.shapes[layer.name] = tuple(a.shape)
+        return out, tape
 
-    def _check_size(self, hw: tuple[int, int], depth: int) -> None:
-        h, w = int(hw[0]), int(hw[1])
-        pools = 0
-        for name in self.layer_names[:depth + 1]:
-            if name.endswith("_pool"):
-                pools += 1
+    def _check_size(self, hw: tuple[int, int], run: tuple[Layer, ...]) -> None:
+        """:class:`OptionError` unless an ``hw`` input is at least 2x2 at every pool of ``run``."""
+        for layer in run:
+            if layer.kind == "pool":
+                h, w = int(hw[0]) // layer.pool_factor, int(hw[1]) // layer.pool_factor   # its input
                 if h < 2 or w < 2:
-                    raise OptionError(f"the input ({hw[0]}x{hw[1]} px) is only {h}x{w} at {name}, too "
-                                      f"small for a 2x2 pool; reaching {self.layer_names[depth]} needs "
-                                      f"at least {2 ** pools} px per side")
-                h, w = h // 2, w // 2
+                    raise OptionError(f"the input ({hw[0]}x{hw[1]} px) is only {h}x{w} at {layer.name}, too "
+                                      f"small for a 2x2 pool; reaching {run[-1].name} needs "
+                                      f"at least {layer.spacing} px per side")
 
-    def backward(self, grads: Mapping[str, Array], release: bool = False) -> Array:
-        """``dL/dx`` for the last :meth:`forward`, given ``{layer name: dL/d(activation)}``.
+    def backward_tape(self, grads: Mapping[str, Array], tape: Tape | None, release: bool = False) -> Array:
+        """``dL/dx`` through ``tape`` (a :meth:`forward_tape`'s), given ``{layer name: dL/d(activation)}``.
 
-        The names must be among the outputs of the last forward and each gradient must have its
+        The names must be among the outputs of that forward and each gradient must have its
         activation's shape. Layers deeper than the deepest given gradient are skipped; weight
         gradients are never computed. Returns ``(N, H, W, 3)`` on the model's device.
 
-        ``release=True`` drops each layer's cache as soon as the backward pass is through it (and
-        the tape afterwards, as :meth:`clear` does), so the deep activations are gone by the time
-        the big full-resolution gradients of block 1 exist: the peak memory of an iteration is then
-        set by block 1, not by block 1 plus everything above it. A second ``backward`` then needs
-        a new ``forward``. (Activations the caller still holds, e.g. the dict ``forward`` returned,
-        stay alive until the caller drops them.) For the same reason ``release=True`` also takes
-        each gradient out of ``grads`` once it has been used: pass a dict you do not need afterwards.
+        ``release=True`` empties the tape, dropping each layer's cache as soon as the backward pass
+        is through it, so the deep activations are gone by the time the big full-resolution
+        gradients of block 1 exist: the peak memory of an iteration is then set by block 1, not by
+        block 1 plus everything above it. A second backward then needs a new forward. (Activations
+        the caller still holds, e.g. the dict the forward returned, stay alive until the caller
+        drops them.) For the same reason ``release=True`` also takes each gradient out of ``grads``
+        once it has been used: pass a dict you do not need afterwards.
         """
-        if not self._tape:
+        if not tape:
             raise RuntimeError("VGG.backward() needs a forward() with keep_cache=True first")
         if not grads:
             raise OptionError("backward: grads is empty; give {layer name: dL/d(activation)}")
         for name, g in grads.items():
-            if name not in self._out_shapes:
+            if name not in tape.shapes:
                 raise OptionError(f"backward: layer {name!r} was not an output of the last forward "
-                                  f"(outputs: {', '.join(self._out_shapes)})")
-            if tuple(g.shape) != self._out_shapes[name]:
+                                  f"(outputs: {', '.join(tape.shapes)})")
+            if tuple(g.shape) != tape.shapes[name]:
                 raise OptionError(f"backward: gradient for {name} has shape {tuple(g.shape)}, the "
-                                  f"activation has {self._out_shapes[name]}")
-        start = max(i for i, (name, _, _) in enumerate(self._tape) if name in grads)
+                                  f"activation has {tape.shapes[name]}")
+        entries = tape.layers
+        start = max(i for i, (name, _, _) in enumerate(entries) if name in grads)
+        if release:                      # from here on only this frame holds the caches
+            tape.layers, tape.shapes = [], {}
         g = None
         owned = False            # is g an intermediate of ours (free to overwrite) or the caller's?
-        tape = self._tape
-        if release:
-            self._tape, self._out_shapes = [], {}
         for i in range(start, -1, -1):
-            name, kind, cache = tape[i]
+            name, kind, cache = entries[i]
             if release:
-                tape[i] = None           # this layer's cache dies when the loop lets go of it
+                entries[i] = None        # this layer's cache dies when the loop lets go of it
             if name in grads:
                 # asarray may hand back the caller's own array: never modify that in place
                 given = grads.pop(name) if release else grads[name]
@@ -265,20 +308,38 @@ class VGG:
             if kind == "conv":
                 conv_cache, relu_cache = cache
                 # in place when g is ours: no fresh activation-sized array (page faults) per layer
-                g = layers.relu_backward(g, relu_cache, out=g if owned else None)
-                g, _, _ = layers.conv2d_backward(g, conv_cache, weight_grads=False)
+                g = ops.relu_backward(g, relu_cache, out=g if owned else None)
+                g, _, _ = ops.conv2d_backward(g, conv_cache, weight_grads=False)
             elif kind == "maxpool":
-                g = layers.maxpool_backward(g, cache)
+                g = ops.maxpool_backward(g, cache)
             else:
-                g = layers.avgpool_backward(g, cache)
+                g = ops.avgpool_backward(g, cache)
             owned = True
             cache = conv_cache = relu_cache = None
         return g
 
+    def forward(self, x: Array, outputs: str | Iterable[str], keep_cache: bool = True) -> dict[str, Array]:
+        """:meth:`forward_tape` that keeps the tape in the model, for :meth:`backward`.
+
+        ``keep_cache=False`` keeps none (backward is then unavailable); either way the tape of any
+        earlier forward is dropped (before this one runs, so the two never coexist in memory).
+        Returns ``{name: activation (N, H_l, W_l, C_l)}``.
+        """
+        run, wanted = self._plan_forward(x, outputs)
+        self._tape = Tape()
+        out, tape = self._run(x, run, wanted, keep_cache)
+        if tape is not None:
+            self._tape = tape
+        return out
+
+    def backward(self, grads: Mapping[str, Array], release: bool = False) -> Array:
+        """:meth:`backward_tape` through the tape of the last :meth:`forward` (``release=True``
+        empties it: a second ``backward`` then needs a new ``forward``)."""
+        return self.backward_tape(grads, self._tape, release=release)
+
     def clear(self) -> None:
-        """Drop the forward caches (frees the activations' memory)."""
-        self._tape = []
-        self._out_shapes = {}
+        """Drop the last forward's tape (frees the activations' memory)."""
+        self._tape = Tape()
 
 
 # ---------------------------------------------------------------------- image <-> network input

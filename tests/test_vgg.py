@@ -153,6 +153,73 @@ def test_layer_names_and_channels():
     assert all(w.dtype == np.float64 for w, _ in model.params.values())
 
 
+def _old_receptive(layer_names, deepest):
+    """The recursion as tiled.py wrote it before the layer table (a walk over the names)."""
+    a, j, out = 0, 1, {}
+    for name in layer_names[:list(layer_names).index(deepest) + 1]:
+        if name.endswith("_pool"):
+            j *= 2
+        else:
+            a += j
+        out[name] = (a, j)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_layer_table_matches_the_receptive_recursion_pool_factor_and_channels(arch):
+    widths = (2, 3, 4, 5, 6)
+    model = tiny_vgg(arch, widths=widths)
+    names = model.layer_names
+    assert [layer.name for layer in model.layers] == list(names)
+    walk = _old_receptive(names, names[-1])
+    for i, layer in enumerate(model.layers):
+        assert layer.index == i and model.layer(layer.name) is layer
+        assert layer.kind == ("pool" if layer.name.endswith("_pool") else "conv")
+        assert (layer.reach, layer.spacing) == walk[layer.name]
+        pools_in_front = sum(1 for n in names[:i] if n.endswith("_pool"))
+        assert layer.pool_factor == 2 ** pools_in_front == model.pool_factor([layer.name, names[0]])
+        block = int(layer.name[5]) - 1
+        assert layer.channels == widths[block] == model.channels(layer.name)
+    assert model.deepest(["block2_conv1", "block4_pool", "block1_conv2"]).name == "block4_pool"
+    assert model.up_to(["block2_conv1"])[-1].name == "block2_conv1"
+    with pytest.raises(OptionError, match="unknown"):
+        model.layer("block9_conv1")
+
+
+def test_shipped_vgg19_layer_table():
+    """VGG19's block5_conv1: reach 2*1 + 2*2 + 4*4 + 4*8 + 16 = 70 at spacing 16, 512 channels."""
+    layer = VGG.from_h5().layer("block5_conv1")
+    assert (layer.reach, layer.spacing, layer.pool_factor, layer.channels) == (70, 16, 16, 512)
+
+
+def test_tapes_are_independent(rng):
+    """Two forwards, two tapes: each backward through its own tape gives that forward's gradient,
+    whatever ran in between, and the model's own (stateful) tape is left alone."""
+    model = tiny_vgg()
+    x1, x2 = rng.standard_normal((2, 1, 16, 12, 3)) * 50
+    names = ["block1_conv2", "block3_conv1"]
+    ref = {}
+    for k, x in ((1, x1), (2, x2)):
+        acts = model.forward(x, names)
+        ref[k] = (acts, model.backward({n: np.ones_like(a) for n, a in acts.items()}))
+    model.forward(x1, ["block2_conv1"])                       # the stateful tape: not the ones below
+    acts1, tape1 = model.forward_tape(x1, names)
+    acts2, tape2 = model.forward_tape(x2, names)
+    for n in names:
+        assert np.array_equal(acts1[n], ref[1][0][n]) and np.array_equal(acts2[n], ref[2][0][n])
+    ones = {n: np.ones_like(a) for n, a in acts1.items()}
+    assert np.array_equal(model.backward_tape(dict(ones), tape1), ref[1][1])
+    assert np.array_equal(model.backward_tape(dict(ones), tape2, release=True), ref[2][1])
+    assert not tape2 and tape1                                  # release empties that tape only
+    assert np.array_equal(model.backward_tape(dict(ones), tape1), ref[1][1])
+    with pytest.raises(RuntimeError, match="needs a forward"):
+        model.backward_tape(dict(ones), tape2)
+    assert model.forward_tape(x1, names, keep=False)[1] is None
+    # the stateful convenience still has its own tape (block2_conv1's)
+    g = model.backward({"block2_conv1": np.ones((1, 8, 6, model.channels("block2_conv1")))})
+    assert g.shape == x1.shape
+
+
 # ------------------------------------------------------------------------- pre/deprocess
 def test_preprocess_is_bgr_minus_mean_and_deprocess_inverts_it():
     rng = np.random.default_rng(0)
