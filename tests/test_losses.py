@@ -6,8 +6,10 @@ import pytest
 
 from numpynst.backend import to_host
 from numpynst.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
-from numpynst.losses import (content_cost, gram_backward, gram_matrix, style_layer_cost,
-                             total_variation, total_variation_value)
+from numpynst.losses import (box_slices, content_at_blank, content_cost, gram_backward, gram_matrix,
+                             smoothness, smoothness_box, style_at_blank, style_constant,
+                             style_from_gram, style_layer_cost, style_target, total_variation,
+                             total_variation_value)
 
 GRAD_TOL = 1e-8   # float64 central differences of these polynomials land around 1e-10
 
@@ -212,6 +214,93 @@ def test_tv_value_in_bands_equals_tv(xp, rng, shape, rows):
     x32 = x.astype(np.float32)
     J64 = float(total_variation(x32.astype(np.float64))[0])
     assert abs(total_variation_value(x32, rows) - J64) <= 1e-12 * J64
+
+
+# ---------------------------------------------------------------------------------------------
+# the smoothness term over boxes (tiles, bands, the whole image)
+
+def test_smoothness_is_total_variation():
+    assert smoothness is total_variation
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 5, 3), (9, 4, 3)])
+def test_whole_image_is_one_box(xp, rng, shape):
+    x = _randn(xp, rng, shape)
+    H, W = shape[-3], shape[-2]
+    rows, cols = box_slices(x.shape, 0, H, 0, W)
+    assert (rows, cols) == (slice(0, H), slice(0, W))
+    J, grad = smoothness_box(x, H, W, 1.0 / x.size)
+    J0, grad0 = total_variation(x)
+    assert float(J) == float(J0) and bool(xp.all(grad == grad0))
+
+
+@pytest.mark.parametrize("hw,tile", [((21, 30), (8, 16)), ((7, 9), (3, 2)), ((5, 6), (5, 6)), ((6, 5), (1, 1))])
+def test_boxes_of_a_partition_add_up_to_the_whole(xp, rng, hw, tile):
+    """Interiors that partition the image own every difference once: the boxes' J parts and
+    gradients (added into their places, halo included) are the whole image's."""
+    x = _randn(xp, rng, (1, *hw, 3)) * 40
+    J, grad = total_variation(x)
+    Jt, gt = 0.0, xp.zeros_like(x)
+    for y0 in range(0, hw[0], tile[0]):
+        for x0 in range(0, hw[1], tile[1]):
+            y1, x1 = min(y0 + tile[0], hw[0]), min(x0 + tile[1], hw[1])
+            rows, cols = box_slices(x.shape, y0, y1, x0, x1)
+            j, g = smoothness_box(x[:, rows, cols], y1 - y0, x1 - x0, 1.0 / x.size)
+            Jt += float(j)
+            gt[:, rows, cols] += g
+    assert abs(Jt - float(J)) <= 1e-13 * float(J) and rel_error(gt, grad) < 1e-13
+
+
+def test_banded_value_is_the_float64_value(xp, rng):
+    x = _randn(xp, rng, (1, 13, 6, 3), np.float32) * 50
+    J64 = float(total_variation(x.astype(np.float64))[0])
+    for rows in (1, 4, 13, 100):
+        assert abs(total_variation_value(x, rows) - J64) <= 1e-12 * J64
+
+
+# ---------------------------------------------------------------------------------------------
+# the style cost from the Gram matrix; the style target's rescaling; the calibration values
+
+def test_style_from_gram_gradient_matches_central_differences(xp, rng):
+    n = 5 * 4 * 3
+    G = gram_matrix(_randn(xp, rng, (1, 5, 4, 3)))
+    G_S = gram_matrix(_randn(xp, rng, (1, 5, 4, 3)))
+    J, dG = style_from_gram(G, G_S, n)
+    assert _is_0d(xp, J, np.float64) and dG.shape == G.shape
+    num = numerical_gradient(lambda z: style_from_gram(z, G_S, n)[0], G.copy())
+    assert rel_error(dG, num) < 1e-9
+    k = style_constant(n)
+    assert k == 1.0 / (2 * n)
+    assert abs(float(J) - float(xp.sum((k * (G - G_S)) ** 2))) <= 1e-14 * float(J)
+    # weights and a scale fold into the gradient only: d/dG of (w1 w2 / s) J
+    J2, dG2 = style_from_gram(G, G_S, n, (0.3, 7.0), 4.0)
+    assert float(J2) == float(J) and rel_error(dG2, dG * (0.3 * 7.0 / 4.0)) < 1e-14
+    # G is not modified
+    G0 = G.copy()
+    style_from_gram(G, G_S, n)
+    assert bool(xp.all(G == G0))
+
+
+def test_style_layer_cost_is_gram_then_style_from_gram_then_gram_backward(xp, rng):
+    a = _randn(xp, rng, (1, 4, 6, 5))
+    G_S = gram_matrix(_randn(xp, rng, (1, 4, 6, 5)))
+    J, grad = style_layer_cost(G_S, a)
+    J1, dG = style_from_gram(gram_matrix(a), G_S, a.size)
+    assert float(J) == float(J1) and bool(xp.all(grad == gram_backward(dG, a)))
+
+
+def test_style_target_rescales_by_the_pixel_ratio(xp, rng):
+    G = gram_matrix(_randn(xp, rng, (1, 6, 4, 3)))
+    T = style_target(G, 12, 24, 0.5)
+    assert T.dtype == G.dtype and rel_error(T, G * 0.25) < 1e-15
+
+
+def test_blank_values_are_the_costs_at_zero(xp, rng):
+    a_C = _randn(xp, rng, (1, 4, 5, 3))
+    assert content_at_blank(a_C) == pytest.approx(float(content_cost(a_C, 0 * a_C)[0]), rel=1e-14)
+    assert content_at_blank([a_C[:, :1], a_C[:, 1:]]) == pytest.approx(content_at_blank(a_C), rel=1e-14)
+    G_S = gram_matrix(_randn(xp, rng, (1, 4, 5, 3)))
+    assert style_at_blank(G_S, 60) == pytest.approx(float(style_from_gram(0 * G_S, G_S, 60)[0]), rel=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------
