@@ -40,7 +40,7 @@ def main() -> None:
     from numpynst.batch.cluster import available_cores, local_cluster
     from numpynst.image import load_image, resize_to, round_to_multiple, sample_path
     from numpynst.tiled import TiledObjective
-    from numpynst.tiled_dask import DaskTiledObjective
+    from numpynst.tiled_dask import DaskTileRunner
     from numpynst.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
     from numpynst.vgg import VGG, preprocess
 
@@ -67,7 +67,7 @@ def main() -> None:
         client = Client(cluster)
         clusters.append((client, cluster))
         # the same targets: built once, in process
-        configs[f"{n} worker(s) x {blas} BLAS"] = DaskTiledObjective.from_tiled(configs["in process"], client)
+        configs[f"{n} worker(s) x {blas} BLAS"] = configs["in process"].with_runner(DaskTileRunner(client))
     obj = configs["in process"]
     tiles = obj.tiles
     crop_px = sum(t.crop_pixels for t in tiles)

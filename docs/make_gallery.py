@@ -21,7 +21,7 @@ import numpy as np
 
 from numpynst.files import atomic_file
 from numpynst.image import load_image, resize_to, sample_path, save_image
-from numpynst.transfer import DEFAULT_BETA, WEIGHT_RANGES, stylize
+from numpynst.transfer import DEFAULT_BETA, COEFFICIENT_RANGES, stylize
 from numpynst.vgg import VGG
 
 OUT = Path(__file__).resolve().parent / "images"
@@ -95,7 +95,7 @@ def sweep(model) -> None:
                                                    photo.shape[:2]), "style")]
     save_image(OUT / "style_sweep.jpg", np.concatenate(head + tiles, axis=1), quality=90)
     update_facts({"style sweep": {"pair": f"{content}+{style}", "size": SWEEP_SIZE,
-                                  "iterations": SWEEP_ITERATIONS, "range": WEIGHT_RANGES["beta"], "runs": rows}})
+                                  "iterations": SWEEP_ITERATIONS, "range": COEFFICIENT_RANGES["beta"], "runs": rows}})
 
 
 def optimizers(model) -> None:

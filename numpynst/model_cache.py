@@ -3,7 +3,9 @@
 A Dask worker runs many batch jobs (:mod:`numpynst.batch.worker`) or many tiles of one picture
 (:mod:`numpynst.tiled_dask`); loading VGG19 each time would cost more than a small job. Models are
 pooled per ``(weights file, backend, pooling, dtype)``: :func:`acquire_model` hands out an idle one
-(or loads one), :func:`release_model` gives it back, so two threads never share a model's tape.
+(or loads one), :func:`release_model` gives it back, so two threads never use one model at once
+(the tiles' passes keep their own tapes, :meth:`numpynst.vgg.VGG.forward_tape`, but the stateful
+:meth:`~numpynst.vgg.VGG.forward` that a job may use keeps its last tape in the model).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """The style-transfer objective ``J(x)``: targets, calibrated or raw weights, value and gradient.
 
-
 The generated image ``x`` (preprocessed, ``(1, H, W, 3)``) is the only variable. With ``a^l(x)`` the
 VGG activation of layer ``l``::
 
@@ -8,20 +7,23 @@ VGG activation of layer ``l``::
          + beta  * sum_l lambda_l * J_style^l(G_S^l, a^l(x))
          + tv_weight * TV(x)
 
-``J_content`` and ``J_style^l`` are in :mod:`numpynst.losses`, each returning its value and its
-gradient with respect to the activation. The gradient with respect to the pixels is one backward pass
-through VGG, seeded at every layer that appears in ``J``::
+(:func:`combine`). ``J_content``, ``J_style^l`` and ``TV`` (a quadratic smoothness penalty, see
+:func:`numpynst.losses.total_variation`) are in :mod:`numpynst.losses`, each returning its value
+and its gradient with respect to the activation (or the pixels). The gradient with respect to the
+pixels is one backward pass through VGG, seeded at every layer that appears in ``J``::
 
     dJ/dx = VGG.backward({c: alpha dJ_content/da^c, l: beta lambda_l dJ_style^l/da^l, ...}) + tv_weight dTV/dx
 
 The targets ``a_C`` (content activation) and ``G_S^l`` (style Gram matrices) are computed once, in
-:class:`Objective`'s constructor.
+:class:`Objective`'s constructor, which :class:`numpynst.tiled.TiledObjective` shares: the options,
+the blend of several style images, the rescaling of the style targets and the calibration run the
+same code, only the measuring of the targets (whole-image forwards or tiles) differs.
 
 **Style images of another size.** ``G_S = A^T A`` sums over the style image's pixels, while ``G_G``
 sums over the generated image's. Left alone, a style image twice as wide would double every target
-entry and silently change what ``beta`` means. We rescale each target by
-``(nH nW of the generated image at l) / (nH nW of the style image at l)`` so that ``beta`` means the same
-whatever the style image's size.
+entry and silently change what ``beta`` means. Each target is rescaled by
+``(nH nW of the generated image at l) / (nH nW of the style image at l)``
+(:func:`numpynst.losses.style_target`) so that ``beta`` means the same whatever the style image's size.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ import math
 import numbers         # numbers.Real: Python and NumPy scalars alike (np.float32(0.5), np.int64(1))
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-from .backend import get_xp
 from .errors import NumpynstError, OptionError
-from .losses import content_cost, gram_matrix, style_layer_cost, total_variation, total_variation_value
+from .losses import (content_at_blank, content_cost, gram_matrix, style_at_blank, style_layer_cost,
+                     style_target, total_variation, total_variation_value)
 
 Array = Any
 
@@ -40,26 +42,27 @@ DEFAULT_CONTENT_LAYER = "block4_conv2"
 DEFAULT_STYLE_LAYERS: dict[str, float] = {
     "block1_conv1": 0.2, "block2_conv1": 0.2, "block3_conv1": 0.2, "block4_conv1": 0.2, "block5_conv1": 0.2,
 }
-# Raw weights (weights_mode="raw", the Objective's default, the notes' J): chosen on the bundled demo
-# pair at 256-512 px with L-BFGS; with the costs' normalisations J_content ~ a^2 and J_style^l ~ a^4
-# in the activations a, so they have no natural scale (see "Calibrated weights" above).
+# The loss coefficients alpha, beta, tv_weight: in code "coefficients" ("weights" is the VGG file);
+# the CLI and the README call them the content, style and smoothness weights.
+# Raw coefficients (weights_mode="raw", the Objective's default, the notes' J): chosen on the bundled
+# demo pair at 256-512 px with L-BFGS; with the costs' normalisations J_content ~ a^2 and J_style^l ~ a^4
+# in the activations a, so they have no natural scale (hence the calibrated ones below).
 RAW_ALPHA = 1.0
 RAW_BETA = 1e-2
 RAW_TV_WEIGHT = 1.0
-# Calibrated weights (weights_mode="calibrated", stylize's default): each term divided by its
-# calibration scale (see calibration()). WEIGHT_RANGES is the documented range of each knob (README,
-# "Choosing the weights"); values outside it are refused. Measured on chelsea + ihc, 100 L-BFGS
-# iterations from the photo (96 px, 40 iterations for the first pick): style weight 0.01, 0.1, 1,
-# 10, 100 -> mean |result - photo| 5.0, 7.1, 30.5, 41.3, 41.8 grey levels: the picture moves from
-# photo to painting between 0.1 and 10 and hardly beyond, so the style (and content) weight's range
-# is 0..10 with 1 in the (logarithmic) middle. TV weight 0, 0.01, 0.1, 1 -> TV(result)/TV(photo)
-# 1.85, 1.47, 0.85, 0.20: the default 0.1 keeps the result about as smooth as the photo.
+# Calibrated coefficients (weights_mode="calibrated", stylize's default): each term divided by its
+# calibration scale (see calibration()). COEFFICIENT_RANGES is the documented range of each knob
+# (README, "Choosing the weights"); values outside it are refused. The range is where the picture
+# moves: from photo to painting between style weights 0.1 and 10 and hardly beyond, so 0..10 with 1
+# in the (logarithmic) middle; the default TV weight keeps the result about as smooth as the photo.
+# Measured figures: benchmarks/README.md, "The calibrated weights' ranges".
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 1.0
 DEFAULT_TV_WEIGHT = 0.1
-WEIGHT_RANGES = {"alpha": (0.0, 10.0), "beta": (0.0, 10.0), "tv_weight": (0.0, 1.0)}
-WEIGHT_OPTIONS = {"alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight"}
+COEFFICIENT_RANGES = {"alpha": (0.0, 10.0), "beta": (0.0, 10.0), "tv_weight": (0.0, 1.0)}
+COEFFICIENT_FLAGS = {"alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight"}
 WEIGHTS_MODES = ("calibrated", "raw")
+PARTS = ("content", "style", "tv")
 
 
 class Evaluation(NamedTuple):
@@ -94,7 +97,9 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
         style l:  ||G_S^l||^2 / (2 nH nW nC)^2                  = J_style^l(G_S^l, 0)
         tv:       max(TV(content image), TV_SCALE_FLOOR)        (the photo's own roughness)
 
-    so that, divided by its scale, each term is a *relative* squared error: the content term is
+    (:func:`numpynst.losses.content_at_blank`, :func:`~numpynst.losses.style_at_blank`,
+    :func:`~numpynst.losses.total_variation_value`, each in float64), so that, divided by its
+    scale, each term is a *relative* squared error: the content term is
     ``||a - a_C||^2 / ||a_C||^2`` and each style layer's ``||G - G_S||^2 / ||G_S||^2`` — 1 for a
     blank image, 0 at the target, whatever the image size, the layer, or the pictures' contrast —
     and the TV term is ``TV(x) / TV(photo)``, 1 when the result is as rough as the photo. Dividing
@@ -119,15 +124,9 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
     Raises:
         NumpynstError: a target that is all zero (a term with no scale), naming it.
     """
-    pieces = list(content_target) if isinstance(content_target, (list, tuple)) else [content_target]
-    xp = get_xp(*pieces)
-    squares = sum(float(xp.sum(xp.asarray(p, dtype=xp.float64) ** 2)) for p in pieces)
-    c_scale = squares / (4.0 * sum(int(p.size) for p in pieces))
-    styles = {}
-    for name, G in style_targets.items():
-        nH, nW, nC = tuple(style_shapes[name])[-3:]
-        g = xp.asarray(G, dtype=xp.float64) / (2.0 * nH * nW * nC)
-        styles[name] = float(xp.sum(g * g))
+    c_scale = content_at_blank(content_target)
+    styles = {name: style_at_blank(G, math.prod(tuple(style_shapes[name])[-3:]))
+              for name, G in style_targets.items()}
     for name, value in [("content target", c_scale), *((f"style target at {n}", v) for n, v in styles.items())]:
         if not (math.isfinite(value) and value > 0):
             raise NumpynstError(f"cannot calibrate the weights: the {name} is all zero or not finite "
@@ -137,12 +136,12 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
     return Calibration(c_scale, styles, tv)
 
 
-def check_weight(name: str, value: Any, mode: str) -> float:
+def check_coefficient(name: str, value: Any, mode: str) -> float:
     """One of alpha/beta/tv_weight as a float, or :class:`OptionError` naming it and its range.
 
-    Raw weights must be finite and >= 0; calibrated ones must lie in ``WEIGHT_RANGES[name]``."""
-    lo, hi = WEIGHT_RANGES[name] if mode == "calibrated" else (0.0, math.inf)
-    label = f"{name} ({WEIGHT_OPTIONS[name]})"
+    Raw weights must be finite and >= 0; calibrated ones must lie in ``COEFFICIENT_RANGES[name]``."""
+    lo, hi = COEFFICIENT_RANGES[name] if mode == "calibrated" else (0.0, math.inf)
+    label = f"{name} ({COEFFICIENT_FLAGS[name]})"
     span = f"in [{lo:g}, {hi:g}] ({mode} weights)" if mode == "calibrated" else "a finite number >= 0"
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (lo <= value <= hi):
@@ -158,12 +157,14 @@ def check_weights_mode(mode: Any) -> str:
     return mode
 
 
-def default_weights(mode: str, alpha: float | None, beta: float | None,
-                    tv_weight: float | None) -> tuple[float, float, float]:
-    """``(alpha, beta, tv_weight)`` checked for ``mode``, each ``None`` replaced by the mode's default."""
+def coefficients(mode: Any, alpha: float | None, beta: float | None,
+                 tv_weight: float | None) -> tuple[float, float, float]:
+    """``(alpha, beta, tv_weight)`` checked for the weights ``mode`` (itself checked), each ``None``
+    replaced by the mode's default; :class:`OptionError` naming the first bad one."""
+    check_weights_mode(mode)
     defaults = ((DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_TV_WEIGHT) if mode == "calibrated"
                 else (RAW_ALPHA, RAW_BETA, RAW_TV_WEIGHT))
-    return tuple(check_weight(name, d if v is None else v, mode)
+    return tuple(check_coefficient(name, d if v is None else v, mode)
                  for name, v, d in zip(("alpha", "beta", "tv_weight"), (alpha, beta, tv_weight), defaults))
 
 
@@ -175,6 +176,31 @@ def check_layers(model, content_layer: str, style_layers: Mapping[str, float]) -
     for n, lam in style_layers.items():
         if not (isinstance(lam, numbers.Real) and math.isfinite(lam) and lam >= 0):
             raise OptionError(f"style layer weight for {n} must be a finite number >= 0, got {lam!r}")
+
+
+def style_images(style: Array | Sequence[Array], style_blend: Sequence[float] | None) -> tuple[list, list[float]]:
+    """``(style images, their blend weights divided by their sum)``; :class:`OptionError` for a
+    blend that does not fit the images or has no positive sum."""
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    weights = [1.0] * len(styles) if style_blend is None else [float(w) for w in style_blend]
+    if len(weights) != len(styles):
+        raise OptionError(f"style_blend has {len(weights)} weight(s) for {len(styles)} style image(s)")
+    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise OptionError(f"style_blend weights must be >= 0 with a positive sum, got {weights}")
+    return styles, [w / sum(weights) for w in weights]
+
+
+def check_x(x: Array, shape: tuple[int, ...]) -> None:
+    """ValueError unless the image ``x`` has the objective's ``shape`` (the content's)."""
+    if tuple(x.shape) != shape:
+        raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {shape}")
+
+
+def combine(parts: Mapping[str, Array], coefficients: Mapping[str, float]) -> Array:
+    """``J = alpha content + beta style + tv_weight tv``: the weighted sum of the parts (:data:`PARTS`),
+    in this order, each 0-d (``coefficients``: ``{"content": alpha, "style": beta, "tv": tv_weight}``)."""
+    c = coefficients
+    return c["content"] * parts["content"] + c["style"] * parts["style"] + c["tv"] * parts["tv"]
 
 
 class Objective:
@@ -194,7 +220,12 @@ class Objective:
             the weights are relative and have a documented range; :func:`stylize`'s default).
 
     Attributes: ``scales``, a :class:`Calibration` (all 1 in raw mode); ``alpha``, ``beta``,
-    ``tv_weight`` as given; :meth:`evaluate`'s parts are the terms divided by their scales.
+    ``tv_weight`` as given; ``content_target`` (``a_C``) and ``style_targets`` (``{layer: G_S^l}``);
+    :meth:`evaluate`'s parts are the terms divided by their scales.
+
+    The constructor is the one path of every objective: :class:`numpynst.tiled.TiledObjective`
+    runs it too and differs only in how it measures the targets (:meth:`_content_statistics`,
+    :meth:`_style_statistics`) and in :meth:`evaluate`.
     """
 
     def __init__(self, model, content: Array, style: Array | Sequence[Array], *,
@@ -203,66 +234,55 @@ class Objective:
                  alpha: float | None = None, beta: float | None = None,
                  tv_weight: float | None = None,
                  style_blend: Sequence[float] | None = None, weights_mode: str = "raw"):
-        self.init_options(model, content, style, content_layer=content_layer, style_layers=style_layers,
-                          alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=style_blend,
-                          weights_mode=weights_mode)
-        acts = model.forward(content, [content_layer, *self.style_layers], keep_cache=False)
-        # .copy(): the model reuses nothing, but the target must not alias a cache that later
-        # forwards drop; a copy makes the ownership obvious at the cost of one activation.
-        self.content_target = acts[content_layer].copy()
-        gen_pixels = {n: acts[n].shape[1] * acts[n].shape[2] for n in self.style_layers}
-        self.style_targets: dict[str, Array] = {}
-        for img, w in zip(self.style_images, self.blend):
-            s_acts = model.forward(img, list(self.style_layers), keep_cache=False)
-            for n, a in s_acts.items():
-                scale = gen_pixels[n] / (a.shape[1] * a.shape[2])     # see "Style images of another size"
-                g = gram_matrix(a) * self.xp.asarray(scale * w, dtype=a.dtype)
-                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
-        del self.style_images
-        self.calibrate(self.content_target, {n: acts[n].shape for n in self.style_layers}, content)
-
-    def calibrate(self, content_target: Array | Sequence[Array], style_shapes: Mapping[str, Sequence[int]],
-                  content: Array) -> None:
-        """Set ``self.scales`` from the targets (:func:`calibration`; all 1 in raw mode)."""
-        self.scales = (calibration(content_target, self.style_targets, style_shapes, content)
-                       if self.weights_mode == "calibrated" else
-                       Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
-
-    def init_options(self, model, content: Array, style: Array | Sequence[Array], *,
-                     content_layer: str = DEFAULT_CONTENT_LAYER,
-                     style_layers: Mapping[str, float] | None = None,
-                     alpha: float | None = None, beta: float | None = None,
-                     tv_weight: float | None = None,
-                     style_blend: Sequence[float] | None = None, weights_mode: str = "raw") -> None:
-        """Check and store everything but the targets (shared with :class:`numpynst.tiled.TiledObjective`):
-        ``style_images`` (list) and ``blend`` (their weights divided by their sum) for the targets."""
         self.model = model
         self.xp = model.xp
         self.content_layer = content_layer
         self.style_layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
-        self.weights_mode = check_weights_mode(weights_mode)
-        alpha, beta, tv_weight = default_weights(weights_mode, alpha, beta, tv_weight)
+        alpha, beta, tv_weight = coefficients(weights_mode, alpha, beta, tv_weight)
+        self.weights_mode = weights_mode
         if not self.style_layers and beta > 0:
             raise OptionError("style_layers is empty: give at least one layer or set beta=0")
         check_layers(model, content_layer, self.style_layers)
         self.alpha, self.beta, self.tv_weight = alpha, beta, tv_weight
         self.outputs = list(dict.fromkeys([content_layer, *self.style_layers]))
         self.shape = tuple(content.shape)
+        styles, blend = style_images(style, style_blend)
 
-        styles = list(style) if isinstance(style, (list, tuple)) else [style]
-        weights = [1.0] * len(styles) if style_blend is None else [float(w) for w in style_blend]
-        if len(weights) != len(styles):
-            raise OptionError(f"style_blend has {len(weights)} weight(s) for {len(styles)} style image(s)")
-        if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-            raise OptionError(f"style_blend weights must be >= 0 with a positive sum, got {weights}")
-        self.style_images, self.blend = styles, [w / sum(weights) for w in weights]
+        # The targets. The generated image has the content's size: its activations' shapes come
+        # with the content target. Each style image's Grams are rescaled to those sizes and blended.
+        self.content_target, shapes = self._content_statistics(content)
+        pixels = {n: shapes[n][-3] * shapes[n][-2] for n in self.style_layers}
+        self.style_targets: dict[str, Array] = {}
+        for image, w in zip(styles, blend):
+            for n, (G, style_pixels) in self._style_statistics(image).items():
+                g = style_target(G, pixels[n], style_pixels, w)
+                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
+        self.scales = (calibration(self.content_target, self.style_targets, shapes, content)
+                       if self.weights_mode == "calibrated" else
+                       Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
+
+    def _content_statistics(self, content: Array) -> tuple[Array, dict[str, tuple[int, ...]]]:
+        """``(a_C, {style layer: shape of the generated image's activation})`` from one forward."""
+        acts, _ = self.model.forward_tape(content, [self.content_layer, *self.style_layers], keep=False)
+        # .copy(): the target must not alias an activation of the forward; a copy makes the
+        # ownership obvious at the cost of one activation.
+        return acts[self.content_layer].copy(), {n: acts[n].shape for n in self.style_layers}
+
+    def _style_statistics(self, image: Array) -> dict[str, tuple[Array, int]]:
+        """``{style layer: (G of this style image (C, C), its positions nH nW at the layer)}``."""
+        acts, _ = self.model.forward_tape(image, list(self.style_layers), keep=False)
+        return {n: (gram_matrix(a), a.shape[1] * a.shape[2]) for n, a in acts.items()}
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        """``{"content": alpha, "style": beta, "tv": tv_weight}``, the coefficients of :func:`combine`."""
+        return {"content": self.alpha, "style": self.beta, "tv": self.tv_weight}
 
     def evaluate(self, x: Array) -> Evaluation:
         """``J``, ``dJ/dx`` and the unweighted parts at the preprocessed image ``x`` ``(1, H, W, 3)``."""
-        if tuple(x.shape) != self.shape:
-            raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {self.shape}")
+        check_x(x, self.shape)
         xp = self.xp
-        acts = self.model.forward(x, self.outputs)
+        acts, tape = self.model.forward_tape(x, self.outputs)
         grads: dict[str, Array] = {}
         sc = self.scales            # raw mode: all 1, and the divisions are skipped (exact J)
         j_content, g = content_cost(self.content_target, acts[self.content_layer])
@@ -275,14 +295,14 @@ class Objective:
             g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g
         del acts, g                 # the backward pass frees each layer's activations behind it
-        dx = self.model.backward(grads, release=True)
-        del grads
+        dx = self.model.backward_tape(grads, tape, release=True)
+        del grads, tape
         j_tv, g_tv = total_variation(x)
         j_tv = j_tv if sc.tv == 1.0 else j_tv / sc.tv
         if self.tv_weight:
             dx += g_tv * xp.asarray(self.tv_weight / sc.tv, dtype=dx.dtype)
-        J = self.alpha * j_content + self.beta * j_style + self.tv_weight * j_tv
-        return Evaluation(J, dx, {"content": j_content, "style": j_style, "tv": j_tv})
+        parts = {"content": j_content, "style": j_style, "tv": j_tv}
+        return Evaluation(combine(parts, self.coefficients), dx, parts)
 
     def value_and_grad(self, x: Array) -> tuple[Array, Array]:
         """``(J, dJ/dx)`` at the preprocessed image ``x`` ``(1, H, W, 3)``; ``J`` a 0-d device array."""
@@ -303,6 +323,3 @@ class Objective:
                 return J, g.reshape(-1)
             return J, g.reshape(-1), xp.stack([xp.asarray(p[k], dtype=xp.float64) for k in PARTS])
         return fun
-
-
-PARTS = ("content", "style", "tv")

@@ -1,7 +1,8 @@
 """Exact tiles: ``J(x)`` and ``dJ/dx`` of a picture too big for one VGG pass, computed tile by tile.
 
-**Why tiles can be exact.** Every term of ``J`` (:mod:`numpynst.transfer`) is a function of sums
-over positions ``p`` of a layer's activation ``a^l`` (``nH x nW`` positions, ``C`` channels)::
+**Why tiles can be exact.** Every term of ``J`` (:mod:`numpynst.objective`, costs in
+:mod:`numpynst.losses`) is a function of sums over positions ``p`` of a layer's activation ``a^l``
+(``nH x nW`` positions, ``C`` channels)::
 
     G^l = sum_p a_p a_p^T                    (C x C; the style cost is f_l(G^l))
     J_content = 1/(4 n) sum_p |a_p - a_C,p|^2      (n = nH nW C of the whole image)
@@ -16,7 +17,8 @@ padding). So:
 
 1. **Pass 1** (:func:`tile_statistics`, forward only, no tape): sum each tile's interior Gram
    pieces ``sum_{p in tile} a_p a_p^T``. Each position of each layer lies in exactly one interior,
-   so the sums are the whole-image ``G^l``, whence ``J_style^l`` and ``M^l = dJ/dG^l``.
+   so the sums are the whole-image ``G^l``, whence ``J_style^l`` and ``M^l = dJ/dG^l``
+   (:func:`numpynst.losses.style_from_gram`).
 2. **Pass 2** (:func:`tile_gradient`, forward with tape, then backward): at an interior position
    the whole-image ``dJ/da_p`` needs only ``a_p`` and the global quantities:
    ``(M^l + M^lT) a_p`` for the style (:func:`numpynst.losses.gram_backward`), ``alpha (a_p - a_C,p) / (2n)``
@@ -24,7 +26,8 @@ padding). So:
    network: this is ``d/dx`` of ``sum_{p in tile} (terms of p)``, a function of the crop's pixels
    only. ``J`` is the sum of these per-tile functions over all tiles, so the sum of the tiles'
    ``dJ/dx`` (each added into its crop's place) is the whole-image gradient — exact, up to the
-   order of float additions. TV is handled the same way with a 1-pixel halo (:func:`tile_tv`).
+   order of float additions. TV is handled the same way with a 1-pixel halo: each tile owns the
+   smoothness box of its interior (:func:`tile_tv`, :func:`numpynst.losses.smoothness_box`).
 
 **The reach (receptive-field recursion).** Track, walking forward, the grid spacing ``j`` of a
 layer (in input pixels) and how far ``a`` beyond its own ``j x j`` cell a unit sees, on each side:
@@ -34,7 +37,9 @@ covers two cells of the old grid, exactly one cell of the new one, ``j *= 2`` (`
     conv: a <- a + j        pool: j <- 2 j        a_0 = 0, j_0 = 1
 
 so each 3x3 conv after the k-th pool widens the receptive field ``r = j + 2a`` by ``2 * 2^k``
-(:func:`receptive`; VGG19's ``block5_conv1``: ``a = 2*1 + 2*2 + 4*4 + 4*8 + 1*16 = 70``, ``r = 156``).
+(VGG19's ``block5_conv1``: ``a = 2*1 + 2*2 + 4*4 + 4*8 + 1*16 = 70``, ``r = 156``). The model's
+layer table holds both numbers for every layer (``model.layers``, built once by
+:func:`numpynst.arch.layer_table`); :func:`receptive` reads them by name.
 
 **The pooling grid.** A tile's crop must start on a multiple of ``2^P`` (``P`` pools in front of the
 deepest layer used): then each pool window of the crop is a pool window of the whole image. Tile
@@ -45,13 +50,16 @@ crop's activation (``cy0`` the crop's first row): ``y1`` is a grid multiple or t
 row, so floor mode drops the same remainder as on the whole image.
 
 **Cost.** Pass 1 and pass 2 each run a forward: one evaluation costs ``2F + B`` per crop against
-``F + B`` whole. :class:`TiledObjective` keeps the tape of the *last* tile of pass 1 and starts
-pass 2 with it, saving one forward per evaluation (with one tile, tiled costs what whole does).
+``F + B`` whole. The in-process runner keeps the tape of the *last* tile of pass 1 (the forward
+returns it, :meth:`numpynst.vgg.VGG.forward_tape`) and hands it to pass 2, which starts with that
+tile, saving one forward per evaluation (with one tile, tiled costs what whole does).
 
-**API for workers.** :func:`tile_statistics` and :func:`tile_gradient` are pure functions of
-(model, the crop's pixels, the :class:`Tile`, the global quantities): a Dask worker holding the
-model can run them; the driver sums Gram pieces (:func:`sum_pieces`), forms ``M^l``
-(:meth:`TiledObjective.gram_gradients`), and adds the crops' gradients (:func:`add_crop`).
+**Runners.** :func:`tile_statistics` and :func:`tile_gradient` are pure functions of (model, the
+crop's pixels, the :class:`Tile`, the global quantities), so the passes can run anywhere the
+model is loaded. :class:`TiledObjective` sums the Gram pieces (:func:`sum_pieces`), forms ``M^l``
+(:meth:`TiledObjective.gram_gradients`) and adds the crops' gradients (:func:`add_crop`); a
+*tile runner* runs the passes over the tiles: :class:`LocalTileRunner` in this process (the
+default), :class:`numpynst.tiled_dask.DaskTileRunner` on Dask workers.
 
 Shapes: images ``(1, H, W, 3)`` channels-last, activations ``(1, nH, nW, C)``, Grams ``(C, C)``;
 any float dtype, NumPy or CuPy (``xp`` from the arrays).
@@ -59,46 +67,38 @@ any float dtype, NumPy or CuPy (``xp`` from the arrays).
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
+from .arch import arch_of, layer_table
 from .backend import get_xp
 from .checks import integer
 from .errors import OptionError
-from .losses import content_cost, gram_backward, gram_matrix
-from .objective import DEFAULT_CONTENT_LAYER, Evaluation, Objective
+from .losses import box_slices, content_cost, gram_backward, gram_matrix, smoothness_box, style_from_gram
+from .objective import Evaluation, Objective, check_x, combine
 
 Array = Any
 
 
 # ---------------------------------------------------------------------------- geometry
 def receptive(layer_names: Sequence[str], deepest: str) -> dict[str, tuple[int, int]]:
-    """``{layer: (reach a, spacing j)}`` for every layer up to ``deepest`` (the recursion above).
+    """``{layer: (reach a, spacing j)}`` for every layer up to ``deepest`` (the recursion above),
+    read from the layer table of the architecture whose names are ``layer_names``.
 
     A unit at position ``p`` of a layer with spacing ``j`` depends on input pixels
     ``[p j - a, p j + j - 1 + a]`` (each axis) and no others; its receptive field is ``j + 2a``.
     """
-    a, j, out = 0, 1, {}
-    for name in layer_names[:list(layer_names).index(deepest) + 1]:
-        if name.endswith("_pool"):
-            j *= 2
-        else:
-            a += j
-        out[name] = (a, j)
-    return out
-
-
-def deepest_layer(model, names: Iterable[str]) -> str:
-    """The layer of ``names`` furthest into ``model``."""
-    return max(names, key=model.layer_names.index)
+    table = layer_table(arch_of(layer_names))
+    stop = [layer.name for layer in table].index(deepest)
+    return {layer.name: (layer.reach, layer.spacing) for layer in table[:stop + 1]}
 
 
 def halo_for(model, names: Iterable[str]) -> int:
     """Smallest exact halo for these layers: the deepest one's reach rounded up to the pooling grid."""
-    names = list(names)
-    factor, deepest = model.pool_factor(names), deepest_layer(model, names)
-    reach = receptive(model.layer_names, deepest)[deepest][0]
-    return factor * math.ceil(reach / factor)
+    deepest = model.deepest(names)
+    factor = deepest.pool_factor
+    return factor * math.ceil(deepest.reach / factor)
 
 
 class Tile(NamedTuple):
@@ -168,10 +168,8 @@ def sum_pieces(pieces: Iterable[Mapping[str, Array]]) -> dict[str, Array]:
 
 # ---------------------------------------------------------------------------- per-tile passes
 def spacings(model, names: Iterable[str]) -> dict[str, int]:
-    """``{layer: grid spacing 2^k}`` (``k`` pools in front of it) for ``names``."""
-    names = list(names)
-    table = receptive(model.layer_names, deepest_layer(model, names))
-    return {n: table[n][1] for n in names}
+    """``{layer: grid spacing 2^k}`` (``k`` pools up to it) for ``names``."""
+    return {n: model.layer(n).spacing for n in names}
 
 
 def tile_statistics(model, x_crop: Array, tile: Tile, style_layers: Iterable[str],
@@ -182,7 +180,7 @@ def tile_statistics(model, x_crop: Array, tile: Tile, style_layers: Iterable[str
     is returned when ``content_layer`` is given (to build the content target), else ``None``.
     """
     names = list(dict.fromkeys([*style_layers, *([content_layer] if content_layer else [])]))
-    acts = model.forward(x_crop, names, keep_cache=False)
+    acts, _ = model.forward_tape(x_crop, names, keep=False)
     return statistics_of(model, acts, tile, style_layers, content_layer)
 
 
@@ -200,7 +198,7 @@ def statistics_of(model, acts: Mapping[str, Array], tile: Tile, style_layers: It
 def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Array],
                   content_layer: str | None = None, content_piece: Array | None = None,
                   content_weight: float = 0.0, content_size: int = 1,
-                  acts: Mapping[str, Array] | None = None) -> tuple[Array, Array]:
+                  forward: tuple[Mapping[str, Array], Any] | None = None) -> tuple[Array, Array]:
     """Pass 2 on one crop: ``(dJ/d(crop) (1, ch, cw, 3), this tile's unweighted J_content part)``.
 
     Args:
@@ -208,15 +206,17 @@ def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Arr
         content_layer, content_piece: the content layer and the target's interior piece for this
             tile; ``content_weight`` is alpha and ``content_size`` the whole image's ``n = nH nW C``
             at the content layer (the cost's normaliser).
-        acts: the crop's activations from the model's last forward, made with its tape kept
-            (``keep_cache=True``): reused instead of running the forward again. Pass the only
-            reference (the caller keeping none) for the backward to free them as it goes.
+        forward: ``(activations, tape)`` of this crop from :meth:`~numpynst.vgg.VGG.forward_tape`
+            (tape kept) to every layer needed: reused instead of running the forward again. Pass
+            the only reference (the caller keeping none) for the backward to free the activations
+            as it goes.
     The content part is ``sum_{p in tile} |a_p - a_C,p|^2 / (4 n)`` (0-d); 0 without a content layer.
     """
     xp = get_xp(x_crop)
     names = list(dict.fromkeys([*gram_grads, *([content_layer] if content_layer else [])]))
     step = spacings(model, names)
-    acts = model.forward(x_crop, names) if acts is None else acts
+    acts, tape = model.forward_tape(x_crop, names) if forward is None else forward
+    del forward
     seeds: dict[str, Array] = {}
     for n, M in gram_grads.items():
         g = xp.zeros_like(acts[n])
@@ -238,7 +238,7 @@ def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Arr
     # the activations are also the tape's layer inputs: with no reference left here, the backward
     # frees each one as it passes it (release=True) instead of holding them all until it returns
     del acts, a
-    return model.backward(seeds, release=True), j_content
+    return model.backward_tape(seeds, tape, release=True), j_content
 
 
 def tile_tv(x: Array, tile: Tile) -> tuple[Array, Array, Tile]:
@@ -246,25 +246,37 @@ def tile_tv(x: Array, tile: Tile) -> tuple[Array, Array, Tile]:
     pixel below and right (the tile's 1-pixel halo) as a :class:`Tile` whose crop is the box.
 
     A tile owns the differences ``x[i+1] - x[i]`` whose first pixel ``i`` is in its interior
-    (:func:`numpynst.losses.total_variation`, normalised by the whole image's ``x.size``).
+    (:func:`numpynst.losses.smoothness_box`, normalised by the whole image's ``x.size``).
     """
-    xp = get_xp(x)
-    H, W = x.shape[1], x.shape[2]
-    by1, bx1 = min(tile.y1 + 1, H), min(tile.x1 + 1, W)
-    box = Tile(tile.y0, tile.y1, tile.x0, tile.x1, tile.y0, by1, tile.x0, bx1)
-    h, w = tile.y1 - tile.y0, tile.x1 - tile.x0
-    v = crop(x, box)
-    dh = v[:, 1:, :w] - v[:, :-1, :w]          # rows y0..min(y1, H-1)-1 to the next row
-    dw = v[:, :h, 1:] - v[:, :h, :-1]          # interior rows, columns x0..min(x1, W-1)-1
-    scale = 1.0 / x.size
-    J = (xp.sum(dh * dh) + xp.sum(dw * dw)) * scale
-    g = xp.zeros_like(v)
-    g[:, 1:, :w] += dh
-    g[:, :-1, :w] -= dh
-    g[:, :h, 1:] += dw
-    g[:, :h, :-1] -= dw
-    g *= 2.0 * scale
-    return xp.asarray(J, dtype=x.dtype), g, box
+    rows, cols = box_slices(x.shape, tile.y0, tile.y1, tile.x0, tile.x1)
+    box = Tile(tile.y0, tile.y1, tile.x0, tile.x1, rows.start, rows.stop, cols.start, cols.stop)
+    J, g = smoothness_box(crop(x, box), tile.y1 - tile.y0, tile.x1 - tile.x0, 1.0 / x.size)
+    return get_xp(x).asarray(J, dtype=x.dtype), g, box
+
+
+def statistics_pass(model, x: Array, tiles: Sequence[Tile], style_layers: Iterable[str],
+                    content_layer: str | None = None, keep: Sequence[str] | None = None):
+    """Pass 1 over ``tiles`` of ``x`` in this process: ``(global Grams, content pieces, last)``.
+
+    ``{layer: sum of the tiles' interior Grams}``, then one content piece per tile (``None`` each
+    without ``content_layer``). With ``keep`` (layer names) the last tile's forward runs to those
+    layers with its tape kept, and ``last`` is ``[(activations, tape)]`` for pass 2 to start from
+    (:func:`tile_gradient`'s ``forward``: pop it, so that pass 2 holds the only reference); else
+    ``last`` is empty.
+    """
+    style_layers = list(style_layers)
+    grams, pieces, last = [], [], []
+    for i, t in enumerate(tiles):
+        if keep is not None and i == len(tiles) - 1:
+            acts, tape = model.forward_tape(crop(x, t), keep)
+            g, p = statistics_of(model, acts, t, style_layers, content_layer)
+            last.append((acts, tape))
+            del acts, tape
+        else:
+            g, p = tile_statistics(model, crop(x, t), t, style_layers, content_layer)
+        grams.append(g)
+        pieces.append(p)
+    return sum_pieces(grams), pieces, last
 
 
 # ---------------------------------------------------------------------------- the objective
@@ -274,17 +286,67 @@ def as_tile_hw(tile: int | tuple[int, int]) -> tuple[int, int]:
     return integer("tile", th), integer("tile", tw)
 
 
+class LocalTileRunner:
+    """Runs pass 1 and pass 2 of a :class:`TiledObjective` in this process, tile after tile.
+
+    A tile runner has four methods, called by the objective:
+
+    * ``check(model)``, before any work: refuse a model the runner cannot use;
+    * ``start(objective)``, once its targets are built: place the tiles, send the constants;
+      returns the content pieces the objective keeps (``None`` when the runner holds them);
+    * ``statistics(objective, x) -> (global Grams, last)``: pass 1; ``last`` is handed to
+    * ``gradients(objective, x, M, last)``: pass 2, yielding ``(tile index, dJ/d(crop), J_content
+      part)`` for every tile, in any order (the objective adds them where they belong).
+
+    This one keeps the last tile's pass-1 tape and starts pass 2 with that tile (one forward fewer
+    per evaluation); it holds no state of its own, so one runner may serve several objectives.
+    """
+
+    def check(self, model) -> None:
+        pass
+
+    def start(self, objective: TiledObjective) -> list:
+        return objective.content_pieces
+
+    def statistics(self, objective: TiledObjective, x: Array) -> tuple[dict[str, Array], list]:
+        grams, _, last = statistics_pass(objective.model, x, objective.tiles, objective.style_layers,
+                                         keep=objective.outputs)
+        return grams, last
+
+    def gradients(self, objective: TiledObjective, x: Array, M: Mapping[str, Array],
+                  last: list) -> Iterator[tuple[int, Array, Array]]:
+        """The last tile first, from its pass-1 forward: ``last`` is emptied as it is handed over,
+        so tile_gradient gets the only reference to its activations and frees them during its
+        backward, rather than they be kept through the whole pass."""
+        o = objective
+        n = len(o.tiles) - 1
+        for i in [n, *range(n)]:
+            t = o.tiles[i]
+            g, j = tile_gradient(o.model, crop(x, t), t, M, o.content_layer, o.content_pieces[i],
+                                 o.alpha / o.scales.content, o.content_size,
+                                 forward=last.pop() if i == n and last else None)
+            yield i, g, j
+
+
 class TiledObjective(Objective):
-    """:class:`numpynst.transfer.Objective` computed over exact tiles (see the module docstring).
+    """:class:`numpynst.objective.Objective` computed over exact tiles (see the module docstring).
 
     Same contract: ``evaluate(x) -> Evaluation(J, grad, parts)``, ``value_and_grad``, ``flat``,
-    ``.shape``, ``.xp``; same options, plus:
+    ``.shape``, ``.xp``; same options and the same construction (options, blend, rescaling,
+    calibration: :class:`~numpynst.objective.Objective`'s constructor, with the targets measured
+    tile by tile), plus:
 
     Args:
         tile: interior tile size in pixels, a side or ``(height, width)``, each a multiple of
             the pooling grid ``model.pool_factor(layers)``.
         halo: pixels of context around each tile (default :func:`halo_for`, the smallest exact
             one; smaller values are allowed only to demonstrate that they are not exact).
+        runner: what runs the two passes over the tiles: :class:`LocalTileRunner` (default, this
+            process) or :class:`numpynst.tiled_dask.DaskTileRunner` (Dask workers).
+
+    Attributes: ``tiles``, ``halo``, ``factor`` (the pooling grid), ``tile_hw``, ``runner``;
+    ``content_pieces`` (the content target's interior pieces, one per tile: the whole target is
+    never assembled, ``content_target`` is ``None``; ``None`` too when the runner holds them).
 
     Memory: the model, the image-sized arrays (``x``, the gradient), the content target
     (``a_C`` at the content layer: one activation, kept in per-tile pieces), the Grams, and one
@@ -293,97 +355,84 @@ class TiledObjective(Objective):
     """
 
     def __init__(self, model, content: Array, style: Array | Sequence[Array], *,
-                 tile: int | tuple[int, int], halo: int | None = None,
-                 content_layer: str = DEFAULT_CONTENT_LAYER,
-                 style_layers: Mapping[str, float] | None = None, **weights: Any):
-        self.init_options(model, content, style, content_layer=content_layer,
-                          style_layers=style_layers, **weights)
-        names = self.outputs
+                 tile: int | tuple[int, int], halo: int | None = None, runner: Any = None,
+                 **options: Any):
+        self.runner = LocalTileRunner() if runner is None else runner
+        self.runner.check(model)            # before the targets: they are the expensive part
+        self._tile_option, self._halo_option = tile, halo
+        super().__init__(model, content, style, **options)
+        # The content target stays in per-tile pieces, never assembled (_content_statistics
+        # measured it so); the runner may take them over (Dask: to the workers).
+        self.content_pieces, self.content_target = self.content_target, None
+        self.content_pieces = self.runner.start(self)
+
+    def _lay_out(self) -> None:
+        """The tile grid of the generated image (the content's size) for the objective's layers."""
+        model, names = self.model, self.outputs
         self.factor = model.pool_factor(names)
+        halo = self._halo_option
         self.halo = halo_for(model, names) if halo is None else integer("halo", halo, minimum=0)
-        self.tile_hw = as_tile_hw(tile)
+        self.tile_hw = as_tile_hw(self._tile_option)
         self.tiles = tile_grid(self.shape[1:3], self.tile_hw, self.halo, self.factor)
-        step = spacings(model, names)
+        self.step = spacings(model, names)
         # whole-image positions per layer (floor mode at every pool), for the normalisers
-        self.positions = {n: (self.shape[1] // step[n]) * (self.shape[2] // step[n]) for n in names}
-        self.content_size = self.positions[content_layer] * model.channels(content_layer)
+        self.positions = {n: (self.shape[1] // s) * (self.shape[2] // s) for n, s in self.step.items()}
+        self.content_size = self.positions[self.content_layer] * model.channels(self.content_layer)
 
-        _, self.content_pieces, _ = self._statistics(content, content_layer)
-        self.content_target = None          # the whole-image target is never assembled
-        self.style_targets = {}
-        for img, w in zip(self.style_images, self.blend):
-            style_tiles = tile_grid(tuple(img.shape[1:3]), self.tile_hw, self.halo, self.factor)
-            s_grams = sum_pieces(tile_statistics(model, crop(img, t), t, self.style_layers)[0]
-                                 for t in style_tiles)
-            for n, g in s_grams.items():
-                s_pos = (img.shape[1] // step[n]) * (img.shape[2] // step[n])
-                g = g * self.xp.asarray(self.positions[n] / s_pos * w, dtype=g.dtype)  # "Style images of another size"
-                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
-        del self.style_images
-        shapes = {n: (1, self.shape[1] // step[n], self.shape[2] // step[n], model.channels(n))
+    def _content_statistics(self, content: Array) -> tuple[list, dict[str, tuple[int, ...]]]:
+        """Pass 1 over the content's tiles (laid out here: the generated image has the content's
+        size): ``(the content target's interior pieces, one per tile, {style layer: shape})``."""
+        self._lay_out()
+        _, pieces, _ = statistics_pass(self.model, content, self.tiles, self.style_layers, self.content_layer)
+        shapes = {n: (1, self.shape[1] // self.step[n], self.shape[2] // self.step[n], self.model.channels(n))
                   for n in self.style_layers}
-        self.calibrate(self.content_pieces, shapes, content)    # the same weighting as Objective
+        return pieces, shapes
 
-    def _statistics(self, x: Array, content_layer: str | None, keep_last: bool = False):
-        """Pass 1 over every tile: ``(global Grams of x, content pieces, last)``; with ``keep_last``
-        the last tile runs with its tape kept and ``last`` is its activations (else ``None``)."""
-        pieces, grams, last = [], [], None
-        for i, t in enumerate(self.tiles):
-            if keep_last and i == len(self.tiles) - 1:
-                last = self.model.forward(crop(x, t), self.outputs)
-                g, p = statistics_of(self.model, last, t, self.style_layers, content_layer)
-            else:
-                g, p = tile_statistics(self.model, crop(x, t), t, self.style_layers, content_layer)
-            grams.append(g)
-            pieces.append(p)
-        return sum_pieces(grams), pieces, last
+    def _style_statistics(self, image: Array) -> dict[str, tuple[Array, int]]:
+        """Pass 1 over the style image's own tiles: ``{style layer: (G (C, C), positions nH nW)}``."""
+        tiles = tile_grid(tuple(image.shape[1:3]), self.tile_hw, self.halo, self.factor)
+        grams, _, _ = statistics_pass(self.model, image, tiles, self.style_layers)
+        return {n: (g, (image.shape[1] // self.step[n]) * (image.shape[2] // self.step[n]))
+                for n, g in grams.items()}
+
+    def with_runner(self, runner: Any) -> TiledObjective:
+        """This objective, its targets built once, with its passes run by ``runner`` (a new object
+        sharing the targets; this one is unchanged)."""
+        runner.check(self.model)
+        other = copy.copy(self)
+        other.runner = runner
+        other.content_pieces = runner.start(other)
+        return other
 
     def gram_gradients(self, grams: Mapping[str, Array]) -> tuple[Array, dict[str, Array]]:
         """From the global Grams of ``x``: ``(sum_l lambda_l J_style^l / s_l, {l: beta lambda_l / s_l dJ_style^l/dG})``.
 
-        ``J_style^l = sum (k (G - G_S))^2`` with ``k = 1/(2 nH nW C)`` of the whole image, so
-        ``dJ_style^l/dG = 2 k^2 (G - G_S)`` (:func:`numpynst.losses.style_layer_cost`); ``s_l`` is
-        the layer's calibration scale (``self.scales``, 1 for raw weights), as in ``Objective``.
+        ``J_style^l`` and ``dJ_style^l/dG`` are :func:`numpynst.losses.style_from_gram`'s with
+        ``n = nH nW C`` of the whole image; ``s_l`` is the layer's calibration scale
+        (``self.scales``, 1 for raw weights), as in ``Objective``.
         """
         xp = self.xp
         j_style, out = None, {}
         for n, lam in self.style_layers.items():
-            k = 1.0 / (2.0 * self.positions[n] * self.model.channels(n))
-            E = (grams[n] - xp.asarray(self.style_targets[n], dtype=grams[n].dtype)) * k
-            j = xp.sum(E * E) * (lam / self.scales.style[n])
+            s = self.scales.style[n]
+            j, out[n] = style_from_gram(grams[n], self.style_targets[n],
+                                        self.positions[n] * self.model.channels(n), (self.beta, lam), s)
+            j = j * (lam / s)
             j_style = j if j_style is None else j_style + j
-            out[n] = E * (2.0 * k * self.beta * lam / self.scales.style[n])
         return (xp.zeros((), dtype=self.model.dtype) if j_style is None else j_style), out
-
-    def _gradients(self, x: Array, M: Mapping[str, Array], last: list):
-        """Pass 2 over every tile: yields ``(tile index, dJ/d(crop), J_content part)``, the last
-        tile first while its pass-1 tape is still the model's. ``last`` holds that tile's
-        activations (or ``None``) and is emptied: tile_gradient gets the only reference, so the
-        activations are freed during its backward, not kept through the whole pass."""
-        n = len(self.tiles) - 1
-        for i in [n, *range(n)]:
-            t = self.tiles[i]
-            g, j = tile_gradient(self.model, crop(x, t), t, M, self.content_layer, self.content_pieces[i],
-                                 self.alpha / self.scales.content, self.content_size,
-                                 acts=last.pop() if i == n else None)
-            yield i, g, j
 
     def evaluate(self, x: Array) -> Evaluation:
         """``J``, ``dJ/dx`` and the unweighted parts at ``x`` ``(1, H, W, 3)``: pass 1, then pass 2."""
-        if tuple(x.shape) != self.shape:
-            raise ValueError(f"value_and_grad: x.shape={tuple(x.shape)} != content shape {self.shape}")
+        check_x(x, self.shape)
         xp, sc = self.xp, self.scales
-        grams, _, last_acts = self._statistics(x, None, keep_last=True)
-        last = [last_acts]
-        del last_acts                       # handed over: see _gradients
+        grams, last = self.runner.statistics(self, x)
         j_style, M = self.gram_gradients(grams)
         dx = xp.zeros(self.shape, dtype=x.dtype)
         j_content = xp.zeros((), dtype=x.dtype)
-        for i, g, j in self._gradients(x, M, last):
+        for i, g, j in self.runner.gradients(self, x, M, last):
             add_crop(dx, g, self.tiles[i])
             j_content = j_content + j
             del g
-        self.model.clear()
         j_tv = xp.zeros((), dtype=x.dtype)
         for t in self.tiles:
             jt, gt, box = tile_tv(x, t)
@@ -391,5 +440,5 @@ class TiledObjective(Objective):
             if self.tv_weight:
                 add_crop(dx, gt * xp.asarray(self.tv_weight / sc.tv, dtype=gt.dtype), box)
         j_content, j_tv = j_content / sc.content, j_tv / sc.tv     # x / 1.0 == x: raw mode is exact
-        J = self.alpha * j_content + self.beta * j_style + self.tv_weight * j_tv
-        return Evaluation(J, dx, {"content": j_content, "style": j_style, "tv": j_tv})
+        parts = {"content": j_content, "style": j_style, "tv": j_tv}
+        return Evaluation(combine(parts, self.coefficients), dx, parts)

@@ -3,8 +3,14 @@
 :class:`numpynst.tiled.TiledObjective` evaluates ``J(x)`` and ``dJ/dx`` in two passes over tiles
 (its docstring derives why that is exact). Within a pass the tiles are independent: pass 1 needs
 only a crop's pixels, pass 2 the crop and the global ``M^l = dJ/dG^l``. So they can run anywhere
-the model is loaded. :class:`DaskTiledObjective` is that objective with both passes on Dask
-workers; the driver keeps ``x``, sums, and runs the optimizer::
+the model is loaded. :class:`DaskTileRunner` is the tile runner that runs both passes on Dask
+workers::
+
+    TiledObjective(model, content, style, tile=..., runner=DaskTileRunner(client), **options)
+
+(:func:`DaskTiledObjective` spells the same; ``objective.with_runner(DaskTileRunner(client))``
+moves an objective whose targets are already built). The driver keeps ``x``, sums, and runs the
+optimizer::
 
     driver                                    worker of tile i (keeps VGG loaded)
     crop_i = x[tile i + halo]  ── scatter ──►  crop_i
@@ -53,9 +59,9 @@ from .backend import backend_name, to_host
 from .model_cache import acquire_model, release_model
 from .checks import integer
 from .errors import BackendError, OptionError
-from .tiled import TiledObjective, crop, tile_gradient, tile_statistics
+from .tiled import TiledObjective, crop, sum_pieces, tile_gradient, tile_statistics
 
-__all__ = ["DaskTiledObjective", "objective_on", "check_cluster_options", "cluster_client"]
+__all__ = ["DaskTileRunner", "DaskTiledObjective", "check_cluster_options", "cluster_client"]
 
 Array = Any
 
@@ -91,9 +97,8 @@ def pass2_task(spec: tuple, x_crop: np.ndarray, tile, gram_grads: Mapping[str, n
         g, j = tile_gradient(model, xp.asarray(x_crop), tile,
                              {n: xp.asarray(m) for n, m in gram_grads.items()}, content_layer,
                              xp.asarray(content_piece), content_weight, content_size)
-        return to_host(g), float(j)
+        return to_host(g), float(j)         # the crop's tape was the task's own: gone with it
     finally:
-        model.clear()                       # the crop's tape: not kept between tasks
         release_model(key, model)
 
 
@@ -101,45 +106,39 @@ def pass2_task(spec: tuple, x_crop: np.ndarray, tile, gram_grads: Mapping[str, n
 # the driver
 # --------------------------------------------------------------------------------------------
 
-class DaskTiledObjective(TiledObjective):
-    """:class:`~numpynst.tiled.TiledObjective` with both passes on the workers of ``client``.
+class DaskTileRunner:
+    """Tile runner (:class:`numpynst.tiled.LocalTileRunner` describes the protocol) with both
+    passes on the workers of ``client``, a ``distributed.Client`` with at least one worker.
 
-    Args:
-        model: a :class:`~numpynst.vgg.VGG` read from a file (``model.path``); the workers load the
-            same file, backend, pooling and dtype. The driver uses it once, for the targets.
-        client: a ``distributed.Client`` with at least one worker.
-        tile, halo, and the rest: as :class:`~numpynst.tiled.TiledObjective`.
-
-    ``evaluate`` returns what the in-process objective returns, up to the order of float additions.
+    The model must be read from a file (``model.path``): the workers load the same file, backend,
+    pooling and dtype. The driver's model builds the targets, in process. A runner serves one
+    objective (it holds that objective's placement and the futures of its content pieces); give
+    each objective its own. ``evaluate`` then returns what the in-process objective returns.
     """
 
-    def __init__(self, model, content: Array, style: Any, *, client, tile, **options: Any):
+    def __init__(self, client):
+        self.client = client
+        self.placement: list[str] = []      # tile i -> address of the worker that runs it
+        self._pieces: list = []             # tile i -> future of its content piece, on that worker
+        self._crops: list = []              # tile i -> future of this evaluation's crop
+
+    def check(self, model) -> None:
         _check_model(model)
-        super().__init__(model, content, style, tile=tile, **options)
-        self._attach(client)
 
-    @classmethod
-    def from_tiled(cls, objective: TiledObjective, client) -> "DaskTiledObjective":
-        """``objective`` (its targets already built here) with its passes on ``client``'s workers."""
-        _check_model(objective.model)
-        new = cls.__new__(cls)
-        new.__dict__.update(objective.__dict__)
-        new._attach(client)
-        return new
-
-    def _attach(self, client) -> None:
-        """Place the tiles on ``client``'s workers and send each its piece of the content target."""
-        workers = sorted(client.scheduler_info().get("workers", {}))
+    def start(self, objective: TiledObjective) -> None:
+        """Place the tiles on the workers (round robin over their sorted addresses) and send each
+        its piece of the content target, once for the run; the driver keeps none (``None``)."""
+        if self.placement:
+            raise RuntimeError("this DaskTileRunner already serves an objective; make one per objective")
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
         if not workers:
             raise BackendError("the Dask cluster has no workers")
-        model = self.model
-        self.client = client
+        model = objective.model
         self.spec = (str(model.path), backend_name(model.xp), model.pooling, np.dtype(model.dtype).name)
-        self.placement = [workers[i % len(workers)] for i in range(len(self.tiles))]
+        self.placement = [workers[i % len(workers)] for i in range(len(objective.tiles))]
         # the content target's pieces are constant: each goes to its tile's worker once
-        self.piece_futures = self._scatter([to_host(p) for p in self.content_pieces])
-        self.content_pieces = None          # the driver no longer needs them
-        self._crops: list = []
+        self._pieces = self._scatter([to_host(p) for p in objective.content_pieces])
+        return None
 
     def _scatter(self, arrays: list) -> list:
         """Futures of ``arrays[i]`` held on tile ``i``'s worker (one scatter call per worker)."""
@@ -150,33 +149,31 @@ class DaskTiledObjective(TiledObjective):
                 out[i] = f
         return out
 
-    def _submit(self, fn, i: int, *args) -> Any:
-        return self.client.submit(fn, self.spec, self._crops[i], self.tiles[i], *args,
+    def _submit(self, fn, objective: TiledObjective, i: int, *args) -> Any:
+        return self.client.submit(fn, self.spec, self._crops[i], objective.tiles[i], *args,
                                   workers=[self.placement[i]], allow_other_workers=True, pure=False)
 
-    def _statistics(self, x: Array, content_layer: str | None, keep_last: bool = False):
-        """Pass 1 on the workers (the targets, with ``content_layer``, are built on the driver)."""
-        if content_layer is not None:
-            return super()._statistics(x, content_layer, keep_last)
-        xp, host = self.xp, to_host(x)
-        self._crops = self._scatter([np.ascontiguousarray(crop(host, t)) for t in self.tiles])
-        futures = [self._submit(pass1_task, i, list(self.style_layers)) for i in range(len(self.tiles))]
-        grams: dict[str, Array] = {}
+    def statistics(self, objective: TiledObjective, x: Array) -> tuple[dict[str, Array], list]:
+        """Pass 1 on the workers: the global Grams (nothing kept for pass 2 here: ``[]``). Each
+        crop is sent once, to its tile's worker, for both passes."""
+        xp, host = objective.xp, to_host(x)
+        self._crops = self._scatter([np.ascontiguousarray(crop(host, t)) for t in objective.tiles])
+        futures = [self._submit(pass1_task, objective, i, list(objective.style_layers))
+                   for i in range(len(objective.tiles))]
         with _cancel_on_error(self.client, futures):
-            for f in futures:                               # tile order: the same sums every run
-                for n, g in f.result().items():
-                    g = xp.asarray(g)
-                    grams[n] = g if n not in grams else grams[n] + g
-        return grams, None, None
+            # tile order: the same sums every run
+            grams = sum_pieces({n: xp.asarray(g) for n, g in f.result().items()} for f in futures)
+        return grams, []
 
-    def _gradients(self, x: Array, M: Mapping[str, Array], last_acts: Any) -> Iterator[tuple]:
+    def gradients(self, objective: TiledObjective, x: Array, M: Mapping[str, Array],
+                  last: list) -> Iterator[tuple]:
         """Pass 2 on the workers: ``(tile index, dJ/d(crop), J_content part)`` in tile order."""
-        xp = self.xp
+        xp, o = objective.xp, objective
         m_host = self.client.scatter([{n: to_host(m) for n, m in M.items()}], broadcast=True,
                                      hash=False)[0]
-        weight = self.alpha / self.scales.content
-        futures = [self._submit(pass2_task, i, m_host, self.content_layer, self.piece_futures[i],
-                                weight, self.content_size) for i in range(len(self.tiles))]
+        weight = o.alpha / o.scales.content
+        futures = [self._submit(pass2_task, o, i, m_host, o.content_layer, self._pieces[i],
+                                weight, o.content_size) for i in range(len(o.tiles))]
         try:
             with _cancel_on_error(self.client, futures):
                 for i, f in enumerate(futures):
@@ -185,6 +182,12 @@ class DaskTiledObjective(TiledObjective):
                     yield i, xp.asarray(g), xp.asarray(j, dtype=x.dtype)
         finally:
             self._crops = []                            # this evaluation's crops can go
+
+
+def DaskTiledObjective(model, content: Array, style: Any, *, client, tile, **options: Any) -> TiledObjective:
+    """``TiledObjective(model, content, style, tile=tile, runner=DaskTileRunner(client), **options)``:
+    :class:`~numpynst.tiled.TiledObjective` with both passes on the workers of ``client``."""
+    return TiledObjective(model, content, style, tile=tile, runner=DaskTileRunner(client), **options)
 
 
 def _check_model(model) -> None:
@@ -202,18 +205,6 @@ def _cancel_on_error(client, futures: list):
         with contextlib.suppress(Exception):
             client.cancel([f for f in futures if f is not None])
         raise
-
-
-def objective_on(client):
-    """``make_objective(plan, model, content, style, **options)`` for :func:`numpynst.transfer.stylize`
-    with the tiled scales on ``client``'s workers (a scale planned whole runs in this process)."""
-    from .plan import make_objective
-
-    def make(plan, model, content, style, **options):
-        if plan.tile is None:
-            return make_objective(plan, model, content, style, **options)
-        return DaskTiledObjective(model, content, style, client=client, tile=plan.tile, **options)
-    return make
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from numpynst.commands.demo import (
     DEMO_STYLE_WEIGHT,
 )
 from numpynst.testing import write_tiny_vgg_h5
-from numpynst.transfer import DEFAULT_BETA, WEIGHT_RANGES
+from numpynst.transfer import DEFAULT_BETA, COEFFICIENT_RANGES
 
 
 def test_the_demo_runs_coarse_to_fine_with_a_stronger_style_weight(tmp_path, capsys):
@@ -18,7 +18,7 @@ def test_the_demo_runs_coarse_to_fine_with_a_stronger_style_weight(tmp_path, cap
     assert (args.size, args.iterations, tuple(args.scales)) == (DEMO_SIZE, DEMO_ITERATIONS, DEMO_SCALES)
     assert DEMO_SCALES[-1] == 1.0 and len(DEMO_SCALES) > 1          # ends at the full size
     assert (args.alpha, args.beta, args.tv_weight, args.weights_mode) == (None, DEMO_STYLE_WEIGHT, None, "calibrated")
-    lo, hi = WEIGHT_RANGES["beta"]
+    lo, hi = COEFFICIENT_RANGES["beta"]
     assert DEFAULT_BETA < DEMO_STYLE_WEIGHT <= hi and lo == 0             # more style, within the range
     assert build_parser().parse_args(["demo", "--style-weight", "1"]).beta == 1       # still the user's knob
 

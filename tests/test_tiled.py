@@ -15,8 +15,8 @@ from numpynst import tiled
 from numpynst.errors import OptionError
 from numpynst.gradcheck import rel_error
 from numpynst.testing import tiny_vgg
-from numpynst.tiled import (Tile, TiledObjective, add_crop, crop, halo_for, receptive, sum_pieces,
-                            tile_gradient, tile_grid, tile_statistics, tile_tv)
+from numpynst.tiled import (LocalTileRunner, Tile, TiledObjective, add_crop, crop, halo_for, receptive,
+                            sum_pieces, tile_gradient, tile_grid, tile_statistics, tile_tv)
 from numpynst.losses import content_cost, gram_matrix, total_variation
 from numpynst.transfer import Objective, stylize
 from numpynst.vgg import VGG
@@ -187,26 +187,58 @@ def test_tiled_evaluate_frees_each_tiles_activations_before_its_backward(monkeyp
     obj = TiledObjective(model, c, s, tile=32, content_layer="block2_conv2",
                          style_layers={"block1_conv1": 0.5, "block3_conv1": 0.5})
     refs, alive = [], []
-    forward, backward = model.forward, model.backward
+    forward, backward = model.forward_tape, model.backward_tape
 
-    def watch_forward(x, names, keep_cache=True):
-        acts = forward(x, names, keep_cache=keep_cache)
-        if keep_cache:
+    def watch_forward(x, names, keep=True):
+        acts, tape = forward(x, names, keep=keep)
+        if keep:
             refs.append(weakref.ref(acts["block3_conv1"]))
-        return acts
+        return acts, tape
 
-    def watch_backward(grads, release=False):
-        dx = backward(grads, release=release)
+    def watch_backward(grads, tape, release=False):
+        dx = backward(grads, tape, release=release)
         alive.append(refs[-1]() is not None)
         return dx
 
-    monkeypatch.setattr(model, "forward", watch_forward)
-    monkeypatch.setattr(model, "backward", watch_backward)
+    monkeypatch.setattr(model, "forward_tape", watch_forward)
+    monkeypatch.setattr(model, "backward_tape", watch_backward)
     J, g, _ = obj.evaluate(x)
     assert len(alive) == len(obj.tiles) > 1 and not any(alive)
     monkeypatch.undo()
     J0, g0, _ = obj.evaluate(x)                   # and the result is what it was
     assert float(J) == float(J0) and np.array_equal(g, g0)
+
+
+def test_the_runner_runs_the_passes_and_moving_keeps_the_targets(rng):
+    """A runner is handed the passes: a counting one gives the default's numbers bit for bit, and
+    with_runner moves an objective (its targets built once) without touching the original."""
+    model = tiny_vgg()
+    c, s, x = _images(rng, (53, 70), (41, 59))
+    kw = dict(tile=32, content_layer="block2_conv2", style_layers={"block1_conv1": 0.5, "block3_conv1": 0.5},
+              weights_mode="calibrated")
+    calls = []
+
+    class Counting(LocalTileRunner):
+        def statistics(self, objective, x):
+            calls.append("pass 1")
+            return super().statistics(objective, x)
+
+        def gradients(self, objective, x, M, last):
+            calls.append("pass 2")
+            return super().gradients(objective, x, M, last)
+
+    default = TiledObjective(model, c, s, **kw)
+    counted = TiledObjective(model, c, s, runner=Counting(), **kw)
+    J0, g0, p0 = default.evaluate(x)
+    J1, g1, p1 = counted.evaluate(x)
+    assert calls == ["pass 1", "pass 2"]
+    assert float(J0) == float(J1) and np.array_equal(g0, g1) and p0 == p1
+    moved = default.with_runner(Counting())
+    assert moved is not default and moved.runner is not default.runner
+    assert moved.style_targets is default.style_targets and moved.scales is default.scales
+    J2, g2, _ = moved.evaluate(x)
+    assert float(J2) == float(J0) and np.array_equal(g2, g0) and calls[2:] == ["pass 1", "pass 2"]
+    assert isinstance(default.runner, LocalTileRunner) and default.content_target is None
 
 
 def test_stylize_tiled_matches_whole(rng):

@@ -15,7 +15,7 @@ pytest.importorskip("distributed")
 from numpynst.cli import main
 from numpynst.errors import OptionError
 from numpynst.tiled import TiledObjective
-from numpynst.tiled_dask import DaskTiledObjective, check_cluster_options
+from numpynst.tiled_dask import DaskTileRunner, DaskTiledObjective, check_cluster_options
 from numpynst.testing import tiny_vgg, write_tiny_vgg_h5
 from numpynst.transfer import Objective, stylize
 from numpynst.vgg import VGG
@@ -60,7 +60,7 @@ def test_dask_tiles_give_the_in_process_value_and_gradient(client, weights_file,
     content, style, x = _images()
     local = TiledObjective(model, content, style, tile=tile, **LAYERS, **WEIGHTS)
     remote = DaskTiledObjective(model, content, style, client=client, tile=tile, **LAYERS, **WEIGHTS)
-    assert len(remote.tiles) >= 6 and len(set(remote.placement)) == 2      # both workers have tiles
+    assert len(remote.tiles) >= 6 and len(set(remote.runner.placement)) == 2      # both workers have tiles
     whole = Objective(model, content, style, **LAYERS, **WEIGHTS)
     for k in range(2):                              # twice: the workers' cached models serve again
         xk = x + k * 3.0
@@ -85,7 +85,7 @@ def test_dask_float32_agrees_with_in_process_float32(client, tmp_path):
     local = here.evaluate(x)
     remote = DaskTiledObjective(model, content, style, client=client, tile=16, **LAYERS,
                                 **WEIGHTS).evaluate(x)
-    moved = DaskTiledObjective.from_tiled(here, client).evaluate(x)     # targets built once, here
+    moved = here.with_runner(DaskTileRunner(client)).evaluate(x)        # targets built once, here
     assert here.content_pieces is not None                               # the original is intact
     for e in (remote, moved):
         assert e.grad.dtype == np.float32 and e.J.dtype == np.float32
