@@ -12,10 +12,11 @@ __version__ = "0.1.0"
 from .errors import (BackendError, ImageError, ManifestError, NumpynstError,  # noqa: F401
                      OptionError, WeightsError)
 from .image import load_image, save_image  # noqa: F401,E402
+from .options import StylizeOptions  # noqa: F401,E402
 from .transfer import Objective, Result, stylize  # noqa: F401,E402
 from .vgg import VGG, deprocess, preprocess  # noqa: F401,E402
 
 __all__ = [
-    "stylize", "Objective", "Result", "VGG", "preprocess", "deprocess", "load_image", "save_image",
+    "stylize", "StylizeOptions", "Objective", "Result", "VGG", "preprocess", "deprocess", "load_image", "save_image",
     "NumpynstError", "BackendError", "WeightsError", "ImageError", "OptionError", "ManifestError",
 ]

@@ -22,16 +22,10 @@ and ``n = 3 H W`` pixels' values, bytes::
   convolution's dispatch table what each layer runs at the crop's size), and the convolutions'
   scratch, ``SCRATCH`` per worker thread (:func:`numpynst.layers.fast.parallel.workers`).
 
-``TAPE = 1.6`` and ``MODEL_FACTOR = 2.0`` fit the peak RSS measured on this project's 2-core machine
-(building the objective and one ``value_and_grad``, VGG19, float32, the default layers, minus the
-RSS after import; one BLAS thread, as in tests/test_plan.py): whole 256 px 359 MiB (estimate 402),
-whole 320 px 509 MiB (548), whole 512 px 805 MiB (876; with two threads 880 MiB, estimate 901),
-448 px in 224 px tiles 591 MiB (536), 512 px in 256 px tiles 658 MiB (581). tests/test_plan.py
-checks the estimate against measured peaks, whole and tiled (within 25%). Whole runs of
-``stylize`` with Adam (the optimizer's vectors included), after the release fixes of
-:mod:`numpynst.tiled` and :func:`numpynst.transfer.stylize`: 2048 px in 15 tiles measured 1.91 GiB
-(estimate 1.77), 4096 px in 54 tiles 3.47 GiB (estimate 3.21): 8% over, which the test's margin
-and the default budget's share of free memory absorb (benchmarks/README.md, "Print size").
+``TAPE = 1.6`` and ``MODEL_FACTOR = 2.0`` are fitted to peak RSS measured on this project's 2-core
+machine (building the objective and one ``value_and_grad`` minus the RSS after import);
+tests/test_plan.py checks the estimate against measured peaks, whole and tiled (within 25%).
+Measured figures: benchmarks/README.md, "Print size", "The planner's constants".
 
 **Time.** ``seconds = FLOPs / THROUGHPUT``: the 3x3 convolutions' ``2 * 9 Cin Cout`` per position,
 forward and backward (``dx`` only, as much again); a tiled evaluation runs a second forward over
@@ -54,9 +48,8 @@ import numpy as np
 from .backend import backend_name
 from .layers.fast import dispatch, parallel
 from .errors import OptionError
-from .objective import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, Objective, check_layers
 from .optim import DEFAULT_LBFGS_HISTORY
-from .tiled import TiledObjective, halo_for, receptive
+from .tiled import halo_for
 
 TAPE = 1.6
 MODEL_FACTOR = 2.0
@@ -71,18 +64,6 @@ MAX_TILES_PER_SIDE = 64
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def check_scales(scales: Sequence[float] | None) -> list[float]:
-    """The coarse-to-fine schedule: increasing scales in (0, 1], ending at 1 (added if missing)."""
-    if scales is None:
-        return [1.0]
-    out = [float(s) for s in scales]
-    if not out or any(not (0 < s <= 1) for s in out) or out != sorted(out):
-        raise OptionError(f"scales must be increasing numbers in (0, 1], got {list(scales)}")
-    if out[-1] != 1.0:
-        out.append(1.0)
-    return out
 
 
 def parse_memory(text: Any, option: str = "--max-memory") -> int:
@@ -125,25 +106,15 @@ def default_budget(xp) -> int:
 
 
 # ---------------------------------------------------------------------------- sizes of the work
-def _layers(model, names: Sequence[str]) -> list[tuple[str, int, int]]:
-    """``(layer, spacing, channels)`` of every layer up to the deepest of ``names``."""
-    deepest = max(names, key=model.layer_names.index)
-    return [(n, j, model.channels(n)) for n, (_, j) in receptive(model.layer_names, deepest).items()]
-
-
 def activation_floats(model, names: Sequence[str], hw: tuple[int, int]) -> int:
     """Floats of all layer outputs up to the deepest of ``names`` for an ``hw`` input (floor mode)."""
-    return sum((hw[0] // s) * (hw[1] // s) * c for _, s, c in _layers(model, names))
+    return sum((hw[0] // layer.spacing) * (hw[1] // layer.spacing) * layer.channels
+               for layer in model.up_to(names))
 
 
 def forward_flops(model, names: Sequence[str], hw: tuple[int, int]) -> float:
     """FLOPs of the 3x3 convolutions of one forward over an ``hw`` input: ``2 * 9 Cin Cout`` per position."""
-    total, cin = 0.0, 3
-    for n, s, c in _layers(model, names):
-        if not n.endswith("_pool"):
-            total += 2 * 9 * cin * c * (hw[0] // s) * (hw[1] // s)
-            cin = c
-    return total
+    return _sum_over_crops(model, names, [hw[0]], [hw[1]])
 
 
 def optimizer_vectors(optimizer: str | None, history: int = DEFAULT_LBFGS_HISTORY) -> tuple[int, int]:
@@ -193,9 +164,10 @@ def estimate(model, names: Sequence[str], content_layer: str, hw: tuple[int, int
     ys = [hw[0]] if tile is None else _extents(hw[0], tile[0], halo)
     xs = [hw[1]] if tile is None else _extents(hw[1], tile[1], halo)
     biggest, last = (max(ys), max(xs)), (ys[-1], xs[-1])
-    step = {name: j for name, j, _ in _layers(model, names)}[content_layer]
-    targets = (hw[0] // step) * (hw[1] // step) * model.channels(content_layer) * b
-    targets += sum(model.channels(m) ** 2 * b for m in names if m != content_layer)
+    rows = {layer.name: layer for layer in model.up_to(names)}
+    content = rows[content_layer]
+    targets = (hw[0] // content.spacing) * (hw[1] // content.spacing) * content.channels * b
+    targets += sum(rows[m].channels ** 2 * b for m in names if m != content_layer)
     work = TAPE * activation_floats(model, names, biggest) * b + 2 * 3 * biggest[0] * biggest[1] * b
     v_eval, v_update = optimizer_vectors(optimizer)
     weights = sum(w.nbytes + bias.nbytes for w, bias in model.params.values())
@@ -214,17 +186,13 @@ def winograd_bytes(model, names: Sequence[str], crop: tuple[int, int]) -> int:
     an ``h x w`` crop up to the deepest of ``names``: 36/9 of a layer's weights where the dispatch
     table picks F(4x4,3x3), 16/9 where it picks F(2x2,3x3), none for im2col (on a GPU: as its
     configured method)."""
-    depth = max(model.layer_names.index(n) for n in names)
-    h, w = crop
     total = 0
-    for name in model.layer_names[:depth + 1]:
-        if name.endswith("_pool"):
-            h, w = h // 2, w // 2
+    for layer in model.up_to(names):
+        wt = model.params[layer.name][0] if layer.kind == "conv" else None
+        if wt is None or tuple(wt.shape[:2]) != (3, 3):
             continue
-        wt = model.params[name][0]
-        if tuple(wt.shape[:2]) != (3, 3):
-            continue
-        method = dispatch.forward_method(wt, 1, 1, "auto", h * w)
+        positions = (crop[0] // layer.spacing) * (crop[1] // layer.spacing)
+        method = dispatch.forward_method(wt, 1, 1, "auto", positions)
         total += {"winograd4": 4.0, "winograd": 16 / 9}.get(method, 0.0) * wt.nbytes
     return int(total)
 
@@ -232,8 +200,9 @@ def winograd_bytes(model, names: Sequence[str], crop: tuple[int, int]) -> int:
 def _sum_over_crops(model, names: Sequence[str], ys: Sequence[int], xs: Sequence[int]) -> float:
     """:func:`forward_flops` summed over every crop ``(y, x)`` of ``ys x xs`` (per-axis sums)."""
     total, cin = 0.0, 3
-    for n, s, c in _layers(model, names):
-        if not n.endswith("_pool"):
+    for layer in model.up_to(names):
+        if layer.kind == "conv":
+            s, c = layer.spacing, layer.channels
             total += 2 * 9 * cin * c * sum(y // s for y in ys) * sum(x // s for x in xs)
             cin = c
     return total
@@ -247,7 +216,7 @@ def smallest_tile(model, names: Sequence[str]) -> int:
 def check_tile(model, names: Sequence[str], tile: int) -> int:
     """``tile`` if it is a multiple of the pooling grid and at least the halo, else :class:`OptionError`."""
     factor, low = model.pool_factor(names), smallest_tile(model, names)
-    deepest = max(names, key=model.layer_names.index)
+    deepest = model.deepest(names).name
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile % factor or tile < low:
         near = max(low, factor * math.ceil(tile / factor)) if isinstance(tile, (int, np.integer)) else low
         raise OptionError(f"--tile {tile}: must be a multiple of {factor} (the pooling grid of {deepest}) "
@@ -311,40 +280,14 @@ def plan_stylize(model, content_hw: tuple[int, int], scales: Sequence[float], co
     Every scale is planned before anything runs, so a budget too small for the last scale stops
     the run at once (:class:`OptionError`) rather than after the coarse scales.
     """
-    from .image import round_to_multiple, scaled_shape
+    from .image import grid_shapes
     names = list(dict.fromkeys([content_layer, *style_layers]))
     budget, source = resolve_budget(max_memory, model.xp)
     label = f"{max_memory}" if max_memory is not None else f"{format_bytes(budget)} ({source})"
-    factor = model.pool_factor(names)
-    plans = {s: choose(model, names, content_layer, round_to_multiple(scaled_shape(content_hw, s), factor),
-                       budget, optimizer, tile, s, label) for s in scales}
+    shapes = grid_shapes(content_hw, scales, model.up_to(names)[-1].pool_factor)   # the pooling grid
+    plans = {s: choose(model, names, content_layer, hw, budget, optimizer, tile, s, label)
+             for s, hw in zip(scales, shapes)}
     return plans, budget, source
-
-
-def make_objective(plan: ScalePlan, model, content, style, **options):
-    """The objective :func:`numpynst.transfer.stylize` minimises at one scale: whole or tiled, as planned."""
-    if plan.tile is None:
-        return Objective(model, content, style, **options)
-    return TiledObjective(model, content, style, tile=plan.tile, **options)
-
-
-def plan_report(content: Any, *, size: int | None = None, scales: Sequence[float] | None = None,
-                content_layer: str | None = None, style_layers: Any = None, optimizer: str = "lbfgs",
-                tile: int | None = None, max_memory: Any = None, backend: str = "numpy",
-                weights: Any = None, pooling: str = "max", max_pixels: int | None = None) -> str:
-    """What ``numpynst stylize --dry-run`` prints: the plan of every scale, checked as
-    :func:`numpynst.transfer.stylize` checks it, without running anything or writing a file."""
-    from .image import as_rgb
-    from .vgg import VGG
-    content_layer = content_layer or DEFAULT_CONTENT_LAYER
-    layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
-    scale_list = check_scales(scales)
-    model = VGG.from_h5(weights, backend=backend, pooling=pooling)
-    check_layers(model, content_layer, layers)
-    hw = as_rgb(content, "content", size, max_pixels).shape[:2]
-    plans, budget, source = plan_stylize(model, hw, scale_list, content_layer, list(layers), optimizer,
-                                         tile, max_memory)
-    return describe(list(plans.values()), budget, model, optimizer, source)
 
 
 def describe(plans: Sequence[ScalePlan], budget: int, model, optimizer: str, budget_source: str) -> str:

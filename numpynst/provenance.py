@@ -23,6 +23,7 @@ print) and to 8 for everything else; ``--bit-depth 16`` also works for ``.png``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,12 +37,7 @@ from .image import DEEP_FORMATS, SAVE_FORMATS, ImageInfo, icc_profile
 
 __all__ = ["bit_depth_for", "run_info", "run_record"]
 
-#: ``args`` attributes that do not shape the picture (where/how the run was carried out).
-NOT_PARAMETERS = frozenset({
-    "func", "command", "output", "overwrite", "quiet", "plot", "save_every", "bit_depth",
-    "workers", "scheduler", "dry_run", "stop_cause", "content", "style",
-})
-#: ``args`` attributes that hold file names (recorded by base name).
+#: Options that hold file names (recorded by base name).
 FILE_PARAMETERS = ("init", "weights")
 
 
@@ -66,14 +62,13 @@ def _name(value: Any) -> Any:
     return os.path.basename(os.fspath(value)) if isinstance(value, (str, os.PathLike)) else value
 
 
-def run_record(args: Any, content: Any, styles: Sequence[Any], result: Any) -> dict[str, Any]:
-    """The JSON-ready record of one run: inputs, options (``vars(args)`` less
-    :data:`NOT_PARAMETERS`), and the outcome from ``result`` (a :class:`numpynst.transfer.Result`)."""
-    options = {k: v for k, v in sorted(vars(args).items())
-               if k not in NOT_PARAMETERS and not callable(v)}
+def run_record(options: Any, content: Any, styles: Sequence[Any], result: Any) -> dict[str, Any]:
+    """The JSON-ready record of one run: inputs, the options that shaped the picture (a
+    :class:`numpynst.options.StylizeOptions`: every field, file names by base name), and the
+    outcome from ``result`` (a :class:`numpynst.transfer.Result`)."""
+    options = dict(sorted(dataclasses.asdict(options).items()))
     for key in FILE_PARAMETERS:
-        if key in options:
-            options[key] = _name(options[key])
+        options[key] = _name(options[key])
     J = [float(v) for v in result.history.get("J", []) if math.isfinite(v)]
     height, width = result.image.shape[:2]
     return {
@@ -91,10 +86,10 @@ def run_record(args: Any, content: Any, styles: Sequence[Any], result: Any) -> d
     }
 
 
-def run_info(args: Any, content: Any, styles: Sequence[Any], result: Any) -> ImageInfo:
+def run_info(options: Any, content: Any, styles: Sequence[Any], result: Any) -> ImageInfo:
     """:class:`ImageInfo` for a run's picture: the content's RGB ICC profile (else sRGB), the
     software and the :func:`run_record` as JSON."""
     profile = icc_profile(content) if isinstance(content, (str, os.PathLike)) else None
-    record = json.dumps(run_record(args, content, styles, result), sort_keys=True,
+    record = json.dumps(run_record(options, content, styles, result), sort_keys=True,
                         ensure_ascii=True, default=str)
     return ImageInfo(profile, record, f"numpynst {__version__}")

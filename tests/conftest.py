@@ -32,3 +32,10 @@ def rng():
 def asxp(xp, a, dtype=None):
     """Host array -> the backend under test."""
     return xp.asarray(a, dtype=dtype)
+
+
+@pytest.fixture
+def model(xp):
+    """A tiny float64 VGG on each backend (test_objective.py, test_transfer.py)."""
+    from numpynst.testing import tiny_vgg
+    return tiny_vgg(dtype=np.float64, backend="numpy" if xp.__name__ == "numpy" else "cupy")

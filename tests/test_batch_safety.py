@@ -208,10 +208,10 @@ BAD_CELLS = {
     "scale above one": ("scales", "0.5;2", "expected a number in [0, 1], got '2'"),
     "iterations 1e20": ("iterations", "1e20", f"expected an integer in 0..{MAX_ITERATIONS}, got '1e20'"),
     "iterations over the maximum": ("iterations", str(MAX_ITERATIONS + 1), f"in 0..{MAX_ITERATIONS}"),
-    "negative weight": ("beta", "-1", "expected a number >= 0, got '-1'"),
-    "nan weight": ("alpha", "nan", "expected a number >= 0, got 'nan'"),
-    "inf weight": ("tv_weight", "inf", "expected a number >= 0, got 'inf'"),
-    "overflowing weight": ("beta", "1e999", "expected a number >= 0, got '1e999'"),
+    "negative weight": ("beta", "-1", "expected a number in [0, 1e+15], got '-1'"),
+    "nan weight": ("alpha", "nan", "expected a number in [0, 1e+15], got 'nan'"),
+    "inf weight": ("tv_weight", "inf", "expected a number in [0, 1e+15], got 'inf'"),
+    "overflowing weight": ("beta", "1e999", "expected a number in [0, 1e+15], got '1e999'"),
     "zero lr": ("lr", "0", "expected a number > 0"),
     "unknown optimizer": ("optimizer", "sgd", "expected one of"),
     "unknown init": ("init", "sideways", "expected one of content, noise, style or an image file"),
@@ -251,10 +251,10 @@ def test_all_three_weights_zero_is_refused(files, tmp_path):
 def test_json_values_from_hostile_rows_and_numpy_values_from_python(files, tmp_path):
     base = {"content": str(files / "c1.png"), "style": str(files / "s1.png")}
     for extra, expected in (({"iterations": 1e20}, "expected an integer in 0..1000000, got 1e+20"),
-                            ({"beta": 10 ** 400}, "expected a number >= 0, got 1000000"),
+                            ({"beta": 10 ** 400}, "expected a number in [0, 1e+15], got 1000000"),
                             ({"preserve_color": [True] * 10_000}, "expected true or false, got [True, True"),
                             ({"style_layers": [[1]]}, "column 'style_layers': expected layers such as"),
-                            ({"seed": -1}, "expected an integer >= 0, got -1")):
+                            ({"seed": -1}, "expected an integer in 0..18446744073709551615, got -1")):
         m = tmp_path / "m.jsonl"
         m.write_text(json.dumps({**base, **extra}) + "\n")
         with pytest.raises(ManifestError) as err:

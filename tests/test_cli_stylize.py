@@ -93,7 +93,7 @@ def test_bad_input_images_give_one_line_errors(files, make, fragments):
     (["--beta", "-2"], "beta"),
     (["--style-layers", "block1_conv1:abc"], "--style-layers"),
     (["--content-layer", "block9_conv9"], "block9_conv9"),
-    (["--style-blend", "1", "2"], "style_blend"),
+    (["--style-blend", "1", "2"], "--style-blend has 2 weight(s) for 1 style"),
     (["--scales", "1", "0.5"], "scales"),
     (["--init", "nowhere.png"], "--init"),
     (["--optimizer", "lbfgs", "--lr", "0.1"], "lr does not apply"),

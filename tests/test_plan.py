@@ -51,6 +51,18 @@ def test_activation_floats_match_the_forward(vgg19):
     assert plan.activation_floats(model, ["block4_conv2"], hw) == sum(a.size for a in acts.values())
 
 
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_flops_and_floats_follow_the_layer_table(arch):
+    """Per-crop sums equal the single-crop counts summed, and the floats the forward's, on both nets."""
+    model = tiny_vgg(arch)
+    names = ["block4_conv1", "block1_conv1"]
+    acts = model.forward(np.zeros((1, 41, 30, 3)), [layer.name for layer in model.up_to(names)])
+    assert plan.activation_floats(model, names, (41, 30)) == sum(a.size for a in acts.values())
+    ys, xs = [37, 20], [30, 17, 9]
+    assert plan._sum_over_crops(model, names, ys, xs) == sum(plan.forward_flops(model, names, (y, x))
+                                                             for y in ys for x in xs)
+
+
 def test_whole_when_it_fits_tiles_when_not(vgg19):
     hw = (1024, 1024)
     whole = plan.estimate(vgg19, NAMES, DEFAULT_CONTENT_LAYER, hw, None)
@@ -151,7 +163,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     (["--tile", "32"], "at least the halo 80; the smallest valid value is 80"),
     (["--max-memory", "1GB"], "--max-memory 1GB is too small"),
     (["--max-memory", "lots"], "--max-memory 'lots'"),
-    (["--scales", "2"], "scales must be increasing numbers in (0, 1]"),
+    (["--scales", "2"], "--scales must be a number in [0, 1], got 2.0"),
 ])
 @pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
 def test_bad_print_options_are_one_line_exit_2(tmp_path, args, message, dry):

@@ -15,11 +15,8 @@ changing ``iterations`` from 100 to 101, gives a new digest. The output file is
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -29,6 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..checks import first_line
 from ..errors import ManifestError
 from ..files import file_digest
+from ..objective import DEFAULT_STYLE_LAYERS
 from .options import OPTIONS, check_together, parse_file, parse_option, show
 
 DIGEST_VERSION = 1          # bump when the meaning of an option changes, to invalidate old outputs
@@ -86,19 +84,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _DIGEST_MEMO[key]
 
 
-@functools.lru_cache(maxsize=1)
-def _stylize_defaults() -> tuple[tuple[str, Any], ...]:
-    # Once per process: inspecting the signature costs more than the rest of a job's digest.
-    from ..transfer import DEFAULT_STYLE_LAYERS, stylize
-    sig = inspect.signature(stylize)
-    out = {n: sig.parameters[n].default for n in OPTIONS if n in sig.parameters}
+def _stylize_defaults() -> dict[str, Any]:
+    """Every option a job may set, with the value a job that leaves it empty runs with."""
+    from ..options import default_of
+    out = {n: default_of(n) for n in OPTIONS}
     out["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
-    return tuple(out.items())
+    return out
 
 
 def job_digest(content: str, styles: Sequence[str], options: Mapping[str, Any]) -> str:
     """Hex SHA-256 identity of a job: input file *contents* plus options with defaults filled in."""
-    effective = {**copy.deepcopy(dict(_stylize_defaults())), **options}
+    effective = {**_stylize_defaults(), **options}
     if effective.get("weights") is None:
         from ..weights import default_weights_path
         effective["weights"] = str(default_weights_path())

@@ -35,7 +35,6 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

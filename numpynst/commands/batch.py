@@ -12,24 +12,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import NumpynstError, OptionError
-from ..objective import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_TV_WEIGHT, WEIGHT_RANGES
-
-#: one flag per job option; the values are parsed and checked by numpynst.batch.options.parse_option.
-_FLAG_HELP = {
-    "size": "longest side in pixels", "iterations": "iteration cap", "optimizer": "lbfgs, adam or gd",
-    "lr": "step size for adam/gd",
-    "alpha": "content weight (calibrated: {:g}..{:g}, default {:g})".format(*WEIGHT_RANGES["alpha"], DEFAULT_ALPHA),
-    "beta": "style weight, more is more painting (calibrated: {:g}..{:g}, default {:g})".format(
-        *WEIGHT_RANGES["beta"], DEFAULT_BETA),
-    "tv_weight": "total-variation weight (calibrated: {:g}..{:g}, default {:g})".format(
-        *WEIGHT_RANGES["tv_weight"], DEFAULT_TV_WEIGHT),
-    "weights_mode": "calibrated (default; the ranges above) or raw (the tutorials' J, weights as given)",
-    "content_layer": "e.g. block4_conv2",
-    "style_layers": "NAME[:W];NAME[:W]...", "style_blend": "weights separated by ';'",
-    "style_scale": "style size relative to content", "init": "content, noise, style or an image",
-    "seed": "noise seed", "preserve_color": "true/false", "pooling": "max or avg",
-    "weights": "VGG HDF5 file", "tol": "relative stopping tolerance", "scales": "e.g. '0.5;1'",
-}
+from ..batch.options import OPTIONS
+from ..options import option_help
 
 
 def register(subparsers) -> None:
@@ -50,8 +34,9 @@ def register(subparsers) -> None:
     c.add_argument("--no-contact-sheet", action="store_true", help="skip contact_sheet.png")
     c.add_argument("--quiet", action="store_true", help="no progress bar (the summary lines are still printed)")
     o = p.add_argument_group("options (one value each; several values with --grid make a sweep)")
-    for name, text in _FLAG_HELP.items():
-        o.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, nargs="+", metavar="V", help=text)
+    for name in OPTIONS:                # one flag per job option, parsed and checked like a manifest cell
+        o.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, nargs="+", metavar="V",
+                       help=option_help(name))
     p.set_defaults(func=run)
 
 
@@ -68,7 +53,7 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from .. import batch
-    from ..batch.options import OPTIONS, parse_option
+    from ..batch.options import parse_option
     from ..files import same_file
     options = {n: getattr(args, "opt_" + n) for n in OPTIONS if getattr(args, "opt_" + n, None) is not None}
     if (args.manifest is None) == (args.grid is None):

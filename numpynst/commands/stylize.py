@@ -19,73 +19,21 @@ save the best image so far (exit 130 / 143).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from ..arch import parse_layer_weights
 from ..errors import ImageError, OptionError
-from ..image import IMAGE_SUFFIXES, MAX_SIZE
-from ..transfer import MAX_ITERATIONS  # the cap per scale, --iterations and --save-every alike
-from ..transfer import (DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_CONTENT_LAYER, DEFAULT_ITERATIONS,
-                        DEFAULT_STYLE_LAYERS, DEFAULT_TOL, DEFAULT_TV_WEIGHT, INITS, RAW_ALPHA, RAW_BETA,
-                        RAW_TV_WEIGHT, WEIGHT_RANGES, WEIGHTS_MODES)
-from ..optim import OPTIMIZERS
-
-def _style_layers_arg(text: str) -> dict[str, float]:
-    try:
-        return parse_layer_weights(text)
-    except ValueError as exc:        # argparse reports ArgumentTypeError's text as is
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from ..image import IMAGE_SUFFIXES
+from ..options import INITS, MAX_ITERATIONS, StylizeOptions, add_arguments, from_args
 
 
 def add_stylize_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``stylize`` and ``demo``."""
-    g = p.add_argument_group("picture")
-    g.add_argument("--size", type=int, default=None,
-                   help="longest side of the result in pixels (default: the content's size)")
-    g.add_argument("--style-scale", type=float, default=1.0,
-                   help="style image size relative to the content; < 1 gives bigger strokes (default 1)")
-    g.add_argument("--style-blend", type=float, nargs="+", metavar="W",
-                   help="one weight per style image, to blend several styles (default: equal)")
-    g.add_argument("--preserve-color", action="store_true",
-                   help="keep the content's colours, transfer luminance only")
-    g.add_argument("--init", default="content",
-                   help=f"starting image: {', '.join(INITS)}, or an image path (default: content)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the noise init (default 0)")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
-                   help=f"iteration cap per scale (default {DEFAULT_ITERATIONS})")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs", help="default: lbfgs")
-    o.add_argument("--lr", type=float, default=None, help="step size for adam/gd")
-    rng = lambda k: "%g..%g" % WEIGHT_RANGES[k]      # noqa: E731
-    o.add_argument("--alpha", "--content-weight", dest="alpha", type=float, default=None,
-                   help=f"content weight, {rng('alpha')} (default {DEFAULT_ALPHA:g}; raw: {RAW_ALPHA:g})")
-    o.add_argument("--beta", "--style-weight", dest="beta", type=float, default=None,
-                   help=f"style weight, {rng('beta')}: more is more painting (default {DEFAULT_BETA:g}; "
-                        f"raw: {RAW_BETA:g})")
-    o.add_argument("--tv-weight", type=float, default=None,
-                   help=f"total-variation (smoothness) weight, {rng('tv_weight')} (default "
-                        f"{DEFAULT_TV_WEIGHT:g}; raw: {RAW_TV_WEIGHT:g})")
-    o.add_argument("--weights-mode", choices=WEIGHTS_MODES, default="calibrated",
-                   help="calibrated (default): each term divided by its value at a blank image, the "
-                        "ranges above apply; raw: the tutorials' J with the weights as given")
-    o.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
-                   help=f"default {DEFAULT_CONTENT_LAYER}")
-    o.add_argument("--style-layers", type=_style_layers_arg, default=None,
-                   help="comma list NAME[:WEIGHT] (default: "
-                        + ",".join(f"{k}:{v:g}" for k, v in DEFAULT_STYLE_LAYERS.items()) + ")")
-    o.add_argument("--scales", type=float, nargs="+", metavar="S",
-                   help="coarse-to-fine schedule, e.g. 0.25 0.5 1 (default: full size only)")
-    o.add_argument("--tol", type=float, default=DEFAULT_TOL,
-                   help=f"stop when J falls by less than this fraction over 20 iterations; 0 = never "
-                        f"(default {DEFAULT_TOL:g})")
-    m = p.add_argument_group("model and device")
-    m.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy", help="default: numpy")
-    m.add_argument("--weights", default=None, help="VGG16/19 HDF5 weights (default: the shipped VGG19)")
-    m.add_argument("--pooling", choices=["max", "avg"], default="max", help="default: max")
+    """Options shared by ``stylize`` and ``demo``: those of the picture
+    (:class:`numpynst.options.StylizeOptions`, generated from it) and those of the command (where and
+    how the picture is written, progress, the cluster)."""
+    t = add_arguments(p)["print size (memory)"]
     r = p.add_argument_group("output")
     r.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also save every N-th iterate into OUT_frames/ (default: off)")
@@ -96,13 +44,6 @@ def add_stylize_options(p: argparse.ArgumentParser) -> None:
                         "(default: 16 for .tif, 8 otherwise)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    t = p.add_argument_group("print size (memory)")
-    t.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="memory budget, e.g. 4GB: the planner runs each scale whole or over exact tiles "
-                        "to fit it (default: half of the free memory)")
-    t.add_argument("--tile", type=int, default=None, metavar="PX",
-                   help="force exact tiles of at most PX x PX pixels (a multiple of the pooling grid, "
-                        "at least the halo)")
     t.add_argument("--dry-run", action="store_true",
                    help="print the plan (sizes, tiles, halo, estimated peak memory and time per "
                         "iteration) and exit without running or writing anything")
@@ -123,11 +64,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-#: Largest accepted loss weight (alpha, beta, tv_weight), whatever the weights mode: beyond it the
-#: weighted terms overflow float32 for ordinary activations.
-MAX_LOSS_WEIGHT = 1e15
-#: Largest accepted ``--seed`` (NumPy's generators take any non-negative integer; 64 bits is plenty).
-MAX_SEED = 2 ** 64 - 1
 #: The names ``--save-every`` writes in ``OUT_frames/``: ``00025.png``, or ``s0.5_00025.png`` with --scales.
 FRAME_NAME = re.compile(r"(s[0-9][0-9.e+-]*_)?[0-9]{5,}\.png")
 
@@ -140,31 +76,13 @@ class Outputs(NamedTuple):
     frames: Path | None        # OUT_frames/ with --save-every
 
 
-def check_numbers(args) -> None:
-    """Counts and weights: integers in range, finite non-negative weights, not all zero."""
+def check_numbers(args, n_styles: int | None = None) -> StylizeOptions:
+    """The picture's options from ``args``, checked (:meth:`StylizeOptions.validate`, messages naming
+    the flags), and ``--save-every``; returns them."""
     from ..checks import integer
-    integer("--iterations", args.iterations, minimum=0, maximum=MAX_ITERATIONS)
+    options = from_args(args).validate(n_styles, cli=True)
     integer("--save-every", args.save_every, minimum=0, maximum=MAX_ITERATIONS)
-    integer("--seed", args.seed, minimum=0, maximum=MAX_SEED)
-    if args.size is not None:
-        integer("--size", args.size, minimum=16, maximum=MAX_SIZE)
-    weights = {"--content-weight/--alpha": args.alpha, "--style-weight/--beta": args.beta,
-               "--tv-weight": args.tv_weight}
-    for name, value in weights.items():
-        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_LOSS_WEIGHT):
-            raise OptionError(f"{name} must be a finite number in 0..{MAX_LOSS_WEIGHT:g}, got {value!r}")
-    if all(v == 0 for v in weights.values()):
-        raise OptionError("--alpha, --beta and --tv-weight are all 0: there is nothing to minimise")
-    from ..transfer import default_weights       # the mode's range (calibrated: the documented one)
-    default_weights(args.weights_mode, args.alpha, args.beta, args.tv_weight)
-    for name in ("lr", "tol", "style_scale"):
-        value = getattr(args, name, None)
-        if value is not None and not math.isfinite(value):
-            raise OptionError(f"--{name.replace('_', '-')} must be a finite number, got {value!r}")
-    for name in ("scales", "style_blend"):
-        values = getattr(args, name, None) or []
-        if not all(math.isfinite(v) for v in values):
-            raise OptionError(f"--{name.replace('_', '-')} must be finite numbers, got {values}")
+    return options
 
 
 def check_inputs(args, content, styles: list) -> list[tuple[str, Path]]:
@@ -244,16 +162,24 @@ def _check_frames_dir(frames: Path, inputs: list[tuple[str, Path]], overwrite: b
                           f"pass --overwrite to replace them")
 
 
-def prepare(args, content, styles: list, output: str | Path) -> tuple[Outputs, list[tuple[str, Path]]]:
+class Checked(NamedTuple):
+    """What :func:`check_all` found good: the paths to write, the input files, the picture's options."""
+
+    outputs: Outputs
+    inputs: list[tuple[str, Path]]
+    options: StylizeOptions
+
+
+def check_all(args, content, styles: list, output: str | Path) -> Checked:
     """Every check that does not need the model, before anything is loaded or written."""
-    check_numbers(args)
+    options = check_numbers(args, len(styles))
     inputs = check_inputs(args, content, styles)
     out = check_output(output, inputs, args.overwrite)
     from ..provenance import bit_depth_for
     args.bit_depth = bit_depth_for(out, getattr(args, "bit_depth", None))
     from ..tiled_dask import check_cluster_options
     check_cluster_options(getattr(args, "workers", None), getattr(args, "scheduler", None))
-    return check_derived(args, out, inputs), inputs
+    return Checked(check_derived(args, out, inputs), inputs, options)
 
 
 def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, str | None]:
@@ -283,24 +209,21 @@ def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, st
 
 
 def stylize_to_file(args, content, styles: list, output: Path, log=print,
-                    checked: tuple[Outputs, list] | None = None) -> int:
-    """Run :func:`stylize` with the parsed options and write the result (and frames/plot).
+                    checked: Checked | None = None) -> int:
+    """Run :func:`numpynst.transfer.stylize` with the checked options and write the result (and
+    frames/plot); with ``--dry-run``, describe the prepared run instead.
 
-    ``checked``: what :func:`prepare` returned, if the caller already ran it (it is run here
+    ``checked``: what :func:`check_all` returned, if the caller already ran it (it is run here
     otherwise), so that every check comes before the model is loaded.
     """
     import numpy as np
+    from .. import transfer               # looked up by name: tests may substitute stylize
     from ..image import load_image, save_image
-    from ..transfer import stylize
     from ..vgg import deprocess
 
-    out, _ = checked if checked is not None else prepare(args, content, styles, output)
+    out, _, options = checked if checked is not None else check_all(args, content, styles, output)
     if getattr(args, "dry_run", False):
-        from ..plan import plan_report
-        log(plan_report(content, size=args.size, scales=args.scales, content_layer=args.content_layer,
-                        style_layers=args.style_layers, optimizer=args.optimizer, tile=args.tile,
-                        max_memory=args.max_memory, backend=args.backend, weights=args.weights,
-                        pooling=args.pooling))
+        log(transfer.prepare(content, styles, options).describe())
         return 0
     callback = None
     if out.frames is not None:
@@ -325,19 +248,12 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     from ..tiled_dask import cluster_client
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             cluster_client(getattr(args, "workers", None), getattr(args, "scheduler", None)) as client:
-        result = stylize(content, styles, size=args.size, iterations=args.iterations, optimizer=args.optimizer,
-                         lr=args.lr, alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight,
-                         content_layer=args.content_layer, style_layers=args.style_layers,
-                         style_blend=args.style_blend, style_scale=args.style_scale, init=args.init,
-                         seed=args.seed, preserve_color=args.preserve_color, backend=args.backend,
-                         weights=args.weights, pooling=args.pooling, tol=args.tol or None,
-                         callback=callback, scales=args.scales, progress=not args.quiet,
-                         weights_mode=args.weights_mode, tile=getattr(args, "tile", None),
-                         max_memory=getattr(args, "max_memory", None), client=client)
+        result = transfer.stylize(content, styles, options, callback=callback, progress=not args.quiet,
+                                  client=client)
     from ..provenance import run_info
     deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
-                                    bit_depth=args.bit_depth, info=run_info(args, content, styles, result))
+                                    bit_depth=args.bit_depth, info=run_info(options, content, styles, result))
     J = result.history["J"]
     change = "" if not J else f"J {J[0]:.4g} -> {result.J_final:.4g}" + (
         f" = {result.J_final / J[0]:.1%} of start" if J[0] > 0 else "")      # J_0 = 0: nothing to divide
@@ -373,5 +289,5 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
 
 
 def run(args) -> int:
-    checked = prepare(args, args.content, list(args.style), args.output)
-    return stylize_to_file(args, args.content, list(args.style), checked[0].image, checked=checked)
+    checked = check_all(args, args.content, list(args.style), args.output)
+    return stylize_to_file(args, args.content, list(args.style), checked.outputs.image, checked=checked)
