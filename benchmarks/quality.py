@@ -2,7 +2,7 @@
 
 For each bundled pair and size, both optimizers minimise the **same** ``J`` — the objective
 ``stylize`` builds with its defaults (calibrated weights), rewritten in PyTorch from the notes in
-``benchmarks/torch_objective.py`` on the same VGG19 weights and the same targets — from the same
+``tests/torch_oracle.py`` on the same VGG19 weights and the same targets — from the same
 starting pixels (the content photo), with the same budget of function evaluations (the start
 included), in float32:
 
@@ -44,7 +44,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))     # torch_oracle: the objective in PyTorch
 
 PAIRS = ["chelsea+ihc", "astronaut+hubble", "coffee+ihc"]
 
@@ -82,7 +82,7 @@ def run_numpynst(model, c, s, budget: int, scales=(1.0,)):
 
 def run_torch(model, c, s, budget: int):
     import torch
-    from torch_objective import TorchObjective
+    from torch_oracle import TorchObjective
 
     from numpynst.transfer import Objective
     from numpynst.vgg import preprocess

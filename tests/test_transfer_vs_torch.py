@@ -1,13 +1,10 @@
 """Independent check of the whole objective: ``Objective.value_and_grad`` on the shipped VGG19 against
-the same formulas written in PyTorch (``benchmarks/torch_objective.py``) and differentiated by its
+the same formulas written in PyTorch (``tests/torch_oracle.py``) and differentiated by its
 autograd (float64), in raw and calibrated weights.
 
 PyTorch only evaluates ``J``; the gradient comes from its reverse-mode autograd, so this tests every
 hand-derived gradient (costs, Gram, VGG backward, TV) at once, on the real weights.
 """
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +15,7 @@ from numpynst.transfer import Objective
 from numpynst.vgg import VGG, preprocess
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: independent autograd cross-check skipped")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from torch_objective import TorchObjective  # noqa: E402
+from torch_oracle import TorchObjective  # noqa: E402  (after the skip: it imports torch)
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
-"""The style-transfer objective of :class:`numpynst.transfer.Objective`, written again in PyTorch.
+"""The style-transfer objective of :class:`numpynst.objective.Objective`, written again in PyTorch.
 
-Used by ``tests/test_transfer_vs_torch.py`` (autograd checks every hand-derived gradient at once)
-and ``benchmarks/quality.py`` (numpynst's L-BFGS against ``torch.optim.LBFGS`` on the same ``J``).
+A test utility (the oracle): used by ``tests/test_transfer_vs_torch.py`` (autograd checks every
+hand-derived gradient at once; pytest puts ``tests/`` on ``sys.path``, so ``from torch_oracle import
+TorchObjective``) and by ``benchmarks/quality.py`` (numpynst's L-BFGS against ``torch.optim.LBFGS``
+on the same ``J``; it puts ``tests/`` on its path). Needs PyTorch (``pip install torch``).
 Everything is taken from a numpynst ``Objective`` — the VGG weights, the targets ``a_C`` and
 ``G_S^l``, the weights and the calibration scales — and the formulas are written from the notes,
 independently of :mod:`numpynst.losses`:
