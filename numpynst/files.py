@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .checks import first_line
 from .errors import OptionError
 
 __all__ = ["atomic_path", "atomic_file", "atomic_write", "move_noreplace", "check_writable",
@@ -58,11 +59,14 @@ Verify = Callable[[Path], Any]
 
 def describe(exc: BaseException) -> str:
     """A short reason for an OS error (``strerror``: "No space left on device"), without the
-    ``[Errno N]`` and without the temporary's name; other exceptions: their first line."""
+    ``[Errno N]`` and without the temporary's name; other exceptions: their first line.
+
+    :func:`numpynst.checks.first_line` plus one rule: for callers that name the file themselves,
+    the OS's reason alone (``str(exc)`` would repeat ``[Errno N]`` and the path).
+    """
     if isinstance(exc, OSError) and exc.strerror and exc.args and isinstance(exc.args[0], int):
         return exc.strerror
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc)
 
 
 def name_max(directory: str | os.PathLike) -> int:
