@@ -12,10 +12,9 @@ from .stylize import add_stylize_options, stylize_to_file
 DEMO_SIZE = 256
 #: The demo's own settings (the library's defaults are unchanged): coarse-to-fine, DEMO_ITERATIONS
 #: at half size then as many at full size (about 75 full-size evaluations), and style weight 3
-#: (the upper half of the calibrated range). Measured on the bundled pair at 256 px (mean |result
-#: - photo| in grey levels): 100 iterations at full size with style weight 1 (the earlier demo)
-#: 28.7, the cat lightly textured (J fell to 49% of its start); these scales with weight 1: 36.3;
-#: with weight 3: 43.7, the cat clearly painted in the micrograph's cells and strokes.
+#: (the upper half of the calibrated range): the picture moves further from the photo, the cat
+#: clearly painted where the earlier demo (100 iterations at full size, weight 1) lightly textured it.
+#: Measurements: benchmarks/README.md, section "The demo's settings".
 DEMO_SCALES = (0.5, 1.0)
 DEMO_ITERATIONS = 60
 DEMO_STYLE_WEIGHT = 3.0
@@ -41,7 +40,7 @@ def run(args) -> int:
     anything but a regular file there, and checks everything before the run."""
     from ..files import describe
     from ..image import DEMO_CONTENT, DEMO_STYLE, SAMPLES, sample_path
-    from .stylize import check_numbers, prepare
+    from .stylize import check_all, check_numbers
     outdir = Path(args.outdir).expanduser()
     check_numbers(args)                # bad numbers are refused before any folder is made
     try:
@@ -58,7 +57,7 @@ def run(args) -> int:
         raise OptionError(f"--outdir {outdir}: cannot create it ({reason})") from None
     content, style = sample_path(DEMO_CONTENT), sample_path(DEMO_STYLE)
     output = outdir / "result.png"
-    checked = prepare(args, content, [style], output)
+    checked = check_all(args, content, [style], output)
     print(f"numpynst demo: {SAMPLES[DEMO_CONTENT]['title']} in the style of {SAMPLES[DEMO_STYLE]['title']}, "
           f"{args.size} px, {args.iterations} {args.optimizer} iterations"
           + (f" per scale at {', '.join(f'{x:g}' for x in args.scales)} x the size" if args.scales else "")

@@ -24,29 +24,25 @@ Array = Any
 FORWARD_METHODS = ("auto", "im2col", "winograd", "winograd4")
 BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd", "winograd4", "winograd4_flip")
 
-# The CPU choice for 3x3/stride-1/pad-1 convolutions, a table measured on every VGG19 conv shape at
-# 512 px and on blocks 1-4 at 1024 px, with the chunks running on both cores
-# (benchmarks/conv_layers.py; the figures are in benchmarks/README.md, "CPU speed, second round").
-# It depends on the shape only, so the same shape always takes the same path (results are
-# reproducible run to run):
+# The CPU choice for 3x3/stride-1/pad-1 convolutions, from a table measured on every VGG19 conv
+# shape (benchmarks/conv_layers.py). It depends on the shape only, so the same shape always takes
+# the same path (results are reproducible run to run):
 #
 #   channels C, F and map size                forward       dx
 #   min(C, F) < 64                            im2col        col2im when dx is narrow (C < F/2), else im2col
 #   max(C, F) >= 512 on maps of 33x33 or more F(4x4,3x3)    F(4x4,3x3) transposed: the forward's U
 #   anything else                             F(2x2,3x3)    F(2x2,3x3): the forward's U, re-indexed
 #
-# Why: at 64-128 channels (blocks 1-2) the transforms, not the products, dominate, and F(2x2,3x3)'s
-# are cheaper: 0-10% faster forward, 5-30% faster for dx than F(4x4,3x3). At 256 channels (block 3)
-# F(4x4,3x3) was 8-10% faster forward on 128x128 maps and 0-10% slower on 256x256, and its dx slower
-# on both, so F(2x2,3x3) there (also smaller: its U is 16/9 of the weights, F(4x4,3x3)'s 36/9).
-# At 512 channels F(4x4,3x3) was 6-25% faster forward and its transposed dx as fast or faster; on
-# maps of 32x32 or less (block5 at 512 px) F(2x2,3x3) was as fast forward and 10% faster for dx.
-# F(4x4,3x3) of the flipped kernel ("winograd4_flip") was 0-20% faster for dx than the transposed
-# algorithm but needs a second transformed copy of the weights (0.19 GiB for VGG19 up to
-# block5_conv1, which put the process's peak above PyTorch's at 512 px): explicit only.
-# F(4x4,3x3) pays only with its transform cached (transforming a 512x512 kernel costs about what
-# it saves in one call): chosen only for read-only weights (see _cacheable); F(2x2,3x3) otherwise.
-# Below 64 channels (VGG's 3-channel first layer) the GEMMs are too thin for Winograd.
+# Why: at 64-256 channels, and on maps of 32x32 or less, F(2x2,3x3) measured the better choice
+# (there the transforms, not the products, dominate, and its transforms are cheaper; its U is also
+# smaller: 16/9 of the weights, F(4x4,3x3)'s 36/9); at 512 channels on larger maps F(4x4,3x3) was
+# faster forward and its transposed dx as fast or faster.
+# F(4x4,3x3) of the flipped kernel ("winograd4_flip") is faster for dx than the transposed
+# algorithm but needs a second transformed copy of the weights: explicit only.
+# F(4x4,3x3) pays only with its transform cached: chosen only for read-only weights (see
+# _cacheable); F(2x2,3x3) otherwise. Below 64 channels (VGG's 3-channel first layer) the GEMMs are
+# too thin for Winograd.
+# Measurements: benchmarks/README.md, section "CPU speed, second round" ("The per-layer choice").
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD4_MIN_WIDEST = 512
 WINOGRAD4_MIN_PIXELS = 33 * 33
@@ -60,10 +56,10 @@ def gpu_method() -> str:
     """The ``"auto"`` method for 3x3/s1/p1 convolutions on CuPy: ``$NUMPYNST_GPU_CONV``, default im2col.
 
     im2col is one gather kernel plus one cuBLAS GEMM per (large) chunk; the Winograd paths are
-    dozens of element-wise kernel launches per chunk. Measured on an H200 (VGG19 iteration at
-    1024 px, benchmarks/README.md "GPU"): im2col 0.065 s, Winograd F(2x2,3x3) 0.12-0.17 s. The
-    variable (``im2col``, ``winograd`` or ``winograd4``) lets a benchmark compare them in one run
-    on the device (benchmarks/vgg_step.py ``--gpu-conv``) without touching any caller.
+    dozens of element-wise kernel launches per chunk, and measured slower. The variable
+    (``im2col``, ``winograd`` or ``winograd4``) lets a benchmark compare them in one run on the
+    device (benchmarks/vgg_step.py ``--gpu-conv``) without touching any caller.
+    Measurements: benchmarks/README.md, section "GPU (CuPy)" ("Convolution variants").
     """
     name = os.environ.get("NUMPYNST_GPU_CONV", "im2col").strip().lower() or "im2col"
     if name not in FORWARD_METHODS[1:]:
@@ -165,9 +161,9 @@ def dx(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad: int, m
 
 
 # ---------------------------------------------------------------------------- transformed weights
-# Winograd needs U = G w G^T. Recomputing it every call costs ~2 ms for a 512x512 kernel on the CPU
-# (several % of a VGG iteration, and all of F(4x4,3x3)'s gain), so U is cached per weight array --
-# but only for arrays that cannot change behind the cache's back: NumPy arrays marked read-only
+# Winograd needs U = G w G^T. Recomputing it every call would cost all of F(4x4,3x3)'s gain
+# (benchmarks/README.md, "The per-layer choice"), so U is cached per weight array -- but only for
+# arrays that cannot change behind the cache's back: NumPy arrays marked read-only
 # (``w.flags.writeable = False``, as numpynst.vgg.VGG may do for its parameters), whose whole base
 # chain is read-only too. Writable arrays (e.g. weights under a gradient check, which perturbs them
 # in place) are always transformed afresh. Entries die with their weight array (weak reference).
