@@ -322,11 +322,11 @@ class StylizeOptions:
         real(0.0, above=True), "step size for adam/gd", _OPT, ("--lr",), arg_type=float))
     alpha: float | None = _field(None, Option(
         real(0.0, MAX_LOSS_WEIGHT), "content weight, " + _RANGE % COEFFICIENT_RANGES["alpha"] +
-        " (default {calibrated:g}; raw: {raw:g})", _OPT, ("--alpha", "--content-weight"), arg_type=float))
+        " (default {calibrated:g}; raw: {raw:g})", _OPT, ("--content-weight", "--alpha"), arg_type=float))
     beta: float | None = _field(None, Option(
         real(0.0, MAX_LOSS_WEIGHT), "style weight, " + _RANGE % COEFFICIENT_RANGES["beta"] +
         ": more is more painting (default {calibrated:g}; raw: {raw:g})", _OPT,
-        ("--beta", "--style-weight"), arg_type=float))
+        ("--style-weight", "--beta"), arg_type=float))
     tv_weight: float | None = _field(None, Option(
         real(0.0, MAX_LOSS_WEIGHT), "smoothness weight, " + _RANGE % COEFFICIENT_RANGES["tv_weight"] +
         " (default {calibrated:g}; raw: {raw:g}): the notes' 'total variation' term, a sum of SQUARED "
@@ -454,9 +454,10 @@ def option(name: str) -> Option:
 
 
 def label(name: str, cli: bool) -> str:
-    """How messages name an option: its first flag on the command line, its keyword in Python."""
+    """How messages name an option: its flags on the command line (``--style-weight/--beta``), its
+    keyword in Python."""
     flags = option(name).flags
-    return flags[0] if cli and flags else name
+    return "/".join(flags) if cli and flags else name
 
 
 def parse_value(name: str, value: Any) -> Any:

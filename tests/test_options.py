@@ -54,7 +54,7 @@ def _valid(name: str, value) -> dict:
 
 @pytest.mark.parametrize("name, inside, outside", EDGES)
 def test_the_three_front_ends_agree_at_every_edge(name, inside, outside):
-    flag = o.option(name).flags[0]
+    flag = o.label(name, cli=True)
     kw = _valid(name, inside)
     # Python
     StylizeOptions(**kw).validate(1)
@@ -127,7 +127,7 @@ def test_raw_weights_take_any_finite_value_up_to_the_cap():
     StylizeOptions(beta=1e6, weights_mode="raw").validate()
     with pytest.raises(OptionError, match=r"^beta \(--style-weight\) must be a finite number >= 0"):
         StylizeOptions(beta=math.inf, weights_mode="raw").validate()
-    with pytest.raises(OptionError, match=r"^--beta must be a number in \[0, 1e\+15\]"):
+    with pytest.raises(OptionError, match=r"^--style-weight/--beta must be a number in \[0, 1e\+15\]"):
         StylizeOptions(beta=1e16, weights_mode="raw").validate(cli=True)
 
 
