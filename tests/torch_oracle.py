@@ -1,6 +1,6 @@
 """The style-transfer objective of :class:`numpynst.objective.Objective`, written again in PyTorch.
 
-A test utility (the oracle): used by ``tests/test_transfer_vs_torch.py`` (autograd checks every
+A test utility (the oracle): used by ``tests/test_objective_vs_torch.py`` (autograd checks every
 hand-derived gradient at once; pytest puts ``tests/`` on ``sys.path``, so ``from torch_oracle import
 TorchObjective``) and by ``benchmarks/quality.py`` (numpynst's L-BFGS against ``torch.optim.LBFGS``
 on the same ``J``; it puts ``tests/`` on its path). Needs PyTorch (``pip install torch``).
