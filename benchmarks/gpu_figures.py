@@ -248,8 +248,9 @@ def cmd_print(a) -> int:
         if not ms or not js:
             break
         before = max((m[2] for m in marks if m[0] in a.scales[:k]), default=0.0)
-        # between the scale's last two logging points only the optimizer runs: its time per iteration
-        step = (ms[-1][2] - ms[-2][2]) / (ms[-1][1] - ms[-2][1]) if len(ms) > 1 else None
+        # after the scale's first logging point (the start image evaluated, the set-up done) only the
+        # optimizer runs: its mean time per iteration (one interval alone swings with line searches)
+        step = (ms[-1][2] - ms[0][2]) / (ms[-1][1] - ms[0][1]) if len(ms) > 1 else None
         per_scale.append({"scale": scale, "iterations": ms[-1][1], "seconds": ms[-1][2] - before,
                           "seconds_per_iteration": step, "J_start": js[0], "J_end": js[-1]})
     pool = None
