@@ -24,7 +24,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from .backend import backend_name, release_cached, to_host
-from .checks import integer
 from .errors import NumpynstError, OptionError
 from .image import as_rgb, resize_to, scaled_shape
 from .objective import (  # noqa: F401 (API: the names a user of stylize meets, re-exported)
@@ -177,8 +176,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     log_every = (1 if backend_name(xp) == "numpy" else 10) if log_every is None else log_every
     alpha, beta, tv_weight = p.coefficients
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
-    seed = opts.seed
-    rng = np.random.default_rng(None if seed is None else integer("seed", seed, minimum=0))
+    rng = np.random.default_rng(opts.seed)         # validated: an int in 0..MAX_SEED, or None
     gd_lr = DEFAULT_GD_LR if opts.weights_mode == "calibrated" else RAW_GD_LR
     lr = gd_lr if opts.lr is None and opts.optimizer == "gd" else opts.lr
     iterations = opts.iterations
