@@ -17,7 +17,15 @@ function                    same result as (``numpynst.layers.``...)     one thr
 :func:`maxpool_forward`     ``pooling.maxpool_forward``                  element of ``out``
 :func:`maxpool_backward`    ``pooling.maxpool_backward``                 element of ``dx`` (a gather)
 :func:`relu_backward`       ``relu.relu_backward``                       element (ElementwiseKernel)
+:func:`conv_implicit`       ``fast.im2col.conv_im2col``                  a 128 x 64/128 tile of ``out``
 ==========================  ===========================================  ==============================
+
+:func:`conv_implicit` (and :func:`conv_implicit_dx`, the stride-1 ``dx`` as a convolution with the
+flipped kernel) is the one kernel here that does arithmetic beyond additions: an implicit GEMM, the
+convolution as ``im2col(x) @ w2d`` with the column matrix never written to memory. Its sums run in
+another order than cuBLAS's, so it equals its twin up to rounding, not bit for bit. It is not the
+default: :mod:`numpynst.layers.fast.dispatch` measures it against im2col + cuBLAS per layer shape on
+the device and keeps the faster.
 
 Textbook twins: these are speed only. The array versions above stay the readable definition and
 the default on NumPy; ``tests/test_gpu.py`` checks on a GPU that both agree, and
@@ -198,11 +206,118 @@ extern "C" __global__ void numpynst_maxpool_bwd(
 }
 """
 
+_CONV_IGEMM = r"""
+// Implicit-GEMM convolution: out (M = N*Ho*Wo, F) = A (M, K) @ Wm (K, F) [+ bias] [then max(., 0)],
+// with A = im2col(x) (K = KH*KW*C, column k = (p*KW + q)*C + c) never written to memory: each tile
+// of A is gathered from x straight into shared memory, with 0 where the field overhangs the padding.
+//
+// Blocking. A block of 256 threads owns a BM x BN tile of out (BM = 128 rows = output pixels,
+// BN = 16*TN columns = output channels) and walks K in steps of BK = 8: per step it stages the
+// BM x BK slice of A (transposed: As[k][m]) and the BK x BN slice of Wm (Bs[k][f]) in shared
+// memory, and thread (ty, tx) = (t / 16, t % 16) adds their products into its TM x TN = 8 x TN
+// accumulators: rows ty*8 .. ty*8+7, columns tx*TN .. tx*TN+TN-1 of the tile. While one step is
+// multiplied, the next step's slices are already being read from global memory into registers
+// (ra, rb); they go to shared memory after the step (two __syncthreads per step).
+// Loads. Thread t loads column ka = t % 8 of the A slice for rows ra0 + 32u (u < 4): 8 neighbouring
+// threads read 8 consecutive columns k of one row, i.e. 8 consecutive channels of one pixel when
+// they share a kernel offset (coalesced). Its k is the same for its 4 rows, so k -> (p, q, c) is
+// decoded once per step; each row's image n and field corner (y0, z0) once per tile.
+// Tiles are visited by a grid-stride loop over tile indices (every thread of a block takes the
+// same trip count, so the barriers inside are reached by all of them).
+// The sum over k is taken in ascending k per accumulator, in the accumulator type T.
+#define BM 128
+#define BK 8
+#define TM 8
+#define AU (BM * BK / 256)
+#define BU (BK * BN / 256)
+extern "C" __global__ void numpynst_conv_igemm(
+        const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ out,
+        I N, I H, I W, I C, I KH, I KW, I F, I stride, I ph, I pw, I Ho, I Wo, int has_bias, int relu) {
+    __shared__ T As[BK][BM + 4];            // + 4: the 8 columns a warp stores fall in distinct banks
+    __shared__ T Bs[BK][BN];
+    const int t = (int)threadIdx.x;
+    const int tx = t % 16, ty = t / 16;
+    const int ka = t % BK, ra0 = t / BK;
+    const I M = N * Ho * Wo, K = KH * KW * C;
+    const I tilesN = (F + BN - 1) / BN;
+    const I tiles = ((M + BM - 1) / BM) * tilesN;
+    for (I tile = (I)blockIdx.x; tile < tiles; tile += (I)gridDim.x) {
+        const I m0 = (tile / tilesN) * BM, f0 = (tile % tilesN) * BN;
+        I base[AU], y0[AU], z0[AU];
+        bool live[AU];
+        for (int u = 0; u < AU; ++u) {
+            I m = m0 + ra0 + 32 * u;
+            live[u] = m < M;
+            I j = m % Wo, i = (m / Wo) % Ho, n = m / (Wo * Ho);
+            y0[u] = i * stride - ph;
+            z0[u] = j * stride - pw;
+            base[u] = ((n * H + y0[u]) * W + z0[u]) * C;          // x offset of field entry (0, 0, 0)
+        }
+        T acc[TM][TN];
+        for (int i = 0; i < TM; ++i)
+            for (int j = 0; j < TN; ++j) acc[i][j] = (T)0;
+        T rga[AU], rgb[BU];
+        for (I k0 = 0; k0 < K; k0 += BK) {
+            if (k0 == 0) {                      // the first step's slices (later ones are prefetched)
+                I k = ka;
+                I c = k % C, q = (k / C) % KW, p = k / (C * KW), off = (p * W + q) * C + c;
+                for (int u = 0; u < AU; ++u) {
+                    I y = y0[u] + p, z = z0[u] + q;
+                    rga[u] = (live[u] && k < K && y >= 0 && y < H && z >= 0 && z < W) ? x[base[u] + off] : (T)0;
+                }
+                for (int v = 0; v < BU; ++v) {
+                    int e = t + 256 * v;
+                    I kk = e / BN, f = f0 + e % BN;
+                    rgb[v] = (kk < K && f < F) ? w[kk * F + f] : (T)0;
+                }
+            }
+            for (int u = 0; u < AU; ++u) As[ka][ra0 + 32 * u] = rga[u];
+            for (int v = 0; v < BU; ++v) { int e = t + 256 * v; Bs[e / BN][e % BN] = rgb[v]; }
+            __syncthreads();
+            if (k0 + BK < K) {                  // prefetch the next step while this one is multiplied
+                I k = k0 + BK + ka;
+                I c = k % C, q = (k / C) % KW, p = k / (C * KW), off = (p * W + q) * C + c;
+                for (int u = 0; u < AU; ++u) {
+                    I y = y0[u] + p, z = z0[u] + q;
+                    rga[u] = (live[u] && k < K && y >= 0 && y < H && z >= 0 && z < W) ? x[base[u] + off] : (T)0;
+                }
+                for (int v = 0; v < BU; ++v) {
+                    int e = t + 256 * v;
+                    I kk = k0 + BK + e / BN, f = f0 + e % BN;
+                    rgb[v] = (kk < K && f < F) ? w[kk * F + f] : (T)0;
+                }
+            }
+            for (int kk = 0; kk < BK; ++kk) {
+                T a[TM], b[TN];
+                for (int i = 0; i < TM; ++i) a[i] = As[kk][ty * TM + i];
+                for (int j = 0; j < TN; ++j) b[j] = Bs[kk][tx * TN + j];
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+            }
+            __syncthreads();
+        }
+        for (int i = 0; i < TM; ++i) {
+            I m = m0 + ty * TM + i;
+            if (m >= M) continue;
+            for (int j = 0; j < TN; ++j) {
+                I f = f0 + tx * TN + j;
+                if (f >= F) continue;
+                T v = acc[i][j];
+                if (has_bias) v += bias[f];
+                if (relu && v < (T)0) v = (T)0;   // as maximum(v, 0): a NaN stays NaN
+                out[m * F + f] = v;
+            }
+        }
+    }
+}
+"""
+
 _SOURCES = {
     "numpynst_im2col": _IM2COL,
     "numpynst_col2im": _COL2IM,
     "numpynst_maxpool_fwd": _MAXPOOL_FWD,
     "numpynst_maxpool_bwd": _MAXPOOL_BWD,
+    "numpynst_conv_igemm": _CONV_IGEMM,
 }
 
 # dx = dy (= dout) where the forward output y is positive, else 0 (the derivative of max(x, 0) at 0 is 0).
@@ -213,14 +328,18 @@ _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _I_TYPES = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
 
 
-def kernel_source(name: str, dtype: Any, index_dtype: Any = np.int32) -> str:
+def kernel_source(name: str, dtype: Any, index_dtype: Any = np.int32, tn: int = 4) -> str:
     """The CUDA C++ source compiled for kernel ``name`` with element type ``dtype``.
 
     ``name`` is one of ``numpynst_im2col``, ``numpynst_col2im``, ``numpynst_maxpool_fwd``,
-    ``numpynst_maxpool_bwd``; ``index_dtype`` int32 or int64 (the type ``I`` of every index).
+    ``numpynst_maxpool_bwd``, ``numpynst_conv_igemm``; ``index_dtype`` int32 or int64 (the type ``I``
+    of every index); ``tn`` (4 or 8): the implicit GEMM's columns per thread (its tile is 16 ``tn``
+    output channels wide), ignored by the others.
     """
-    return (f"typedef {_C_TYPES[np.dtype(dtype)]} T;\ntypedef {_I_TYPES[np.dtype(index_dtype)]} I;\n"
-            + _SOURCES[name])
+    head = f"typedef {_C_TYPES[np.dtype(dtype)]} T;\ntypedef {_I_TYPES[np.dtype(index_dtype)]} I;\n"
+    if name == "numpynst_conv_igemm":
+        head += f"#define TN {int(tn)}\n#define BN (16 * TN)\n"
+    return head + _SOURCES[name]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,15 +419,15 @@ def _index_dtype(*sizes: int) -> np.dtype:
     return np.dtype(np.int32 if max(sizes, default=0) <= _INT32_LIMIT else np.int64)
 
 
-def raw_kernel(xp, name: str, dtype: Any, index_dtype: Any):
+def raw_kernel(xp, name: str, dtype: Any, index_dtype: Any, tn: int = 4):
     """The ``cupy.RawKernel`` for ``name``; built once per key, compiled by CuPy at first launch."""
-    key = (name, np.dtype(dtype).str, np.dtype(index_dtype).str)
+    key = (name, np.dtype(dtype).str, np.dtype(index_dtype).str, tn)
     k = _raw_kernels.get(key)
     if k is None:
         with _lock:
             k = _raw_kernels.get(key)
             if k is None:
-                k = _raw_kernels[key] = xp.RawKernel(kernel_source(name, dtype, index_dtype), name)
+                k = _raw_kernels[key] = xp.RawKernel(kernel_source(name, dtype, index_dtype, tn), name)
     return k
 
 
@@ -411,6 +530,60 @@ def _col2im(xp, cols6: Array, dx: Array, i0: int, stride: int, ph: int, pw: int,
     _launch(xp, "numpynst_col2im", n * max(hb, 0) * w * c, dx.dtype, _index_dtype(dx.size, cols6.size),
             (cols6, dx), (n, h, w, c, kh, kw, stride, ph, pw, i0, r, wo, y0, hb),
             (np.int32(1 if accumulate else 0),))
+
+
+# ----------------------------------------------------------------------------------------------
+# Implicit-GEMM convolution
+# ----------------------------------------------------------------------------------------------
+
+IGEMM_THREADS = 256         # fixed by the kernel's tiling (16 x 16 threads, 8 x TN outputs each)
+IGEMM_BM = 128              # output pixels per tile
+
+
+def conv_implicit(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: int,
+                  relu: bool = False) -> Array:
+    """``out (N, Ho, Wo, F) = im2col(x) @ w.reshape(KH*KW*C, F) + b`` (``max(., 0)`` with ``relu``)
+    without the column matrix: one kernel, tiles of A gathered from ``x`` into shared memory.
+
+    Same result as :func:`numpynst.layers.fast.im2col.conv_im2col` up to the order of the sum over
+    ``k`` (rounding): zero padding ``ph`` rows / ``pw`` columns, any stride. ``dx`` of a stride-1
+    convolution is this with the flipped kernel (:func:`conv_implicit_dx`); ``dw`` is never needed
+    by style transfer and has no kernel here. Tiles are 128 pixels by 128 channels where ``F >= 128``,
+    by 64 otherwise (VGG's 64-channel layers fill them exactly).
+    """
+    xp = _cupy(x, w, what="conv_implicit")
+    x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+    n, h, wd, c = x.shape
+    kh, kw, c2, f = w.shape
+    if c2 != c or w.dtype != x.dtype or stride < 1 or min(ph, pw) < 0 or (b is not None and tuple(b.shape) != (f,)):
+        raise ValueError(f"conv_implicit: w {tuple(w.shape)} {w.dtype} / b "
+                         f"{None if b is None else tuple(b.shape)} do not fit x {tuple(x.shape)} {x.dtype}, "
+                         f"stride={stride}, pad=({ph}, {pw})")
+    ho, wo = output_size(h, kh, stride, ph), output_size(wd, kw, stride, pw)
+    out = xp.empty((n, ho, wo, f), dtype=x.dtype)
+    tn = 8 if f >= 128 else 4
+    m = n * ho * wo
+    tiles = -(-m // IGEMM_BM) * -(-f // (16 * tn))
+    if tiles <= 0:
+        return out
+    bias = out if b is None else xp.ascontiguousarray(b.astype(x.dtype, copy=False))   # not read without a bias
+    idx = _index_dtype(x.size, out.size, w.size)
+    it = np.dtype(idx).type
+    args = (x, w, bias, out) + tuple(it(v) for v in (n, h, wd, c, kh, kw, f, stride, ph, pw, ho, wo)) + (
+        np.int32(b is not None), np.int32(bool(relu)))
+    with x.device:
+        raw_kernel(xp, "numpynst_conv_igemm", x.dtype, idx, tn)((min(tiles, MAX_BLOCKS),), (IGEMM_THREADS,), args)
+    return out
+
+
+def conv_implicit_dx(dout: Array, w: Array, pad: int) -> Array:
+    """``dx`` of a stride-1 convolution (``pad <= K-1``) by :func:`conv_implicit`: ``dout`` padded by
+    ``K-1-pad`` convolved with ``w[::-1, ::-1]``, channel axes swapped (as
+    :func:`numpynst.layers.fast.im2col.dx_flipped`)."""
+    xp = _cupy(dout, w, what="conv_implicit_dx")
+    kh, kw = w.shape[:2]
+    w_flip = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))      # (KH, KW, F, C)
+    return conv_implicit(dout, w_flip, None, 1, kh - 1 - pad, kw - 1 - pad)
 
 
 # ----------------------------------------------------------------------------------------------
