@@ -9,6 +9,7 @@ setting: the backend is chosen where arrays are created (model weights, images) 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,11 @@ import numpy as np
 from .errors import BackendError
 
 BACKENDS = ("numpy", "cupy", "auto")
+#: Arithmetic of a run (``--precision``): ``fp32`` everything in float32 (the default, any backend);
+#: ``tf32`` float32 storage with CuPy's float32 matrix products on TF32 tensor cores (10-bit mantissa
+#: products, float32 sums); ``fp16`` the network in float16 storage and products with float32 sums,
+#: the losses, the image and the optimiser in float32 (see numpynst.objective, "Mixed precision").
+PRECISIONS = ("fp32", "tf32", "fp16")
 
 
 @functools.lru_cache(maxsize=1)
@@ -129,3 +135,46 @@ def release_cached(xp: ModuleType) -> None:
     """
     if backend_name(xp) == "cupy":
         xp.get_default_memory_pool().free_all_blocks()
+
+
+def _linalg():
+    """CuPy's module holding the compute type of its matrix products (``cupy.matmul`` consults it
+    at every call)."""
+    from cupy._core import _routines_linalg  # noqa: PLC0415 (CuPy is imported: arrays exist)
+    return _routines_linalg
+
+
+_TF32 = 7                   # cupy._core._routines_linalg.COMPUTE_TYPE_TF32 (a cpdef enum of CuPy)
+
+
+def matmul_precision(xp: ModuleType) -> str:
+    """``"tf32"`` while CuPy's float32 matrix products may use TF32 tensor cores, else ``"fp32"``
+    (always on NumPy). CuPy reads ``CUPY_TF32=1`` from the environment at its first product, and
+    :func:`tf32_matmul` sets it for a block."""
+    if backend_name(xp) != "cupy":
+        return "fp32"
+    lin = _linalg()
+    return "tf32" if lin.get_compute_type(np.float32) == getattr(lin, "COMPUTE_TYPE_TF32", _TF32) else "fp32"
+
+
+@contextlib.contextmanager
+def tf32_matmul(xp: ModuleType, on: bool = True):
+    """Within the block, CuPy's float32 matrix products run on TF32 tensor cores (``on``) or in
+    plain float32 (``on=False``); the previous setting comes back after. A no-op on NumPy.
+
+    This is CuPy's per-dtype compute type (``cupy._core._routines_linalg.set_compute_type``, the
+    setting behind its ``CUPY_TF32`` environment variable): cuBLAS then runs float32 GEMMs with
+    ``CUBLAS_COMPUTE_32F_FAST_TF32``. Process-wide while it lasts (CuPy keeps one setting per
+    dtype), on GPUs of compute capability 8.0 or more (CuPy warns and stays in float32 below).
+    """
+    if backend_name(xp) != "cupy":
+        yield
+        return
+    lin = _linalg()
+    old = lin.get_compute_type(np.float32)
+    lin.set_compute_type(np.float32, getattr(lin, "COMPUTE_TYPE_TF32", _TF32) if on
+                         else getattr(lin, "COMPUTE_TYPE_DEFAULT", 1))
+    try:
+        yield
+    finally:
+        lin.set_compute_type(np.float32, old)

@@ -24,6 +24,19 @@ sums over the generated image's. Left alone, a style image twice as wide would d
 entry and silently change what ``beta`` means. Each target is rescaled by
 ``(nH nW of the generated image at l) / (nH nW of the style image at l)``
 (:func:`numpynst.losses.style_target`) so that ``beta`` means the same whatever the style image's size.
+
+**Mixed precision** (``--precision fp16``, a model of dtype float16: see :class:`numpynst.vgg.VGG`).
+The network runs in float16 with float32 sums; everything else stays float32: the image (the
+optimiser's variable and state), the targets, the Gram matrices (a Gram sums ``nH nW`` products of
+activations in the thousands: far past float16's 65504), the losses and their gradients. Each
+activation the losses read is widened to float32 and divided by the model's ``activation_scale``
+``s``. Going back, the gradients dJ/da (at most ~1e-5 on VGG19 for a 128 px picture, mostly far
+smaller: below float16's smallest normal number 6.1e-5) are multiplied by a power of two ``c``
+(:func:`seed_scale`) that puts the largest at about :data:`FP16_SEED_MAX` = 2^8, cast to float16,
+and sent through the network; the result is divided by ``c s``. Through VGG19's backward the largest
+gradient grows by ~30x (measured at 64 and 128 px), so 2^8 leaves float16 a margin of ~8x above and
+keeps the small gradients among its normal numbers. ``c`` is computed on the device from the
+gradients themselves at every evaluation (no host transfer, no retry).
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import math
 import numbers         # numbers.Real: Python and NumPy scalars alike (np.float32(0.5), np.int64(1))
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+from .backend import get_xp
 from .errors import NumpynstError, OptionError
 from .losses import (content_at_blank, content_cost, gram_matrix, style_at_blank, style_layer_cost,
                      style_target, total_variation, total_variation_value)
@@ -63,6 +77,22 @@ COEFFICIENT_RANGES = {"alpha": (0.0, 10.0), "beta": (0.0, 10.0), "tv_weight": (0
 COEFFICIENT_FLAGS = {"alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight"}
 WEIGHTS_MODES = ("calibrated", "raw")
 PARTS = ("content", "style", "tv")
+
+
+#: Mixed precision: the largest gradient entering a float16 backward pass, after :func:`seed_scale`.
+FP16_SEED_MAX = 2.0 ** 8
+
+
+def seed_scale(grads: Mapping[str, Array], target: float = FP16_SEED_MAX) -> Array:
+    """The power of two ``c`` (0-d float32, on the gradients' device) with ``c max|g| <= target < 2 c
+    max|g|`` over all ``grads``; between 2^-100 and 2^100 (all-zero gradients get 2^100)."""
+    xp = get_xp(*grads.values())
+    m = None
+    for g in grads.values():
+        gm = xp.abs(g).max().astype(xp.float32)
+        m = gm if m is None else xp.maximum(m, gm)
+    e = xp.clip(xp.floor(xp.log2(xp.float32(target) / xp.maximum(m, xp.float32(1e-30)))), -100, 100)
+    return xp.exp2(e).astype(xp.float32)
 
 
 class Evaluation(NamedTuple):
@@ -236,6 +266,9 @@ class Objective:
                  style_blend: Sequence[float] | None = None, weights_mode: str = "raw"):
         self.model = model
         self.xp = model.xp
+        # the losses' dtype (float32 under a float16 model) and the scale of the model's activations
+        self.loss_dtype = getattr(model, "image_dtype", model.dtype)
+        self.activation_scale = getattr(model, "activation_scale", 1.0)
         self.content_layer = content_layer
         self.style_layers = dict(DEFAULT_STYLE_LAYERS if style_layers is None else style_layers)
         alpha, beta, tv_weight = coefficients(weights_mode, alpha, beta, tv_weight)
@@ -264,14 +297,23 @@ class Objective:
     def _content_statistics(self, content: Array) -> tuple[Array, dict[str, tuple[int, ...]]]:
         """``(a_C, {style layer: shape of the generated image's activation})`` from one forward."""
         acts, _ = self.model.forward_tape(content, [self.content_layer, *self.style_layers], keep=False)
-        # .copy(): the target must not alias an activation of the forward; a copy makes the
+        # a copy: the target must not alias an activation of the forward; a copy makes the
         # ownership obvious at the cost of one activation.
-        return acts[self.content_layer].copy(), {n: acts[n].shape for n in self.style_layers}
+        a = acts[self.content_layer]
+        target = self.widen(a)
+        return (a.copy() if target is a else target), {n: acts[n].shape for n in self.style_layers}
 
     def _style_statistics(self, image: Array) -> dict[str, tuple[Array, int]]:
         """``{style layer: (G of this style image (C, C), its positions nH nW at the layer)}``."""
         acts, _ = self.model.forward_tape(image, list(self.style_layers), keep=False)
-        return {n: (gram_matrix(a), a.shape[1] * a.shape[2]) for n, a in acts.items()}
+        return {n: (gram_matrix(self.widen(a)), a.shape[1] * a.shape[2]) for n, a in acts.items()}
+
+    def widen(self, a: Array) -> Array:
+        """An activation of the model in the losses' dtype and units: as it is, except under a float16
+        model (widened to float32, divided by the model's activation scale: a new array)."""
+        if a.dtype == self.loss_dtype and self.activation_scale == 1.0:
+            return a
+        return a.astype(self.loss_dtype) * self.xp.asarray(1.0 / self.activation_scale, dtype=self.loss_dtype)
 
     @property
     def coefficients(self) -> dict[str, float]:
@@ -283,6 +325,7 @@ class Objective:
         check_x(x, self.shape)
         xp = self.xp
         acts, tape = self.model.forward_tape(x, self.outputs)
+        acts = {n: self.widen(a) for n, a in acts.items()}
         grads: dict[str, Array] = {}
         sc = self.scales            # raw mode: all 1, and the divisions are skipped (exact J)
         j_content, g = content_cost(self.content_target, acts[self.content_layer])
@@ -295,7 +338,13 @@ class Objective:
             g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g
         del acts, g                 # the backward pass frees each layer's activations behind it
-        dx = self.model.backward_tape(grads, tape, release=True)
+        if self.loss_dtype == self.model.dtype:
+            dx = self.model.backward_tape(grads, tape, release=True)
+        else:                       # float16 model: scaled seeds, see "Mixed precision" above
+            c = seed_scale(grads)
+            grads = {n: g * c for n, g in grads.items()}
+            dx = self.model.backward_tape(grads, tape, release=True)
+            dx /= c * xp.asarray(self.activation_scale, dtype=c.dtype)
         del grads, tape
         j_tv, g_tv = total_variation(x)
         j_tv = j_tv if sc.tv == 1.0 else j_tv / sc.tv

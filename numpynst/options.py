@@ -59,6 +59,7 @@ MAX_SEED = 2 ** 64 - 1
 STYLE_SCALE_RANGE = (0.05, 8.0)
 INITS = ("content", "noise", "style")
 BACKENDS = ("numpy", "cupy", "auto")
+PRECISIONS = ("fp32", "tf32", "fp16")       # numpynst.backend.PRECISIONS
 POOLINGS = ("max", "avg")
 _SHOWN = 60                     # characters of a bad value quoted in a message
 
@@ -351,6 +352,11 @@ class StylizeOptions:
     # model and device
     backend: str = _field("numpy", Option(
         choice(*BACKENDS), "default: numpy", _MODEL, ("--backend",), column=False, choices=BACKENDS))
+    precision: str = _field("fp32", Option(
+        choice(*PRECISIONS), "arithmetic: fp32 (default); tf32: float32 matrix products on a GPU's TF32 "
+        "tensor cores (--backend cupy); fp16: the network in float16 with float32 sums, the losses and "
+        "the optimiser in float32 (on numpy an emulation, slower than fp32)", _MODEL, ("--precision",),
+        column=False, choices=PRECISIONS))
     weights: Any = _field(None, Option(
         _file, "VGG16/19 HDF5 weights (default: the shipped VGG19)", _MODEL, ("--weights",)))
     pooling: str = _field("max", Option(
@@ -408,6 +414,9 @@ class StylizeOptions:
             return "style_scale", (f"{name('size')} {self.size} x {name('style_scale')} {self.style_scale:g} "
                                    f"makes the style image {round(self.size * self.style_scale)} px, more "
                                    f"than {MAX_SIZE}")
+        if self.precision == "tf32" and self.backend == "numpy":
+            return "precision", (f"{name('precision')} tf32 needs {name('backend')} cupy (TF32 is a mode of "
+                                 f"a GPU's tensor cores); on numpy use fp32 or fp16")
         if all(v == 0 for v in (self.alpha, self.beta, self.tv_weight)):
             return "alpha", (f"{name('alpha')}, {name('beta')} and {name('tv_weight')} are all 0: there is "
                              f"nothing to minimise")

@@ -159,6 +159,7 @@ def estimate(model, names: Sequence[str], content_layer: str, hw: tuple[int, int
     planning a 4096 px image over thousands of candidate tilings stays instant.
     """
     b = np.dtype(model.dtype).itemsize
+    bi = np.dtype(getattr(model, "image_dtype", model.dtype)).itemsize    # image, losses, optimiser
     n = 3 * hw[0] * hw[1]
     halo = 0 if tile is None else halo_for(model, names)
     ys = [hw[0]] if tile is None else _extents(hw[0], tile[0], halo)
@@ -166,14 +167,17 @@ def estimate(model, names: Sequence[str], content_layer: str, hw: tuple[int, int
     biggest, last = (max(ys), max(xs)), (ys[-1], xs[-1])
     rows = {layer.name: layer for layer in model.up_to(names)}
     content = rows[content_layer]
-    targets = (hw[0] // content.spacing) * (hw[1] // content.spacing) * content.channels * b
-    targets += sum(rows[m].channels ** 2 * b for m in names if m != content_layer)
-    work = TAPE * activation_floats(model, names, biggest) * b + 2 * 3 * biggest[0] * biggest[1] * b
+    targets = (hw[0] // content.spacing) * (hw[1] // content.spacing) * content.channels * bi
+    targets += sum(rows[m].channels ** 2 * bi for m in names if m != content_layer)
+    work = TAPE * activation_floats(model, names, biggest) * b + 2 * 3 * biggest[0] * biggest[1] * bi
+    if bi != b:         # a float16 network: the losses read float32 copies of the layers they use
+        work += sum((biggest[0] // rows[m].spacing) * (biggest[1] // rows[m].spacing) * rows[m].channels * bi
+                    for m in dict.fromkeys([content_layer, *names]))
     v_eval, v_update = optimizer_vectors(optimizer)
     weights = sum(w.nbytes + bias.nbytes for w, bias in model.params.values())
     threads = parallel.workers() if backend_name(model.xp) == "numpy" else 1
     fixed = MODEL_FACTOR * weights + winograd_bytes(model, names, biggest) + SCRATCH * threads
-    peak = fixed + max(v_eval * n * b + targets + work, v_update * n * b + targets)
+    peak = fixed + max(v_eval * n * bi + targets + work, v_update * n * bi + targets)
     flops = _sum_over_crops(model, names, ys, xs)
     total = 2 * flops + (flops - forward_flops(model, names, last) if tile is not None else 0.0)
     return ScalePlan(scale, tuple(hw), None if tile is None else tuple(tile), len(ys) * len(xs), halo,

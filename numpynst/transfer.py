@@ -17,13 +17,14 @@ stopping test), or once at the end with ``log_every=0``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .backend import backend_name, release_cached, to_host
+from .backend import backend_name, release_cached, tf32_matmul, to_host
 from .errors import NumpynstError, OptionError
 from .image import as_rgb, resize_to, scaled_shape
 from .objective import (  # noqa: F401 (API: the names a user of stylize meets, re-exported)
@@ -130,7 +131,10 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     is this and :meth:`Prepared.describe`."""
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     opts = resolve(options, len(styles) or None, **keywords)
-    model = VGG.from_h5(opts.weights, backend=opts.backend, pooling=opts.pooling) if model is None else model
+    model = (VGG.from_h5(opts.weights, backend=opts.backend, pooling=opts.pooling,
+                         dtype=np.float16 if opts.precision == "fp16" else np.float32)
+             if model is None else model)
+    check_precision(opts.precision, model)
     layers = opts.style_layers
     check_layers(model, opts.content_layer, layers)
 
@@ -143,8 +147,26 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
                                          list(layers), opts.optimizer, opts.tile, opts.max_memory)
+    tiled = [f"{p.hw[1]}x{p.hw[0]}" for p in plans.values() if p.tile is not None]
+    if opts.precision == "fp16" and tiled:
+        raise OptionError(f"--precision fp16 runs whole images only, but the plan tiles the {', '.join(tiled)} "
+                          f"px scale(s) to fit the memory budget: raise --max-memory, or use fp32/tf32")
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
                     budget, source)
+
+
+def check_precision(precision: str, model) -> None:
+    """:class:`OptionError` unless ``model`` can run ``precision``: tf32 on a CuPy model (``--backend
+    auto`` may have found no GPU), fp16 on a float16 model, fp32 on a float32/float64 one."""
+    on_gpu = backend_name(model.xp) == "cupy"
+    if precision == "tf32" and not on_gpu:
+        raise OptionError("--precision tf32 needs a GPU (CuPy): the model runs on numpy (with --backend "
+                          "auto: no usable GPU was found); use fp32 or fp16")
+    half = np.dtype(model.dtype) == np.float16
+    if half != (precision == "fp16"):
+        raise OptionError(f"--precision {precision} does not fit the given model of dtype "
+                          f"{np.dtype(model.dtype).name} (fp16 needs a float16 model, the others float32 "
+                          f"or float64)")
 
 
 def make_objective(plan: ScalePlan, model, content, style, client=None, **options):
@@ -172,7 +194,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
         log_every: int | None = None, client: Any = None) -> Result:
     """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`."""
     p, opts, model = prepared, prepared.options, prepared.model
-    xp, dtype = model.xp, model.dtype
+    xp, dtype = model.xp, getattr(model, "image_dtype", model.dtype)     # the image's: float32 under fp16
     log_every = (1 if backend_name(xp) == "numpy" else 10) if log_every is None else log_every
     alpha, beta, tv_weight = p.coefficients
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
@@ -183,6 +205,8 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     log = _Log(iterations * len(p.scales), progress, callback, p.coefficients)
 
     t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
+    precision = tf32_matmul(xp) if opts.precision == "tf32" else contextlib.nullcontext()
+    precision.__enter__()           # CuPy's float32 products on TF32 for this run only
     try:
         for scale in p.scales:
             hw = p.plans[scale].hw          # a multiple of the pooling grid: no remainder rows at any pool
@@ -208,6 +232,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                 break
     finally:
         log.close()
+        precision.__exit__(None, None, None)
     if stopped == "non-finite loss" and not any(math.isfinite(v) for v in log.history["J"]):
         raise NumpynstError("the loss was not finite at the start (NaN/inf): check the weights and "
                             "the alpha/beta/tv_weight values")

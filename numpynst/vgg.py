@@ -50,12 +50,21 @@ Array = Any
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 POOLINGS = ("max", "avg")
 DTYPES = (np.float32, np.float64)
+#: A model may also hold its weights and activations in float16 (``--precision fp16``): products in
+#: float16 with float32 sums; images, losses and gradients stay in float32 (its ``image_dtype``).
+MODEL_DTYPES = (np.float32, np.float64, np.float16)
+#: A float16 model computes ``s * activation`` with ``s = 2**-4``: its input multiplied by ``s``, its
+#: biases stored times ``s``. Convolutions are linear and ReLU and max/average pooling are positively
+#: homogeneous, so every activation is exactly ``s`` times the float32 model's: VGG19's activations
+#: reach ~1.7e4 on a 128 px photo (block4_conv2), within a factor 4 of float16's largest value
+#: 65504; scaled, the margin is 64x. A power of two: the scaling itself rounds nothing.
+FP16_ACTIVATION_SCALE = 2.0 ** -4
 
 
-def _check_dtype(dtype: Any) -> np.dtype:
+def _check_dtype(dtype: Any, allowed: tuple = DTYPES) -> np.dtype:
     dt = np.dtype(dtype)
-    if dt not in [np.dtype(d) for d in DTYPES]:
-        raise OptionError(f"dtype must be float32 or float64, got {dt}")
+    if dt not in [np.dtype(d) for d in allowed]:
+        raise OptionError(f"dtype must be {' or '.join(np.dtype(d).name for d in allowed)}, got {dt}")
     return dt
 
 
@@ -87,6 +96,13 @@ class VGG:
     :class:`~numpynst.arch.Layer` of each output, network order: kind, index, spacing, pooling
     factor, reach, channels), ``params`` (``name -> (W (3,3,Cin,Cout), b (Cout,))`` on the device),
     ``path`` (file or None).
+
+    ``dtype`` float16 (mixed precision, see :data:`FP16_ACTIVATION_SCALE`): the weights, the
+    activations and the backward pass in float16, every product summed in float32 (cuBLAS's float16
+    GEMM on CuPy; on NumPy the same arithmetic emulated: float16 operands widened to float32, the
+    sum rounded to float16 once). Then ``activation_scale`` is ``s = 2**-4`` (1 otherwise): the
+    forward returns ``s`` times the activations, the backward takes gradients with respect to those
+    scaled activations and returns ``dL/dx`` in ``image_dtype`` (float32; ``dtype`` otherwise).
     """
 
     def __init__(self, arch: str, params: Mapping[str, tuple[Array, Array]], *,
@@ -98,7 +114,10 @@ class VGG:
         if pooling not in POOLINGS:
             raise OptionError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.pooling = pooling
-        self.dtype = _check_dtype(dtype)
+        self.dtype = _check_dtype(dtype, MODEL_DTYPES)
+        half = self.dtype == np.float16
+        self.image_dtype = np.dtype(np.float32) if half else self.dtype
+        self.activation_scale = FP16_ACTIVATION_SCALE if half else 1.0
         self.xp = resolve(backend)
         self.path = path
         missing = [n for n in self.conv_names if n not in params]
@@ -114,7 +133,8 @@ class VGG:
             cin = int(w.shape[3])
             # one host->device copy per layer, here and never again
             wd = self.xp.ascontiguousarray(to_device(w, self.xp, self.dtype))
-            bd = to_device(b, self.xp, self.dtype)
+            bd = to_device(b if not half else np.asarray(to_host(b), np.float64) * self.activation_scale,
+                           self.xp, self.dtype)
             if self.xp is np:
                 # Read-only parameters: style transfer never changes them, so numpynst.conv may
                 # cache their Winograd transforms (and pick F(4x4,3x3)), which it only does for
@@ -229,7 +249,7 @@ class VGG:
 
     def _run(self, x: Array, run: tuple[Layer, ...], wanted: set[str],
              keep: bool) -> tuple[dict[str, Array], Tape | None]:
-        a = self.xp.asarray(x, dtype=self.dtype)
+        a = self.xp.asarray(x if self.activation_scale == 1.0 else x * self.activation_scale, dtype=self.dtype)
         tape = Tape() if keep else None
         out: dict[str, Array] = {}
         for layer in run:
@@ -316,6 +336,8 @@ class VGG:
                 g = ops.avgpool_backward(g, cache)
             owned = True
             cache = conv_cache = relu_cache = None
+        if self.activation_scale != 1.0:        # the input was x * s: d/dx = s d/d(input), in float32
+            g = g.astype(self.image_dtype) * self.xp.asarray(self.activation_scale, dtype=self.image_dtype)
         return g
 
     def forward(self, x: Array, outputs: str | Iterable[str], keep_cache: bool = True) -> dict[str, Array]:

@@ -62,12 +62,13 @@ def test_minimize_with_extras_follows_cupy_where_rule(monkeypatch, name):
 
 def test_gpu_conv_method_from_the_environment(monkeypatch):
     monkeypatch.delenv("NUMPYNST_GPU_CONV", raising=False)
-    assert dispatch.gpu_method() == "im2col"
-    for name in ("winograd", "winograd4", " IM2COL "):
+    assert dispatch.gpu_method() == "measure"
+    for name in ("winograd", "winograd4", " IM2COL ", "implicit", "measure"):
         monkeypatch.setenv("NUMPYNST_GPU_CONV", name)
         assert dispatch.gpu_method() == name.strip().lower()
     monkeypatch.setenv("NUMPYNST_GPU_CONV", "fft")
-    with pytest.raises(ValueError, match="NUMPYNST_GPU_CONV must be one of im2col, winograd, winograd4, got 'fft'"):
+    with pytest.raises(ValueError, match="NUMPYNST_GPU_CONV must be one of measure, im2col, implicit, winograd, "
+                                         "winograd4, got 'fft'"):
         dispatch.gpu_method()
     # NumPy arrays never consult it: the CPU choice stays the measured one
     w = np.zeros((3, 3, 64, 64), np.float32)

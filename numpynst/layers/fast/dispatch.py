@@ -13,16 +13,19 @@ and :mod:`~numpynst.layers.fast.winograd4` already imports :mod:`~numpynst.layer
 from __future__ import annotations
 
 import os
+import threading
+import time
 import weakref
-from typing import Any
+from typing import Any, Callable
 
-from ...backend import get_xp
-from . import im2col, winograd, winograd4
+from ...backend import get_xp, matmul_precision
+from . import cuda_kernels, im2col, winograd, winograd4
 
 Array = Any
 
-FORWARD_METHODS = ("auto", "im2col", "winograd", "winograd4")
-BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd", "winograd4", "winograd4_flip")
+FORWARD_METHODS = ("auto", "im2col", "winograd", "winograd4", "implicit", "measure")
+BACKWARD_METHODS = ("auto", "im2col", "col2im", "winograd", "winograd4", "winograd4_flip", "implicit", "measure")
+GPU_METHODS = ("measure", "im2col", "implicit", "winograd", "winograd4")
 
 # The CPU choice for 3x3/stride-1/pad-1 convolutions, from a table measured on every VGG19 conv
 # shape (benchmarks/conv_layers.py). It depends on the shape only, so the same shape always takes
@@ -53,17 +56,19 @@ def _is_3x3_same(w: Array, stride: int, pad: int) -> bool:
 
 
 def gpu_method() -> str:
-    """The ``"auto"`` method for 3x3/s1/p1 convolutions on CuPy: ``$NUMPYNST_GPU_CONV``, default im2col.
+    """The ``"auto"`` method for 3x3/s1/p1 convolutions on CuPy: ``$NUMPYNST_GPU_CONV``, default
+    ``measure``.
 
-    im2col is one gather kernel plus one cuBLAS GEMM per (large) chunk; the Winograd paths are
-    dozens of element-wise kernel launches per chunk, and measured slower. The variable
-    (``im2col``, ``winograd`` or ``winograd4``) lets a benchmark compare them in one run on the
-    device (benchmarks/vgg_step.py ``--gpu-conv``) without touching any caller.
-    Measurements: benchmarks/README.md, section "GPU (CuPy)" ("Convolution variants").
+    ``measure`` (the default): per layer shape, im2col + cuBLAS against the implicit-GEMM kernel
+    (:func:`numpynst.layers.fast.cuda_kernels.conv_implicit`), timed on the device at the shape's
+    first call and the faster kept (:func:`measured`); ``im2col`` or ``implicit`` force one path;
+    ``winograd``/``winograd4`` are dozens of element-wise kernel launches per chunk and measured
+    slower (benchmarks/README.md, "GPU (CuPy)", "Convolution variants"). The variable lets a
+    benchmark compare them in one run on the device (benchmarks/vgg_step.py ``--gpu-conv``).
     """
-    name = os.environ.get("NUMPYNST_GPU_CONV", "im2col").strip().lower() or "im2col"
-    if name not in FORWARD_METHODS[1:]:
-        raise ValueError(f"NUMPYNST_GPU_CONV must be one of {', '.join(FORWARD_METHODS[1:])}, got {name!r}")
+    name = os.environ.get("NUMPYNST_GPU_CONV", "measure").strip().lower() or "measure"
+    if name not in GPU_METHODS:
+        raise ValueError(f"NUMPYNST_GPU_CONV must be one of {', '.join(GPU_METHODS)}, got {name!r}")
     return name
 
 
@@ -71,11 +76,12 @@ def _auto_method(w: Array, c: int, f: int, pixels: int | None) -> str:
     """Algorithm for a 3x3/s1/p1 conv with ``C`` inputs and ``F`` outputs on maps of ``pixels``
     positions (the table above; dx: swap C and F; ``None``: large).
 
-    On CuPy arrays: :func:`gpu_method` (im2col unless the environment says otherwise).
+    On CuPy arrays: :func:`gpu_method` (measured per shape unless the environment says otherwise).
+    float16 weights on NumPy: im2col (Winograd's transforms would round in float16).
     """
     if get_xp(w).__name__ != "numpy":
         return gpu_method()
-    if min(c, f) < WINOGRAD_MIN_CHANNELS:
+    if min(c, f) < WINOGRAD_MIN_CHANNELS or w.dtype.itemsize < 4:   # float16: the transforms would round
         return "im2col"
     large = pixels is None or pixels >= WINOGRAD4_MIN_PIXELS
     if max(c, f) >= WINOGRAD4_MIN_WIDEST and large and _cacheable(w):
@@ -92,6 +98,8 @@ def forward_method(w: Array, stride: int, pad: int, method: str, pixels: int | N
     """
     if method not in FORWARD_METHODS:
         raise ValueError(f"conv2d_forward: method must be one of {', '.join(FORWARD_METHODS)}, got {method!r}")
+    if method in ("implicit", "measure") and get_xp(w).__name__ == "numpy":
+        raise ValueError(f"conv2d_forward: method {method!r} runs on CuPy arrays only (a CUDA kernel)")
     same3 = _is_3x3_same(w, stride, pad)
     if method.startswith("winograd") and not same3:
         raise ValueError(f"conv2d_forward: method {method!r} needs a 3x3 kernel, stride 1, pad 1; got "
@@ -117,7 +125,10 @@ def backward_method(w: Array, stride: int, pad: int, method: str, pixels: int | 
     kh, kw, c, f = w.shape
     same3 = _is_3x3_same(w, stride, pad)
     flippable = stride == 1 and pad <= kh - 1 and pad <= kw - 1
-    if (method.startswith("winograd") and not same3) or (method == "im2col" and not flippable):
+    if method in ("implicit", "measure") and get_xp(w).__name__ == "numpy":
+        raise ValueError(f"conv2d_backward: method {method!r} runs on CuPy arrays only (a CUDA kernel)")
+    if (method.startswith("winograd") and not same3) or (method in ("im2col", "implicit", "measure")
+                                                         and not flippable):
         raise ValueError(f"conv2d_backward: method {method!r} does not apply to w.shape={tuple(w.shape)}, "
                          f"stride={stride}, pad={pad}")
     if method != "auto":
@@ -140,6 +151,15 @@ def forward(x: Array, w: Array, b: Array | None, stride: int, pad: int, method: 
         return winograd4.conv3x3(x, _transformed(w, "f4"), b, relu=relu), None
     if method == "im2col":
         return im2col.conv_im2col(x, w, b, stride, pad, pad, relu=relu), None
+    if method == "implicit":
+        _need_kernels(x, w)
+        return cuda_kernels.conv_implicit(x, w, b, stride, pad, pad, relu=relu), None
+    if method == "measure":
+        runs = {"im2col": lambda: im2col.conv_im2col(x, w, b, stride, pad, pad, relu=relu)}
+        if cuda_kernels.supports(x, w):
+            runs["implicit"] = lambda: cuda_kernels.conv_implicit(x, w, b, stride, pad, pad, relu=relu)
+        return measured(("forward", tuple(x.shape), tuple(w.shape), stride, pad, x.dtype.str,
+                         matmul_precision(get_xp(x))), runs, x)[1], None
     raise ValueError(f"conv2d_forward: no fast path {method!r}")
 
 
@@ -157,7 +177,103 @@ def dx(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad: int, m
         return im2col.dx_flipped(dout, w, pad)
     if method == "col2im":
         return im2col.dx_col2im(dout, w, x_shape, stride, pad)
+    if method == "implicit":
+        _need_kernels(dout, w)
+        return cuda_kernels.conv_implicit_dx(dout, w, pad)
+    if method == "measure":       # the CuPy rule (col2im for a narrow dx, else im2col) against the kernel
+        base = "col2im" if x_shape[-1] < w.shape[3] // 2 else "im2col"
+        runs = {base: (lambda: im2col.dx_col2im(dout, w, x_shape, stride, pad)) if base == "col2im" else
+                (lambda: im2col.dx_flipped(dout, w, pad))}
+        if cuda_kernels.supports(dout, w):
+            runs["implicit"] = lambda: cuda_kernels.conv_implicit_dx(dout, w, pad)
+        return measured(("dx", tuple(dout.shape), tuple(w.shape), stride, pad, dout.dtype.str,
+                         matmul_precision(get_xp(dout))), runs, dout)[1]
     raise ValueError(f"conv2d_backward: no fast path {method!r}")
+
+
+def _need_kernels(*arrays: Array) -> None:
+    if not cuda_kernels.supports(*arrays):
+        raise ValueError("method 'implicit' needs CuPy float32/float64 arrays with the CUDA kernels enabled "
+                         "(NUMPYNST_CUDA_KERNELS), got " + ", ".join(f"{type(a).__name__} {a.dtype}" for a in arrays))
+
+
+# ---------------------------------------------------------------------------- measured choice on the GPU
+# On a GPU the faster path of a layer depends on the card, the shape and the precision, so it is
+# measured there, once per (forward|dx, shapes, stride, pad, dtype, matmul precision) and process, as
+# cuDNN's benchmark mode does: the shape's first call runs every candidate once (compiling kernels,
+# filling the memory pool), then MEASURE_REPEAT times, each timed by CUDA events; the median decides.
+# The implicit GEMM must beat the array path by MEASURE_MARGIN to be chosen, so near-ties keep the
+# established path; the choice then holds for every later call with the same key (one shape, one
+# path: results repeat within a run). The first call's result is the winner's own output (one
+# more run: no candidate's output is kept while others run, so the measurement needs no extra memory).
+# NUMPYNST_GPU_CONV=im2col or =implicit skips the measurement. :func:`measured_choices` lists the
+# choices made (benchmarks report them).
+MEASURE_REPEAT = 3
+MEASURE_MARGIN = 0.95
+_CHOICES: dict[tuple, dict] = {}
+_CHOICES_LOCK = threading.Lock()
+
+
+def _cuda_timer(xp) -> Callable[[Callable[[], Any]], tuple[float, Any]]:
+    def timed(run: Callable[[], Any]) -> tuple[float, Any]:
+        start, end = xp.cuda.Event(), xp.cuda.Event()
+        start.record()
+        out = run()
+        end.record()
+        end.synchronize()
+        return xp.cuda.get_elapsed_time(start, end) / 1e3, out
+    return timed
+
+
+def _host_timer(run: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = run()
+    return time.perf_counter() - t0, out
+
+
+def measured(key: tuple, runs: dict[str, Callable[[], Array]], *arrays: Array,
+             timer=None) -> tuple[str, Array]:
+    """``(method, result)``: the method chosen for ``key`` among ``runs`` (name -> a call computing the
+    result; the first is the established path), measuring them on this key's first call.
+
+    ``timer(run) -> (seconds, result)``; default: CUDA events when ``arrays`` are CuPy arrays, the
+    host clock otherwise.
+    """
+    hit = _CHOICES.get(key)
+    if hit is not None and hit["method"] in runs:
+        return hit["method"], runs[hit["method"]]()
+    if len(runs) == 1:
+        (name, run), = runs.items()
+        return name, run()
+    if timer is None:
+        xp = get_xp(*arrays)
+        timer = _host_timer if xp.__name__ == "numpy" else _cuda_timer(xp)
+    seconds: dict[str, float] = {}
+    for name, run in runs.items():     # no result is kept meanwhile: at most one output is alive
+        run()                                              # warm-up: compilation, pool
+        times = [timer(run)[0] for _ in range(MEASURE_REPEAT)]
+        seconds[name] = sorted(times)[len(times) // 2]
+    names = list(runs)
+    best = names[0]
+    for name in names[1:]:
+        if seconds[name] < MEASURE_MARGIN * seconds[best]:
+            best = name
+    with _CHOICES_LOCK:
+        _CHOICES.setdefault(key, {"method": best, "seconds": dict(seconds)})
+    method = _CHOICES[key]["method"]
+    return method, runs[method]()
+
+
+def measured_choices() -> dict[tuple, dict]:
+    """``{key: {"method", "seconds": {candidate: median seconds}}}`` of every measured choice so far."""
+    with _CHOICES_LOCK:
+        return {k: {"method": v["method"], "seconds": dict(v["seconds"])} for k, v in _CHOICES.items()}
+
+
+def forget_choices() -> None:
+    """Drop the measured choices (the next call of each shape measures again)."""
+    with _CHOICES_LOCK:
+        _CHOICES.clear()
 
 
 # ---------------------------------------------------------------------------- transformed weights

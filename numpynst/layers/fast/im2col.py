@@ -32,6 +32,17 @@ Array = Any
 IM2COL_CHUNK_BYTES = 8 * 2 ** 20
 
 
+def gemm(xp, a: Array, b: Array, out: Array) -> None:
+    """``out[...] = a @ b``. float16 operands: products and sums in float32, ``out`` rounded to float16
+    once, as cuBLAS's float16 GEMM with float32 compute (what CuPy runs) does; on NumPy that
+    arithmetic is emulated by widening the operands to float32 (NumPy's own float16 matmul is a
+    slow non-BLAS loop)."""
+    if xp.__name__ == "numpy" and a.dtype == xp.float16:
+        out[...] = xp.matmul(a.astype(xp.float32), b.astype(xp.float32))
+        return
+    xp.matmul(a, b, out=out)
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
@@ -90,7 +101,7 @@ def conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: i
     w2d = w.reshape(k, f)
     out = xp.empty((n, ho, wo, f), dtype=x.dtype)
     if kh == kw == 1 and stride == 1 and ph == pw == 0:
-        xp.matmul(x.reshape(n * h * wd, c), w2d, out=out.reshape(n * ho * wo, f))   # already a GEMM
+        gemm(xp, x.reshape(n * h * wd, c), w2d, out.reshape(n * ho * wo, f))   # already a GEMM
         if b is not None:
             out += b
         if relu:
@@ -103,7 +114,7 @@ def conv_im2col(x: Array, w: Array, b: Array | None, stride: int, ph: int, pw: i
         cols = scratch(x, "tiles", (n, i1 - i0, wo, kh, kw, c), x.dtype)
         im2col_rows(x, cols, i0, i1, stride, ph, pw)
         o = out[:, i0:i1].reshape(n, (i1 - i0) * wo, f)       # a view: rows of one image are contiguous
-        xp.matmul(cols.reshape(n, (i1 - i0) * wo, k), w2d, out=o)
+        gemm(xp, cols.reshape(n, (i1 - i0) * wo, k), w2d, o)
         if b is not None:
             o += b                                              # while the chunk is still in cache
         if relu:
@@ -135,7 +146,7 @@ def dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad:
     def chunk(span: tuple[int, int]) -> None:
         i0, i1 = span
         dcols = scratch(dout, "tiles", (n, i1 - i0, wo, kh, kw, c), dout.dtype)
-        xp.matmul(dout[:, i0:i1].reshape(n, (i1 - i0) * wo, f), w2d_t, out=dcols.reshape(n, (i1 - i0) * wo, k))
+        gemm(xp, dout[:, i0:i1].reshape(n, (i1 - i0) * wo, f), w2d_t, dcols.reshape(n, (i1 - i0) * wo, k))
         if cuda_kernels.supports(dcols, dx):  # CuPy: one gather kernel over the rows this chunk reaches
             cuda_kernels.col2im_rows_add(dcols, dx, i0, i1, stride, pad)
             return
@@ -178,6 +189,6 @@ def dw_im2col(x: Array, dout: Array, kh: int, kw: int, stride: int, pad: int) ->
         cols = scratch(x, "tiles", (n, i1 - i0, wo, kh, kw, c), x.dtype)
         im2col_rows(x, cols, i0, i1, stride, pad, pad)
         for j in range(n):
-            xp.matmul(cols[j].reshape(-1, k).T, dout[j, i0:i1].reshape(-1, f), out=part)
+            gemm(xp, cols[j].reshape(-1, k).T, dout[j, i0:i1].reshape(-1, f), part)
             dw += part
     return dw.reshape(kh, kw, c, f)
