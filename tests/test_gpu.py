@@ -266,7 +266,7 @@ def _images(rng):
     return content, style
 
 
-@pytest.mark.parametrize("conv", ["im2col", "winograd"])
+@pytest.mark.parametrize("conv", ["im2col", "winograd", "implicit", "measure"])
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "array-code"])
 @pytest.mark.parametrize("optimizer", ["gd", "adam", "lbfgs"])
 def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimizer, kernels, conv):
@@ -277,6 +277,8 @@ def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimize
     with log_every=0 happens once, after the loop. The steps are wrapped on the optimizer class, so
     the test does not depend on how transfer.py imports make_optimizer.
     """
+    if conv == "implicit" and not kernels:
+        pytest.skip("the implicit GEMM is a kernel: with the kernels off there is no such path")
     iterations = 10
     steps = []
     flushes = []
@@ -361,3 +363,115 @@ def test_stylize_on_cupy_matches_numpy(optimizer):
     for key in ("J", "content", "style", "tv"):
         np.testing.assert_allclose(b.history[key], a.history[key], rtol=1e-8, err_msg=key)
     assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------------------ implicit GEMM, measured choice
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_implicit_gemm_equals_the_naive_twins(cp, dtype):
+    """Forward (bias, ReLU) and the stride-1 dx of the implicit-GEMM kernel against the naive loops,
+    on the shapes of the emulated test plus VGG's 64/128-channel ones."""
+    rng = np.random.default_rng(11)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for shape, f, (kh, kw), stride, pad in [((2, 9, 10, 3), 70, (3, 3), 1, 1), ((1, 12, 13, 8), 130, (3, 3), 1, 1),
+                                            ((2, 7, 9, 5), 6, (2, 3), 2, 0), ((1, 16, 20, 64), 64, (3, 3), 1, 1),
+                                            ((1, 10, 12, 128), 128, (3, 3), 1, 1)]:
+        x = rng.standard_normal(shape).astype(dtype)
+        w = (rng.standard_normal((kh, kw, shape[3], f)) / np.sqrt(kh * kw * shape[3])).astype(dtype)
+        b = rng.standard_normal(f).astype(dtype)
+        want, cache = conv.conv2d_forward_naive(x, w, b, stride, pad)
+        got = ck.conv_implicit(cp.asarray(x), cp.asarray(w), cp.asarray(b), stride, pad, pad)
+        np.testing.assert_allclose(to_host(got), want, **tol)
+        got = ck.conv_implicit(cp.asarray(x), cp.asarray(w), None, stride, pad, pad, relu=True)
+        np.testing.assert_allclose(to_host(got), np.maximum(want - b, 0), **tol)
+        if stride == 1:
+            dout = rng.standard_normal(want.shape).astype(dtype)
+            dx = conv.conv2d_backward_naive(dout, cache)[0]
+            np.testing.assert_allclose(to_host(ck.conv_implicit_dx(cp.asarray(dout), cp.asarray(w), pad)), dx, **tol)
+
+
+def test_layers_take_the_implicit_gemm_or_the_measured_choice(cp, monkeypatch):
+    """conv2d_forward/backward with NUMPYNST_GPU_CONV=implicit and =measure agree with im2col, and the
+    measurement records one choice per (forward|dx, shape)."""
+    from numpynst.layers.fast import dispatch
+    rng = np.random.default_rng(12)
+    x = cp.asarray(rng.standard_normal((1, 24, 20, 64)), dtype=cp.float32)
+    w = cp.asarray(rng.standard_normal((3, 3, 64, 64)) / 24, dtype=cp.float32)
+    b = cp.asarray(rng.standard_normal(64), dtype=cp.float32)
+    g = cp.asarray(rng.standard_normal((1, 24, 20, 64)), dtype=cp.float32)
+    res = {}
+    monkeypatch.setattr(dispatch, "_CHOICES", {})
+    for name in ("im2col", "implicit", "measure"):
+        monkeypatch.setenv("NUMPYNST_GPU_CONV", name)
+        out, cache = conv.conv2d_forward(x, w, b, relu=True)
+        dx, _, _ = conv.conv2d_backward(g, cache, weight_grads=False)
+        res[name] = (to_host(out), to_host(dx))
+    for name in ("implicit", "measure"):
+        for got, want in zip(res[name], res["im2col"]):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    choices = dispatch.measured_choices()
+    assert sorted(k[0] for k in choices) == ["dx", "forward"]
+    for c in choices.values():
+        assert c["method"] in c["seconds"] and set(c["seconds"]) == {"im2col", "implicit"}
+
+
+# ------------------------------------------------------------------------------ precision
+def test_tf32_switch_sets_and_restores_cupys_compute_type(cp):
+    assert backend.matmul_precision(cp) == "fp32"
+    with backend.tf32_matmul(cp):
+        major = cp.cuda.Device().compute_capability[0]
+        assert backend.matmul_precision(cp) == ("tf32" if int(major) >= 8 else "fp32")
+        a = cp.asarray(np.random.default_rng(0).standard_normal((256, 256)), dtype=cp.float32)
+        err = float(cp.abs(a @ a - (a.astype(cp.float64) @ a.astype(cp.float64))).max())
+    assert backend.matmul_precision(cp) == "fp32"
+    exact = float(cp.abs(a @ a - (a.astype(cp.float64) @ a.astype(cp.float64))).max())
+    if backend.matmul_precision(cp) == "fp32" and int(major) >= 8:
+        assert err > 10 * exact, (err, exact)       # TF32 products: 10-bit mantissas, visibly coarser
+
+
+def test_fp16_objective_on_cupy_agrees_with_fp32_and_with_the_numpy_emulation(cp):
+    from numpynst.image import load_image, sample_path
+    from numpynst.objective import Objective
+    from numpynst.vgg import VGG, preprocess
+    c = load_image(sample_path("chelsea"), size=64)
+    s = load_image(sample_path("ihc"), size=64)
+    x = preprocess(c) + np.random.default_rng(0).normal(0, 20, (1, 64, 64, 3)).astype(np.float32)
+    J = {}
+    for name, dt in (("cupy", np.float32), ("cupy", np.float16), ("numpy", np.float16)):
+        m = VGG.from_h5(backend=name, dtype=dt)
+        obj = Objective(m, preprocess(c, xp=name), preprocess(s, xp=name), weights_mode="calibrated")
+        j, g = obj.value_and_grad(backend.to_device(x, name))
+        J[name, np.dtype(dt).name] = float(j), to_host(g).astype(np.float64).ravel()
+    j32, g32 = J["cupy", "float32"]
+    j16, g16 = J["cupy", "float16"]
+    assert abs(j16 - j32) / j32 < 1e-3
+    assert g16 @ g32 / np.linalg.norm(g16) / np.linalg.norm(g32) > 0.999
+    assert abs(J["numpy", "float16"][0] - j16) / j32 < 1e-3     # the emulation predicts the device
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_no_host_transfer_in_the_fp16_loop(cp, monkeypatch, optimizer):
+    """The fp16 run's loop (seed scaling on the device included) copies nothing to the host."""
+    steps = []
+    cls = {"adam": numpynst.optim.Adam, "lbfgs": numpynst.optim.LBFGS}[optimizer]
+    with transfer_trap(cp) as trap:
+        real_step = cls.step
+
+        def step(self, *a, **k):
+            trap.armed = True
+            steps.append(1)
+            return real_step(self, *a, **k)
+
+        real_to_host = numpynst.optim.to_host
+
+        def flush_to_host(a):
+            trap.armed = False
+            return real_to_host(a)
+
+        monkeypatch.setattr(cls, "step", step)
+        monkeypatch.setattr(numpynst.optim, "to_host", flush_to_host)
+        model = tiny_vgg(backend="cupy", dtype=np.float16, widths=(8, 64, 64, 64, 64))
+        content, style = _images(np.random.default_rng(9))
+        result = stylize(content, style, model=model, iterations=6, optimizer=optimizer, log_every=0, tol=None,
+                         precision="fp16")
+    assert trap.hits == [] and len(steps) == 6
+    assert np.all(np.isfinite(result.history["J"]))
