@@ -14,8 +14,11 @@ GPU (``--backend numpy``, no ``--gpu``), which is how gpu_check.sh's CPU mode ch
 
 What ``print`` measures: one print-size picture on the device, coarse to fine (scales 0.25, 0.5, 1:
 2048, 4096 and 8192 px), within ``--max-memory`` (the planner tiles the top scale): seconds per scale
-and per iteration at the top scale, J at each scale's start and end, the memory pool's size at the
-end, the time to write the full picture; a preview beside a 1:1 crop is the one file kept.
+and per iteration at the top scale, J at each scale's start and end, per scale the planner's estimated
+peak beside the measured one (CuPy's pool sampled every 50 ms, and nvidia-smi's every 100 ms; on
+NumPy the process's resident set), whether nvidia-smi's peak stayed within the budget, the memory
+pool's size at the end, the time to write the full picture; a preview beside a 1:1 crop is the one
+file kept.
 
 What ``agree`` measures: VGG19 (the shipped weights) forward to the six default layers and backward
 to the pixels from fixed random gradients, and the style-transfer objective ``J, dJ/dx`` on the
@@ -222,24 +225,84 @@ def cmd_notebook(a) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- print
+class _MemorySampler:
+    """Memory samples every ``period`` seconds in a thread while a run goes on: ``(seconds, bytes)``.
+
+    CuPy: the default memory pool's reserved bytes (``total_bytes``: what the pool holds from the
+    driver, freed-but-cached blocks included); NumPy: the process's resident set (``/proc/self/statm``).
+    Beside them, where ``nvidia-smi`` exists, its ``memory.used`` lines (MiB, the whole GPU: the pool,
+    the CUDA context, cuBLAS's workspaces), each stamped when it arrives.
+    """
+
+    def __init__(self, backend: str, t0: float, period: float = 0.05):
+        import threading
+        self.t0, self.period, self.samples, self.smi = t0, period, [], []
+        self.what = "cupy pool (reserved)" if backend == "cupy" else "process RSS"
+        if backend == "cupy":
+            import cupy
+            pool = cupy.get_default_memory_pool()
+            self._read = pool.total_bytes
+        else:
+            page = os.sysconf("SC_PAGE_SIZE")
+            self._read = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * page
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._poll, daemon=True)]
+        self._proc = None
+        if shutil.which("nvidia-smi"):
+            self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                                           "-lms", "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._threads.append(threading.Thread(target=self._read_smi, daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - self.t0, self._read()))
+            self._stop.wait(self.period)
+
+    def _read_smi(self) -> None:
+        for line in self._proc.stdout:
+            if line.strip().isdigit():
+                self.smi.append((time.perf_counter() - self.t0, float(line.strip())))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._proc is not None:
+            self._proc.terminate()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def peak(self, t_from: float, t_to: float) -> dict:
+        """Largest sample in ``[t_from, t_to]``: ``{"bytes", "nvidia_smi_mib"}`` (None where none)."""
+        own = [b for t, b in self.samples if t_from <= t <= t_to]
+        smi = [m for t, m in self.smi if t_from <= t <= t_to]
+        return {"bytes": max(own) if own else None, "nvidia_smi_mib": max(smi) if smi else None}
+
+
 def cmd_print(a) -> int:
-    """A print-size stylize on ``--backend``, timed per scale; SIGTERM stops it with the best image."""
+    """A print-size stylize on ``--backend``, timed per scale, memory sampled per scale and set beside
+    the planner's estimate; SIGTERM stops it with the best image."""
     import signal
 
     from PIL import Image
 
-    import numpynst
     from numpynst.image import sample_path, save_image
+    from numpynst.transfer import prepare, run
 
     def interrupt(signum, frame):           # the step's timeout: stop like Ctrl-C, keep the best image
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupt)
     marks: list[tuple[float, int, float]] = []          # (scale, iteration, seconds since the call)
     t0 = time.perf_counter()
-    res = numpynst.stylize(sample_path(a.content), sample_path(a.style), size=a.size, scales=a.scales,
-                           iterations=a.iterations, tol=None, max_memory=a.max_memory, backend=a.backend,
-                           progress=False, callback=lambda p: marks.append(
-                               (p.scale, p.iteration, time.perf_counter() - t0)))
+    prepared = prepare(sample_path(a.content), sample_path(a.style), size=a.size, scales=a.scales,
+                       iterations=a.iterations, tol=None, max_memory=a.max_memory, backend=a.backend,
+                       precision=a.precision)
+    sampler = _MemorySampler(a.backend, t0)
+    try:
+        res = run(prepared, progress=False, callback=lambda p: marks.append(
+            (p.scale, p.iteration, time.perf_counter() - t0)))
+    finally:
+        sampler.stop()
     seconds = time.perf_counter() - t0
     per_scale, n, history = [], a.iterations + 1, res.history["J"]
     for k, scale in enumerate(a.scales):
@@ -251,8 +314,14 @@ def cmd_print(a) -> int:
         # after the scale's first logging point (the start image evaluated, the set-up done) only the
         # optimizer runs: its mean time per iteration (one interval alone swings with line searches)
         step = (ms[-1][2] - ms[0][2]) / (ms[-1][1] - ms[0][1]) if len(ms) > 1 else None
+        plan = prepared.plans[scale]
+        peak = sampler.peak(before, ms[-1][2])
         per_scale.append({"scale": scale, "iterations": ms[-1][1], "seconds": ms[-1][2] - before,
-                          "seconds_per_iteration": step, "J_start": js[0], "J_end": js[-1]})
+                          "seconds_per_iteration": step, "J_start": js[0], "J_end": js[-1],
+                          "hw": list(plan.hw), "plan": "whole" if plan.tile is None else
+                          f"{plan.tiles} tiles of {plan.tile[1]}x{plan.tile[0]} (+{plan.halo} px halo)",
+                          "planned_peak_bytes": plan.peak, "measured_peak_bytes": peak["bytes"],
+                          "nvidia_smi_peak_mib": peak["nvidia_smi_mib"]})
     pool = None
     if a.backend == "cupy":
         import cupy
@@ -267,20 +336,28 @@ def cmd_print(a) -> int:
     cy, cx = (h - side) // 2, (w - side) // 2
     sheet = np.concatenate([np.asarray(preview), res.image[cy:cy + side, cx:cx + side]], axis=1)
     save_image(a.sheet, np.ascontiguousarray(sheet), overwrite=True)
-    fig = {"size": [w, h], "backend": a.backend, "max_memory": a.max_memory, "scales": a.scales,
-           "iterations_per_scale": a.iterations, "iterations": res.iterations, "stopped": res.stopped,
-           "seconds": seconds, "per_scale": per_scale, "pool_bytes_at_end": pool,
+    smi_peak = max((m for _, m in sampler.smi), default=None)
+    fig = {"size": [w, h], "backend": a.backend, "precision": a.precision, "max_memory": a.max_memory,
+           "budget_bytes": prepared.budget, "scales": a.scales, "iterations_per_scale": a.iterations,
+           "iterations": res.iterations, "stopped": res.stopped, "seconds": seconds, "per_scale": per_scale,
+           "memory_measured_by": sampler.what, "pool_bytes_at_end": pool,
+           "nvidia_smi_peak_mib": smi_peak,
+           "within_budget": None if smi_peak is None else smi_peak * 2 ** 20 <= prepared.budget,
            "write_seconds": write_seconds, "full_bytes": full.stat().st_size, "sheet": str(a.sheet),
            "crop_box": [cy, cx, side]}
     _write(a.json, fig)
     for r in per_scale:
         spi = "-" if r["seconds_per_iteration"] is None else f"{r['seconds_per_iteration']:.2f}"
-        print(f"scale {r['scale']}: {r['iterations']} iterations in {r['seconds']:.1f} s ({spi} s/iteration), "
-              f"J {r['J_start']:.4f} -> {r['J_end']:.4f}")
+        meas = "-" if r["measured_peak_bytes"] is None else f"{r['measured_peak_bytes'] / 2**30:.2f} GiB"
+        print(f"scale {r['scale']} ({r['hw'][1]}x{r['hw'][0]}, {r['plan']}): {r['iterations']} iterations in "
+              f"{r['seconds']:.1f} s ({spi} s/iteration), J {r['J_start']:.4f} -> {r['J_end']:.4f}; memory "
+              f"planned {r['planned_peak_bytes'] / 2**30:.2f} GiB, measured {meas} ({sampler.what}), "
+              f"nvidia-smi {r['nvidia_smi_peak_mib'] if r['nvidia_smi_peak_mib'] is not None else '-'} MiB")
     pool_text = "-" if pool is None else f"{pool / 2**30:.2f} GiB"
     print(f"print {w}x{h}: {res.iterations} iterations in {seconds:.1f} s, stopped: {res.stopped}; memory pool "
-          f"at the end {pool_text}; full picture written in {write_seconds:.1f} s "
-          f"({full.stat().st_size / 2**20:.1f} MiB)", flush=True)
+          f"at the end {pool_text}; budget {prepared.budget / 2**30:.2f} GiB, nvidia-smi peak "
+          f"{'-' if smi_peak is None else f'{smi_peak:.0f} MiB'} (within budget: {fig['within_budget']}); "
+          f"full picture written in {write_seconds:.1f} s ({full.stat().st_size / 2**20:.1f} MiB)", flush=True)
     return 0
 
 
@@ -408,7 +485,14 @@ def cmd_collect(a) -> int:
         print(f"  print {pr['size'][0]}x{pr['size'][1]}: {pr['iterations']} iterations in {pr['seconds']:.0f} s "
               f"({pr['stopped']}); top scale {top.get('seconds_per_iteration')} s/iteration, "
               f"J {top.get('J_start')} -> {top.get('J_end')}, GPU memory peak "
-              f"{(pr['gpu_memory_nvidia_smi'] or {}).get('peak_mib', '-')} MiB (nvidia-smi)")
+              f"{(pr['gpu_memory_nvidia_smi'] or {}).get('peak_mib', '-')} MiB (nvidia-smi), budget "
+              f"{pr['budget_bytes'] / 2**30:.2f} GiB, within it: {pr.get('within_budget')}")
+        for r in pr["per_scale"]:
+            meas = r.get("measured_peak_bytes")
+            print(f"    scale {r['scale']} {r['hw'][1]}x{r['hw'][0]} ({r['plan']}): planned "
+                  f"{r['planned_peak_bytes'] / 2**30:.2f} GiB, measured "
+                  f"{'-' if meas is None else f'{meas / 2**30:.2f} GiB'} ({pr['memory_measured_by']}), "
+                  f"nvidia-smi {r.get('nvidia_smi_peak_mib') or '-'} MiB")
     b = fig["batch"]
     if b:
         print(f"  batch: {b['jobs']} jobs {b['status']} in {b['seconds']:.1f} s = {b['jobs_per_minute']:.1f} jobs/min, "
@@ -444,6 +528,7 @@ def main(argv=None) -> int:
     p.add_argument("--scales", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     p.add_argument("--iterations", type=int, default=15, help="per scale")
     p.add_argument("--max-memory", default="100GB")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "fp16"))
     p.add_argument("--content", default="astronaut")
     p.add_argument("--style", default="ihc")
     p.add_argument("--full", required=True, help="the full picture (stays in the work folder)")

@@ -105,6 +105,10 @@ def test_print_step_times_each_scale_and_collect_reads_it(tmp_path, capsys):
     for r in pr["per_scale"]:
         assert r["iterations"] == 12 and r["J_end"] < r["J_start"]
         assert 0 < r["seconds_per_iteration"] * 12 < r["seconds"] <= pr["seconds"]
+        # the planner's estimate beside a measured peak (the process's resident set on NumPy)
+        assert r["plan"] == "whole" and 0 < r["planned_peak_bytes"] < pr["budget_bytes"]
+        assert r["measured_peak_bytes"] > 0 and r["hw"] == [32 * int(r["scale"] * 2), 32 * int(r["scale"] * 2)]
+    assert pr["memory_measured_by"] == "process RSS" and pr["precision"] == "fp32"
     assert Image.open(sheet).size == (64, 32)              # 32 px preview beside a 32 px crop
     assert Image.open(work / "full.jpg").size == (64, 64) and pr["pool_bytes_at_end"] is None
     (work / "smi_print.csv").write_text("900\n70000\n")
@@ -113,4 +117,6 @@ def test_print_step_times_each_scale_and_collect_reads_it(tmp_path, capsys):
     fig = json.loads(target.read_text())
     assert fig["print"]["per_scale"] == pr["per_scale"]
     assert fig["print"]["gpu_memory_nvidia_smi"]["peak_mib"] == 70000.0
-    assert "print 64x64: 24 iterations" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "print 64x64: 24 iterations" in printed
+    assert "scale 1.0 64x64 (whole): planned" in printed
