@@ -22,9 +22,14 @@ How it measures (the machine may be shared with other work):
   bytes the forward pass keeps for the backward pass (the activation floor no algorithm can avoid).
 * GPU runs time with CUDA events after a device synchronize; PyTorch runs float32 with TF32 off
   (cuDNN on, ``cudnn.benchmark`` picking its fastest algorithm per shape during the warm-up).
-* ``--gpu-conv im2col winograd ...`` runs one numpynst worker per path for the 3x3 convolutions on
-  CuPy (``NUMPYNST_GPU_CONV`` in its environment, see numpynst/layers/fast/dispatch.py), all
-  interleaved with PyTorch in the same loop, so the paths are compared under the same conditions.
+* ``--gpu-conv im2col implicit measure ...`` runs one numpynst worker per path for the 3x3
+  convolutions on CuPy (``NUMPYNST_GPU_CONV`` in its environment, see
+  numpynst/layers/fast/dispatch.py; ``measure``, the default, times im2col against the implicit GEMM
+  per layer shape during the warm-up, and the worker reports its choices), all interleaved with
+  PyTorch in the same loop, so the paths are compared under the same conditions.
+* ``--precision tf32`` / ``fp16`` (CuPy): numpynst with TF32 matrix products / a float16 model, and
+  PyTorch likewise (``allow_tf32`` for matmul and cuDNN / ``torch.autocast`` to float16; its weights
+  stay float32 as autocast keeps them). Default fp32: TF32 off on both sides.
 * ``--json PATH`` also writes every timing (not only the medians) and the memory figures.
 
 ``--breakdown`` adds a per-layer table (numpynst only): forward and backward time of each conv and
@@ -147,7 +152,12 @@ def worker_numpynst(args) -> None:
         import cupy as cp
         xp = cp
         sync = cp.cuda.Device().synchronize
-    model = VGG.from_h5(args.weights, backend=args.backend)
+    from numpynst.backend import tf32_matmul
+    from numpynst.layers.fast import dispatch
+    if args.precision == "tf32":
+        tf32_matmul(xp).__enter__()          # for the whole worker process
+    model = VGG.from_h5(args.weights, backend=args.backend,
+                        dtype=np.float16 if args.precision == "fp16" else np.float32)
     rng = np.random.default_rng(0)
     x = xp.asarray((rng.standard_normal((1, args.size, args.size, 3)) * 60).astype(np.float32))
     shapes = {}
@@ -179,7 +189,9 @@ def worker_numpynst(args) -> None:
         "kept_bytes": kept[0] if kept else None, "wino_bytes": kept[1] if kept else None,
         "gpu_peak_bytes": pool_peak if args.backend == "cupy" else None,
         "breakdown": None if not bd else {k: {c: float(np.median(v)) for c, v in d.items()} for k, d in bd.rows.items()},
-        "per_layer_flops": per_layer})
+        "per_layer_flops": per_layer, "precision": args.precision,
+        "measured_choices": [{"pass": k[0], "shape": k[1], "w": k[2], "method": v["method"], "seconds": v["seconds"]}
+                             for k, v in dispatch.measured_choices().items()]})
 
 
 def worker_torch(args) -> None:
@@ -192,9 +204,11 @@ def worker_torch(args) -> None:
     torch.set_num_threads(args.threads)
     dev = "cuda" if args.backend == "cupy" else "cpu"
     if dev == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
         torch.backends.cudnn.benchmark = True
+    autocast = (torch.autocast("cuda", dtype=torch.float16) if dev == "cuda" and args.precision == "fp16"
+                else __import__("contextlib").nullcontext())
     model = VGG.from_h5(args.weights, backend="numpy")
     convs = []
     for name in model.layer_names:
@@ -227,9 +241,10 @@ def worker_torch(args) -> None:
 
     def step():
         x = x0.clone().requires_grad_(True)
-        out = forward(x)
+        with autocast:
+            out = forward(x)
         names = list(out)
-        torch.autograd.backward([out[n] for n in names], [grads[n] for n in names])
+        torch.autograd.backward([out[n] for n in names], [grads[n].to(out[n].dtype) for n in names])
         return x.grad
 
     total_flops, _ = _conv_flops(model, args.size)
@@ -328,7 +343,7 @@ def _spawn(kind: str, size: int, args, gpu_conv: str | None = None) -> subproces
     if gpu_conv:
         env["NUMPYNST_GPU_CONV"] = gpu_conv
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--size", str(size), "--backend", args.backend,
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--precision", args.precision]
     if args.weights:
         cmd += ["--weights", args.weights]
     if args.breakdown and kind == "numpynst":
@@ -358,8 +373,11 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None, help="Keras-layout VGG19 .h5 (default: the shipped file)")
     ap.add_argument("--breakdown", action="store_true", help="per-layer table for numpynst")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--gpu-conv", nargs="+", default=None, choices=("im2col", "winograd", "winograd4"),
+    ap.add_argument("--gpu-conv", nargs="+", default=None,
+                    choices=("im2col", "implicit", "measure", "winograd", "winograd4"),
                     help="CuPy: one numpynst worker per 3x3-conv path (default: the automatic choice)")
+    ap.add_argument("--precision", choices=("fp32", "tf32", "fp16"), default="fp32",
+                    help="both sides' arithmetic (tf32 and fp16 on a GPU only)")
     ap.add_argument("--json", default=None, help="also write all timings and figures to this JSON file")
     ap.add_argument("--pause", type=float, default=0.3, help="seconds between iterations (lets spinning "
                                                              "BLAS/OpenMP threads of the other worker sleep)")
@@ -387,6 +405,8 @@ def main(argv=None) -> int:
     print(f"backend: {args.backend}; iterations per library and size: {args.repeat} (+1 warm-up), medians" + "\n")
     if args.gpu_conv and args.backend != "cupy":
         ap.error("--gpu-conv needs --backend cupy")
+    if args.precision == "tf32" and args.backend != "cupy":
+        ap.error("--precision tf32 needs --backend cupy")
     variants = [None] if not args.gpu_conv else list(dict.fromkeys(args.gpu_conv))
     rows = []
     for size in args.size:
@@ -421,6 +441,12 @@ def main(argv=None) -> int:
               f"Winograd-transformed weights {_fmt_bytes(ni['wino_bytes'])}")
         if ni.get("breakdown"):
             _print_breakdown(ni["breakdown"], dict(ni["per_layer_flops"]))
+        for k in ours:
+            chosen = [c for c in info[k].get("measured_choices") or [] if c["method"] != "im2col"]
+            if info[k].get("measured_choices"):
+                print(f"  {k}: measured choices: {len(info[k]['measured_choices'])} shapes, not im2col: "
+                      + (", ".join(f"{c['pass']} {tuple(c['shape'])}x{tuple(c['w'])[2:]} {c['method']}"
+                                   for c in chosen) or "none"))
         rows.append({"size": size, "flops": flops, "times": times, "median": med,
                      "ratio_to_torch": {k: med[k] / med["torch"] for k in ours} if "torch" in med else {},
                      "info": info})
@@ -428,6 +454,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"backend": args.backend, "repeat": args.repeat, "threads": args.threads,
+                       "precision": args.precision,
                        "machine": _machine(args.threads), "sizes": rows}, fh, indent=1)
     return 0
 
