@@ -102,7 +102,8 @@ class VGG:
     GEMM on CuPy; on NumPy the same arithmetic emulated: float16 operands widened to float32, the
     sum rounded to float16 once). Then ``activation_scale`` is ``s = 2**-4`` (1 otherwise): the
     forward returns ``s`` times the activations, the backward takes gradients with respect to those
-    scaled activations and returns ``dL/dx`` in ``image_dtype`` (float32; ``dtype`` otherwise).
+    scaled activations and returns ``dL/dx`` in ``image_dtype`` (float32; ``dtype`` otherwise). Its
+    first convolution (3 input channels) runs in float32 on the unrounded pixels, forward and back.
     """
 
     def __init__(self, arch: str, params: Mapping[str, tuple[Array, Array]], *,
@@ -146,6 +147,10 @@ class VGG:
                     bd = bd.copy()
                 wd.flags.writeable = bd.flags.writeable = False
             self.params[name] = (wd, bd)
+            if half and name == self.conv_names[0]:     # the first layer's float32 twin (see _run)
+                self._first32 = (self.xp.ascontiguousarray(to_device(w, self.xp, self.image_dtype)),
+                                 to_device(np.asarray(to_host(b), np.float64) * self.activation_scale,
+                                           self.xp, self.image_dtype))
         self.layers = layer_table(arch, {n: int(w.shape[3]) for n, (w, _) in self.params.items()})
         self._by_name = {layer.name: layer for layer in self.layers}
         self._tape = Tape()             # the last forward's, for the stateful forward/backward
@@ -249,14 +254,27 @@ class VGG:
 
     def _run(self, x: Array, run: tuple[Layer, ...], wanted: set[str],
              keep: bool) -> tuple[dict[str, Array], Tape | None]:
-        a = self.xp.asarray(x if self.activation_scale == 1.0 else x * self.activation_scale, dtype=self.dtype)
+        half = self.dtype == np.float16
+        if not half:
+            a = self.xp.asarray(x, dtype=self.dtype)
+        else:       # s x, kept in float32 for the first layer (see below)
+            a = self.xp.asarray(x, dtype=self.image_dtype) * self.xp.asarray(self.activation_scale, self.image_dtype)
         tape = Tape() if keep else None
         out: dict[str, Array] = {}
         for layer in run:
             if layer.kind == "conv":
                 w, b = self.params[layer.name]
-                # conv + ReLU fused: the ReLU is applied as each band of the output is written
-                a, conv_cache = ops.conv2d_forward(a, w, b, stride=1, pad=1, relu=True)
+                if half and layer.name == self.conv_names[0]:
+                    # A float16 model's first layer runs in float32 and rounds its output: float16
+                    # would round the input pixels themselves (to 1/8 of a grey level near 255), and
+                    # an optimiser's small steps would vanish in that rounding (J would not move).
+                    # 3 input channels: ~1% of the network's products.
+                    w, b = self._first32
+                    a, conv_cache = ops.conv2d_forward(a, w, b, stride=1, pad=1, relu=True)
+                    a = a.astype(self.dtype)
+                else:
+                    # conv + ReLU fused: the ReLU is applied as each band of the output is written
+                    a, conv_cache = ops.conv2d_forward(a, w, b, stride=1, pad=1, relu=True)
                 cache: Any = (conv_cache, ops.ReluCache(a))
                 kind = "conv"
             elif self.pooling == "max":
@@ -337,7 +355,7 @@ class VGG:
             owned = True
             cache = conv_cache = relu_cache = None
         if self.activation_scale != 1.0:        # the input was x * s: d/dx = s d/d(input), in float32
-            g = g.astype(self.image_dtype) * self.xp.asarray(self.activation_scale, dtype=self.image_dtype)
+            g = g * self.xp.asarray(self.activation_scale, dtype=self.image_dtype)    # (the first layer's dx is)
         return g
 
     def forward(self, x: Array, outputs: str | Iterable[str], keep_cache: bool = True) -> dict[str, Array]:
