@@ -11,12 +11,22 @@
 #   08_gpu_with_cupy.ipynb  tutorial 8 executed (full mode) on the GPU
 #   batch_contact_sheet.png numpynst batch --gpu: the contact sheet of the 3 x 2 sample grid
 #   print_8192.jpg          an 8192 px print (2048 -> 4096 -> 8192 px, 15 L-BFGS iterations per scale,
-#                           --max-memory 100GB): 1024 px preview | 1:1 crop from the middle
+#                           --max-memory 100GB): 1024 px preview | 1:1 crop from the middle; per scale
+#                           the planner's estimated peak beside the measured one (pool, nvidia-smi)
 #
 # Steps, in order of importance (a step that would end past the deadline is cut short by `timeout`,
-# later ones are skipped; collect always runs): wheels, env, pytest, vgg_step, stylize, agree,
-# notebook, batch, variants, breakdown, print, collect. GPU_CHECK_STEPS="pytest vgg_step" runs a subset
-# (plus wheels and collect); GPU_CHECK_BUDGET (seconds, default 450) is the deadline for all of it.
+# later ones are skipped; collect always runs): wheels, env, pytest, vgg_step, print, vgg_precision,
+# precision, agree, variants, breakdown, features, stylize, batch, notebook, collect.
+# GPU_CHECK_STEPS="pytest vgg_step" runs a subset (plus wheels and collect); GPU_CHECK_BUDGET
+# (seconds, default 450) is the deadline for all of it.
+#
+# Third round (issue 33): vgg_step's numpynst now measures im2col against the implicit-GEMM kernel per
+# layer shape (NUMPYNST_GPU_CONV=measure, the default) and reports its choices; `variants` compares
+# im2col, implicit and measure; `vgg_precision` times tf32 and fp16 against PyTorch with TF32 on and
+# with autocast; `precision` states J, dJ/dx and a picture's agreement with fp32; `print` reports the
+# planner's estimate against the measured peak per scale; `features` runs this round's new options
+# (style losses, masks, checkpoints, video) where the tree has them, NumPy vs the device under the
+# host-transfer trap, and prints why it skips each one it does not find.
 #
 # CPU mode (NUMPYNST_GPU_CHECK_CPU=1): every step's Python runs against NumPy at tiny sizes, to prove
 # the plumbing (paths, file names, JSON, timeouts) here before the real run spends device time:
@@ -42,10 +52,12 @@ T0=$(date +%s)
 if [ "$CPU" = 1 ]; then
   MODE=cpu BACKEND=numpy SIZES="32" REPEAT=1 STYLE_SIZE=48 STYLE_IT=3 AGREE_SIZE=32
   BATCH_SIZE=32 BATCH_IT=2 VARIANT_SIZE=32 GPU_FLAG="" PRINT_SIZE=128 PRINT_IT=12 PRINT_MEM=1GB
+  PREC_SIZES="32" PREC_REPEAT=1 PREC_PICTURE=32 PREC_IT=3 FEATURE_SIZE=32 FEATURE_IT=2
   export NUMPYNST_FAST=1
 else
   MODE=gpu BACKEND=cupy SIZES="512 1024 2048" REPEAT=7 STYLE_SIZE=2048 STYLE_IT=100 AGREE_SIZE=256
   BATCH_SIZE=256 BATCH_IT=50 VARIANT_SIZE=1024 GPU_FLAG=--gpu PRINT_SIZE=8192 PRINT_IT=15 PRINT_MEM=100GB
+  PREC_SIZES="1024 2048" PREC_REPEAT=5 PREC_PICTURE=512 PREC_IT=50 FEATURE_SIZE=64 FEATURE_IT=5
   unset NUMPYNST_FAST
 fi
 
@@ -133,7 +145,7 @@ gpu_batch() {
 
 vgg_variants() {
   local conv=""
-  [ "$CPU" = 1 ] || conv="--gpu-conv im2col winograd"
+  [ "$CPU" = 1 ] || conv="--gpu-conv im2col implicit measure"
   "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size "$VARIANT_SIZE" --repeat 5 --pause 0.05 $conv \
     --json "$WORK/vgg_step_variants.json"
 }
@@ -149,9 +161,22 @@ gpu_print() {
   return $rc
 }
 
+# tf32 and fp16 against PyTorch with the same precision (TF32 on / autocast), one vgg_step run each;
+# on the CPU only fp16 (its NumPy emulation) runs, tf32 is a GPU mode
+vgg_precision() {
+  local rc=0 prec
+  for prec in tf32 fp16; do
+    if [ "$CPU" = 1 ] && [ "$prec" = tf32 ]; then echo "tf32: skipped in CPU mode (a GPU's tensor-core mode)"; continue; fi
+    "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size $PREC_SIZES --repeat "$PREC_REPEAT" --pause 0.05 \
+      --precision "$prec" --json "$WORK/vgg_step_$prec.json" || rc=$?
+  done
+  return $rc
+}
+
 export ROOT PY OUT CPU WORK BACKEND STYLE_SIZE STYLE_IT BATCH_SIZE BATCH_IT VARIANT_SIZE GPU_FLAG
-export PRINT_SIZE PRINT_IT PRINT_MEM
-export -f install_wheels gpu_env gpu_pytest with_memory_samples gpu_stylize gpu_batch vgg_variants gpu_print
+export PRINT_SIZE PRINT_IT PRINT_MEM PREC_SIZES PREC_REPEAT PREC_PICTURE PREC_IT FEATURE_SIZE FEATURE_IT
+export -f install_wheels gpu_env gpu_pytest with_memory_samples gpu_stylize gpu_batch vgg_variants gpu_print \
+  vgg_precision
 
 main() {
 echo "== numpynst gpu_check ($MODE mode) $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), work folder $WORK, budget ${BUDGET}s"
@@ -161,14 +186,19 @@ step env       60  gpu_env
 step pytest   200  gpu_pytest
 step vgg_step 150  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size $SIZES --repeat "$REPEAT" --pause 0.05 \
                      --json "$WORK/vgg_step.json"
-step stylize  200  gpu_stylize
+step print    190  gpu_print
+step vgg_precision 120 vgg_precision
+step precision 60  "$PY" benchmarks/gpu_figures.py precision --json "$WORK/precision.json" --backend "$BACKEND" \
+                     --agree-size "$AGREE_SIZE" --size "$PREC_PICTURE" --iterations "$PREC_IT"
 step agree     90  "$PY" benchmarks/gpu_figures.py agree --json "$WORK/agree.json" --backend "$BACKEND" --size "$AGREE_SIZE"
-step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/08_gpu_with_cupy.ipynb" --timeout 170
-step batch     90  gpu_batch
 step variants  90  vgg_variants
 step breakdown 60  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size "$VARIANT_SIZE" --repeat 3 --pause 0.05 \
                      --no-torch --breakdown --json "$WORK/vgg_step_breakdown.json"
-step print    190  gpu_print
+step features  90  "$PY" benchmarks/gpu_figures.py features --json "$WORK/features.json" --work "$WORK/features" \
+                     --backend "$BACKEND" --size "$FEATURE_SIZE" --iterations "$FEATURE_IT"
+step stylize  200  gpu_stylize
+step batch     90  gpu_batch
+step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/08_gpu_with_cupy.ipynb" --timeout 170
 BUDGET=$(( BUDGET + 20 ))
 step collect   20  "$PY" benchmarks/gpu_figures.py collect --work "$WORK" --out "$OUT/gpu_figures.json" --mode "$MODE"
 echo "== done in $(( $(date +%s) - T0 ))s; files in $OUT:"

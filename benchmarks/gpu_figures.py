@@ -613,6 +613,18 @@ def _smi_peak(path: Path) -> dict | None:
             "peak_above_first_mib": max(vals) - vals[0]}
 
 
+def vs_choices(path: Path) -> list | None:
+    """The numpynst worker's measured per-shape choices of a vgg_step JSON, per size."""
+    if not path.exists():
+        return None
+    rows = []
+    for r in json.loads(path.read_text())["sizes"]:
+        for k, info in r["info"].items():
+            if k != "torch" and info.get("measured_choices") is not None:
+                rows.append({"size": r["size"], "worker": k, "choices": info["measured_choices"]})
+    return rows
+
+
 def cmd_collect(a) -> int:
     work = Path(a.work)
     fig: dict = {"mode": a.mode, "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
@@ -622,7 +634,7 @@ def cmd_collect(a) -> int:
             name, rc, sec = line.split("\t")[:3]
             steps.append({"step": name, "exit_code": int(rc), "seconds": float(sec)})
     fig["steps"] = steps
-    for name in ("env", "agree", "batch", "print"):
+    for name in ("env", "agree", "batch", "print", "precision", "features"):
         p = work / f"{name}.json"
         fig[name] = json.loads(p.read_text()) if p.exists() else None
     if fig["print"]:
@@ -640,9 +652,11 @@ def cmd_collect(a) -> int:
                            for r in d["sizes"]]
     else:
         fig["vgg_step"] = None
-    for extra in ("vgg_step_variants", "vgg_step_breakdown"):
+    for extra in ("vgg_step_variants", "vgg_step_breakdown", "vgg_step_tf32", "vgg_step_fp16"):
         p = work / f"{extra}.json"
         fig[extra] = json.loads(p.read_text())["sizes"] if p.exists() else None
+    # which layer shapes the GPU's measured dispatch sent to the implicit GEMM (fp32 run)
+    fig["measured_choices"] = vs_choices(work / "vgg_step.json")
     log = work / "stylize.log"
     m = _WROTE.search(log.read_text()) if log.exists() else None
     fig["stylize"] = None if m is None else {
@@ -674,6 +688,32 @@ def cmd_collect(a) -> int:
         meds = ", ".join(f"{k} {v:.4f} s" for k, v in r["median_s"].items())
         ratios = ", ".join(f"{k}/torch {v:.2f}" for k, v in r["ratio_to_torch"].items())
         print(f"  vgg_step {r['size']:5d} px: {meds}; {ratios}")
+    for prec in ("tf32", "fp16"):
+        for r in fig[f"vgg_step_{prec}"] or []:
+            meds = ", ".join(f"{k} {v:.4f} s" for k, v in r["median"].items())
+            ratios = ", ".join(f"{k}/torch {v:.2f}" for k, v in r["ratio_to_torch"].items())
+            print(f"  vgg_step {prec} {r['size']:5d} px: {meds}; {ratios}")
+    for row in fig["measured_choices"] or []:
+        implicit = [c for c in row["choices"] if c["method"] == "implicit"]
+        print(f"  measured dispatch {row['size']} px: {len(implicit)} of {len(row['choices'])} shapes on the implicit "
+              f"GEMM" + (": " + ", ".join(f"{c['pass']} C={c['w'][2]} F={c['w'][3]} at {c['shape'][1]}x{c['shape'][2]}"
+                                           for c in implicit) if implicit else ""))
+    pc = fig["precision"]
+    if pc:
+        for label, e in pc["objective"].items():
+            print(f"  precision {label:22s} J rel. error {e['J_rel_error']:.1e}, dJ/dx cosine {e['grad_cosine']:.6f}")
+        for prec, r in pc["picture"].items():
+            if prec != "fp32":
+                print(f"  precision {prec} picture {pc['size']} px: {r['optimisation_seconds']:.1f} s vs fp32 "
+                      f"{pc['picture']['fp32']['optimisation_seconds']:.1f} s, J_end {r['J_end_rel_vs_fp32']:.1e} "
+                      f"rel., PSNR {r['psnr_vs_fp32_db']:.1f} dB")
+    for name, r in ((fig["features"] or {}).get("features") or {}).items():
+        if "skipped" in r:
+            print(f"  feature {name}: skipped ({r['skipped']})")
+        else:
+            dev = r.get(fig["features"]["backend"], {})
+            print(f"  feature {name}: trap hits {dev.get('trap_hits')}, J vs NumPy at most "
+                  f"{r.get('J_max_rel_diff', float('nan')):.1e}")
     for r in fig["vgg_step_variants"] or []:
         print(f"  variants {r['size']:5d} px: " + ", ".join(f"{k} {v:.4f} s" for k, v in r["median"].items()))
     for r in fig["vgg_step_breakdown"] or []:

@@ -120,3 +120,31 @@ def test_print_step_times_each_scale_and_collect_reads_it(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "print 64x64: 24 iterations" in printed
     assert "scale 1.0 64x64 (whole): planned" in printed
+
+
+def test_features_step_runs_what_the_tree_has_and_says_why_it_skips_the_rest(tmp_path, capsys):
+    """Each of this round's features is either run (NumPy here: J finite, one value per iteration, no
+    trap hits) or skipped with its reason; collect prints one line per feature."""
+    work = tmp_path / "work"
+    work.mkdir()
+    assert _figures().main(["features", "--json", str(work / "features.json"), "--work", str(tmp_path / "in"),
+                            "--backend", "numpy", "--size", "32", "--iterations", "2"]) == 0
+    feats = json.loads((work / "features.json").read_text())["features"]
+    assert {k.split("=")[0] for k in feats} == {"style_loss", "masks", "checkpoints", "video"}
+    for name, r in feats.items():
+        if "skipped" in r:
+            assert len(r["skipped"]) > 20, name
+        else:
+            assert r["numpy"]["trap_hits"] == [] and len(r["numpy"]["J"]) == 3
+            assert np.all(np.isfinite(r["numpy"]["J"]))
+    assert _figures().main(["collect", "--work", str(work), "--out", str(tmp_path / "f.json"), "--mode", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"feature {name}:" in printed for name in feats)
+
+
+def test_compare_runs_runs_an_option_on_each_backend(tmp_path):
+    """The comparison the features step makes, with an option every tree has (average pooling)."""
+    from types import SimpleNamespace
+    r = _figures()._compare_runs(SimpleNamespace(backend="numpy", size=32, iterations=2), {"pooling": "avg"})
+    assert r["options"] == {"pooling": "avg"} and r["numpy"]["trap_hits"] == []
+    assert len(r["numpy"]["J"]) == 3 and r["numpy"]["J"][-1] < r["numpy"]["J"][0]
