@@ -182,7 +182,7 @@ def build_dir(tmp_path_factory):
 def emulated(request, monkeypatch, build_dir):
     """cuda_kernels wired to the emulator; params: index type, and a tiny grid where each thread loops."""
     monkeypatch.setattr(_EmulatedKernel, "build_dir", build_dir)
-    monkeypatch.setattr(ck, "_cupy", lambda *arrays, what: _check_dtypes(arrays))
+    monkeypatch.setattr(ck, "_cupy", lambda *arrays, what, copy_only=False: _check_dtypes(arrays, copy_only))
     monkeypatch.setattr(ck, "is_device_array", lambda a: isinstance(a, np.ndarray))
     monkeypatch.setattr(ck, "_raw_kernels", {})
     if request.param == "int64":
@@ -193,9 +193,9 @@ def emulated(request, monkeypatch, build_dir):
     return request.param
 
 
-def _check_dtypes(arrays):
+def _check_dtypes(arrays, copy_only=False):
     for a in arrays:
-        if a.dtype not in ck.DTYPES:
+        if a.dtype not in (ck.COPY_DTYPES if copy_only else ck.DTYPES):
             raise TypeError(a.dtype)
     return _FakeCupy
 
@@ -348,3 +348,16 @@ def test_implicit_gemm_refuses_weights_that_do_not_fit(emulated):
         ck.conv_implicit(dev(np.zeros((1, 5, 5, 2))), dev(np.zeros((3, 3, 3, 4))), None, 1, 1, 1)
     with pytest.raises(ValueError, match="do not fit"):
         ck.conv_implicit(dev(np.zeros((1, 5, 5, 2))), dev(np.zeros((3, 3, 2, 4))), dev(np.zeros(3)), 1, 1, 1)
+
+
+def test_emulated_im2col_copies_float16_bit_for_bit(emulated):
+    """--precision fp16: im2col moves float16 values as 16-bit patterns (negative zeros, infinities and
+    the padding's +0 included), exactly as the NumPy twin."""
+    rng = np.random.default_rng(7)
+    for shape, (kh, kw), stride, pad in CONV_CASES[:6]:
+        x = rng.standard_normal(shape).astype(np.float16)
+        x.flat[0], x.flat[-1] = -0.0, np.inf
+        got = ck.im2col(dev(x), kh, kw, stride, pad)
+        want = conv.im2col(x, kh, kw, stride, pad)
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))

@@ -475,3 +475,11 @@ def test_no_host_transfer_in_the_fp16_loop(cp, monkeypatch, optimizer):
                          precision="fp16")
     assert trap.hits == [] and len(steps) == 6
     assert np.all(np.isfinite(result.history["J"]))
+
+
+def test_im2col_kernel_copies_float16_bit_for_bit(cp):
+    rng = np.random.default_rng(13)
+    for shape, (kh, kw), stride, pad in CONV_CASES[:6]:
+        x = rng.standard_normal(shape).astype(np.float16)
+        got = to_host(ck.im2col(cp.asarray(x), kh, kw, stride, pad))
+        np.testing.assert_array_equal(got.view(np.uint16), conv.im2col(x, kh, kw, stride, pad).view(np.uint16))

@@ -41,7 +41,8 @@ the twins' (given the same ``cols``/``dout``).
 
 **Same rules as the twins.** Max pooling is floor mode (rows/columns past the last full window get
 zero gradient) and the first maximum in row-major window order wins a tie; ReLU's derivative at 0 is
-0. Supported dtypes: float32 and float64. Every array is made C-contiguous first (a no-op when it is).
+0. Supported dtypes: float32 and float64; im2col also float16 (``--precision fp16``), copied as 16-bit
+patterns. Every array is made C-contiguous first (a no-op when it is).
 
 **Lazy, cached compilation.** Nothing touches CuPy at import. A kernel's source is compiled by
 NVRTC on its first launch for each ``(dtype, index type)`` pair and then kept (in this process,
@@ -73,6 +74,8 @@ MAX_BLOCKS = 2 ** 16        # grid-stride loops cover the rest; keeps e + stride
 # 32-bit indices when every index fits with room for one grid stride on top
 _INT32_LIMIT = 2 ** 31 - 1 - THREADS * MAX_BLOCKS
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# im2col only copies: float16 arrays (``--precision fp16``) go through it as 16-bit patterns
+COPY_DTYPES = DTYPES + (np.dtype(np.float16),)
 
 # ----------------------------------------------------------------------------------------------
 # Kernel sources. Each is compiled with "typedef <float|double> T; typedef <int|long long> I;"
@@ -324,7 +327,8 @@ _SOURCES = {
 # Exactly the array twin's where(out > 0, dout, 0), in one pass with no boolean mask array.
 _RELU_BWD = ("T dy, O y", "T dx", "dx = y > (O)0 ? dy : (T)0", "numpynst_relu_backward")
 
-_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+            np.dtype(np.float16): "unsigned short"}      # copied bit for bit; 0 is +0.0
 _I_TYPES = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
 
 
@@ -379,16 +383,16 @@ def disabled() -> Iterator[None]:
         _state.enabled = old
 
 
-def supports(*arrays: Array) -> bool:
+def supports(*arrays: Array, copy_only: bool = False) -> bool:
     """True when the layer functions should hand these arrays to a kernel here.
 
-    All must be CuPy arrays of float32/float64, the kernels :func:`enabled`, and a GPU
-    :func:`available`. Cheap and import-free for NumPy arrays (the first test fails), so the
-    dispatch costs the NumPy path one attribute lookup.
+    All must be CuPy arrays of float32/float64 (float16 too with ``copy_only``: for im2col, which
+    only copies), the kernels :func:`enabled`, and a GPU :func:`available`. Cheap and import-free
+    for NumPy arrays (the first test fails), so the dispatch costs the NumPy path one attribute lookup.
     """
     if not arrays or not all(is_device_array(a) for a in arrays):
         return False
-    if not all(a.dtype in DTYPES for a in arrays):
+    if not all(a.dtype in (COPY_DTYPES if copy_only else DTYPES) for a in arrays):
         return False
     return enabled() and available()
 
@@ -402,15 +406,17 @@ _raw_kernels: dict[tuple[str, str, str], Any] = {}
 _elementwise: dict[str, Any] = {}
 
 
-def _cupy(*arrays: Array, what: str):
-    """The array module (CuPy), checking that ``arrays`` are CuPy arrays of a supported float dtype."""
+def _cupy(*arrays: Array, what: str, copy_only: bool = False):
+    """The array module (CuPy), checking that ``arrays`` are CuPy arrays of a supported float dtype
+    (float16 too for a kernel that only copies)."""
     xp = get_xp(*arrays)
     if xp is np:
         raise TypeError(f"cuda_kernels.{what} needs CuPy arrays, got "
                         f"{', '.join(type(a).__name__ for a in arrays)}")
     for a in arrays:
-        if a.dtype not in DTYPES:
-            raise TypeError(f"cuda_kernels.{what}: dtype must be float32 or float64, got {a.dtype}")
+        if a.dtype not in (COPY_DTYPES if copy_only else DTYPES):
+            raise TypeError(f"cuda_kernels.{what}: dtype must be float32 or float64"
+                            f"{' (or float16)' if copy_only else ''}, got {a.dtype}")
     return xp
 
 
@@ -459,7 +465,7 @@ def _relu_kernel(xp):
 
 def im2col(x: Array, kh: int, kw: int, stride: int, pad: int) -> Array:
     """``(N, H, W, C) -> cols (N*Ho*Wo, KH*KW*C)``, as :func:`numpynst.layers.conv.im2col` (one kernel)."""
-    xp = _cupy(x, what="im2col")
+    xp = _cupy(x, what="im2col", copy_only=True)
     n, h, w, c = x.shape
     ho, wo = output_size(h, kh, stride, pad), output_size(w, kw, stride, pad)
     cols = xp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
@@ -474,7 +480,7 @@ def im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, p
     ``Wo = (W + 2 pw - KW) // stride + 1``; ``cols`` (C-contiguous, dtype of ``x``) is overwritten
     entirely, padding positions with 0.
     """
-    xp = _cupy(x, cols, what="im2col_rows")
+    xp = _cupy(x, cols, what="im2col_rows", copy_only=True)
     x = xp.ascontiguousarray(x)
     n, h, w, c = x.shape
     _, r, wo, kh, kw, _ = cols.shape

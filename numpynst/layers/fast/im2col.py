@@ -61,7 +61,7 @@ def im2col_rows(x: Array, cols: Array, i0: int, i1: int, stride: int, ph: int, p
     for each kernel offset the in-range part is one strided-slice copy and the out-of-range border
     strips (where the padded input is zero) are zeroed, because ``cols`` is a reused scratch buffer.
     """
-    if cuda_kernels.supports(x, cols):      # CuPy: one kernel writes the whole chunk, padding included
+    if cuda_kernels.supports(x, cols, copy_only=True):   # CuPy: one kernel writes the chunk, padding too
         cuda_kernels.im2col_rows(x, cols, i0, i1, stride, ph, pw)
         return
     n, h, wd, c = x.shape
