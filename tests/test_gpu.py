@@ -280,8 +280,23 @@ def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimize
     if conv == "implicit" and not kernels:
         pytest.skip("the implicit GEMM is a kernel: with the kernels off there is no such path")
     iterations = 10
-    steps = []
-    flushes = []
+    monkeypatch.setenv("NUMPYNST_GPU_CONV", conv)      # the 3x3 convs' path on CuPy (dispatch.py)
+    model = tiny_vgg(backend="cupy", dtype=np.float32, widths=(8, 64, 64, 64, 64))
+    content, style = _images(np.random.default_rng(6))
+    with contextlib.nullcontext() if kernels else ck.disabled():
+        hits, steps, flushes, result = _loop_trapped(cp, monkeypatch, optimizer, lambda: stylize(
+            content, style, model=model, iterations=iterations, optimizer=optimizer, log_every=0, tol=None))
+    assert hits == [], f"device->host transfers inside the loop: {hits}"
+    assert steps == iterations, "the trap was not armed for every step"
+    assert flushes == 1, "expected exactly one flush of the loss history, after the loop"
+    assert result.iterations == iterations and len(result.history["J"]) == iterations + 1
+    assert np.all(np.isfinite(result.history["J"]))
+
+
+def _loop_trapped(cp, monkeypatch, optimizer: str, run):
+    """``(trap hits, steps, history flushes, run())``: ``run`` (a stylize) with the trap armed at each
+    step of ``optimizer``'s class and disarmed by minimize's flush of the history (optim's to_host)."""
+    steps, flushes = [], []
     cls = {"gd": numpynst.optim.GradientDescent, "adam": numpynst.optim.Adam,
            "lbfgs": numpynst.optim.LBFGS}[optimizer]
     with transfer_trap(cp) as trap:
@@ -301,17 +316,8 @@ def test_no_host_transfer_inside_the_optimization_loop(cp, monkeypatch, optimize
 
         monkeypatch.setattr(cls, "step", step)
         monkeypatch.setattr(numpynst.optim, "to_host", flush_to_host)
-        monkeypatch.setenv("NUMPYNST_GPU_CONV", conv)      # the 3x3 convs' path on CuPy (dispatch.py)
-        model = tiny_vgg(backend="cupy", dtype=np.float32, widths=(8, 64, 64, 64, 64))
-        content, style = _images(np.random.default_rng(6))
-        with contextlib.nullcontext() if kernels else ck.disabled():
-            result = stylize(content, style, model=model, iterations=iterations, optimizer=optimizer,
-                             log_every=0, tol=None)
-    assert trap.hits == [], f"device->host transfers inside the loop: {trap.hits}"
-    assert len(steps) == iterations, "the trap was not armed for every step"
-    assert len(flushes) == 1, "expected exactly one flush of the loss history, after the loop"
-    assert result.iterations == iterations and len(result.history["J"]) == iterations + 1
-    assert np.all(np.isfinite(result.history["J"]))
+        result = run()
+    return trap.hits, len(steps), len(flushes), result
 
 
 def test_release_cached_returns_the_pools_free_blocks(cp):
@@ -451,29 +457,11 @@ def test_fp16_objective_on_cupy_agrees_with_fp32_and_with_the_numpy_emulation(cp
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_no_host_transfer_in_the_fp16_loop(cp, monkeypatch, optimizer):
     """The fp16 run's loop (seed scaling on the device included) copies nothing to the host."""
-    steps = []
-    cls = {"adam": numpynst.optim.Adam, "lbfgs": numpynst.optim.LBFGS}[optimizer]
-    with transfer_trap(cp) as trap:
-        real_step = cls.step
-
-        def step(self, *a, **k):
-            trap.armed = True
-            steps.append(1)
-            return real_step(self, *a, **k)
-
-        real_to_host = numpynst.optim.to_host
-
-        def flush_to_host(a):
-            trap.armed = False
-            return real_to_host(a)
-
-        monkeypatch.setattr(cls, "step", step)
-        monkeypatch.setattr(numpynst.optim, "to_host", flush_to_host)
-        model = tiny_vgg(backend="cupy", dtype=np.float16, widths=(8, 64, 64, 64, 64))
-        content, style = _images(np.random.default_rng(9))
-        result = stylize(content, style, model=model, iterations=6, optimizer=optimizer, log_every=0, tol=None,
-                         precision="fp16")
-    assert trap.hits == [] and len(steps) == 6
+    model = tiny_vgg(backend="cupy", dtype=np.float16, widths=(8, 64, 64, 64, 64))
+    content, style = _images(np.random.default_rng(9))
+    hits, steps, _, result = _loop_trapped(cp, monkeypatch, optimizer, lambda: stylize(
+        content, style, model=model, iterations=6, optimizer=optimizer, log_every=0, tol=None, precision="fp16"))
+    assert hits == [] and steps == 6
     assert np.all(np.isfinite(result.history["J"]))
 
 

@@ -260,36 +260,26 @@ extern "C" __global__ void numpynst_conv_igemm(
         for (int i = 0; i < TM; ++i)
             for (int j = 0; j < TN; ++j) acc[i][j] = (T)0;
         T rga[AU], rgb[BU];
-        for (I k0 = 0; k0 < K; k0 += BK) {
-            if (k0 == 0) {                      // the first step's slices (later ones are prefetched)
-                I k = ka;
-                I c = k % C, q = (k / C) % KW, p = k / (C * KW), off = (p * W + q) * C + c;
-                for (int u = 0; u < AU; ++u) {
-                    I y = y0[u] + p, z = z0[u] + q;
-                    rga[u] = (live[u] && k < K && y >= 0 && y < H && z >= 0 && z < W) ? x[base[u] + off] : (T)0;
-                }
-                for (int v = 0; v < BU; ++v) {
-                    int e = t + 256 * v;
-                    I kk = e / BN, f = f0 + e % BN;
-                    rgb[v] = (kk < K && f < F) ? w[kk * F + f] : (T)0;
-                }
+        // this thread's share of the A and W slices of the step starting at column k0, into registers
+        auto load = [&](I k0) {
+            I k = k0 + ka;
+            I c = k % C, q = (k / C) % KW, p = k / (C * KW), off = (p * W + q) * C + c;
+            for (int u = 0; u < AU; ++u) {
+                I y = y0[u] + p, z = z0[u] + q;
+                rga[u] = (live[u] && k < K && y >= 0 && y < H && z >= 0 && z < W) ? x[base[u] + off] : (T)0;
             }
+            for (int v = 0; v < BU; ++v) {
+                int e = t + 256 * v;
+                I kk = k0 + e / BN, f = f0 + e % BN;
+                rgb[v] = (kk < K && f < F) ? w[kk * F + f] : (T)0;
+            }
+        };
+        load(0);
+        for (I k0 = 0; k0 < K; k0 += BK) {
             for (int u = 0; u < AU; ++u) As[ka][ra0 + 32 * u] = rga[u];
             for (int v = 0; v < BU; ++v) { int e = t + 256 * v; Bs[e / BN][e % BN] = rgb[v]; }
             __syncthreads();
-            if (k0 + BK < K) {                  // prefetch the next step while this one is multiplied
-                I k = k0 + BK + ka;
-                I c = k % C, q = (k / C) % KW, p = k / (C * KW), off = (p * W + q) * C + c;
-                for (int u = 0; u < AU; ++u) {
-                    I y = y0[u] + p, z = z0[u] + q;
-                    rga[u] = (live[u] && k < K && y >= 0 && y < H && z >= 0 && z < W) ? x[base[u] + off] : (T)0;
-                }
-                for (int v = 0; v < BU; ++v) {
-                    int e = t + 256 * v;
-                    I kk = k0 + BK + e / BN, f = f0 + e % BN;
-                    rgb[v] = (kk < K && f < F) ? w[kk * F + f] : (T)0;
-                }
-            }
+            if (k0 + BK < K) load(k0 + BK);     // prefetch the next step while this one is multiplied
             for (int kk = 0; kk < BK; ++kk) {
                 T a[TM], b[TN];
                 for (int i = 0; i < TM; ++i) a[i] = As[kk][ty * TM + i];
