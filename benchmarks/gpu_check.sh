@@ -186,7 +186,7 @@ step env       60  gpu_env
 step pytest   200  gpu_pytest
 step vgg_step 150  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size $SIZES --repeat "$REPEAT" --pause 0.05 \
                      --json "$WORK/vgg_step.json"
-step print    190  gpu_print
+step print    220  gpu_print
 step vgg_precision 120 vgg_precision
 step precision 60  "$PY" benchmarks/gpu_figures.py precision --json "$WORK/precision.json" --backend "$BACKEND" \
                      --agree-size "$AGREE_SIZE" --size "$PREC_PICTURE" --iterations "$PREC_IT"

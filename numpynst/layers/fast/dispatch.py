@@ -206,6 +206,8 @@ def _need_kernels(*arrays: Array) -> None:
 # established path; the choice then holds for every later call with the same key (one shape, one
 # path: results repeat within a run). The first call's result is the winner's own output (one
 # more run: no candidate's output is kept while others run, so the measurement needs no extra memory).
+# Cost: (1 + MEASURE_REPEAT) runs of each candidate plus the winner's, once per shape: a few
+# iterations' worth of convolutions per scale of a run (and per tile shape of a tiled scale).
 # NUMPYNST_GPU_CONV=im2col or =implicit skips the measurement. :func:`measured_choices` lists the
 # choices made (benchmarks report them).
 MEASURE_REPEAT = 3
