@@ -75,7 +75,8 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     try:
         key, model = acquire_model(model_opts.get("weights"), backend, model_opts.get("pooling", "max"))
         result = transfer.stylize(spec["content"], spec["styles"], model=model, backend=backend,
-                                  progress=False, **opts)
+                                  progress=False, on_plan=lambda line: log.info("numpynst batch job %s: %s",
+                                                                                spec["name"], line), **opts)
         if result.stopped == "interrupted":      # half-optimised: must not pass for a finished job
             row.update(status="cancelled", error="interrupted on the worker")
             return row
