@@ -6,7 +6,10 @@
 :class:`Prepared` run that ``--dry-run`` describes; :func:`run` builds each scale's objective
 (:func:`make_objective`: :class:`numpynst.objective.Objective` or
 :class:`numpynst.tiled.TiledObjective`, whose names are re-exported here) and minimises it with
-:func:`numpynst.optim.minimize`, coarse to fine.
+:func:`numpynst.optim.minimize`, coarse to fine. Before the first iteration a run says its plan in
+one line (:meth:`Prepared.plan_line`: sizes, whole or tiled, the planner's estimated time) and, after
+the first logged iteration, the estimate corrected by the clock (:class:`_Clock`, which also gives
+the progress bar its time left).
 
 **Device discipline.** Everything inside the loop stays on the model's device: the losses are 0-d
 arrays, and :func:`numpynst.optim.minimize` (the loop the tutorials teach, which :func:`stylize`

@@ -2,7 +2,8 @@
 
 :func:`execute_job` is the task: it takes the job's plain-data spec (see
 :meth:`numpynst.batch.jobs.Job.spec`), stylizes with :func:`numpynst.transfer.stylize`, writes the
-image and then its JSON sidecar, each atomically, and returns one summary row.
+image and then its JSON sidecar, each atomically, and returns one summary row. The run's plan line
+(sizes, whole or tiled, estimated time) and its correction go to the ``numpynst.batch`` log at INFO.
 
 **One model per worker, not per job.** Reading and converting VGG19 costs seconds and ~80 MB, far
 more than a small job. Models are kept in a module-level pool in the worker process, keyed by
