@@ -258,3 +258,21 @@ def test_a_batch_job_logs_its_plan(files, caplog):
         row = execute_job(spec, str(d / "out"))
     assert row["status"] == "done", row
     assert any(r.getMessage().startswith("numpynst batch job j: plan: 40x30 px, whole image") for r in caplog.records)
+
+
+def test_the_docs_say_the_constants_the_code_uses():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    options = " ".join((root / "docs" / "options.md").read_text(encoding="utf-8").split())
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    assert f"The result's longest side is {DEFAULT_SIZE} px, or the photo's own when that is smaller" in options
+    assert f"When the estimate passes {plan.SLOW_SECONDS / 60:g} minutes" in options
+    assert f"--scales {' '.join(f'{x:g}' for x in transfer.QUICK_SCALES)} --iterations {transfer.QUICK_ITERATIONS}" \
+        in options
+    assert f"The result's longest side is {DEFAULT_SIZE} px (or the photo's own, if smaller)" in readme
+    assert plan.SLOW_SECONDS == 600 and "more than ten minutes" in readme
+
+
+def test_the_quick_schedule_offered_is_the_demos():
+    from numpynst.commands.demo import DEMO_ITERATIONS, DEMO_SCALES
+    assert transfer.QUICK_SCALES == DEMO_SCALES and transfer.QUICK_ITERATIONS == DEMO_ITERATIONS
