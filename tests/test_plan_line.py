@@ -276,3 +276,13 @@ def test_the_docs_say_the_constants_the_code_uses():
 def test_the_quick_schedule_offered_is_the_demos():
     from numpynst.commands.demo import DEMO_ITERATIONS, DEMO_SCALES
     assert transfer.QUICK_SCALES == DEMO_SCALES and transfer.QUICK_ITERATIONS == DEMO_ITERATIONS
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_image_shape_reads_the_upright_size_from_the_header(tmp_path, orientation):
+    from numpynst.image import image_shape, load_image
+    exif = Image.Exif()
+    exif[0x0112] = orientation                  # 6: the camera was turned, width and height swap
+    path = tmp_path / "p.jpg"
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(path, exif=exif)
+    assert image_shape(path) == load_image(path).shape[:2] == ((30, 40) if orientation == 1 else (40, 30))
