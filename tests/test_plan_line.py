@@ -286,3 +286,18 @@ def test_image_shape_reads_the_upright_size_from_the_header(tmp_path, orientatio
     path = tmp_path / "p.jpg"
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(path, exif=exif)
     assert image_shape(path) == load_image(path).shape[:2] == ((30, 40) if orientation == 1 else (40, 30))
+
+
+def test_the_demo_points_at_no_result_when_it_wrote_none(tmp_path, capsys, monkeypatch):
+    w = ["--weights", str(write_tiny_vgg_h5(tmp_path / "tiny.h5"))]
+    assert main(["demo", "-o", str(tmp_path / "d"), "--dry-run", *FAST, *w]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("plan: ") and "result:" not in out
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(transfer, "make_objective", interrupted)
+    assert main(["demo", "-o", str(tmp_path / "d"), "--size", "32", *FAST, *w]) == 130
+    cap = capsys.readouterr()
+    assert "result:" not in cap.out and "nothing was saved" in cap.err
+    assert not (tmp_path / "d" / "result.png").exists()

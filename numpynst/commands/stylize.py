@@ -300,6 +300,7 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
 def _nothing_saved(args) -> int:
     """Ctrl-C (or SIGTERM) before the first iteration ended: say so, write nothing, exit 130 (143)."""
     cause = getattr(args, "stop_cause", lambda: "interrupted")()
+    args.nothing_saved = True
     print(f"numpynst: {cause} before the first iteration ended: nothing was saved (there was no stylized "
           f"picture yet, only the starting image)", file=sys.stderr)
     return 130
