@@ -1,4 +1,4 @@
-"""Regenerate the README's pictures (docs/images/) on the bundled samples, through the public API.
+"""Regenerate the pictures of the README and docs/ (docs/images/) on the bundled samples, through the public API.
 
     python docs/make_gallery.py gallery      # three strips at 512 px, stylize's defaults
     python docs/make_gallery.py sweep        # the style-weight sweep: five settings at 128 px
@@ -6,7 +6,7 @@
     python docs/make_gallery.py              # all three (tens of minutes on a 2-core CPU)
 
 Each part updates its own entries of ``docs/images/facts.json`` (time, J and the figures quoted
-in the README) and leaves the others alone.
+in the README and the docs/ pages) and leaves the others alone.
 """
 
 from __future__ import annotations

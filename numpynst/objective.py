@@ -66,7 +66,7 @@ RAW_BETA = 1e-2
 RAW_TV_WEIGHT = 1.0
 # Calibrated coefficients (weights_mode="calibrated", stylize's default): each term divided by its
 # calibration scale (see calibration()). COEFFICIENT_RANGES is the documented range of each knob
-# (README, "Choosing the weights"); values outside it are refused. The range is where the picture
+# (docs/options.md, "Choosing the weights"); values outside it are refused. The range is where the picture
 # moves: from photo to painting between style weights 0.1 and 10 and hardly beyond, so 0..10 with 1
 # in the (logarithmic) middle; the default TV weight keeps the result about as smooth as the photo.
 # Measured figures: benchmarks/README.md, "The calibrated weights' ranges".

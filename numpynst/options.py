@@ -48,6 +48,11 @@ DEFAULT_ITERATIONS = 200
 DEFAULT_TOL = 1e-4              # relative decrease of J over TOL_WINDOW iterations
 TOL_WINDOW = 20
 MIN_SIZE = 16                   # a smaller picture has no room for VGG's pools
+#: The result's longest side when ``size`` is not given: this, or the content's own when smaller
+#: (neural-style's and style-transfer-pytorch's convention). A phone photo at its own size is hours
+#: of CPU per run; ``size=ORIGINAL`` (``--size original``) asks for it, a number for any other size.
+DEFAULT_SIZE = 512
+ORIGINAL = "original"
 #: Largest accepted loss weight (alpha, beta, tv_weight) in any weights mode: beyond it the weighted
 #: terms overflow float32 for ordinary activations. Calibrated weights have their own, narrower
 #: ranges (:data:`numpynst.objective.COEFFICIENT_RANGES`).
@@ -240,6 +245,39 @@ def _memory(v: Any, text: bool) -> Any:
     return v
 
 
+def _size(v: Any, text: bool) -> int | str:
+    """A longest side in pixels, or ``"original"`` (the content's own size)."""
+    if isinstance(v, str) and v.strip().lower() == ORIGINAL:
+        return ORIGINAL
+    try:
+        return integer(MIN_SIZE, MAX_SIZE)(v, text)
+    except BadValue as exc:
+        raise BadValue(f"{exc.want} or '{ORIGINAL}'", v) from None
+
+
+def _size_arg(text: str) -> int | str:
+    """``--size``'s text: a number of pixels (its range is checked with the others) or ``original``."""
+    import argparse
+    if text.strip().lower() == ORIGINAL:
+        return ORIGINAL
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or '{ORIGINAL}', got {text!r}") from None
+
+
+def result_size(size: int | str | None, content_hw: tuple[int, int]) -> int | None:
+    """The longest side to resize a ``content_hw`` picture to for option ``size``; ``None``: keep it.
+
+    ``None`` (the default): :data:`DEFAULT_SIZE`, or the content's own size when that is smaller (a
+    small picture is never enlarged by default); ``"original"``: the content's own; a number: that."""
+    if size == ORIGINAL:
+        return None
+    if size is None:
+        return DEFAULT_SIZE if max(content_hw) > DEFAULT_SIZE else None
+    return size
+
+
 def _tile(v: Any, text: bool) -> int:
     # the planner checks the pooling grid and the halo, which depend on the model and the layers
     return integer(1)(v, text)
@@ -290,7 +328,8 @@ _PIC, _OPT, _MODEL, _PRINT = "picture", "optimisation", "model and device", "pri
 class StylizeOptions:
     """Every knob of one stylize run (the picture it makes, not where it is written).
 
-    ``None`` means "the default that depends on something else": the content's own size, the
+    ``None`` means "the default that depends on something else": :data:`DEFAULT_SIZE` or the
+    content's size when smaller (:func:`result_size`), the
     weights mode's default loss weight, the optimizer's default step, equal style blending, the
     planner's choice of whole image or tiles, half of the free memory. Build it with keyword
     arguments (``StylizeOptions(size=512, beta=3)``), change it with :func:`dataclasses.replace`,
@@ -298,9 +337,10 @@ class StylizeOptions:
     """
 
     # picture
-    size: int | None = _field(None, Option(
-        integer(MIN_SIZE, MAX_SIZE), "longest side of the result in pixels (default: the content's size)",
-        _PIC, ("--size",), arg_type=int))
+    size: int | str | None = _field(None, Option(
+        _size, f"longest side of the result in pixels, or '{ORIGINAL}' for the content's own size "
+        f"(default: {DEFAULT_SIZE}, or the content's size when smaller)", _PIC, ("--size",),
+        arg_type=_size_arg, metavar="PX"))
     style_scale: float = _field(1.0, Option(
         real(*STYLE_SCALE_RANGE), "style image size relative to the content; < 1 gives bigger strokes "
         "(default 1)", _PIC, ("--style-scale",), arg_type=float))
@@ -410,7 +450,7 @@ class StylizeOptions:
         if self.style_blend is not None and n_styles is not None and len(self.style_blend) != n_styles:
             return "style_blend", (f"{name('style_blend')} has {len(self.style_blend)} weight(s) for "
                                    f"{n_styles} style image(s); give one per style")
-        if self.size is not None and round(self.size * self.style_scale) > MAX_SIZE:
+        if isinstance(self.size, int) and round(self.size * self.style_scale) > MAX_SIZE:
             return "style_scale", (f"{name('size')} {self.size} x {name('style_scale')} {self.style_scale:g} "
                                    f"makes the style image {round(self.size * self.style_scale)} px, more "
                                    f"than {MAX_SIZE}")

@@ -32,6 +32,12 @@ forward and backward (``dx`` only, as much again); a tiled evaluation runs a sec
 every crop but the last (:mod:`numpynst.tiled`, "Cost"). ``THROUGHPUT`` is a measured figure per
 backend (this project's 2-core CPU; an H200), printed with the estimate: other machines differ.
 
+**A run's time.** One scale costs its targets (a forward over the content and over each style
+image) and ``iterations + 1`` evaluations (the start, then one per step: every optimizer here
+evaluates ``J`` once per iteration, L-BFGS's trial included): :func:`scale_seconds`. The plan line
+(:func:`numpynst.transfer.Prepared.plan_line`) says the sum before the run starts; the run
+corrects it from the clock after its first logged iteration.
+
 **Choosing tiles.** When the whole image does not fit the budget, try ``ny x nx`` tilings (interior
 sides rounded up to the pooling grid, at least the halo) and keep the fastest one that fits:
 fewer, bigger tiles waste less on halos and second forwards.
@@ -58,9 +64,12 @@ DEFAULT_SHARE = 0.5          # of MemAvailable (or the GPU's free memory): other
 # FLOP/s, measured (benchmarks/README.md), printed with the estimate. CuPy: stylize on an H200 at
 # 2048 and 4096 px whole and 8192 px in 2 tiles ran 21.6, 21.5 and 20.3 TFLOP/s of this count.
 THROUGHPUT = {"numpy": 150e9, "cupy": 21e12}
-THROUGHPUT_NOTE = {"numpy": "150 GFLOP/s, this project's 2-core CPU (benchmarks/README.md)",
-                   "cupy": "21 TFLOP/s fp32, measured on an NVIDIA H200 (benchmarks/README.md)"}
+THROUGHPUT_WHERE = {"numpy": ("150 GFLOP/s", "this project's 2-core CPU"),
+                    "cupy": ("21 TFLOP/s fp32", "measured on an NVIDIA H200")}
+THROUGHPUT_NOTE = {k: f"{rate}, {where} (benchmarks/README.md)" for k, (rate, where) in THROUGHPUT_WHERE.items()}
 MAX_TILES_PER_SIDE = 64
+#: Estimated seconds above which the plan line says what would make the run faster.
+SLOW_SECONDS = 600.0
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -210,6 +219,24 @@ def _sum_over_crops(model, names: Sequence[str], ys: Sequence[int], xs: Sequence
             total += 2 * 9 * cin * c * sum(y // s for y in ys) * sum(x // s for x in xs)
             cin = c
     return total
+
+
+def scale_seconds(model, names: Sequence[str], plan: ScalePlan, iterations: int,
+                  target_hws: Sequence[tuple[int, int]]) -> float:
+    """Estimated seconds of one scale run as ``plan`` says: a forward over each picture of
+    ``target_hws`` (the content and the styles at this scale: their targets), then ``iterations + 1``
+    evaluations of ``plan.seconds`` each (module docstring, "A run's time")."""
+    forward = sum(forward_flops(model, names, hw) for hw in target_hws)
+    return forward / THROUGHPUT[backend_name(model.xp)] + (iterations + 1) * plan.seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``"40 s"``, ``"9 min"``, ``"2.5 h"``: an estimate's precision, no more."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def smallest_tile(model, names: Sequence[str]) -> int:

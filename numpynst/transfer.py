@@ -6,7 +6,10 @@
 :class:`Prepared` run that ``--dry-run`` describes; :func:`run` builds each scale's objective
 (:func:`make_objective`: :class:`numpynst.objective.Objective` or
 :class:`numpynst.tiled.TiledObjective`, whose names are re-exported here) and minimises it with
-:func:`numpynst.optim.minimize`, coarse to fine.
+:func:`numpynst.optim.minimize`, coarse to fine. Before the first iteration a run says its plan in
+one line (:meth:`Prepared.plan_line`: sizes, whole or tiled, the planner's estimated time) and, after
+the first logged iteration, the estimate corrected by the clock (:class:`_Clock`, which also gives
+the progress bar its time left).
 
 **Device discipline.** Everything inside the loop stays on the model's device: the losses are 0-d
 arrays, and :func:`numpynst.optim.minimize` (the loop the tutorials teach, which :func:`stylize`
@@ -19,21 +22,23 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from .backend import backend_name, release_cached, tf32_matmul, to_host
-from .errors import NumpynstError, OptionError
-from .image import as_rgb, resize_to, scaled_shape
+from .errors import ImageError, NumpynstError, OptionError
+from .image import as_rgb, grid_shapes, image_shape, resize_image, resize_to, scaled_shape
 from .objective import (  # noqa: F401 (API: the names a user of stylize meets, re-exported)
     COEFFICIENT_RANGES, DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS,
     DEFAULT_TV_WEIGHT, PARTS, Objective, calibration, check_layers)
 from .optim import make_optimizer, minimize
-from .options import (DEFAULT_ITERATIONS, DEFAULT_TOL, INITS, MAX_ITERATIONS,  # noqa: F401 (API)
-                      MIN_SIZE, TOL_WINDOW, StylizeOptions, resolve)
-from .plan import ScalePlan, describe, plan_stylize
+from .options import (DEFAULT_ITERATIONS, DEFAULT_SIZE, DEFAULT_TOL, INITS,  # noqa: F401 (API)
+                      MAX_ITERATIONS, MIN_SIZE, ORIGINAL, TOL_WINDOW, StylizeOptions, resolve, result_size)
+from .plan import (SLOW_SECONDS, THROUGHPUT, THROUGHPUT_WHERE, ScalePlan, describe, estimate, format_duration,
+                   plan_stylize, scale_seconds)
 from .tiled import TiledObjective
 from .vgg import VGG, deprocess, preprocess
 
@@ -45,6 +50,10 @@ Array = Any
 # descent's step").
 RAW_GD_LR = 3e-3
 DEFAULT_GD_LR = 1e5
+#: What the plan line offers a slow run: coarse to fine, the demo's schedule (commands/demo.py;
+#: benchmarks/README.md, "The demo's settings"), and smaller sizes, largest first.
+QUICK_SCALES, QUICK_ITERATIONS = (0.5, 1.0), 60
+SMALLER_SIZES = (2048, 1024, 768, 512, 384, 256)
 
 
 def balance(row: Sequence[float], coefficients: tuple[float, float, float]) -> str:
@@ -103,7 +112,8 @@ class Prepared(NamedTuple):
     final size, the styles at ``style_scale`` x its longest side, ``init`` ``None`` unless an image);
     ``layers``: the style layers and weights; ``coefficients``: ``(alpha, beta, tv_weight)`` with the mode's
     defaults; ``scales`` and ``plans`` (``{scale: ScalePlan}``, whole image or exact tiles within
-    ``budget`` bytes, from ``budget_source``).
+    ``budget`` bytes, from ``budget_source``); ``content_hw``: the content's own ``(H, W)`` before
+    any resizing.
     """
 
     options: StylizeOptions
@@ -117,11 +127,85 @@ class Prepared(NamedTuple):
     plans: dict
     budget: int
     budget_source: str
+    content_hw: tuple | None = None
 
     def describe(self) -> str:
-        """What ``numpynst stylize --dry-run`` prints: the plan of every scale (:func:`numpynst.plan.describe`)."""
+        """What ``numpynst stylize --dry-run`` prints: the plan of every scale (:func:`numpynst.plan.describe`)
+        and the :meth:`plan_line`."""
         return describe(list(self.plans.values()), self.budget, self.model, self.options.optimizer,
-                        self.budget_source)
+                        self.budget_source) + "\n" + self.plan_line()
+
+    def names(self) -> list[str]:
+        """The layers the objective reads: the content layer and the style layers."""
+        return list(dict.fromkeys([self.options.content_layer, *self.layers]))
+
+    def scale_seconds(self) -> list[float]:
+        """The planner's seconds for each scale: its targets and ``iterations + 1`` evaluations
+        (:func:`numpynst.plan.scale_seconds`)."""
+        return [scale_seconds(self.model, self.names(), plan, self.options.iterations,
+                              [plan.hw, *(scaled_shape(s.shape, plan.scale) for s in self.styles)])
+                for plan in self.plans.values()]
+
+    def seconds_if(self, size: int | None = None, scales: Sequence[float] | None = None,
+                   iterations: int | None = None) -> float:
+        """The planner's seconds for this run at another ``size`` (longest side), ``scales`` or
+        ``iterations``, every scale taken whole (tiles would add their halos: a few percent)."""
+        opts, names = self.options, self.names()
+        hw = self.content.shape[:2]
+        if size is not None:
+            k = size / max(hw)
+            hw = (max(1, round(hw[0] * k)), max(1, round(hw[1] * k)))
+        ratio = max(hw) / max(self.content.shape[:2])
+        scales = list(self.scales if scales is None else scales)
+        shapes = grid_shapes(hw, scales, self.model.up_to(names)[-1].pool_factor)
+        return sum(scale_seconds(self.model, names, estimate(self.model, names, opts.content_layer, shape, None,
+                                                              opts.optimizer, s),
+                                 opts.iterations if iterations is None else iterations,
+                                 [shape, *(scaled_shape(st.shape, s * ratio) for st in self.styles)])
+                   for s, shape in zip(scales, shapes))
+
+    def faster(self, factor: float = 1.0) -> str:
+        """What would make this run faster, each with its estimate (x ``factor``, the clock's
+        correction): a smaller ``--size``, the coarse-to-fine schedule, a GPU; ``""`` if nothing."""
+        tips, side = [], max(self.content.shape[:2])
+        smaller = [(n, factor * self.seconds_if(size=n)) for n in SMALLER_SIZES if n < side]
+        quick = [t for t in smaller if t[1] <= SLOW_SECONDS][:1] or smaller[-1:]
+        tips += [f"--size {n} (about {format_duration(t)})" for n, t in quick]
+        if list(self.scales) == [1.0] and self.options.iterations > QUICK_ITERATIONS:
+            t = factor * self.seconds_if(scales=QUICK_SCALES, iterations=QUICK_ITERATIONS)
+            tips.append(f"--scales {' '.join(f'{x:g}' for x in QUICK_SCALES)} --iterations {QUICK_ITERATIONS} "
+                        f"(coarse to fine, as the demo: about {format_duration(t)})")
+        xp_name = backend_name(self.model.xp)
+        if xp_name != "cupy":
+            t = self.seconds_if() * THROUGHPUT[xp_name] / THROUGHPUT["cupy"]
+            tips.append(f"--backend cupy on an NVIDIA GPU (about {format_duration(t)})")
+        return "; faster: " + ", ".join(tips) if tips else ""
+
+    def plan_line(self) -> str:
+        """The one line a run prints before its first iteration: the size(s), whole or tiled, why
+        this size, the iterations and the planner's estimated time (with what would make it faster
+        when that passes :data:`numpynst.plan.SLOW_SECONDS`)."""
+        opts, plans = self.options, list(self.plans.values())
+        sizes = " -> ".join(f"{p.hw[1]}x{p.hw[0]} px" + ("" if p.tile is None else
+                                                        f" in {p.tiles} tiles of {p.tile[1]}x{p.tile[0]}")
+                            for p in plans)
+        whole = ", whole image" if all(p.tile is None for p in plans) else ""
+        own = self.content_hw or self.content.shape[:2]
+        if opts.size == ORIGINAL:
+            why = "the content's own size, --size original"
+        elif opts.size is not None:
+            why = f"--size {opts.size}"
+        elif max(own) > DEFAULT_SIZE:
+            why = (f"the default size: longest side {DEFAULT_SIZE} px; the content is {own[1]}x{own[0]}, "
+                   f"--size N or --size original for more")
+        else:
+            why = f"the content's own size: the default caps the longest side at {DEFAULT_SIZE} px"
+        per = " per scale" if len(plans) > 1 else ""
+        total = sum(self.scale_seconds())
+        rate, where = THROUGHPUT_WHERE[backend_name(self.model.xp)]
+        return (f"plan: {sizes}{whole} ({why}); up to {opts.iterations} {opts.optimizer} iterations{per}: "
+                f"about {format_duration(total)} at {rate} ({where}; corrected after "
+                f"the first iteration)" + (self.faster() if total > SLOW_SECONDS else ""))
 
 
 def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, model=None,
@@ -138,7 +222,7 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     layers = opts.style_layers
     check_layers(model, opts.content_layer, layers)
 
-    content_rgb = as_rgb(content, "content", opts.size, max_pixels)
+    content_rgb, content_hw = _content(content, opts.size, max_pixels)
     if not styles:
         raise OptionError("at least one style image is needed")
     style_side = max(MIN_SIZE, int(round(max(content_rgb.shape[:2]) * opts.style_scale)))
@@ -152,7 +236,21 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
         raise OptionError(f"--precision fp16 runs whole images only, but the plan tiles the {', '.join(tiled)} "
                           f"px scale(s) to fit the memory budget: raise --max-memory, or use fp32/tf32")
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
-                    budget, source)
+                    budget, source, content_hw)
+
+
+def _content(content: Any, size: Any, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The content picture at the run's size (:func:`numpynst.options.result_size`: by default at
+    most :data:`DEFAULT_SIZE`) and its own ``(H, W)``; a file's from its header, before decoding."""
+    if isinstance(content, (str, os.PathLike)):
+        try:
+            own = image_shape(content)
+        except ImageError as exc:
+            raise ImageError(f"content: {exc}") from None
+        return as_rgb(content, "content", result_size(size, own), max_pixels), own
+    rgb = as_rgb(content, "content", None, max_pixels)
+    side = result_size(size, rgb.shape[:2])
+    return (rgb if side is None else resize_image(rgb, side)), rgb.shape[:2]
 
 
 def check_precision(precision: str, model) -> None:
@@ -191,7 +289,7 @@ def _start(prepared: Prepared, hw: tuple[int, int], rng, to_dev, xp, dtype) -> A
 
 
 def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None, progress: bool = False,
-        log_every: int | None = None, client: Any = None) -> Result:
+        log_every: int | None = None, client: Any = None, on_plan: Callable[[str], Any] | None = None) -> Result:
     """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`."""
     p, opts, model = prepared, prepared.options, prepared.model
     xp, dtype = model.xp, getattr(model, "image_dtype", model.dtype)     # the image's: float32 under fp16
@@ -202,7 +300,10 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     gd_lr = DEFAULT_GD_LR if opts.weights_mode == "calibrated" else RAW_GD_LR
     lr = gd_lr if opts.lr is None and opts.optimizer == "gd" else opts.lr
     iterations = opts.iterations
-    log = _Log(iterations * len(p.scales), progress, callback, p.coefficients)
+    if on_plan is not None:
+        on_plan(p.plan_line())
+    clock = _Clock(p, on_plan)
+    log = _Log(iterations * len(p.scales), progress, callback, p.coefficients, clock)
 
     t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
     precision = tf32_matmul(xp) if opts.precision == "tf32" else contextlib.nullcontext()
@@ -221,12 +322,14 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
             x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
             log.start_scale(scale, obj.shape)
+            clock.start_scale()
             x0 = [x0]           # minimize gets the only reference and drops it after its copy
             res = minimize(obj.flat(parts=True), x0.pop(),
                            make_optimizer(opts.optimizer, **({} if lr is None else {"lr": lr})),
                            iterations, log_every=log_every, on_log=log.on_log, tol=opts.tol,
                            tol_window=TOL_WINDOW)
             log.record(res.history, iterations, res.stopped)
+            clock.end_scale(res.iterations)
             x, total, stopped = res.best_x.reshape(obj.shape), total + res.iterations, res.stopped
             if stopped != "iterations" and stopped != "tolerance":
                 break
@@ -249,7 +352,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
 def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, model=None,
             callback: Callable[[Progress], Any] | None = None, progress: bool = False,
             log_every: int | None = None, max_pixels: int | None = None, client: Any = None,
-            **keywords: Any) -> Result:
+            on_plan: Callable[[str], Any] | None = None, **keywords: Any) -> Result:
     """Stylize ``content`` with ``style``: minimise ``J(x)`` over the pixels ``x``.
 
     ``stylize(content, style, options)`` with a :class:`~numpynst.options.StylizeOptions`, or
@@ -273,12 +376,19 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
             (``None``: :data:`numpynst.image.DEFAULT_MAX_PIXELS`).
         client: a ``distributed.Client``: the scales that run tiled send their tiles to its
             workers (:mod:`numpynst.tiled_dask`; ``model`` must then come from a weights file).
+        on_plan: called with the plan line (:meth:`Prepared.plan_line`: sizes, whole or tiled,
+            estimated time) before the first iteration, and once more with the estimate corrected
+            from the clock after the first logged iteration (``numpynst stylize`` prints both).
     Returns:
         :class:`Result`. Ctrl-C ends the loop early and still returns the best image so far
-        (``stopped == "interrupted"``).
+        (``stopped == "interrupted"``); ``iterations == 0`` then means it came before the first
+        iteration ended, and ``image`` is only the starting image.
+
+    ``size`` defaults to :data:`DEFAULT_SIZE` (512 px on the longest side), or the content's own size
+    when that is smaller, as on the command line; ``size="original"`` keeps the content's size.
     """
     return run(prepare(content, style, options, model=model, max_pixels=max_pixels, **keywords),
-               callback=callback, progress=progress, log_every=log_every, client=client)
+               callback=callback, progress=progress, log_every=log_every, client=client, on_plan=on_plan)
 
 
 class _Log:
@@ -292,19 +402,20 @@ class _Log:
     """
 
     def __init__(self, total: int, progress: bool, callback: Callable[[Progress], Any] | None,
-                 coefficients: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+                 coefficients: tuple[float, float, float] = (1.0, 1.0, 1.0), clock: "_Clock | None" = None):
         self.history: dict[str, list[float]] = {"J": [], **{k: [] for k in PARTS}}
-        self.callback, self.bar, self.coefficients = callback, None, coefficients
+        self.callback, self.bar, self.coefficients, self.clock = callback, None, coefficients, clock
         self.start_scale(1.0, None)
         if progress:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, unit="it", dynamic_ncols=True, leave=True)
+            self.bar = _bar(total, clock)
 
     def start_scale(self, scale: float, shape: tuple[int, ...] | None) -> None:
         self.scale, self.shape, self.step = scale, shape, 0
 
     def on_log(self, step: int, rows: np.ndarray, x: Array):
         """``minimize``'s logging hook: rows ``[J, content, style, tv]`` since the last point."""
+        if self.clock is not None:
+            self.clock.logged(step, self.bar)
         if self.bar is not None:
             self.bar.update(step - self.step)       # iterations, not rows: the start is no iteration
             self.step = step
@@ -330,3 +441,89 @@ class _Log:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _Clock:
+    """The plan's time against the clock: the ETA of the progress bar and the plan line's correction.
+
+    The planner gives each scale's seconds (:meth:`Prepared.scale_seconds`: targets ``t_i``, then
+    ``n + 1`` evaluations of ``e_i``). At every logging point the work done so far, in the plan's
+    seconds, is compared with the wall time since the run began: their ratio ``factor`` corrects the
+    rest, ``ETA = factor x planned seconds left``, counting down between logging points. Until the
+    first logging point the ETA is the plan's own (``factor = 1``); at the first one the corrected
+    estimate is said once (``on_plan``), with what would make the run faster when it passes
+    :data:`numpynst.plan.SLOW_SECONDS`.
+    """
+
+    def __init__(self, prepared: Prepared, on_plan: Callable[[str], Any] | None = None):
+        self.p, self.on_plan = prepared, on_plan
+        self.scale_s = prepared.scale_seconds()
+        self.eval_s = [plan.seconds for plan in prepared.plans.values()]
+        self.cap = prepared.options.iterations
+        self.t0 = self.t_log = time.perf_counter()
+        self.index, self.done_before, self.step, self.factor = -1, 0.0, -1, None
+
+    def start_scale(self) -> None:
+        self.index, self.step = self.index + 1, -1      # targets built, the first evaluation to come
+
+    def end_scale(self, iterations: int) -> None:
+        i = self.index
+        self.done_before += self.scale_s[i] - (self.cap - iterations) * self.eval_s[i]
+
+    def _done(self) -> float:
+        """Planned seconds of the work done: earlier scales, this one's targets and evaluations."""
+        i = self.index
+        return self.done_before + self.scale_s[i] - (self.cap - self.step) * self.eval_s[i]
+
+    def _left(self) -> float:
+        """Planned seconds of the work left: this scale's iterations, then the later scales."""
+        i = self.index
+        return (self.cap - self.step) * self.eval_s[i] + sum(self.scale_s[i + 1:])
+
+    def logged(self, step: int, bar: Any = None) -> None:
+        """A logging point after ``step`` iterations of the current scale (``step + 1`` evaluations)."""
+        now = time.perf_counter()
+        self.step, self.t_log = step, now
+        first = self.factor is None
+        self.factor = (now - self.t0) / max(self._done(), 1e-9)
+        if first and self.on_plan is not None:
+            e_plan = self.eval_s[self.index]
+            left = self.factor * self._left()
+            text = (f"plan corrected: an iteration takes {self.factor * e_plan:.3g} s here (estimated "
+                    f"{e_plan:.3g} s): about {format_duration(now - self.t0 + left)} in all, "
+                    f"{format_duration(left)} to go")
+            if now - self.t0 + left > SLOW_SECONDS:
+                text += self.p.faster(self.factor)
+            if bar is not None:
+                with bar.external_write_mode():
+                    self.on_plan(text)
+            else:
+                self.on_plan(text)
+
+    def eta(self) -> float:
+        """Seconds to go: the plan's, corrected by the clock once it has a logging point."""
+        now = time.perf_counter()
+        if self.factor is None:
+            return max(0.0, sum(self.scale_s) - (now - self.t0))
+        return max(0.0, self.factor * self._left() - (now - self.t_log))
+
+
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{plan_eta}, {rate_fmt}{postfix}]"
+
+
+def _bar(total: int, clock: _Clock | None):
+    """A tqdm bar whose ETA is the clock's (:class:`_Clock`): the plan's before the first iteration
+    (marked ``~``), then corrected by the measured ones, across scales of different sizes."""
+    from tqdm.auto import tqdm
+
+    class Bar(tqdm):
+        @property
+        def format_dict(self):
+            d = super().format_dict
+            if clock is None:
+                d["plan_eta"] = "?"
+            else:
+                d["plan_eta"] = ("~" if clock.factor is None else "") + tqdm.format_interval(clock.eta())
+            return d
+
+    return Bar(total=total, unit="it", dynamic_ncols=True, leave=True, bar_format=_BAR_FORMAT)

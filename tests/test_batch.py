@@ -147,7 +147,7 @@ def test_grid_is_the_cross_product_and_lays_out_as_a_table(files, tmp_path):
     assert len(rows) == 2 and len(cols) == 4 and len(set(cells.values())) == 8
     with pytest.raises(OptionError, match="grid option iters: unknown option"):
         batch.grid_jobs(contents, styles, iters=[1])
-    with pytest.raises(OptionError, match="grid option size: expected an integer in 16..16384, got 8"):
+    with pytest.raises(OptionError, match=r"grid option size: expected an integer in 16..16384 or 'original', got 8"):
         batch.grid_jobs(contents, styles, size=[8])
     with pytest.raises(OptionError, match="styles folder .*: no images"):
         batch.grid_jobs(contents, tmp_path)

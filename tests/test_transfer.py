@@ -252,7 +252,8 @@ def test_stylize_is_prepare_then_run_with_keywords_or_an_options_object(model, r
                 content_layer="block2_conv2", tol=None)
     assert p.options == StylizeOptions(**kw).validate(1)
     assert list(p.plans) == [0.5, 1.0] and [pl.hw for pl in p.plans.values()] == [(16, 24), (32, 48)]
-    assert len(p.describe().splitlines()) == 5 and p.describe().count(" whole image ") == 2   # title, columns, 2 scales, note
+    assert len(p.describe().splitlines()) == 6 and p.describe().count(" whole image ") == 3   # title, columns, 2 scales, note, plan line
+    assert p.describe().splitlines()[-1] == p.plan_line()
     d = run(p)
     for other in (b, d):
         assert np.array_equal(a.image_float, other.image_float) and a.history == other.history

@@ -29,7 +29,8 @@ from ..files import file_digest
 from ..objective import DEFAULT_STYLE_LAYERS
 from .options import OPTIONS, check_together, parse_file, parse_option, show
 
-DIGEST_VERSION = 1          # bump when the meaning of an option changes, to invalidate old outputs
+DIGEST_VERSION = 2          # bump when the meaning of an option changes, to invalidate old outputs
+#                             (2: an empty size is at most 512 px, no longer the content's own size)
 _NAME_MAX = 60
 _PATH_OPTIONS = ("weights", "init")
 

@@ -2,7 +2,8 @@
 
 :func:`execute_job` is the task: it takes the job's plain-data spec (see
 :meth:`numpynst.batch.jobs.Job.spec`), stylizes with :func:`numpynst.transfer.stylize`, writes the
-image and then its JSON sidecar, each atomically, and returns one summary row.
+image and then its JSON sidecar, each atomically, and returns one summary row. The run's plan line
+(sizes, whole or tiled, estimated time) and its correction go to the ``numpynst.batch`` log at INFO.
 
 **One model per worker, not per job.** Reading and converting VGG19 costs seconds and ~80 MB, far
 more than a small job. Models are kept in a module-level pool in the worker process, keyed by
@@ -75,7 +76,8 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     try:
         key, model = acquire_model(model_opts.get("weights"), backend, model_opts.get("pooling", "max"))
         result = transfer.stylize(spec["content"], spec["styles"], model=model, backend=backend,
-                                  progress=False, **opts)
+                                  progress=False, on_plan=lambda line: log.info("numpynst batch job %s: %s",
+                                                                                spec["name"], line), **opts)
         if result.stopped == "interrupted":      # half-optimised: must not pass for a finished job
             row.update(status="cancelled", error="interrupted on the worker")
             return row

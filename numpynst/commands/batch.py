@@ -88,7 +88,7 @@ def _run(args) -> int:
 
 
 def exit_status(results) -> int:
-    """The exit status of ``numpynst batch`` (also in the README).
+    """The exit status of ``numpynst batch`` (also in docs/batch.md).
 
     * ``128 + N`` after signal N: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP (the summary is
       written all the same, marking the unfinished jobs ``cancelled``);

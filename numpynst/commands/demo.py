@@ -63,5 +63,6 @@ def run(args) -> int:
           + (f" per scale at {', '.join(f'{x:g}' for x in args.scales)} x the size" if args.scales else "")
           + (f", style weight {args.beta:g}" if args.beta is not None else "") + f" on {args.backend}")
     code = stylize_to_file(args, content, [style], output, checked=checked)
-    print(f"result: {output.resolve()}")
+    if not (args.dry_run or getattr(args, "nothing_saved", False)):     # else there is no result to point at
+        print(f"result: {output.resolve()}")
     return code

@@ -13,7 +13,11 @@ Safety rules, all checked before the (long) run starts:
 At the end each file is written to a verified temporary and moved into place without replacing
 anything that appeared during the run (:mod:`numpynst.files`); if the output path was taken
 meanwhile, the picture is saved beside it under a new name rather than lost. Ctrl-C and SIGTERM
-save the best image so far (exit 130 / 143).
+save the best image so far (exit 130 / 143); before the first iteration has ended there is no
+stylized image yet, and the command says that nothing was saved.
+
+Before the first iteration the command prints the plan line (sizes, whole or tiled, the estimated
+time; :meth:`numpynst.transfer.Prepared.plan_line`), and after it the estimate corrected by the clock.
 """
 
 from __future__ import annotations
@@ -246,10 +250,15 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     # Overflow and NaN are detected by the loop (stopped == "non-finite loss") and reported in
     # one line below; NumPy's RuntimeWarnings on the way would only repeat it, as tracebacks.
     from ..tiled_dask import cluster_client
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            cluster_client(getattr(args, "workers", None), getattr(args, "scheduler", None)) as client:
-        result = transfer.stylize(content, styles, options, callback=callback, progress=not args.quiet,
-                                  client=client)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                cluster_client(getattr(args, "workers", None), getattr(args, "scheduler", None)) as client:
+            result = transfer.stylize(content, styles, options, callback=callback, progress=not args.quiet,
+                                      client=client, on_plan=log)
+    except KeyboardInterrupt:
+        return _nothing_saved(args)
+    if result.stopped == "interrupted" and result.iterations == 0:
+        return _nothing_saved(args)
     from ..provenance import run_info
     deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
@@ -286,6 +295,15 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
               file=sys.stderr)
         return 1
     return code
+
+
+def _nothing_saved(args) -> int:
+    """Ctrl-C (or SIGTERM) before the first iteration ended: say so, write nothing, exit 130 (143)."""
+    cause = getattr(args, "stop_cause", lambda: "interrupted")()
+    args.nothing_saved = True
+    print(f"numpynst: {cause} before the first iteration ended: nothing was saved (there was no stylized "
+          f"picture yet, only the starting image)", file=sys.stderr)
+    return 130
 
 
 def run(args) -> int:

@@ -31,7 +31,7 @@ from ..errors import ImageError, OptionError
 from ..files import open_regular
 from .resize import _check_size, _fit_longest, resize_image, resize_to
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "as_rgb", "pixels_uint8", "checked_pixels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "image_shape", "as_rgb", "pixels_uint8", "checked_pixels"]
 
 #: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
 #: every ordinary camera photo; a bigger picture would be ~430 MB as float32 activations in
@@ -88,6 +88,25 @@ def load_image(path: str | os.PathLike, size: int | None = None,
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) \
                 or max_pixels < 1:
             raise OptionError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    return _opened(path, lambda im, p: _decode(im, p, size, max_pixels))
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """``(H, W)`` of the picture :func:`load_image` would return at its own size (EXIF rotation
+    applied), read from the header alone: nothing is decoded. Errors as :func:`load_image`'s."""
+    def shape(im: Image.Image, p: Path) -> tuple[int, int]:
+        width, height = im.size
+        try:
+            swapped = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        except _DECODE_ERRORS:
+            swapped = False
+        return (width, height) if swapped else (height, width)
+    return _opened(path, shape)
+
+
+def _opened(path: str | os.PathLike, read):
+    """``read(image, path)`` on the Pillow image of ``path``, with every file-level problem as one
+    :class:`ImageError`."""
     if not isinstance(path, (str, os.PathLike)):
         raise ImageError(f"image path must be a file name, got {type(path).__name__}")
     path = Path(os.fspath(path)).expanduser()
@@ -98,7 +117,7 @@ def load_image(path: str | os.PathLike, size: int | None = None,
             # Pillow warns between its limit and twice it; we apply our own, clearer limit below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fh) as im:
-                return _decode(im, path, size, max_pixels)
+                return read(im, path)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
