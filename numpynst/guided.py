@@ -1,0 +1,338 @@
+"""Spatial control: a different style per region, through masks carried down the network.
+
+Gatys, Ecker, Bethge, Hertzmann & Shechtman (CVPR 2017, "Controlling Perceptual Factors in Neural
+Style Transfer") give each region ``r`` of the picture its own style: a mask ``m_r`` (white where
+style image ``r`` applies) is carried down to every style layer's grid, and the layer's Gram matrix
+is replaced by one *guided* Gram matrix per region, computed from the features under that region's
+mask. This module holds the two halves of that method, each a plain function:
+
+1. **How a mask travels down the network** (:func:`mask_resized`, :func:`mask_eroded`,
+   :func:`layer_masks`): from the picture's pixels to the ``nH x nW`` positions of a layer.
+2. **The guided style cost** (:func:`guided_grams`, :func:`guided_target`,
+   :func:`guided_from_grams`, :func:`guided_backward`, :func:`guided_layer_cost`): value and
+   gradient, derived below, checked against central differences and PyTorch's autograd.
+
+**1. A mask at a layer's resolution.** A position ``p`` (each axis) of a layer with grid spacing ``j``
+and reach ``a`` (:class:`numpynst.arch.Layer`) owns the ``j x j`` cell ``[p j, p j + j - 1]`` of
+input pixels and *sees* the wider window ``[p j - a, p j + j - 1 + a]`` (its receptive field,
+clipped to the image: beyond it is zero padding, which belongs to no region). Two ways to give the
+position a mask value:
+
+* **resize** (:func:`mask_resized`): the mean of the mask over the position's own cell. The VGG
+  layers change the grid only at the 2x2/2 pools (floor mode: a remainder row is dropped), and a
+  ``j x j`` block mean is exactly 2x2 averaging repeated at each pool, so this is the mask "pooled
+  along" with the features. It keeps the mask's mass (up to the dropped remainder) and every
+  region, however thin, stays present at every layer; but a position just inside the boundary
+  sees up to ``a`` pixels of the *other* region, whose texture then counts towards this region's
+  statistics: the styles can leak into each other along the boundary.
+* **erode** (:func:`mask_eroded`): the *minimum* of the mask over the whole receptive field. A
+  position counts for region ``r`` (with weight 1 for a hard mask) only if everything it sees is
+  inside ``r``: no position's statistics mix the two sides, so nothing leaks through the
+  statistics; the price is a band of width ``a`` along every boundary that belongs to no region
+  at that layer (only the content and the shallower layers shape it), and a region narrower
+  than ``2 a`` vanishes from the layer altogether (block5_conv1 of VGG19: ``a = 70`` px).
+  For a soft mask the minimum is the usual grey-level erosion.
+
+:func:`layer_masks` applies either to every style layer. Which one to use is a measured question
+(leakage across the boundary against the width of the band where the styles mix):
+``benchmarks/masks.py`` and ``docs/masks.md`` give the figures; :data:`DEFAULT_MASK_MODE` is the
+choice.
+
+**2. The guided Gram matrix, derived.** With ``A`` the layer's activations as an ``(P, C)`` matrix
+(``P = nH nW`` positions) and ``m_r`` the region's mask at the layer (``P`` values in ``[0, 1]``),
+
+    G_r = sum_i m_{r,i} a_i a_i^T = A^T diag(m_r) A            (C x C)
+    M_r = sum_i m_{r,i}                                         (the region's mass)
+    Ĝ_r = G_r / M_r                                             (mean outer product over the region)
+
+*Why ``m`` and not ``m^2``.* Gatys et al. multiply the feature maps by the mask,
+``F_r = diag(m_r) A``, whose Gram matrix weighs a position by ``m^2``. For a hard (0/1) mask the two
+agree. For a soft one, weighing by ``m`` makes a position a weighted *member* of each region: where
+two soft masks cross as ``t`` and ``1 - t``, the positions' contributions to the regions' ``G_r``
+add up to exactly their contribution to the unguided Gram, and a grey level 0.5 means "half in
+each" -- what "soft values blend" promises. With ``m^2`` a position in the blend counts
+``t^2 + (1 - t)^2 < 1`` in total, under-represented in both.
+
+*Why normalise per region.* ``G_r`` sums over the region, so a region covering 5% of the picture
+would have a Gram matrix twenty times smaller than one covering all of it, and its cost (a square)
+four hundred times smaller: drowned. ``Ĝ_r`` is a mean over the region's own positions, whatever its
+size. The target is the same statistic of the style image (:func:`guided_target`): the mean
+outer product over all its positions, or over its style-side mask when one is given (a style taken
+from one region of a painting). This also makes the style image's size irrelevant, which the
+unguided cost achieves by rescaling its target (:func:`numpynst.losses.style_target`).
+
+The cost of a layer, with blend weights ``w_r`` (``sum_r w_r = 1``, default ``1 / R``):
+
+    J = sum_r w_r c ||Ĝ_r - T_r||_F^2,      c = 1 / (4 C^2)
+
+*Consistency with the unguided cost.* For one region whose mask is 1 everywhere, ``Ĝ = A^T A / P``
+and ``T = G_S / P_S``, and ``c ||Ĝ - T||^2 = ||A^T A - (P / P_S) G_S||^2 / (2 P C)^2``: exactly
+:func:`numpynst.losses.style_layer_cost` with its rescaled target (a test checks it). For ``R``
+equal regions with ``w_r = 1/R`` the force on each position (below, ``2 w_r m_i / M_r``) is that of
+the unguided cost, ``2 / P``; a smaller region's positions are pushed harder, in proportion.
+
+**Gradient.** Let ``E_r = Ĝ_r - T_r`` (symmetric). Then
+
+    dJ/dĜ_r = 2 w_r c E_r,       dJ/dG_r = 2 w_r c E_r / M_r      (M_r does not depend on x)
+
+and through ``G_r = A^T diag(m_r) A`` -- the Gram matrix of the rows ``sqrt(m_i) a_i``, or directly:
+``G_r,kl = sum_i m_i A_ik A_il``, so ``d/dA_ik`` collects ``m_i (A dG_r)_ik`` from the row index and
+``m_i (A dG_r^T)_ik`` from the column index --
+
+    dJ/dA = sum_r diag(m_r) A (dG_r + dG_r^T)                    (:func:`guided_backward`)
+          = sum_r (4 w_r c / M_r) diag(m_r) A E_r.
+
+Each position's gradient needs only its own ``a_i``, its mask values and the global ``dG_r``: the
+same structure as the unguided Gram, which is what makes tiles exact with masks (sum the pieces
+``G_r`` over the tiles' interiors, form ``dG_r``, seed each interior with the formula above).
+
+A region whose mass at a layer is 0 (possible only with erosion, or a mask that lives in the
+pools' dropped remainder) has no statistic there: its term is left out of ``J`` at that layer
+(value and gradient 0) rather than divided by zero; :func:`layer_masks` reports such layers so
+that a front end can refuse them before a run.
+
+Shapes: activations ``(nH, nW, C)`` or ``(1, nH, nW, C)``; masks at a layer ``(R, nH, nW)``; masks
+of the picture ``(R, H, W)`` or one ``(H, W)``. NumPy or CuPy (``xp`` from the arrays), any float
+dtype; ``J`` is a 0-d array.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from .backend import get_xp
+
+Array = Any
+
+MASK_MODES = ("resize", "erode")
+#: How masks travel down the network unless asked otherwise (the measured choice, docs/masks.md).
+DEFAULT_MASK_MODE = "resize"
+
+
+# ---------------------------------------------------------------------------- masks down the network
+def _grid(m: Array, spacing: int) -> tuple[int, int]:
+    """``(nH, nW)`` of a layer of this spacing over a picture the size of ``m`` (floor at every pool)."""
+    return m.shape[-2] // spacing, m.shape[-1] // spacing
+
+
+def mask_resized(m: Array, spacing: int) -> Array:
+    """A mask ``(..., H, W)`` at a layer of grid ``spacing`` ``j``: the mean over each position's
+    ``j x j`` cell, ``(..., H // j, W // j)``.
+
+    The mean of the cell ``[p j, p j + j)`` in each axis equals 2x2 averaging repeated at every
+    pool, in floor mode as the network pools (``floor(floor(H / 2) / 2) = floor(H / 4)``: the same
+    remainder rows are dropped). ``spacing`` 1 (block 1) returns the mask itself (a copy).
+    """
+    nH, nW = _grid(m, spacing)
+    j = spacing
+    lead = m.shape[:-2]
+    cells = m[..., :nH * j, :nW * j].reshape(*lead, nH, j, nW, j)
+    return cells.mean(axis=(-3, -1))
+
+
+def _sliding_min(v: Array, width: int, axis: int) -> Array:
+    """``out[i] = min(v[i : i + width])`` along ``axis`` (length ``n - width + 1``), by doubling:
+    ``cur[i] = min v[i : i + k]`` for ``k = 1, 2, 4, ...`` up to the largest power of two ``<= width``,
+    then the window is the union of the two (overlapping) ``k``-windows at ``i`` and
+    ``i + width - k``. ``log2(width) + 1`` passes of ``minimum`` over slices (NumPy and CuPy alike)."""
+    xp = get_xp(v)
+    n = v.shape[axis]
+
+    def take(a, start, stop):
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(start, stop)
+        return a[tuple(index)]
+
+    cur, k = v, 1
+    while 2 * k <= width:
+        length = cur.shape[axis]
+        cur = xp.minimum(take(cur, 0, length - k), take(cur, k, length))
+        k *= 2
+    out_len = n - width + 1
+    return xp.minimum(take(cur, 0, out_len), take(cur, width - k, width - k + out_len))
+
+
+def mask_eroded(m: Array, spacing: int, reach: int) -> Array:
+    """A mask ``(..., H, W)`` at a layer of grid ``spacing`` ``j`` and reach ``a``: the minimum over each
+    position's receptive field ``[p j - a, p j + j - 1 + a]`` (each axis), clipped to the picture,
+    ``(..., H // j, W // j)``.
+
+    Outside the picture is zero padding, which belongs to no region, so the window is clipped (the
+    picture's edge does not erode a region that touches it). Implemented as a separable sliding
+    minimum (rows, then columns): pad each axis by ``a`` with ``+inf`` (ignored by the minimum), take
+    the minimum over windows of ``j + 2a``, keep every ``j``-th window.
+    """
+    xp = get_xp(m)
+    nH, nW = _grid(m, spacing)
+    width = spacing + 2 * reach
+    out = xp.asarray(m)
+    for axis, n_out in ((-2, nH), (-1, nW)):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (reach, reach)
+        padded = xp.pad(out, pad, mode="constant", constant_values=xp.inf) if reach else out
+        windows = _sliding_min(padded, width, axis % out.ndim)
+        index = [slice(None)] * out.ndim
+        index[axis] = slice(0, n_out * spacing, spacing)
+        out = windows[tuple(index)]
+    return out
+
+
+def layer_masks(masks: Array, geometry: Mapping[str, tuple[int, int]], mode: str = DEFAULT_MASK_MODE) -> dict[str, Array]:
+    """``{layer: masks at the layer (R, nH, nW)}`` for masks of the picture ``(R, H, W)``.
+
+    ``geometry``: ``{layer: (reach a, spacing j)}`` (:func:`numpynst.tiled.receptive`, or the model's
+    layer table); ``mode``: ``"resize"`` (:func:`mask_resized`) or ``"erode"`` (:func:`mask_eroded`).
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
+    out = {}
+    for name, (reach, spacing) in geometry.items():
+        out[name] = mask_resized(masks, spacing) if mode == "resize" else mask_eroded(masks, spacing, reach)
+    return out
+
+
+def empty_regions(per_layer: Mapping[str, Array]) -> list[tuple[int, str]]:
+    """``[(region index, layer)]`` of every region whose mass is 0 at a layer (host sync: checks only)."""
+    out = []
+    for name, m in per_layer.items():
+        xp = get_xp(m)
+        mass = xp.sum(m.reshape(m.shape[0], -1), axis=1)
+        out.extend((r, name) for r in range(m.shape[0]) if not float(mass[r]) > 0)
+    return out
+
+
+# ---------------------------------------------------------------------------- the guided style cost
+def _matrix(a: Array) -> tuple[Array, int]:
+    """``(A (P, C), C)`` from activations ``(nH, nW, C)`` or ``(1, nH, nW, C)``."""
+    shape = tuple(a.shape)
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[0] == 1)):
+        raise ValueError(f"activations must have shape (nH, nW, C) or (1, nH, nW, C), got {shape}")
+    return a.reshape(-1, shape[-1]), shape[-1]
+
+
+def _flat_masks(masks: Array, a: Array) -> Array:
+    """The masks ``(R, nH, nW)`` as ``(R, P)`` in ``a``'s dtype, checked against ``a``'s grid."""
+    xp = get_xp(a)
+    hw = tuple(a.shape[-3:-1])
+    if masks.ndim != 3 or tuple(masks.shape[1:]) != hw:
+        raise ValueError(f"masks must have shape (R, {hw[0]}, {hw[1]}) for activations of shape "
+                         f"{tuple(a.shape)}, got {tuple(masks.shape)}")
+    return xp.asarray(masks, dtype=a.dtype).reshape(masks.shape[0], -1)
+
+
+def guided_grams(a: Array, masks: Array) -> Array:
+    """``G_r = A^T diag(m_r) A`` for every region: ``(R, C, C)`` from activations and masks ``(R, nH, nW)``.
+
+    Unnormalised: a sum over positions (tiles add their interiors' pieces)."""
+    xp = get_xp(a)
+    A, C = _matrix(a)
+    m = _flat_masks(masks, a)
+    out = xp.empty((m.shape[0], C, C), dtype=a.dtype)
+    for r in range(m.shape[0]):
+        out[r] = (A * m[r][:, None]).T @ A
+    return out
+
+
+def region_mass(masks: Array) -> list[float]:
+    """``[M_r = sum_i m_{r,i}]`` of masks at a layer ``(R, nH, nW)``, host floats (float64 sums).
+
+    A constant of the objective (the masks do not depend on the image): taken once, at construction."""
+    xp = get_xp(masks)
+    return [float(xp.sum(xp.asarray(masks[r], dtype=xp.float64))) for r in range(masks.shape[0])]
+
+
+def guided_target(a: Array, mask: Array | None = None) -> Array:
+    """The style statistic of one style image at one layer: its mean outer product ``(C, C)``,
+    ``A^T A / P``, or with a style-side ``mask`` ``(nH, nW)`` at the layer's grid,
+    ``A^T diag(m) A / sum(m)`` (the style taken from that region of the painting).
+
+    Raises ValueError when the mask's mass is 0 (the region is not present at this layer)."""
+    xp = get_xp(a)
+    A, _ = _matrix(a)
+    if mask is None:
+        return (A.T @ A) / xp.asarray(A.shape[0], dtype=a.dtype)
+    G = guided_grams(a, mask[None])[0]
+    mass = region_mass(mask[None])[0]
+    if not mass > 0:
+        raise ValueError("the style mask has no mass at this layer")
+    return G / xp.asarray(mass, dtype=a.dtype)
+
+
+def guided_constant(C: int) -> float:
+    """``c = 1 / (4 C^2)``: the normaliser of :func:`guided_from_grams` (see the module docstring)."""
+    return 1.0 / (4.0 * C * C)
+
+
+def guided_from_grams(G: Array, T: Array, mass: Sequence[float], weights: Sequence[float],
+                      factors: Sequence[float] = (), scale: float = 1.0) -> tuple[Array, Array]:
+    """The guided style cost of one layer from the regions' Grams: ``(J, dJ/dG (R, C, C))``.
+
+        J = sum_r w_r c ||G_r / M_r - T_r||^2,      dJ/dG_r = 2 w_r c (G_r / M_r - T_r) / M_r
+
+    (``c`` :func:`guided_constant`). As in :func:`numpynst.losses.style_from_gram` the difference
+    is scaled by ``sqrt(c) = 1 / (2C)`` before it is squared (float32-safe), and the gradient comes
+    back multiplied by ``factors`` and divided by ``scale`` (an objective's ``beta lambda_l / s_l``),
+    folded into one constant per region. A region with ``M_r = 0`` contributes nothing.
+
+    Args:
+        G: ``(R, C, C)`` guided Grams of the generated image (summed over the whole image).
+        T: ``(R, C, C)`` targets (:func:`guided_target`, cast to G's dtype).
+        mass: ``R`` host floats ``M_r``; weights: ``R`` host floats ``w_r``.
+    Returns: ``(J, dJ/dG)``: J 0-d (unweighted by ``factors``), the gradient ``(R, C, C)``.
+    """
+    xp = get_xp(G, T)
+    R, C = G.shape[0], G.shape[-1]
+    if tuple(T.shape) != tuple(G.shape) or len(mass) != R or len(weights) != R:
+        raise ValueError(f"guided_from_grams: G {tuple(G.shape)}, T {tuple(T.shape)}, {len(mass)} masses "
+                         f"and {len(weights)} weights do not describe the same regions")
+    root = 0.5 / C                                  # sqrt(c)
+    J = xp.zeros((), dtype=G.dtype)
+    dG = xp.zeros_like(G)
+    extra = 1.0
+    for f in factors:
+        extra = extra * f
+    for r in range(R):
+        if not mass[r] > 0 or weights[r] == 0:
+            continue
+        E = G[r] * xp.asarray(1.0 / mass[r], dtype=G.dtype) - xp.asarray(T[r], dtype=G.dtype)
+        E *= root                                   # E = sqrt(c) (Ĝ_r - T_r)
+        J = J + weights[r] * xp.sum(E * E)
+        dG[r] = E * xp.asarray(2.0 * root * weights[r] / mass[r] * extra / scale, dtype=G.dtype)
+    return J, dG
+
+
+def guided_backward(dG: Array, a: Array, masks: Array) -> Array:
+    """``dJ/da = sum_r diag(m_r) A (dG_r + dG_r^T)``, shaped like ``a`` (derivation in the module docstring)."""
+    A, C = _matrix(a)
+    m = _flat_masks(masks, a)
+    if tuple(dG.shape) != (m.shape[0], C, C):
+        raise ValueError(f"dG must have shape ({m.shape[0]}, {C}, {C}), got {tuple(dG.shape)}")
+    out = None
+    for r in range(m.shape[0]):
+        piece = (A @ (dG[r] + dG[r].T)) * m[r][:, None]
+        out = piece if out is None else out + piece
+    return out.reshape(a.shape)
+
+
+def guided_layer_cost(a: Array, masks: Array, T: Array, weights: Sequence[float] | None = None,
+                      mass: Sequence[float] | None = None) -> tuple[Array, Array]:
+    """The guided style cost of one layer from its activations: ``(J, dJ/da)``.
+
+    ``masks`` ``(R, nH, nW)`` at the layer, ``T`` ``(R, C, C)`` the targets, ``weights`` ``w_r``
+    (default ``1/R`` each), ``mass`` the ``M_r`` (default: the masks' own sums; an objective over
+    tiles passes the whole image's). :func:`guided_grams`, :func:`guided_from_grams`,
+    :func:`guided_backward` in a row.
+    """
+    R = masks.shape[0]
+    weights = [1.0 / R] * R if weights is None else list(weights)
+    mass = region_mass(masks) if mass is None else list(mass)
+    J, dG = guided_from_grams(guided_grams(a, masks), T, mass, weights)
+    return J, guided_backward(dG, a, masks)
+
+
+def guided_at_blank(T: Array, weights: Sequence[float]) -> float:
+    """:func:`guided_from_grams`'s ``J`` for a blank image (``G = 0``), ``sum_r w_r c ||T_r||^2``, a
+    host float64: the layer's calibration scale in calibrated mode."""
+    xp = get_xp(T)
+    t = xp.asarray(T, dtype=xp.float64) * (0.5 / T.shape[-1])
+    return float(sum(w * float(xp.sum(t[r] * t[r])) for r, w in enumerate(weights)))
