@@ -100,7 +100,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .backend import get_xp
+from .backend import get_xp, to_host
 
 Array = Any
 
@@ -336,3 +336,76 @@ def guided_at_blank(T: Array, weights: Sequence[float]) -> float:
     xp = get_xp(T)
     t = xp.asarray(T, dtype=xp.float64) * (0.5 / T.shape[-1])
     return float(sum(w * float(xp.sum(t[r] * t[r])) for r, w in enumerate(weights)))
+
+
+# ---------------------------------------------------------------------------- an objective's regions
+class Guide:
+    """The regions of an objective: per-layer masks, masses, blend weights and targets, and each style
+    layer's guided cost. :class:`numpynst.objective.Objective` holds one when masks are given.
+
+    Args:
+        model: the VGG (its layer table gives each layer's reach and spacing, its dtype and device).
+        layers: the style layers.
+        masks: ``(R, H, W)`` in ``[0, 1]`` at the generated image's size, one region per style image;
+            ``None``: one region, the whole picture (with ``style_masks`` only: each style image's
+            statistic is taken from its masked part and the targets are blended as usual).
+        blend: the normalised blend weights of the style images (``w_r``; with ``masks`` the weight
+            of region ``r``'s cost, else the weights of the blended target).
+        mode: ``"resize"`` or ``"erode"`` (:func:`layer_masks`).
+
+    Attributes: ``masks`` ``{layer: (R', nH, nW)}`` on the model's device; ``mass`` ``{layer: [M_r]}``;
+    ``weights`` ``{layer: [w_r]}`` (0 for a region absent at the layer: its term is left out there);
+    ``absent`` ``[(region, layer)]``; ``targets`` ``{layer: (R', C, C)}`` once :meth:`set_targets` ran.
+    """
+
+    def __init__(self, model, layers: Sequence[str], masks: Array | None, hw: tuple[int, int],
+                 blend: Sequence[float], mode: str = DEFAULT_MASK_MODE):
+        import numpy as np
+        self.model, self.mode, self.blend = model, mode, list(blend)
+        self.geometry = {n: (model.layer(n).reach, model.layer(n).spacing) for n in layers}
+        self.regional = masks is not None
+        host = (np.asarray(to_host(masks), dtype=np.float64) if masks is not None else np.ones((1, *hw)))
+        if tuple(host.shape[1:]) != tuple(hw) or (self.regional and host.shape[0] != len(self.blend)):
+            raise ValueError(f"masks must have shape ({len(self.blend)}, {hw[0]}, {hw[1]}), got {tuple(host.shape)}")
+        per_layer = layer_masks(host, self.geometry, mode)
+        self.absent = empty_regions(per_layer)
+        xp, dtype = model.xp, model.dtype
+        self.masks = {n: xp.asarray(m, dtype=dtype) for n, m in per_layer.items()}
+        self.mass = {n: region_mass(m) for n, m in per_layer.items()}
+        region_weights = self.blend if self.regional else [1.0]
+        self.weights = {n: [w if self.mass[n][r] > 0 else 0.0 for r, w in enumerate(region_weights)]
+                        for n in layers}
+        self.targets: dict[str, Array] = {}
+
+    def style_masks(self, mask: Array | None, hw: tuple[int, int]) -> dict[str, Array] | None:
+        """One style image's mask ``(h, w)`` at every style layer ``{layer: (1, nH, nW)}`` (``None``: none)."""
+        if mask is None:
+            return None
+        import numpy as np
+        per_layer = layer_masks(np.asarray(to_host(mask), dtype=np.float64)[None], self.geometry, self.mode)
+        return {n: self.model.xp.asarray(m, dtype=self.model.dtype) for n, m in per_layer.items()}
+
+    def set_targets(self, statistics: Sequence[Mapping[str, tuple[Array, float]]]) -> None:
+        """The targets from each style image's ``{layer: (sum_i m_i a_i a_i^T, sum_i m_i)}`` (its
+        mask-weighted Gram and mass; unmasked: ``A^T A`` and ``P``): region ``r``'s target is style
+        ``r``'s mean outer product; without content masks, the blend of all of them."""
+        xp = self.model.xp
+        for n in self.geometry:
+            means = []
+            for i, stats in enumerate(statistics):
+                G, mass = stats[n]
+                if not mass > 0:
+                    raise ValueError(f"style mask #{i + 1} has no mass at {n}")
+                means.append(G / xp.asarray(mass, dtype=G.dtype))
+            if self.regional:
+                self.targets[n] = xp.stack(means)
+            else:
+                self.targets[n] = sum(w * t for w, t in zip(self.blend, means))[None]
+
+    def at_blank(self) -> dict[str, float]:
+        """``{layer: J at a blank image}``: the calibration scales of the guided style layers."""
+        return {n: guided_at_blank(self.targets[n], self.weights[n]) for n in self.geometry}
+
+    def cost(self, name: str, a: Array) -> tuple[Array, Array]:
+        """``(J, dJ/da)`` of style layer ``name`` at the generated image's activation ``a``."""
+        return guided_layer_cost(a, self.masks[name], self.targets[name], self.weights[name], self.mass[name])

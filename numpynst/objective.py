@@ -33,6 +33,7 @@ import numbers         # numbers.Real: Python and NumPy scalars alike (np.float3
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .errors import NumpynstError, OptionError
+from .guided import DEFAULT_MASK_MODE, Guide, guided_grams, region_mass
 from .losses import (content_at_blank, content_cost, gram_matrix, style_at_blank, style_layer_cost,
                      style_target, total_variation, total_variation_value)
 
@@ -136,6 +137,19 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
     return Calibration(c_scale, styles, tv)
 
 
+def guided_calibration(guide: Guide, content_target: Array, style_shapes: Mapping[str, Sequence[int]],
+                       content_image: Array) -> Calibration:
+    """:func:`calibration` with masks: the style scales are the guided costs at a blank image
+    (:meth:`numpynst.guided.Guide.at_blank`, ``sum_r w_r ||T_r||^2 / (4 C^2)``), the others as there."""
+    scales = calibration(content_target, {}, style_shapes, content_image)
+    style = guide.at_blank()
+    for n, value in style.items():
+        if not (math.isfinite(value) and value > 0):
+            raise NumpynstError(f"cannot calibrate the weights: the guided style target at {n} is all zero "
+                                f"or not finite ({value!r}); use weights_mode='raw' (--weights-mode raw)")
+    return scales._replace(style=style)
+
+
 def check_coefficient(name: str, value: Any, mode: str) -> float:
     """One of alpha/beta/tv_weight as a float, or :class:`OptionError` naming it and its range.
 
@@ -218,6 +232,11 @@ class Objective:
         weights_mode: ``"raw"`` (the default here: the notes' ``J`` exactly, as the tutorials
             teach it) or ``"calibrated"`` (each term divided by its :func:`calibration` scale, so
             the weights are relative and have a documented range; :func:`stylize`'s default).
+        masks: spatial control (:mod:`numpynst.guided`): ``(R, H, W)`` in ``[0, 1]`` at the content's
+            size, one per style image; each style layer's cost becomes the guided cost of the regions
+            (``style_blend`` weighs the regions). ``style_masks``: one ``(h, w)`` mask per style image
+            at its size (or ``None`` entries), the part of the painting its statistic is taken from.
+            ``mask_mode``: how masks reach each layer, ``"resize"`` or ``"erode"``.
 
     Attributes: ``scales``, a :class:`Calibration` (all 1 in raw mode); ``alpha``, ``beta``,
     ``tv_weight`` as given; ``content_target`` (``a_C``) and ``style_targets`` (``{layer: G_S^l}``);
@@ -233,7 +252,9 @@ class Objective:
                  style_layers: Mapping[str, float] | None = None,
                  alpha: float | None = None, beta: float | None = None,
                  tv_weight: float | None = None,
-                 style_blend: Sequence[float] | None = None, weights_mode: str = "raw"):
+                 style_blend: Sequence[float] | None = None, weights_mode: str = "raw",
+                 masks: Array | None = None, style_masks: Sequence[Array | None] | None = None,
+                 mask_mode: str = DEFAULT_MASK_MODE):
         self.model = model
         self.xp = model.xp
         self.content_layer = content_layer
@@ -247,19 +268,34 @@ class Objective:
         self.outputs = list(dict.fromkeys([content_layer, *self.style_layers]))
         self.shape = tuple(content.shape)
         styles, blend = style_images(style, style_blend)
+        self.guide = None           # spatial control: the regions' masks and targets (numpynst.guided)
+        if masks is not None or style_masks is not None:
+            style_masks = [None] * len(styles) if style_masks is None else list(style_masks)
+            if len(style_masks) != len(styles) or (masks is not None and len(masks) != len(styles)):
+                raise OptionError(f"give one mask per style image: {len(styles)} style image(s), "
+                                  f"{len(masks) if masks is not None else len(styles)} mask(s), "
+                                  f"{len(style_masks)} style mask(s)")
+            self.guide = Guide(model, list(self.style_layers), masks, self.shape[1:3], blend, mask_mode)
 
         # The targets. The generated image has the content's size: its activations' shapes come
         # with the content target. Each style image's Grams are rescaled to those sizes and blended.
         self.content_target, shapes = self._content_statistics(content)
         pixels = {n: shapes[n][-3] * shapes[n][-2] for n in self.style_layers}
         self.style_targets: dict[str, Array] = {}
-        for image, w in zip(styles, blend):
+        if self.guide is not None:  # per region: the mean outer product of its style (guided.Guide)
+            self.guide.set_targets([self._style_statistics(image, self.guide.style_masks(m, image.shape[1:3]))
+                                    for image, m in zip(styles, style_masks)])
+            self.style_targets = self.guide.targets
+        for image, w in zip(styles, blend) if self.guide is None else ():
             for n, (G, style_pixels) in self._style_statistics(image).items():
                 g = style_target(G, pixels[n], style_pixels, w)
                 self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
-        self.scales = (calibration(self.content_target, self.style_targets, shapes, content)
-                       if self.weights_mode == "calibrated" else
-                       Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
+        if self.weights_mode == "calibrated" and self.guide is not None:
+            self.scales = guided_calibration(self.guide, self.content_target, shapes, content)
+        else:
+            self.scales = (calibration(self.content_target, self.style_targets, shapes, content)
+                           if self.weights_mode == "calibrated" else
+                           Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
 
     def _content_statistics(self, content: Array) -> tuple[Array, dict[str, tuple[int, ...]]]:
         """``(a_C, {style layer: shape of the generated image's activation})`` from one forward."""
@@ -268,9 +304,13 @@ class Objective:
         # ownership obvious at the cost of one activation.
         return acts[self.content_layer].copy(), {n: acts[n].shape for n in self.style_layers}
 
-    def _style_statistics(self, image: Array) -> dict[str, tuple[Array, int]]:
-        """``{style layer: (G of this style image (C, C), its positions nH nW at the layer)}``."""
+    def _style_statistics(self, image: Array, masks: Mapping[str, Array] | None = None) -> dict[str, tuple[Array, int]]:
+        """``{style layer: (G of this style image (C, C), its positions nH nW at the layer)}``; with
+        ``masks`` (``{layer: (1, nH, nW)}``, a style mask at each layer) the mask-weighted Gram
+        ``A^T diag(m) A`` and the mask's mass ``sum m`` instead (:mod:`numpynst.guided`)."""
         acts, _ = self.model.forward_tape(image, list(self.style_layers), keep=False)
+        if masks is not None:
+            return {n: (guided_grams(a, masks[n])[0], region_mass(masks[n])[0]) for n, a in acts.items()}
         return {n: (gram_matrix(a), a.shape[1] * a.shape[2]) for n, a in acts.items()}
 
     @property
@@ -290,7 +330,8 @@ class Objective:
         grads[self.content_layer] = g * xp.asarray(self.alpha / sc.content, dtype=g.dtype)
         j_style = xp.zeros((), dtype=x.dtype)
         for n, lam in self.style_layers.items():
-            j, g = style_layer_cost(self.style_targets[n], acts[n])
+            j, g = (style_layer_cost(self.style_targets[n], acts[n]) if self.guide is None else
+                    self.guide.cost(n, acts[n]))
             j_style = j_style + (lam if sc.style[n] == 1.0 else lam / sc.style[n]) * j
             g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g

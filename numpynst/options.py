@@ -38,6 +38,7 @@ from .errors import OptionError
 from .image import MAX_SIZE
 from .objective import (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, COEFFICIENT_RANGES, WEIGHTS_MODES,
                         coefficients)
+from .guided import DEFAULT_MASK_MODE, MASK_MODES
 from .optim import OPTIMIZERS
 
 #: Most iterations per scale any caller may ask for (``--iterations``, ``--save-every``, a manifest's
@@ -60,6 +61,7 @@ STYLE_SCALE_RANGE = (0.05, 8.0)
 INITS = ("content", "noise", "style")
 BACKENDS = ("numpy", "cupy", "auto")
 POOLINGS = ("max", "avg")
+COLORS = ("style", "keep", "match")
 _SHOWN = 60                     # characters of a bad value quoted in a message
 
 
@@ -218,6 +220,17 @@ def _path_or_array(v: Any, text: bool) -> Any:
     raise BadValue("a file path", v)
 
 
+def _masks(v: Any, text: bool) -> list:
+    """Mask files (``"sky.png;ground.png"`` in a cell) or, in Python, a list of files and arrays."""
+    items = [i for i in re.split(r"[;]", v) if i.strip()] if text and isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)) or not items:
+        raise BadValue("a list of mask files such as 'sky.png;ground.png'", v)
+    try:
+        return [_path_or_array(i.strip() if isinstance(i, str) else i, text) for i in items]
+    except BadValue:
+        raise BadValue("a list of mask files such as 'sky.png;ground.png'", v) from None
+
+
 def _init(v: Any, text: bool) -> Any:
     if isinstance(v, str) and v.strip() in INITS:
         return v.strip()
@@ -307,7 +320,22 @@ class StylizeOptions:
         _blend, "one weight per style image, to blend several styles (default: equal)", _PIC,
         ("--style-blend",), arg_type=float, nargs="+", metavar="W"))
     preserve_color: bool = _field(False, Option(
-        _bool, "keep the content's colours, transfer luminance only", _PIC, ("--preserve-color",)))
+        _bool, "the older name of --color keep", _PIC, ("--preserve-color",)))
+    color: str = _field("style", Option(
+        choice(*COLORS), "style (default): the painting's colours; keep: the photo's colours, luminance "
+        "transferred after the run; match: the painting's colours moved to the photo's palette (mean "
+        "and covariance of RGB) before the run", _PIC, ("--color",), choices=COLORS))
+    masks: list | None = _field(None, Option(
+        _masks, "one greyscale mask per style image (any size, resized to the content): white where "
+        "that style applies, grey blends; where every mask is black the photo keeps its content", _PIC,
+        ("--masks",), nargs="+", metavar="MASK"))
+    style_masks: list | None = _field(None, Option(
+        _masks, "one greyscale mask per style image on the style side: take each style from the white "
+        "part of its painting", _PIC, ("--style-masks",), nargs="+", metavar="MASK"))
+    mask_mode: str = _field(DEFAULT_MASK_MODE, Option(
+        choice(*MASK_MODES), f"how a mask reaches each style layer: resize (its mean over each "
+        f"position's cell) or erode (its minimum over the position's receptive field) (default "
+        f"{DEFAULT_MASK_MODE})", _PIC, ("--mask-mode",), choices=MASK_MODES))
     init: Any = _field("content", Option(
         _init, f"starting image: {', '.join(INITS)}, or an image path (default: content)", _PIC, ("--init",)))
     seed: int | None = _field(0, Option(
@@ -388,6 +416,8 @@ class StylizeOptions:
             values["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
         scales = values["scales"] or []                   # coarse to fine, ending at full size
         values["scales"] = scales if scales[-1:] == [1.0] else [*scales, 1.0]
+        if values["preserve_color"] and values["color"] == "style":     # the older flag, folded in
+            values["color"], values["preserve_color"] = "keep", False
         out = dataclasses.replace(self, **values)
         problem = out.conflict(n_styles, cli)
         if problem is not None:
@@ -404,6 +434,14 @@ class StylizeOptions:
         if self.style_blend is not None and n_styles is not None and len(self.style_blend) != n_styles:
             return "style_blend", (f"{name('style_blend')} has {len(self.style_blend)} weight(s) for "
                                    f"{n_styles} style image(s); give one per style")
+        for n in ("masks", "style_masks"):
+            given = getattr(self, n)
+            if given is not None and n_styles is not None and len(given) != n_styles:
+                return n, (f"{name(n)} has {len(given)} mask(s) for {n_styles} style image(s); give one "
+                           f"per style, in the same order")
+        if self.preserve_color and self.color == "match":
+            return "preserve_color", (f"{name('preserve_color')} (the older {name('color')} keep) and "
+                                      f"{name('color')} match contradict each other; give one of them")
         if self.size is not None and round(self.size * self.style_scale) > MAX_SIZE:
             return "style_scale", (f"{name('size')} {self.size} x {name('style_scale')} {self.style_scale:g} "
                                    f"makes the style image {round(self.size * self.style_scale)} px, more "

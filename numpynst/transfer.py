@@ -102,7 +102,10 @@ class Prepared(NamedTuple):
     final size, the styles at ``style_scale`` x its longest side, ``init`` ``None`` unless an image);
     ``layers``: the style layers and weights; ``coefficients``: ``(alpha, beta, tv_weight)`` with the mode's
     defaults; ``scales`` and ``plans`` (``{scale: ScalePlan}``, whole image or exact tiles within
-    ``budget`` bytes, from ``budget_source``).
+    ``budget`` bytes, from ``budget_source``); ``masks``: float32 ``(R, H, W)`` in ``[0, 1]`` at the
+    content's size (``None`` without masks); ``style_masks``: one ``(h, w)`` mask per style image at
+    its size (``None`` without). With ``options.color == "match"`` the ``styles`` are already
+    colour-matched to the content (each to its region, with masks).
     """
 
     options: StylizeOptions
@@ -116,6 +119,8 @@ class Prepared(NamedTuple):
     plans: dict
     budget: int
     budget_source: str
+    masks: np.ndarray | None = None
+    style_masks: list | None = None
 
     def describe(self) -> str:
         """What ``numpynst stylize --dry-run`` prints: the plan of every scale (:func:`numpynst.plan.describe`)."""
@@ -139,12 +144,40 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
         raise OptionError("at least one style image is needed")
     style_side = max(MIN_SIZE, int(round(max(content_rgb.shape[:2]) * opts.style_scale)))
     style_rgbs = [as_rgb(s, f"style #{i + 1}", style_side, max_pixels) for i, s in enumerate(styles)]
+    masks, style_masks = spatial_inputs(opts, content_rgb, style_rgbs)
+    if opts.color == "match":
+        style_rgbs = match_styles(content_rgb, style_rgbs, masks, style_masks)
     init = opts.init
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
                                          list(layers), opts.optimizer, opts.tile, opts.max_memory)
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
-                    budget, source)
+                    budget, source, masks, style_masks)
+
+
+def spatial_inputs(opts: StylizeOptions, content_rgb: np.ndarray, style_rgbs: list) -> tuple[Any, Any]:
+    """``(masks (R, H, W) at the content's size or None, [style mask (h, w) per style] or None)``,
+    loaded and checked (:func:`numpynst.image.load_masks`: one-line errors naming the mask)."""
+    from .image import load_masks
+    masks = None if opts.masks is None else load_masks(opts.masks, content_rgb.shape[:2])
+    style_masks = None if opts.style_masks is None else load_masks(
+        opts.style_masks, [s.shape[:2] for s in style_rgbs], "style mask")
+    return masks, style_masks
+
+
+def match_styles(content_rgb: np.ndarray, style_rgbs: list, masks: Any = None, style_masks: Any = None) -> list:
+    """``--color match``: each style image with the content's colour mean and covariance
+    (:func:`numpynst.image.match_color`), each over its region when masks are given."""
+    from .image import match_color
+    return [match_color(s, content_rgb, style_weights=None if style_masks is None else style_masks[i],
+                        content_weights=None if masks is None else masks[i])
+            for i, s in enumerate(style_rgbs)]
+
+
+def _masks_at(masks: Any, hw: tuple[int, int]) -> Any:
+    """Masks ``(R, h, w)`` (or a list of ``(h, w)``) resized to ``hw``, values kept in ``[0, 1]``."""
+    from .image.mask import fit_mask
+    return None if masks is None else np.stack([fit_mask(m, hw, "mask") for m in masks])
 
 
 def make_objective(plan: ScalePlan, model, content, style, client=None, **options):
@@ -192,7 +225,12 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in p.styles],
                                  client=client, content_layer=opts.content_layer, style_layers=p.layers,
                                  alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=opts.style_blend,
-                                 weights_mode=opts.weights_mode)
+                                 weights_mode=opts.weights_mode,
+                                 **({} if p.masks is None and p.style_masks is None else {
+                                     "masks": _masks_at(p.masks, hw), "mask_mode": opts.mask_mode,
+                                     "style_masks": None if p.style_masks is None else [
+                                         _masks_at([m], scaled_shape(s.shape, scale))[0]
+                                         for m, s in zip(p.style_masks, p.styles)]}))
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
             x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
@@ -214,7 +252,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     image = deprocess(x, dtype=np.float32)           # float, so a 16-bit file keeps every level
     if image.shape[:2] != p.content.shape[:2]:
         image = np.clip(resize_to(image, p.content.shape[:2]), 0, 255)  # Lanczos overshoots
-    if opts.preserve_color:
+    if opts.color == "keep":
         from .image import preserve_color as keep_colour
         image = keep_colour(p.content, image)
     return Result(np.rint(image).astype(np.uint8), log.history, total, stopped,
@@ -236,7 +274,8 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
         options / keywords: the knobs of the picture (:class:`~numpynst.options.StylizeOptions`
             documents each: ``size``, ``iterations``, ``optimizer``, ``lr``, ``alpha``, ``beta``,
             ``tv_weight``, ``weights_mode``, ``content_layer``, ``style_layers``, ``style_blend``,
-            ``style_scale``, ``init``, ``seed``, ``preserve_color``, ``scales``, ``tol``, ``backend``,
+            ``style_scale``, ``init``, ``seed``, ``color``, ``masks``, ``style_masks``, ``mask_mode``,
+            ``scales``, ``tol``, ``backend``,
             ``weights``, ``pooling``, ``tile``, ``max_memory``). ``init`` may also be an RGB array
             here; ``gd``'s default step is ``DEFAULT_GD_LR`` (``RAW_GD_LR`` in raw mode).
         model: a ready :class:`~numpynst.vgg.VGG` (then ``backend``, ``weights`` and ``pooling`` are

@@ -98,6 +98,8 @@ def check_inputs(args, content, styles: list) -> list[tuple[str, Path]]:
         inputs.append(("--init", args.init))
     if args.weights is not None:
         inputs.append(("--weights", args.weights))
+    for flag in ("masks", "style_masks"):                 # spatial control: one mask per style
+        inputs.extend((f"--{flag.replace('_', '-')} #{i + 1}", m) for i, m in enumerate(getattr(args, flag, None) or []))
     return [(what, regular_file(path, what)) for what, path in inputs]
 
 
