@@ -191,6 +191,13 @@ def layer_masks(masks: Array, geometry: Mapping[str, tuple[int, int]], mode: str
     return out
 
 
+def missing_everywhere(masks: Array, geometry: Mapping[str, tuple[int, int]], mode: str = DEFAULT_MASK_MODE) -> list[int]:
+    """The regions (indices) whose mask has no mass at *any* of the layers of ``geometry``: their
+    style would apply nowhere (a region narrower than every layer's receptive field, with erosion)."""
+    absent = empty_regions(layer_masks(masks, geometry, mode))
+    return [r for r in range(masks.shape[0]) if sum(1 for i, _ in absent if i == r) == len(geometry)]
+
+
 def empty_regions(per_layer: Mapping[str, Array]) -> list[tuple[int, str]]:
     """``[(region index, layer)]`` of every region whose mass is 0 at a layer (host sync: checks only)."""
     out = []

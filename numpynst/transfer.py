@@ -151,8 +151,22 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
                                          list(layers), opts.optimizer, opts.tile, opts.max_memory)
+    if masks is not None:       # a region must reach at least one style layer at full size
+        check_regions(model, list(layers), _masks_at(masks, plans[opts.scales[-1]].hw), opts)
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
                     budget, source, masks, style_masks)
+
+
+def check_regions(model, layers: list, masks: np.ndarray, opts: StylizeOptions) -> None:
+    """:class:`OptionError` naming the first mask whose region reaches none of the style layers
+    (:func:`numpynst.guided.missing_everywhere`): its style would apply nowhere."""
+    from .guided import missing_everywhere
+    from .image.mask import mask_label
+    geometry = {n: (model.layer(n).reach, model.layer(n).spacing) for n in layers}
+    for r in missing_everywhere(masks, geometry, opts.mask_mode):
+        raise OptionError(f"{mask_label('mask', r, opts.masks[r])}: its white part is narrower than the "
+                          f"receptive field of every style layer with mask_mode {opts.mask_mode} (--mask-mode), "
+                          f"so style #{r + 1} would apply nowhere; widen it, or use --mask-mode resize")
 
 
 def spatial_inputs(opts: StylizeOptions, content_rgb: np.ndarray, style_rgbs: list) -> tuple[Any, Any]:
@@ -177,7 +191,7 @@ def match_styles(content_rgb: np.ndarray, style_rgbs: list, masks: Any = None, s
 def _masks_at(masks: Any, hw: tuple[int, int]) -> Any:
     """Masks ``(R, h, w)`` (or a list of ``(h, w)``) resized to ``hw``, values kept in ``[0, 1]``."""
     from .image.mask import fit_mask
-    return None if masks is None else np.stack([fit_mask(m, hw, "mask") for m in masks])
+    return None if masks is None else np.stack([fit_mask(m, hw, "mask", check_aspect=False) for m in masks])
 
 
 def make_objective(plan: ScalePlan, model, content, style, client=None, **options):

@@ -229,3 +229,30 @@ def test_manifest_masks_column_resolves_files_and_counts(files):
     manifest.write_text("content,style,masks\nphoto.png,art.png,nothere.png\n")
     with pytest.raises(ManifestError, match=r"column 'masks': .*nothere.png"):
         batch.read_manifest(manifest)
+
+
+def test_a_region_no_style_layer_sees_is_refused_before_the_run(files):
+    """Eroded by block2_conv1's receptive field (10 px), a 4-px stripe reaches no style layer: the
+    run is refused naming the mask; resized, the same stripe is fine."""
+    from numpynst.transfer import prepare
+    from numpynst.testing import tiny_vgg
+    d, _ = files
+    stripe = np.zeros((24, 32))
+    stripe[10:14] = 1.0
+    model = tiny_vgg(dtype=np.float64)
+    kw = dict(model=model, style_layers={"block2_conv1": 1.0}, content_layer="block2_conv2")
+    with pytest.raises(OptionError, match=r"mask #2: its white part is narrower than the receptive field"):
+        prepare(d / "photo.png", [d / "art.png", d / "art2.png"], masks=[1 - stripe, stripe], mask_mode="erode", **kw)
+    p = prepare(d / "photo.png", [d / "art.png", d / "art2.png"], masks=[1 - stripe, stripe], mask_mode="resize", **kw)
+    assert p.masks.shape == (2, 24, 32)
+
+
+def test_uncovered_part_is_noted_on_the_command_line(files, capsys):
+    from numpynst.cli import main
+    d, w = files
+    code = main(["stylize", str(d / "photo.png"), str(d / "art.png"), "-o", str(d / "o.png"),
+                 "--masks", str(d / "top.png"), *FAST, *w])
+    assert code == 0
+    bare = uncovered(load_masks([d / "top.png"], (24, 32)))     # the row at the edge is grey, not black
+    assert 0.4 < bare < 0.5
+    assert f"note: the masks leave {bare:.1%} of the picture black" in capsys.readouterr().out

@@ -170,6 +170,7 @@ class Checked(NamedTuple):
     outputs: Outputs
     inputs: list[tuple[str, Path]]
     options: StylizeOptions
+    uncovered: float = 0.0          # with --masks: the fraction of the picture no mask covers
 
 
 def check_all(args, content, styles: list, output: str | Path) -> Checked:
@@ -181,7 +182,16 @@ def check_all(args, content, styles: list, output: str | Path) -> Checked:
     args.bit_depth = bit_depth_for(out, getattr(args, "bit_depth", None))
     from ..tiled_dask import check_cluster_options
     check_cluster_options(getattr(args, "workers", None), getattr(args, "scheduler", None))
-    return Checked(check_derived(args, out, inputs), inputs, options)
+    return Checked(check_derived(args, out, inputs), inputs, options, check_masks(options, content))
+
+
+def check_masks(options: StylizeOptions, content) -> float:
+    """With ``--masks``: every mask read and checked against the content's shape before the model is
+    loaded (one-line errors naming the mask); returns the fraction of the picture no mask covers."""
+    if options.masks is None:
+        return 0.0
+    from ..image import load_image, load_masks, uncovered
+    return uncovered(load_masks(options.masks, load_image(content).shape[:2]))
 
 
 def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, str | None]:
@@ -223,7 +233,10 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     from ..image import load_image, save_image
     from ..vgg import deprocess
 
-    out, _, options = checked if checked is not None else check_all(args, content, styles, output)
+    out, _, options, bare = checked if checked is not None else check_all(args, content, styles, output)
+    if bare > 0:
+        log(f"note: the masks leave {bare:.1%} of the picture black: there it keeps the photo's content "
+            f"(no style term)")
     if getattr(args, "dry_run", False):
         log(transfer.prepare(content, styles, options).describe())
         return 0

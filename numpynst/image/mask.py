@@ -97,12 +97,14 @@ def read_mask(mask: Any, label: str) -> np.ndarray:
     return v.astype(np.float32)
 
 
-def fit_mask(m: np.ndarray, hw: tuple[int, int], label: str, error: type[Exception] = OptionError) -> np.ndarray:
+def fit_mask(m: np.ndarray, hw: tuple[int, int], label: str, error: type[Exception] = OptionError,
+             check_aspect: bool = True) -> np.ndarray:
     """``m`` ``(h, w)`` resized to ``hw`` (bilinear, antialiased), values kept in ``[0, 1]``; ``error``
-    when the aspect ratios differ by more than :data:`ASPECT_TOLERANCE`."""
+    when the aspect ratios differ by more than :data:`ASPECT_TOLERANCE` (``check_aspect``: a run's
+    scales round the picture to the pooling grid, and its masks follow it there unchecked)."""
     h, w = m.shape
     H, W = hw
-    if abs(math.log((w / h) / (W / H))) > math.log1p(ASPECT_TOLERANCE):
+    if check_aspect and abs(math.log((w / h) / (W / H))) > math.log1p(ASPECT_TOLERANCE):
         raise error(f"{label} is {w}x{h} but the picture is {W}x{H}: the aspect ratios differ "
                     f"({w / h:.3g} vs {W / H:.3g}); draw the mask on the picture itself")
     if (h, w) == (H, W):
