@@ -150,7 +150,7 @@ def test_per_tile_statistics_sum_to_whole_grams(rng):
     pieces = [tile_statistics(model, crop(x, t), t, layers)[0] for t in tiles]
     total = sum_pieces(pieces)
     for n in layers:
-        assert rel_error(gram_matrix(whole[n]), total[n]) < 1e-12
+        assert rel_error(gram_matrix(whole[n]), total[n][0]) < 1e-12
 
 
 def test_tile_tv_sums_to_total_variation(rng):
