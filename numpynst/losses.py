@@ -406,8 +406,11 @@ class SqrtmCache(NamedTuple):
 
 #: Eigenvalues of a symmetric PSD matrix below 0 are rounding (``eigh`` of a PSD matrix may return
 #: ``-1e-17 l_max``): they are clamped to 0. Denominators ``s_i + s_j`` of the square root's
-#: backward are kept above ``SQRT_FLOOR * s_max`` (only ever active for eigenvalues near 0).
-SQRT_FLOOR = 1e-12
+#: backward are kept above ``SQRT_FLOOR * s_max``: active only where both eigenvalues are below
+#: ``1e-16 l_max / 4``, i.e. at the level of float64 rounding, where the true slope is infinite.
+#: It bounds the gradient's entries by ``1e8 / s_max``, so that rounding of order 1e-16 in the
+#: eigenvectors cannot leak more than 1e-8 of that into the other directions.
+SQRT_FLOOR = 1e-8
 
 
 def sqrtm_sym(M: Array) -> tuple[Array, SqrtmCache]:
@@ -596,7 +599,8 @@ def mean_cov_backward(cache: tuple) -> Array:
 def mean_cov_at_blank(target: MeanCovTarget) -> float:
     """:func:`mean_cov_from_sums`'s ``J`` for a blank image (all activations 0: ``mu = 0``,
     ``S = eps I``): ``|mu_s|^2 + tr(S) + tr(S_s) - 2 tr((eps S_s)^(1/2))``, which is
-    ``|mu_s|^2 + tr(S_s)`` (the style features' mean squared norm, ``E_s |a|^2``) up to the ridge.
+    ``|mu_s|^2 + tr(S_s)`` (the style features' mean squared norm, ``E_s |a|^2``) up to the ridge:
+    the last term is at most ``2 sqrt(eps C tr(S_s)) = 2 sqrt(COV_RIDGE) tr(S_s)``, 2% of it.
     Float64 on the host: the layer's calibration scale."""
     xp = get_xp(target.mu)
     C = target.mu.shape[0]
@@ -625,6 +629,8 @@ def quantiles(values: Sequence[Array], weights: Sequence[float], n: int) -> Arra
     the plain "sort both and compare" of Heitz et al. (2021).
     """
     xp = get_xp(*values)
+    if len(values) == 1 and values[0].shape[0] == n:       # same size: exactly the sorted values
+        return xp.sort(xp.asarray(values[0], dtype=xp.float64), axis=0)
     V = xp.concatenate([xp.asarray(v, dtype=xp.float64) for v in values], axis=0)
     mass = xp.concatenate([xp.full((v.shape[0],), w / v.shape[0], dtype=xp.float64)
                            for v, w in zip(values, weights)])
