@@ -269,13 +269,13 @@ class Objective:
         # generated image's positions and blended).
         self.content_target, shapes = self._content_statistics(content)
         pixels = {n: shapes[n][-3] * shapes[n][-2] for n in self.style_layers}
+        for n in self.style_layers:
+            self.statistics[n].check(n, pixels[n], "the generated image")
         pieces: dict[str, list] = {n: [] for n in self.style_layers}
         for i, (image, w) in enumerate(zip(styles, blend)):
             for n, (piece, style_pixels) in self._style_statistics(image, self.style_side(i)).items():
                 self.statistics[n].check(n, style_pixels, f"style image #{i + 1}")
                 pieces[n].append((piece, style_pixels, w))
-        for n in self.style_layers:
-            self.statistics[n].check(n, pixels[n], "the generated image")
         self.style_targets: dict[str, Array] = {n: self.statistics[n].target(pieces[n], pixels[n])
                                                 for n in self.style_layers}
         del pieces
