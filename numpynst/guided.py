@@ -101,6 +101,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from .backend import get_xp, to_host
+from .errors import OptionError
+from .losses import mean_cov_at_blank, mean_cov_from_sums, mean_cov_sums_backward, mean_cov_target
+from .style_stats import StyleStatistic
 
 Array = Any
 
@@ -346,9 +349,121 @@ def guided_at_blank(T: Array, weights: Sequence[float]) -> float:
 
 
 # ---------------------------------------------------------------------------- an objective's regions
+class RegionStatistic(StyleStatistic):
+    """A style statistic per region (:mod:`numpynst.style_stats`'s interface): the Gram matrix
+    (``kind="gram"``, the guided Gram above) or the mean and covariance (``kind="mean-cov"``), each
+    measured with the positions weighted by a region's mask, normalised by the region's mass.
+
+    Pieces (all sums over positions, so tiles stay exact):
+
+    * gram: ``(G_r, M_r)``, ``G_r = sum_p m_rp a_p a_p^T`` ``(R, C, C)`` and ``M_r = sum_p m_rp`` ``(R,)``;
+    * mean-cov: ``(s1_r, s2_r, M_r)``, ``s1_r = sum_p m_rp a_p`` ``(R, C)`` and ``s2_r = G_r``.
+
+    The cost of the generated image is ``sum_r w_r J_r``, ``J_r`` the unguided statistic's cost of the
+    region's normalised statistic (``G_r / M_r`` against the target mean outer product, with
+    ``c = 1/(4 C^2)``; for mean-cov the Wasserstein-2 distance between the Gaussians of
+    ``(s1_r / M_r, s2_r / M_r)`` and the target's, :func:`numpynst.losses.mean_cov_from_sums` with
+    ``count = M_r``). The normaliser ``M_r`` is the whole image's (a constant of the mask, taken at
+    construction), so the cost of the summed pieces needs no host sync. Through the weighting,
+    position ``p``'s gradient is ``m_rp`` times the unweighted statistic's (``d/da_p`` of
+    ``m_rp f(a_p)`` is ``m_rp f'(a_p)``): for the Gram :func:`guided_backward`, for mean-cov
+    ``sum_r m_rp (ds1_r + (ds2_r + ds2_r^T) a_p)``.
+
+    Args:
+        kind: ``"gram"`` or ``"mean-cov"``.
+        masks: ``(R, nH, nW)`` at the layer's grid, on the model's device (the measured image's).
+        weights: ``w_r`` of the cost (the generated image's regions); for a style image's side
+            (one region) it is not used.
+        regional: the generated image's regions are the style images (``R`` styles, ``R`` masks); else
+            one region and the styles' statistics are blended into one target (style masks only).
+    """
+
+    sums = True
+
+    def __init__(self, kind: str, masks: Array, weights: Sequence[float], regional: bool = True):
+        if kind not in ("gram", "mean-cov"):
+            raise ValueError(f"kind must be gram or mean-cov, got {kind!r}")
+        self.kind, self.name = kind, f"{kind} (masked)"
+        self.masks, self.regional = masks, regional
+        self.mass = region_mass(masks)
+        self.weights = [w if m > 0 else 0.0 for w, m in zip(weights, self.mass)]
+
+    def _m(self, where: Any) -> Array:
+        return self.masks if where is None else self.masks[:, where[0], where[1]]
+
+    def measure(self, a, where=None):
+        xp = get_xp(a)
+        m = self._m(where)
+        G = guided_grams(a, m)
+        mass = xp.sum(xp.asarray(m, dtype=a.dtype).reshape(m.shape[0], -1), axis=1)
+        if self.kind == "gram":
+            return G, mass
+        A, _ = _matrix(a)
+        return _flat_masks(m, a) @ A, G, mass
+
+    def target(self, pieces, positions):
+        """From each style image's pieces (one region each: its style mask, or all of it): region
+        ``r``'s target is style ``r``'s normalised statistic; without regions, their blend (for
+        mean-cov, the mixture of the styles' features, as the unguided statistic blends)."""
+        xp = get_xp(pieces[0][0][0])
+        means = []
+        for piece, _, w in pieces:
+            mass = float(piece[-1][0])
+            if not mass > 0:
+                raise ValueError("a style mask has no mass at this layer")
+            means.append(tuple(p[0] / xp.asarray(mass, dtype=p.dtype) for p in piece[:-1]))
+        if not self.regional:
+            means = [tuple(sum(w * m[k] for (_, _, w), m in zip(pieces, means)) for k in range(len(means[0])))]
+        if self.kind == "gram":
+            return xp.stack([m[0] for m in means])
+        return [mean_cov_target(m[0], m[1], 1.0) for m in means]
+
+    def at_blank(self, target, positions):
+        if self.kind == "gram":
+            return guided_at_blank(target, self.weights)
+        return float(sum(w * mean_cov_at_blank(t) for w, t in zip(self.weights, target) if w))
+
+    def cost(self, sums, target, positions, weights=(), scale=1.0):
+        if self.kind == "gram":
+            J, dG = guided_from_grams(sums[0], target, self.mass, self.weights, weights, scale)
+            return J, (dG,)
+        s1, s2 = sums[0], sums[1]
+        xp = get_xp(s1)
+        factor = 1.0
+        for f in weights:
+            factor = factor * f
+        J, d1, d2 = xp.zeros((), dtype=s1.dtype), xp.zeros_like(s1), xp.zeros_like(s2)
+        for r, w in enumerate(self.weights):
+            if not w:
+                continue
+            j, cache = mean_cov_from_sums(s1[r], s2[r], self.mass[r], target[r])
+            g1, g2 = mean_cov_sums_backward(cache)
+            J = J + w * j
+            d1[r] = g1 * xp.asarray(w * factor / scale, dtype=g1.dtype)
+            d2[r] = g2 * xp.asarray(w * factor / scale, dtype=g2.dtype)
+        return J, (d1, d2)
+
+    def backward(self, d, a, where=None):
+        m = self._m(where)
+        if self.kind == "gram":
+            return guided_backward(d[0], a, m)
+        xp = get_xp(a)
+        mf = _flat_masks(m, a)
+        A, _ = _matrix(a)
+        out = None
+        for r in range(mf.shape[0]):
+            piece = (A @ (d[1][r] + d[1][r].T) + xp.asarray(d[0][r], dtype=a.dtype)) * mf[r][:, None]
+            out = piece if out is None else out + piece
+        return out.reshape(a.shape)
+
+    def __repr__(self) -> str:
+        return f"RegionStatistic({self.kind!r}, R={self.masks.shape[0]})"
+
+
 class Guide:
-    """The regions of an objective: per-layer masks, masses, blend weights and targets, and each style
-    layer's guided cost. :class:`numpynst.objective.Objective` holds one when masks are given.
+    """The regions of an objective: the masks at every style layer and the statistics that carry
+    them. :class:`numpynst.objective.Objective` holds one when masks are given, takes
+    :attr:`statistics` as its own and measures style image ``i`` with :meth:`style_side`.
 
     Args:
         model: the VGG (its layer table gives each layer's reach and spacing, its dtype and device).
@@ -356,63 +471,67 @@ class Guide:
         masks: ``(R, H, W)`` in ``[0, 1]`` at the generated image's size, one region per style image;
             ``None``: one region, the whole picture (with ``style_masks`` only: each style image's
             statistic is taken from its masked part and the targets are blended as usual).
+        style_masks: one ``(h, w)`` mask per style image at its size, or ``None`` (entries or all).
+        hw: the generated image's ``(H, W)``.
         blend: the normalised blend weights of the style images (``w_r``; with ``masks`` the weight
             of region ``r``'s cost, else the weights of the blended target).
         mode: ``"resize"`` or ``"erode"`` (:func:`layer_masks`).
+        style_loss: ``"gram"`` or ``"mean-cov"`` (``"swd"`` sorts all positions and is refused).
 
-    Attributes: ``masks`` ``{layer: (R', nH, nW)}`` on the model's device; ``mass`` ``{layer: [M_r]}``;
-    ``weights`` ``{layer: [w_r]}`` (0 for a region absent at the layer: its term is left out there);
-    ``absent`` ``[(region, layer)]``; ``targets`` ``{layer: (R', C, C)}`` once :meth:`set_targets` ran.
+    Attributes: ``statistics`` ``{layer: RegionStatistic}``; ``absent`` ``[(region, layer)]``, the
+    regions with no mass at a layer (their term is left out there).
     """
 
-    def __init__(self, model, layers: Sequence[str], masks: Array | None, hw: tuple[int, int],
-                 blend: Sequence[float], mode: str = DEFAULT_MASK_MODE):
+    def __init__(self, model, layers: Sequence[str], masks: Array | None, style_masks: Sequence[Any] | None,
+                 hw: tuple[int, int], blend: Sequence[float], mode: str = DEFAULT_MASK_MODE,
+                 style_loss: str = "gram"):
         import numpy as np
-        self.model, self.mode, self.blend = model, mode, list(blend)
-        self.geometry = {n: (model.layer(n).reach, model.layer(n).spacing) for n in layers}
-        self.regional = masks is not None
-        host = (np.asarray(to_host(masks), dtype=np.float64) if masks is not None else np.ones((1, *hw)))
-        if tuple(host.shape[1:]) != tuple(hw) or (self.regional and host.shape[0] != len(self.blend)):
-            raise ValueError(f"masks must have shape ({len(self.blend)}, {hw[0]}, {hw[1]}), got {tuple(host.shape)}")
+        if style_loss not in ("gram", "mean-cov"):
+            raise OptionError(f"style_loss {style_loss} (--style-loss) does not take masks: its quantiles "
+                              f"sort all positions, and mask-weighted quantiles are not implemented; use "
+                              f"--style-loss gram or mean-cov with --masks/--style-masks")
+        self.model, self.mode, self.blend, self.kind = model, mode, list(blend), style_loss
+        n = len(self.blend)
+        self.style_mask_list = [None] * n if style_masks is None else list(style_masks)
+        if len(self.style_mask_list) != n or (masks is not None and len(masks) != n):
+            raise OptionError(f"give one mask per style image: {n} style image(s), "
+                              f"{len(masks) if masks is not None else n} mask(s), "
+                              f"{len(self.style_mask_list)} style mask(s)")
+        self.geometry = {name: (model.layer(name).reach, model.layer(name).spacing) for name in layers}
+        regional = masks is not None
+        host = np.asarray(to_host(masks), dtype=np.float64) if regional else np.ones((1, *hw))
+        if tuple(host.shape[1:]) != tuple(hw):
+            raise ValueError(f"masks must have shape ({n}, {hw[0]}, {hw[1]}), got {tuple(host.shape)}")
         per_layer = layer_masks(host, self.geometry, mode)
         self.absent = empty_regions(per_layer)
-        xp, dtype = model.xp, model.dtype
-        self.masks = {n: xp.asarray(m, dtype=dtype) for n, m in per_layer.items()}
-        self.mass = {n: region_mass(m) for n, m in per_layer.items()}
-        region_weights = self.blend if self.regional else [1.0]
-        self.weights = {n: [w if self.mass[n][r] > 0 else 0.0 for r, w in enumerate(region_weights)]
-                        for n in layers}
-        self.targets: dict[str, Array] = {}
+        weights = self.blend if regional else [1.0]
+        self.statistics = {name: RegionStatistic(style_loss, self._device(m), weights, regional)
+                           for name, m in per_layer.items()}
 
-    def style_masks(self, mask: Array | None, hw: tuple[int, int]) -> dict[str, Array] | None:
-        """One style image's mask ``(h, w)`` at every style layer ``{layer: (1, nH, nW)}`` (``None``: none)."""
-        if mask is None:
-            return None
+    def _device(self, m):
+        return self.model.xp.asarray(m, dtype=self.model.dtype)
+
+    def style_side(self, index: int) -> dict[str, RegionStatistic]:
+        """``{layer: statistic}`` measuring style image ``index``: one region, its style mask at each
+        layer (or the whole image). Built when asked (the style image's size is the mask's)."""
         import numpy as np
+        mask = self.style_mask_list[index]
+        if mask is None:
+            return {name: _WholeImage(self.kind) for name in self.geometry}
         per_layer = layer_masks(np.asarray(to_host(mask), dtype=np.float64)[None], self.geometry, self.mode)
-        return {n: self.model.xp.asarray(m, dtype=self.model.dtype) for n, m in per_layer.items()}
+        return {name: RegionStatistic(self.kind, self._device(m), [1.0]) for name, m in per_layer.items()}
 
-    def set_targets(self, statistics: Sequence[Mapping[str, tuple[Array, float]]]) -> None:
-        """The targets from each style image's ``{layer: (sum_i m_i a_i a_i^T, sum_i m_i)}`` (its
-        mask-weighted Gram and mass; unmasked: ``A^T A`` and ``P``): region ``r``'s target is style
-        ``r``'s mean outer product; without content masks, the blend of all of them."""
-        xp = self.model.xp
-        for n in self.geometry:
-            means = []
-            for i, stats in enumerate(statistics):
-                G, mass = stats[n]
-                if not mass > 0:
-                    raise ValueError(f"style mask #{i + 1} has no mass at {n}")
-                means.append(G / xp.asarray(mass, dtype=G.dtype))
-            if self.regional:
-                self.targets[n] = xp.stack(means)
-            else:
-                self.targets[n] = sum(w * t for w, t in zip(self.blend, means))[None]
 
-    def at_blank(self) -> dict[str, float]:
-        """``{layer: J at a blank image}``: the calibration scales of the guided style layers."""
-        return {n: guided_at_blank(self.targets[n], self.weights[n]) for n in self.geometry}
+class _WholeImage(RegionStatistic):
+    """A style image's side without a style mask: one region, every position weight 1 (no mask
+    array is held: the pieces are the unweighted sums and the position count)."""
 
-    def cost(self, name: str, a: Array) -> tuple[Array, Array]:
-        """``(J, dJ/da)`` of style layer ``name`` at the generated image's activation ``a``."""
-        return guided_layer_cost(a, self.masks[name], self.targets[name], self.weights[name], self.mass[name])
+    def __init__(self, kind: str):
+        self.kind, self.name, self.regional, self.weights = kind, f"{kind} (whole)", True, [1.0]
+
+    def measure(self, a, where=None):
+        xp = get_xp(a)
+        A, _ = _matrix(a)
+        G = (A.T @ A)[None]
+        mass = xp.asarray([A.shape[0]], dtype=a.dtype)
+        return (G, mass) if self.kind == "gram" else (A.sum(axis=0)[None], G, mass)

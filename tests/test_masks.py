@@ -146,7 +146,7 @@ def test_a_region_eroded_away_at_a_layer_is_left_out_there(model, rng):
     m[1, 6:10] = 1.0      # a 4-px stripe: block1_conv1 sees 3 px (kept), block2_conv1 10 px (gone)
     obj, content = _objective(model, rng, m, mask_mode="erode")
     assert obj.guide.absent == [(1, "block2_conv1"), (1, "block3_conv1")]
-    assert obj.guide.weights["block3_conv1"][1] == 0.0
+    assert obj.statistics["block3_conv1"].weights[1] == 0.0
     J, g = obj.value_and_grad(content)
     assert np.isfinite(float(J)) and np.all(np.isfinite(to_host(g)))
 
