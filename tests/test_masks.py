@@ -256,3 +256,77 @@ def test_uncovered_part_is_noted_on_the_command_line(files, capsys):
     bare = uncovered(load_masks([d / "top.png"], (24, 32)))     # the row at the edge is grey, not black
     assert 0.4 < bare < 0.5
     assert f"note: the masks leave {bare:.1%} of the picture black" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- every style loss, exact tiles
+def _soft_regions(rng, hw, R=2):
+    """Soft masks with a ragged boundary (not aligned to any tile or pooling cell), summing to 1."""
+    H, W = hw
+    yy, xx = np.mgrid[0:H, 0:W]
+    edge = H * 0.45 + 6 * np.sin(xx / 5.0)
+    first = np.clip((edge - yy) / 4.0 + 0.5, 0, 1)
+    return np.stack([first, 1 - first]) if R == 2 else first[None]
+
+
+@pytest.mark.parametrize("style_loss", ["gram"])
+def test_masked_objective_with_style_masks_matches_central_differences(rng, style_loss):
+    """(mean-cov's matrix square roots leave float64 round-off near 1e-6 in these pixel-level
+    differences, masked or not: its masked gradient is checked per statistic, test_guided.py.)"""
+    from numpynst.testing import tiny_vgg
+    model = tiny_vgg(dtype=np.float64)
+    c = preprocess(_img(rng, 16, 20), dtype=np.float64)
+    styles = [preprocess(_img(rng, 18, 22), dtype=np.float64) for _ in range(2)]
+    sm = [None, np.ones((18, 22)) * (np.arange(22) < 14)]
+    obj = Objective(model, c, styles, masks=_soft_regions(rng, (16, 20)), style_masks=sm, style_loss=style_loss,
+                    style_layers=LAYERS, content_layer="block2_conv2", weights_mode="calibrated", style_blend=[1, 2])
+    x = c + rng.normal(0, 10, size=c.shape)
+    f = lambda z: obj.value_and_grad(z)[0]  # noqa: E731
+    J, g = obj.value_and_grad(x)
+    assert check_directional(f, x, g, n_dirs=3, h=1e-2) < 1e-7
+
+
+def test_one_all_ones_mask_is_the_unguided_mean_cov(rng):
+    from numpynst.testing import tiny_vgg
+    model = tiny_vgg(dtype=np.float64)
+    c = preprocess(_img(rng, 16, 20), dtype=np.float64)
+    s = preprocess(_img(rng, 24, 20), dtype=np.float64)
+    x = c + rng.normal(0, 10, size=c.shape)
+    kw = dict(style_layers=LAYERS, style_loss="mean-cov", weights_mode="calibrated")
+    J0, g0 = Objective(model, c, s, **kw).value_and_grad(x)
+    J1, g1 = Objective(model, c, s, masks=np.ones((1, 16, 20)), **kw).value_and_grad(x)
+    assert float(J1) == pytest.approx(float(J0), rel=1e-10) and rel_error(g1, g0) < 1e-10
+
+
+def test_swd_with_masks_is_refused_in_one_line(rng):
+    from numpynst.testing import tiny_vgg
+    model = tiny_vgg(dtype=np.float64)
+    c = preprocess(_img(rng, 32, 32), dtype=np.float64)
+    with pytest.raises(OptionError, match="style_loss swd .* does not take masks"):
+        Objective(model, c, [c, c], masks=np.ones((2, 32, 32)) / 2, style_loss="swd",
+                  style_layers={"block1_conv1": 1.0})
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "mean-cov"])
+@pytest.mark.parametrize("mask_mode", ["resize", "erode"])
+@pytest.mark.parametrize("weights_mode", ["raw", "calibrated"])
+def test_tiled_equals_whole_with_masks(rng, style_loss, mask_mode, weights_mode):
+    """The masks' pieces are sums over positions: over tiles (each tile reads its interior's part of
+    the whole image's per-layer masks, ``where``; the style images' tiles theirs) J, dJ/dx and the
+    parts equal the whole image's, float64, to 1e-10."""
+    from numpynst.testing import tiny_vgg
+    from numpynst.tiled import TiledObjective
+    model = tiny_vgg(dtype=np.float64)
+    hw, shw = (53, 70), (41, 59)
+    c, x = (rng.normal(0, 60, (1, *hw, 3)) for _ in range(2))
+    styles = [rng.normal(0, 60, (1, *shw, 3)) for _ in range(2)]
+    sm = [np.ones(shw) * (np.arange(shw[1]) < 40), None]
+    kw = dict(content_layer="block3_conv2", style_layers={"block1_conv1": 0.3, "block2_conv2": 0.3, "block3_conv1": 0.4},
+              weights_mode=weights_mode, beta=1e-2 if weights_mode == "raw" else 1.0, style_loss=style_loss,
+              masks=_soft_regions(rng, hw), style_masks=sm, mask_mode=mask_mode)
+    J0, g0, p0 = Objective(model, c, styles, **kw).evaluate(x)
+    obj = TiledObjective(model, c, styles, tile=16, **kw)
+    J1, g1, p1 = obj.evaluate(x)
+    assert len(obj.tiles) > 6
+    assert rel_error(J0, J1) <= 1e-10 and rel_error(g0, g1) <= 1e-10
+    for k in p0:
+        assert rel_error(p0[k], p1[k]) <= 1e-10, k
