@@ -233,13 +233,17 @@ def _flat_masks(masks: Array, a: Array) -> Array:
 def guided_grams(a: Array, masks: Array) -> Array:
     """``G_r = A^T diag(m_r) A`` for every region: ``(R, C, C)`` from activations and masks ``(R, nH, nW)``.
 
-    Unnormalised: a sum over positions (tiles add their interiors' pieces)."""
+    Unnormalised: a sum over positions (tiles add their interiors' pieces). Computed as the Gram
+    matrix of the rows ``sqrt(m_i) a_i`` (``m >= 0``): ``B^T B`` with both operands the same array
+    is BLAS's symmetric rank-k update, measured ten times faster than the general product
+    ``(diag(m) A)^T A`` at block1 of a 256 px picture."""
     xp = get_xp(a)
     A, C = _matrix(a)
-    m = _flat_masks(masks, a)
-    out = xp.empty((m.shape[0], C, C), dtype=a.dtype)
-    for r in range(m.shape[0]):
-        out[r] = (A * m[r][:, None]).T @ A
+    root = xp.sqrt(_flat_masks(masks, a))
+    out = xp.empty((root.shape[0], C, C), dtype=a.dtype)
+    for r in range(root.shape[0]):
+        B = A * root[r][:, None]
+        out[r] = B.T @ B
     return out
 
 
