@@ -423,6 +423,10 @@ class RegionStatistic(StyleStatistic):
         return [mean_cov_target(m[0], m[1], 1.0) for m in means]
 
     def at_blank(self, target, positions):
+        """The cost at a blank image (the calibration scale); 1 for a layer that no region reaches
+        (eroded away: its cost is identically 0, and any positive scale leaves it 0)."""
+        if not any(self.weights):
+            return 1.0
         if self.kind == "gram":
             return guided_at_blank(target, self.weights)
         return float(sum(w * mean_cov_at_blank(t) for w, t in zip(self.weights, target) if w))
