@@ -1,6 +1,6 @@
 """Spatial control measured: two regions, two paintings, masks resized vs eroded; and the colour modes.
 
-    nice -n 10 python benchmarks/masks.py [--size 256] [--iterations 80] [--out benchmarks/results/masks_256]
+    nice -n 10 python benchmarks/masks.py [--size 256] [--iterations 50] [--out benchmarks/results/masks_256]
 
 The bundled cat photo (``chelsea``) is cut into two regions at half its height: the top half is to
 be painted like *The Starry Night* (van Gogh), the bottom like *The Shipwreck* (Turner), from
@@ -213,7 +213,7 @@ def figures(args, content, masks, paintings_rgb, images, profiles, boundary, lay
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--iterations", type=int, default=80)
+    p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--paintings", default="/work/shared/paintings")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "masks_256"))
     p.add_argument("--figures", default=str(ROOT / "docs" / "images"))
