@@ -5,7 +5,7 @@
 The bundled cat photo (``chelsea``) is cut into two regions at half its height: the top half is to
 be painted like *The Starry Night* (van Gogh), the bottom like *The Shipwreck* (Turner), from
 ``/work/shared/paintings`` (``--paintings``). Five stylize runs at ``--size`` px (L-BFGS, calibrated
-weights, the default layers, ``--iterations`` each; a run whose PNG is already in ``--out`` is not
+weights with style weight ``--style-weight``, the default layers, ``--iterations`` each; a run whose PNG is already in ``--out`` is not
 run again):
 
 * ``masked_resize``, ``masked_erode``: both paintings with ``--masks top bottom``, each mask mode;
@@ -77,7 +77,7 @@ def metrics_module():
 
 def run_all(args, content, masks, paintings, out: Path, model) -> dict:
     from numpynst.transfer import stylize
-    common = dict(size=args.size, iterations=args.iterations, model=model, seed=0)
+    common = dict(size=args.size, iterations=args.iterations, model=model, seed=0, beta=args.style_weight)
     runs = {
         "masked_resize": ([paintings["a"], paintings["b"]], dict(masks=list(masks), mask_mode="resize")),
         "masked_erode": ([paintings["a"], paintings["b"]], dict(masks=list(masks), mask_mode="erode")),
@@ -214,6 +214,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--style-weight", type=float, default=5.0,
+                   help="calibrated style weight of every run (default 5: the regions' styles visible in 50 iterations)")
     p.add_argument("--paintings", default="/work/shared/paintings")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "masks_256"))
     p.add_argument("--figures", default=str(ROOT / "docs" / "images"))
@@ -243,7 +245,8 @@ def main() -> int:
                 for run in ("masked_resize", "masked_erode", "single_a", "single_b")}
     bands = {run: band_width(*profiles[run], boundary) for run in ("masked_resize", "masked_erode")}
 
-    print(f"\n{W}x{H} px, boundary at row {boundary}, {args.iterations} L-BFGS iterations per run")
+    print(f"\n{W}x{H} px, boundary at row {boundary}, {args.iterations} L-BFGS iterations per run, "
+          f"style weight {args.style_weight:g}")
     print("\nstyle gap closed over each region (S_gram / S_swd), towards painting A (Starry Night) and B (Shipwreck)")
     print(f"{'run':<15} {'top->A':>13} {'top->B':>13} {'bottom->B':>13} {'bottom->A':>13}")
     for run, g in gaps.items():
@@ -256,7 +259,8 @@ def main() -> int:
     for run, b in bands.items():
         print(f"  {run:<14} width {b['width_px']:5.1f} px (rows {b['from_px']}..{b['to_px']}), "
               f"contrast {b['contrast']}, leak top {b['leak_top']:+.3f}, leak bottom {b['leak_bottom']:+.3f}")
-    record = {"size": [W, H], "boundary": boundary, "iterations": args.iterations, "seconds": seconds,
+    record = {"size": [W, H], "boundary": boundary, "iterations": args.iterations,
+              "style_weight": args.style_weight, "seconds": seconds,
               "gaps": gaps, "reach": table, "bands": bands,
               "profiles": {k: [v[0].tolist(), [round(float(t), 4) for t in v[1]]] for k, v in profiles.items()}}
     text = json.dumps(record, indent=1) + "\n"

@@ -222,7 +222,7 @@ def _path_or_array(v: Any, text: bool) -> Any:
 
 def _masks(v: Any, text: bool) -> list:
     """Mask files (``"sky.png;ground.png"`` in a cell) or, in Python, a list of files and arrays."""
-    items = [i for i in re.split(r"[;]", v) if i.strip()] if text and isinstance(v, str) else v
+    items = [i for i in v.split(";") if i.strip()] if text and isinstance(v, str) else v
     if not isinstance(items, (list, tuple)) or not items:
         raise BadValue("a list of mask files such as 'sky.png;ground.png'", v)
     try:

@@ -186,12 +186,13 @@ def check_all(args, content, styles: list, output: str | Path) -> Checked:
 
 
 def check_masks(options: StylizeOptions, content) -> float:
-    """With ``--masks``: every mask read and checked against the content's shape before the model is
-    loaded (one-line errors naming the mask); returns the fraction of the picture no mask covers."""
+    """With ``--masks``: every mask read and checked against the content at the run's size before the
+    model is loaded (one-line errors naming the mask); returns the fraction of the picture no mask
+    covers. (``--style-masks`` are checked the same way when the run loads the paintings.)"""
     if options.masks is None:
         return 0.0
-    from ..image import load_image, load_masks, uncovered
-    return uncovered(load_masks(options.masks, load_image(content).shape[:2]))
+    from ..image import as_rgb, load_masks, uncovered
+    return uncovered(load_masks(options.masks, as_rgb(content, "content", options.size).shape[:2]))
 
 
 def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, str | None]:
