@@ -33,6 +33,7 @@ from .optim import make_optimizer, minimize
 from .options import (DEFAULT_ITERATIONS, DEFAULT_TOL, INITS, MAX_ITERATIONS,  # noqa: F401 (API)
                       MIN_SIZE, TOL_WINDOW, StylizeOptions, resolve)
 from .plan import ScalePlan, describe, plan_stylize
+from .style_stats import make_statistic
 from .tiled import TiledObjective
 from .vgg import VGG, deprocess, preprocess
 
@@ -143,8 +144,28 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
                                          list(layers), opts.optimizer, opts.tile, opts.max_memory)
+    if opts.style_loss == "swd":
+        _check_swd(model, opts, plans, style_rgbs)
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
                     budget, source)
+
+
+def _check_swd(model, opts: StylizeOptions, plans: dict, style_rgbs: list) -> None:
+    """Before anything runs: ``swd`` needs whole images (no tiles) and enough positions at every
+    style layer, in the generated image and each style image, at every scale (one-line errors)."""
+    tiled = [s for s, plan in plans.items() if plan.tile is not None]
+    if tiled:
+        raise OptionError(f"style_loss swd (--style-loss) cannot run over exact tiles, and scale {tiled[0]:g} "
+                          f"needs tiles to fit the memory budget: choose --style-loss mean-cov or gram, or "
+                          f"a smaller --size or a larger --max-memory")
+    for n in opts.style_layers:
+        stat = make_statistic("swd", n, model.channels(n), directions=opts.swd_directions)
+        step = model.layer(n).spacing
+        for scale, plan in plans.items():
+            sizes = [("the generated image", plan.hw)] + [
+                (f"style image #{i + 1}", scaled_shape(s.shape, scale)) for i, s in enumerate(style_rgbs)]
+            for what, (h, w) in sizes:
+                stat.check(n, (h // step) * (w // step), what + (f" at scale {scale:g}" if scale != 1 else ""))
 
 
 def make_objective(plan: ScalePlan, model, content, style, client=None, **options):
@@ -192,7 +213,8 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in p.styles],
                                  client=client, content_layer=opts.content_layer, style_layers=p.layers,
                                  alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=opts.style_blend,
-                                 weights_mode=opts.weights_mode)
+                                 weights_mode=opts.weights_mode, style_loss=opts.style_loss,
+                                 swd_directions=opts.swd_directions)
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
             x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
