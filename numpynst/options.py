@@ -40,6 +40,7 @@ from .objective import (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, COEFFICIENT
                         coefficients)
 from .guided import DEFAULT_MASK_MODE, MASK_MODES
 from .optim import OPTIMIZERS
+from .style_stats import STYLE_LOSSES, SWD_MAX_DIRECTIONS
 
 #: Most iterations per scale any caller may ask for (``--iterations``, ``--save-every``, a manifest's
 #: ``iterations``): the loss history alone is 32 bytes per iteration, a million L-BFGS iterations is
@@ -364,6 +365,13 @@ class StylizeOptions:
         choice(*WEIGHTS_MODES), "calibrated (default): each term divided by its value at a blank image, "
         "the ranges above apply; raw: the tutorials' J with the weights as given", _OPT,
         ("--weights-mode",), choices=WEIGHTS_MODES))
+    style_loss: str = _field("gram", Option(
+        choice(*STYLE_LOSSES), "what the style term compares at each layer: gram (default: the Gram "
+        "matrix), mean-cov (mean and covariance, Wasserstein-2) or swd (sliced Wasserstein; whole "
+        "images only, no tiles)", _OPT, ("--style-loss",), choices=STYLE_LOSSES))
+    swd_directions: int | None = _field(None, Option(
+        integer(1, SWD_MAX_DIRECTIONS), "random directions per layer of --style-loss swd (default: the "
+        "layer's channel count)", _OPT, ("--swd-directions",), arg_type=int, metavar="K"))
     content_layer: str = _field(DEFAULT_CONTENT_LAYER, Option(
         _layer, f"default {DEFAULT_CONTENT_LAYER}", _OPT, ("--content-layer",)))
     style_layers: dict[str, float] | None = _field(None, Option(
@@ -439,6 +447,10 @@ class StylizeOptions:
             if given is not None and n_styles is not None and len(given) != n_styles:
                 return n, (f"{name(n)} has {len(given)} mask(s) for {n_styles} style image(s); give one "
                            f"per style, in the same order")
+        if self.style_loss == "swd" and (self.masks is not None or self.style_masks is not None):
+            n = "masks" if self.masks is not None else "style_masks"
+            return n, (f"{name(n)} cannot be used with {name('style_loss')} swd: it sorts all positions at "
+                       f"once and has no mask-weighted form here; use {name('style_loss')} gram or mean-cov")
         if self.preserve_color and self.color == "match":
             return "preserve_color", (f"{name('preserve_color')} (the older {name('color')} keep) and "
                                       f"{name('color')} match contradict each other; give one of them")
@@ -446,6 +458,13 @@ class StylizeOptions:
             return "style_scale", (f"{name('size')} {self.size} x {name('style_scale')} {self.style_scale:g} "
                                    f"makes the style image {round(self.size * self.style_scale)} px, more "
                                    f"than {MAX_SIZE}")
+        if self.swd_directions is not None and self.style_loss != "swd":
+            return "swd_directions", (f"{name('swd_directions')} applies to {name('style_loss')} swd only "
+                                      f"(got {self.style_loss}); leave it out or choose swd")
+        if self.tile is not None and self.style_loss == "swd":
+            return "tile", (f"{name('style_loss')} swd cannot run over exact tiles ({name('tile')} "
+                            f"{self.tile}): choose {name('style_loss')} mean-cov or gram, or leave "
+                            f"{name('tile')} out")
         if all(v == 0 for v in (self.alpha, self.beta, self.tv_weight)):
             return "alpha", (f"{name('alpha')}, {name('beta')} and {name('tv_weight')} are all 0: there is "
                              f"nothing to minimise")

@@ -33,6 +33,7 @@ from .optim import make_optimizer, minimize
 from .options import (DEFAULT_ITERATIONS, DEFAULT_TOL, INITS, MAX_ITERATIONS,  # noqa: F401 (API)
                       MIN_SIZE, TOL_WINDOW, StylizeOptions, resolve)
 from .plan import ScalePlan, describe, plan_stylize
+from .style_stats import make_statistic
 from .tiled import TiledObjective
 from .vgg import VGG, deprocess, preprocess
 
@@ -151,6 +152,8 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
                                          list(layers), opts.optimizer, opts.tile, opts.max_memory)
+    if opts.style_loss == "swd":
+        _check_swd(model, opts, plans, style_rgbs)
     if masks is not None:       # a region must reach at least one style layer at full size
         check_regions(model, list(layers), _masks_at(masks, plans[opts.scales[-1]].hw), opts)
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
@@ -192,6 +195,24 @@ def _masks_at(masks: Any, hw: tuple[int, int]) -> Any:
     """Masks ``(R, h, w)`` (or a list of ``(h, w)``) resized to ``hw``, values kept in ``[0, 1]``."""
     from .image.mask import fit_mask
     return None if masks is None else np.stack([fit_mask(m, hw, "mask", check_aspect=False) for m in masks])
+
+
+def _check_swd(model, opts: StylizeOptions, plans: dict, style_rgbs: list) -> None:
+    """Before anything runs: ``swd`` needs whole images (no tiles) and enough positions at every
+    style layer, in the generated image and each style image, at every scale (one-line errors)."""
+    tiled = [s for s, plan in plans.items() if plan.tile is not None]
+    if tiled:
+        raise OptionError(f"style_loss swd (--style-loss) cannot run over exact tiles, and scale {tiled[0]:g} "
+                          f"needs tiles to fit the memory budget: choose --style-loss mean-cov or gram, or "
+                          f"a smaller --size or a larger --max-memory")
+    for n in opts.style_layers:
+        stat = make_statistic("swd", n, model.channels(n), directions=opts.swd_directions)
+        step = model.layer(n).spacing
+        for scale, plan in plans.items():
+            sizes = [("the generated image", plan.hw)] + [
+                (f"style image #{i + 1}", scaled_shape(s.shape, scale)) for i, s in enumerate(style_rgbs)]
+            for what, (h, w) in sizes:
+                stat.check(n, (h // step) * (w // step), what + (f" at scale {scale:g}" if scale != 1 else ""))
 
 
 def make_objective(plan: ScalePlan, model, content, style, client=None, **options):
@@ -239,7 +260,8 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in p.styles],
                                  client=client, content_layer=opts.content_layer, style_layers=p.layers,
                                  alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=opts.style_blend,
-                                 weights_mode=opts.weights_mode,
+                                 weights_mode=opts.weights_mode, style_loss=opts.style_loss,
+                                 swd_directions=opts.swd_directions,
                                  **({} if p.masks is None and p.style_masks is None else {
                                      "masks": _masks_at(p.masks, hw), "mask_mode": opts.mask_mode,
                                      "style_masks": None if p.style_masks is None else [

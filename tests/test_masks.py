@@ -198,6 +198,7 @@ def test_stylize_with_masks_and_colour_match_writes_the_picture(files, capsys):
     (["--masks", "top.png", "art.png"], ["mask #2 (art.png): a colour picture"]),
     (["--masks", "top.png", "bottom.png", "--color", "sepia"], ["--color"]),
     (["--masks", "top.png", "bottom.png", "--preserve-color", "--color", "match"], ["contradict"]),
+    (["--masks", "top.png", "bottom.png", "--style-loss", "swd"], ["--masks cannot be used with --style-loss swd"]),
 ])
 def test_cli_mask_errors_are_one_line_exit_2_and_write_nothing(files, capsys, extra, fragments):
     from numpynst.cli import main

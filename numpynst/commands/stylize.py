@@ -243,18 +243,21 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
         return 0
     callback = None
     if out.frames is not None:
-        try:
-            out.frames.mkdir(exist_ok=True)
-        except OSError as exc:
-            from ..files import describe
-            raise OptionError(f"--save-every: cannot create {out.frames} ({describe(exc)})") from None
         frames_ok = [True]
 
         def callback(p):
             if frames_ok[0] and p.iteration % args.save_every == 0:
                 name = f"s{p.scale:g}_{p.iteration:05d}.png" if args.scales else f"{p.iteration:05d}.png"
                 try:
+                    # made with the first frame, not before the run: a run refused while it is
+                    # prepared (the model, the plan, the style loss's sizes) writes nothing
+                    out.frames.mkdir(exist_ok=True)
                     save_image(out.frames / name, deprocess(p.x), overwrite=args.overwrite)
+                except OSError as exc:
+                    from ..files import describe
+                    frames_ok[0] = False
+                    print(f"numpynst: warning: --save-every: cannot create {out.frames} ({describe(exc)}); "
+                          f"no frames are saved", file=sys.stderr)
                 except ImageError as exc:      # a frame is a by-product: report, keep the run
                     frames_ok[0] = False
                     print(f"numpynst: warning: {exc}; no further frames are saved", file=sys.stderr)
