@@ -18,7 +18,9 @@ Then it prints (and writes ``OUT/masks.json``):
 1. **The style gap closed per region** (issue 26's ``numpynst.metrics``: ``S = 1 - D(x, s) / D(c, s)``
    with ``D`` a Gram (``S_gram``) or sliced-Wasserstein (``S_swd``) distance to a painting, every
    statistic weighted by the region's mask): in each region, towards its own painting and
-   towards the other one, for the masked runs and the single-style runs. If ``numpynst.metrics``
+   towards the other one, for the masked runs and the single-style runs; then again over each
+   region's *core* (``CORE`` rows off the boundary), where the metric's own deep positions see
+   less of the other region. If ``numpynst.metrics``
    is not importable, the file named by ``NUMPYNST_METRICS_FILE`` is loaded as it.
 2. **The mixing band.** Strips of ``STRIP`` rows across the full width, every 2 rows: each strip's
    mean outer product of features at block1_conv1, block2_conv1 and block3_conv1 (the finest
@@ -56,6 +58,7 @@ from numpynst.image import load_image, preserve_color, sample_path, save_image  
 
 STRIP = 16          # rows per strip of the band profile
 NEAR = 24           # rows next to the boundary for the leakage figure
+CORE = 32           # rows left out on each side of the boundary for the core figures (block4_conv1's reach: 30)
 BAND_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1")
 
 
@@ -101,7 +104,8 @@ def run_all(args, content, masks, paintings, out: Path, model) -> dict:
 
 
 def gap_table(metrics, model, content, masks, paintings_rgb, images) -> dict:
-    """``{run: {region: {painting: (S_gram, S_swd)}}}`` over each region's mask."""
+    """``{run: {region: {painting: (S_gram, S_swd)}}}`` over each region's mask (``masks``: the
+    regions', or their cores')."""
     table = {}
     judges = {(r, p): metrics.Judge(content, paintings_rgb[p], model, mask=masks[i])
               for i, r in enumerate(("top", "bottom")) for p in ("a", "b")}
@@ -238,6 +242,10 @@ def main() -> int:
     images, seconds = run_all(args, content, masks, paintings, out, model)
     metrics = metrics_module()
     gaps = gap_table(metrics, model, content, masks, paintings_rgb, images)
+    core = masks.copy()                 # each region less CORE rows along the boundary
+    core[0, boundary - CORE:] = 0.0
+    core[1, :boundary + CORE] = 0.0
+    core_gaps = gap_table(metrics, model, content, core, paintings_rgb, images)
     table = {n: (layer.reach, layer.spacing + 2 * layer.reach) for n in
              ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
              for layer in layer_table("vgg19") if layer.name == n}
@@ -247,12 +255,14 @@ def main() -> int:
 
     print(f"\n{W}x{H} px, boundary at row {boundary}, {args.iterations} L-BFGS iterations per run, "
           f"style weight {args.style_weight:g}")
-    print("\nstyle gap closed over each region (S_gram / S_swd), towards painting A (Starry Night) and B (Shipwreck)")
-    print(f"{'run':<15} {'top->A':>13} {'top->B':>13} {'bottom->B':>13} {'bottom->A':>13}")
-    for run, g in gaps.items():
-        cell = lambda v: f"{v[0]:.3f}/{v[1]:.3f}"   # noqa: E731
-        print(f"{run:<15} {cell(g['top']['a']):>13} {cell(g['top']['b']):>13} "
-              f"{cell(g['bottom']['b']):>13} {cell(g['bottom']['a']):>13}")
+    for title, table_ in (("each region", gaps), (f"each region's core (more than {CORE} px from the boundary)",
+                                                   core_gaps)):
+        print(f"\nstyle gap closed over {title} (S_gram / S_swd), towards painting A (Starry Night) and B (Shipwreck)")
+        print(f"{'run':<15} {'top->A':>13} {'top->B':>13} {'bottom->B':>13} {'bottom->A':>13}")
+        for run, g in table_.items():
+            cell = lambda v: f"{v[0]:.3f}/{v[1]:.3f}"   # noqa: E731
+            print(f"{run:<15} {cell(g['top']['a']):>13} {cell(g['top']['b']):>13} "
+                  f"{cell(g['bottom']['b']):>13} {cell(g['bottom']['a']):>13}")
     print("\nreceptive-field reach a (px, each side) and field j + 2a of the style layers:")
     print("  " + ", ".join(f"{n} a={a} ({f})" for n, (a, f) in table.items()))
     print("\nmixing band (t from 25% to 75%) and leakage within", NEAR, "rows of the boundary:")
@@ -261,7 +271,7 @@ def main() -> int:
               f"contrast {b['contrast']}, leak top {b['leak_top']:+.3f}, leak bottom {b['leak_bottom']:+.3f}")
     record = {"size": [W, H], "boundary": boundary, "iterations": args.iterations,
               "style_weight": args.style_weight, "seconds": seconds,
-              "gaps": gaps, "reach": table, "bands": bands,
+              "gaps": gaps, "core_gaps": core_gaps, "core_px": CORE, "reach": table, "bands": bands,
               "profiles": {k: [v[0].tolist(), [round(float(t), 4) for t in v[1]]] for k, v in profiles.items()}}
     text = json.dumps(record, indent=1) + "\n"
     atomic_write(out / "masks.json", lambda tmp: tmp.write_text(text))

@@ -89,6 +89,8 @@ for n, (a, j) in geometry.items():
     print(f"{n:<14}{r.shape[1]:>15}{int((e[0, :, 0] == 1).sum()):>19}{int((e[1, :, 0] == 1).sum()):>14}")
     # a position is in the eroded top region iff its field ends above the boundary: p j + j - 1 + a < H/2
     assert int((e[0, :, 0] == 1).sum()) == max(0, min(r.shape[1], (H // 2 - a - j) // j + 1))
+field5 = geometry["block5_conv1"][1] + 2 * geometry["block5_conv1"][0]
+assert field5 > H // 2 and (eroded["block5_conv1"][0, :, 0] == 1).sum() < resized["block5_conv1"].shape[1] / 4
 
 fig, axes = plt.subplots(2, 5, figsize=(12, 4.4))
 for k, n in enumerate(geometry):
@@ -104,9 +106,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At block5_conv1 the eroded top region is gone: its receptive field (156 px) is taller than the
-# region (128 px). Erosion is exact about leakage and costly for small regions; resizing keeps
-# every layer. Which to choose is a measured question (section 4).
+# At block5_conv1 the receptive field is taller than either region: the eroded regions keep only
+# the rows at the picture's edge, where the field is clipped (beyond the edge is zero padding,
+# which belongs to no region). Erosion is exact about leakage and costly for small regions;
+# resizing keeps every layer. Which to choose is a measured question (section 4).
 #
 # ## 2. The guided Gram matrix
 #
