@@ -31,8 +31,9 @@ Then it prints (and writes ``OUT/masks.json``):
    bottom quarters of the picture; its width in pixels is set beside the receptive-field reach of
    the style layers (:func:`numpynst.arch.layer_table`). **Leakage**: the mean of ``t`` (top) or
    ``1 - t`` (bottom) over the ``NEAR`` rows next to the boundary, less its median far from it.
-3. Figures (``--figures``, default ``docs/images``): ``masks_two_regions.png`` (photo, masks,
-   paintings, the four results), ``masks_band.png`` (the ``t`` profiles) and ``color_modes.png``.
+3. Figures (``--figures``, default ``docs/images``): ``masks_two_regions.jpg`` (photo, masks,
+   paintings, the four results), ``masks_band.png`` (the ``t`` profiles) and ``color_modes.jpg``.
+   ``--figures-only`` redraws them from the runs' PNGs without measuring the gaps again.
 
 Timing is not the point here (the machine is shared); the figures are.
 """
@@ -185,7 +186,7 @@ def figures(args, content, masks, paintings_rgb, images, profiles, boundary, lay
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
-    save_figure(fig, fig_dir / "masks_two_regions.png")
+    save_figure(fig, fig_dir / "masks_two_regions.jpg", format="jpeg")
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, (y, t) in profiles.items():
@@ -211,7 +212,7 @@ def figures(args, content, masks, paintings_rgb, images, profiles, boundary, lay
         ax.set_title(title, fontsize=10)
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
-    save_figure(fig, fig_dir / "color_modes.png")
+    save_figure(fig, fig_dir / "color_modes.jpg", format="jpeg")
 
 
 def main() -> int:
@@ -224,6 +225,7 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "masks_256"))
     p.add_argument("--figures", default=str(ROOT / "docs" / "images"))
     p.add_argument("--rerun", action="store_true", help="run every stylize again even if its PNG exists")
+    p.add_argument("--figures-only", action="store_true", help="only redraw the figures from the runs' PNGs")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +242,12 @@ def main() -> int:
     paintings_rgb = {k: load_image(v, size=args.size) for k, v in paintings.items()}
 
     images, seconds = run_all(args, content, masks, paintings, out, model)
+    reach = {layer.name: layer.reach for layer in layer_table("vgg19")}
+    if args.figures_only:
+        profiles = {run: band_profile(model, images[run], paintings_rgb["a"], paintings_rgb["b"])
+                    for run in ("masked_resize", "masked_erode", "single_a", "single_b")}
+        figures(args, content, masks, paintings_rgb, images, profiles, boundary, reach)
+        return 0
     metrics = metrics_module()
     gaps = gap_table(metrics, model, content, masks, paintings_rgb, images)
     core = masks.copy()                 # each region less CORE rows along the boundary
@@ -275,7 +283,7 @@ def main() -> int:
               "profiles": {k: [v[0].tolist(), [round(float(t), 4) for t in v[1]]] for k, v in profiles.items()}}
     text = json.dumps(record, indent=1) + "\n"
     atomic_write(out / "masks.json", lambda tmp: tmp.write_text(text))
-    figures(args, content, masks, paintings_rgb, images, profiles, boundary, {n: a for n, (a, _) in table.items()})
+    figures(args, content, masks, paintings_rgb, images, profiles, boundary, reach)
     print(f"\nwrote {out / 'masks.json'} and the figures in {args.figures}")
     return 0
 
