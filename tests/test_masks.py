@@ -332,3 +332,13 @@ def test_tiled_equals_whole_with_masks(rng, style_loss, mask_mode, weights_mode)
     assert rel_error(J0, J1) <= 1e-10 and rel_error(g0, g1) <= 1e-10
     for k in p0:
         assert rel_error(p0[k], p1[k]) <= 1e-10, k
+
+
+def test_a_grey_mask_saved_as_rgb_jpeg_is_grey(tmp_path):
+    """JPEG keeps a grey picture's chroma at zero: R, G, B come back within the tolerance."""
+    ramp = np.tile(np.linspace(0, 255, 64), (48, 1)).astype(np.uint8)
+    Image.fromarray(np.dstack([ramp] * 3)).save(tmp_path / "m.jpg", quality=75)
+    rgb = np.asarray(Image.open(tmp_path / "m.jpg")).astype(int)
+    assert (rgb.max(axis=2) - rgb.min(axis=2)).max() <= 2
+    m = load_masks([tmp_path / "m.jpg"], (48, 64))[0]
+    assert np.abs(m - ramp / 255.0).max() < 0.05

@@ -7,7 +7,8 @@ edge). Files and arrays become float32 ``(H, W)`` in ``[0, 1]``:
 * a file is read like any image (EXIF orientation applied, transparency composited over white) and
   must be grey: a picture whose R, G and B differ by more than :data:`GREY_TOLERANCE` levels
   somewhere is refused (it is more likely the photo or a painting given by mistake than a mask;
-  JPEG's colour noise on a grey picture stays well below that). Its level ``v`` becomes ``v / 255``;
+  a grey picture saved as an RGB JPEG comes back within a level or two, the tests check). Its
+  level ``v`` becomes ``v / 255``;
 * an array may be ``(H, W)``, ``(H, W, 1)`` or a grey ``(H, W, 3)``: ``bool`` (False/True), integers
   on 0..255 (``v / 255``), or floats already in ``[0, 1]`` (a mask is a weight, not a picture);
 * it is resized to the content's ``(H, W)`` (bilinear, antialiased when shrinking, so values stay in
