@@ -36,7 +36,7 @@ tests compare every gradient with central differences in float64).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from .backend import get_xp
 
@@ -386,3 +386,317 @@ def total_variation_value(x: Array, rows: int = 256) -> float:
         dh, dw = box_differences(xp.asarray(v[:, band_rows], dtype=xp.float64), own, W)
         total += float(xp.sum(dh * dh)) + float(xp.sum(dw * dw))
     return total / x.size
+
+
+# =============================================================================================
+# Style statistics beyond the Gram matrix: mean and covariance (Wasserstein-2), sliced Wasserstein
+# =============================================================================================
+#
+# The layer contract of these costs: ``J, cache = ..._cost(...)`` then ``grad = ..._backward(cache)``.
+# Each is written twice over: from the activation ``a`` of the whole image (``mean_cov_cost``,
+# ``swd_cost``), and, for mean and covariance, from its sums over positions (``mean_cov_from_sums``,
+# what exact tiles have) with the per-position map back (``moments_backward``).
+
+class SqrtmCache(NamedTuple):
+    """What :func:`sqrtm_sym_backward` needs: the eigenvectors ``U`` and the square roots ``s`` of
+    the (clamped) eigenvalues of the symmetric matrix, float64."""
+    U: Any
+    s: Any
+
+
+#: Eigenvalues of a symmetric PSD matrix below 0 are rounding (``eigh`` of a PSD matrix may return
+#: ``-1e-17 l_max``): they are clamped to 0. Denominators ``s_i + s_j`` of the square root's
+#: backward are kept above ``SQRT_FLOOR * s_max``: active only where both eigenvalues are below
+#: ``1e-16 l_max / 4``, i.e. at the level of float64 rounding, where the true slope is infinite.
+#: It bounds the gradient's entries by ``1e8 / s_max``, so that rounding of order 1e-16 in the
+#: eigenvectors cannot leak more than 1e-8 of that into the other directions.
+SQRT_FLOOR = 1e-8
+
+
+def sqrtm_sym(M: Array) -> tuple[Array, SqrtmCache]:
+    """The square root ``Y = M^(1/2)`` of a symmetric positive semi-definite ``(C, C)`` matrix.
+
+    With the symmetric eigendecomposition ``M = U diag(l) U^T`` (``U`` orthogonal),
+    ``Y = U diag(sqrt(l)) U^T``: symmetric PSD with ``Y Y = M``. ``M`` is symmetrised first
+    (``(M + M^T) / 2``, so that rounding in its construction cannot give complex eigenvalues) and
+    the decomposition is taken in float64 whatever the dtype (a ``C x C`` matrix: cheap), on
+    ``M``'s device. Eigenvalues below 0 (rounding) are clamped to 0.
+
+    Returns ``(Y, cache)``: ``Y`` float64, the cache for :func:`sqrtm_sym_backward`.
+    """
+    xp = get_xp(M)
+    M = xp.asarray(M, dtype=xp.float64)
+    lam, U = xp.linalg.eigh((M + M.T) * 0.5)
+    s = xp.sqrt(xp.maximum(lam, 0.0))
+    return (U * s) @ U.T, SqrtmCache(U, s)
+
+
+def sqrtm_sym_backward(dY: Array, cache: SqrtmCache) -> Array:
+    """``dJ/dM`` from ``dY = dJ/dY`` through :func:`sqrtm_sym` (``Y = M^(1/2)``).
+
+    Derivation. Differentiate ``Y Y = M``: ``dY Y + Y dY = dM``, a Sylvester equation for ``dY``.
+    In the eigenbasis (``Y = U diag(s) U^T``, ``s = sqrt(l)``), with ``B = U^T dY U`` and
+    ``E = U^T dM U``, it reads ``B_ij s_j + s_i B_ij = E_ij``, elementwise:
+
+        B_ij = E_ij / (s_i + s_j).
+
+    So the differential is the linear map ``dM -> U ((U^T dM U) o K) U^T``, ``K_ij = 1/(s_i + s_j)``
+    (``o`` elementwise). Its adjoint gives the gradient: for ``J(Y)``,
+    ``dJ = <dY_J, U ((U^T dM U) o K) U^T> = <U ((U^T dY_J U) o K) U^T, dM>`` (K is symmetric), and
+    since the forward reads ``(M + M^T)/2``, the gradient with respect to the entries of ``M`` is
+
+        dJ/dM = U ((U^T sym(dY) U) o K) U^T,     sym(dY) = (dY + dY^T) / 2.
+
+    **Near-equal eigenvalues** cause no trouble here: only sums ``s_i + s_j`` appear, never
+    differences ``l_i - l_j`` (the eigenvectors' own derivative has those, but the square root as
+    a whole is a smooth function of ``M`` wherever ``M`` is positive definite, whatever basis
+    ``eigh`` picks inside a repeated eigenspace: the formula gives the same matrix for any such
+    basis). **Zero eigenvalues** are where the square root is not differentiable (``sqrt`` has an
+    infinite slope at 0): ``s_i + s_j`` is kept above ``SQRT_FLOOR * max(s)`` so the result stays
+    finite; callers that need a true gradient there regularise ``M`` (the Wasserstein cost adds a
+    ridge to both covariances, :func:`mean_cov_target`).
+
+    Returns: ``(C, C)`` float64.
+    """
+    xp = get_xp(dY)
+    U, s = cache
+    dY = xp.asarray(dY, dtype=xp.float64)
+    # the floor stays on the device (no float(): no sync inside the loop); 0 only for M = 0
+    denom = xp.maximum(s[:, None] + s[None, :], SQRT_FLOOR * xp.max(s))
+    B = U.T @ ((dY + dY.T) * 0.5) @ U
+    return U @ (B / denom) @ U.T
+
+
+#: The ridge added to both covariances of the Wasserstein-2 cost, relative to the style's mean
+#: variance ``tr(S_s) / C``: ``S + eps I``. It keeps ``(S_s^1/2 S_x S_s^1/2)^1/2`` differentiable
+#: when the generated image has dead channels (a ReLU layer's covariance is often singular), at a
+#: change of the loss of order ``COV_RIDGE`` relative.
+COV_RIDGE = 1e-4
+
+
+class MeanCovTarget(NamedTuple):
+    """The style side of the Wasserstein-2 cost, computed once (:func:`mean_cov_target`), float64:
+    the mean ``mu`` ``(C,)``, the covariance ``S`` ``(C, C)`` with its ridge, its square root ``R``,
+    ``tr(S)``, and the ridge ``eps`` (added to the generated image's covariance too)."""
+    mu: Any
+    S: Any
+    R: Any
+    trace: Any
+    eps: float
+
+
+def moments(a: Array) -> tuple[Array, Array]:
+    """``(s1, s2) = (sum_p a_p, sum_p a_p a_p^T)`` over the positions of ``a`` ``(..., nH, nW, C)``:
+    the sums that the mean and the covariance are made of (``s2`` is the Gram matrix)."""
+    nC = a.shape[-1]
+    A = a.reshape(-1, nC)
+    return A.sum(axis=0), A.T @ A
+
+
+def mean_cov_target(s1: Array, s2: Array, count: float) -> MeanCovTarget:
+    """The target of :func:`mean_cov_cost` from a style image's sums (:func:`moments`) over
+    ``count`` positions: ``mu_s = s1 / count``, ``S_s = s2 / count - mu_s mu_s^T + eps I``
+    (``eps = COV_RIDGE tr(S_s) / C``), ``R = S_s^(1/2)`` (:func:`sqrtm_sym`) and ``tr(S_s)``.
+
+    A blend of several style images is the mixture of their features: pass the blended moments
+    ``sum_i w_i s1_i / p_i``, ``sum_i w_i s2_i / p_i`` with ``count = 1``."""
+    xp = get_xp(s1, s2)
+    mu = xp.asarray(s1, dtype=xp.float64) / count
+    S = xp.asarray(s2, dtype=xp.float64) / count - xp.outer(mu, mu)
+    S = (S + S.T) * 0.5
+    C = S.shape[0]
+    eps = COV_RIDGE * max(float(xp.trace(S)) / C, 0.0)
+    if eps == 0.0:
+        eps = COV_RIDGE                        # an all-constant style layer: any positive ridge
+    S = S + eps * xp.eye(C)
+    R, _ = sqrtm_sym(S)
+    return MeanCovTarget(mu, S, R, xp.trace(S), eps)
+
+
+class MeanCovCache(NamedTuple):
+    """What :func:`mean_cov_sums_backward` needs (float64 except ``dtype``)."""
+    mu: Any
+    d_mu: Any
+    R: Any
+    sq: SqrtmCache
+    count: float
+    dtype: Any
+
+
+def mean_cov_from_sums(s1: Array, s2: Array, count: float, target: MeanCovTarget) -> tuple[Array, MeanCovCache]:
+    """Squared Wasserstein-2 distance between Gaussians fitted to the generated features (from
+    their sums over ``count`` positions) and the style's: ``(J, cache)``.
+
+        mu = s1 / N,   S = s2 / N - mu mu^T + eps I                       (N = count)
+        J = |mu - mu_s|^2 + tr(S) + tr(S_s) - 2 tr((R S R)^(1/2)),       R = S_s^(1/2)
+
+    the closed form of ``W2^2(N(mu, S), N(mu_s, S_s))`` (Dowson & Landau 1982; Givens & Shortt
+    1984). ``R S R`` is symmetric PSD and similar to ``S_s S``, so the trace term is
+    ``tr((S_s S)^(1/2))``, symmetric in the two covariances. The style side (``mu_s, S_s, R``) is
+    :func:`mean_cov_target`'s, computed once. Everything is computed in float64 (``C x C``
+    matrices: the cost is negligible beside VGG); ``J`` comes back in ``s1``'s dtype.
+    """
+    xp = get_xp(s1, s2)
+    mu = xp.asarray(s1, dtype=xp.float64) / count
+    S = xp.asarray(s2, dtype=xp.float64) / count - xp.outer(mu, mu) + target.eps * xp.eye(mu.shape[0])
+    Y, sq = sqrtm_sym(target.R @ S @ target.R)
+    d_mu = mu - target.mu
+    J = d_mu @ d_mu + xp.trace(S) + target.trace - 2.0 * xp.sum(sq.s)
+    return _scalar(xp, J, s1.dtype), MeanCovCache(mu, d_mu, target.R, sq, count, s1.dtype)
+
+
+def mean_cov_sums_backward(cache: MeanCovCache) -> tuple[Array, Array]:
+    """``(dJ/ds1, dJ/ds2)`` of :func:`mean_cov_from_sums`, in the sums' dtype.
+
+    Derivation. With ``M = R S R`` and ``Y = M^(1/2)``, the trace term ``-2 tr(Y)`` has
+    ``dJ/dY = -2 I``; through the square root (:func:`sqrtm_sym_backward`) ``dJ/dM = -U diag(1/s) U^T``
+    (``= -M^(-1/2)``: with ``dY`` a multiple of ``I`` only the diagonal ``1/(2 s_i)`` survives), and
+    through ``M = R S R`` (``R`` symmetric, constant) ``dJ/dS = I + R (dJ/dM) R`` (the ``I`` from
+    ``tr(S)``). ``D = dJ/dS`` is symmetric. Then through ``S = s2/N - mu mu^T`` and
+    ``mu = s1/N``: ``dJ/ds2 = D / N`` and, collecting both paths into ``mu``,
+
+        dJ/dmu = 2 (mu - mu_s) - (D + D^T) mu = 2 (mu - mu_s) - 2 D mu,     dJ/ds1 = dJ/dmu / N.
+    """
+    xp = get_xp(cache.mu)
+    C = cache.mu.shape[0]
+    dM = sqrtm_sym_backward(-2.0 * xp.eye(C), cache.sq)
+    D = xp.eye(C) + cache.R @ dM @ cache.R
+    d_mu = 2.0 * cache.d_mu - 2.0 * (D @ cache.mu)
+    return (xp.asarray(d_mu / cache.count, dtype=cache.dtype),
+            xp.asarray(D / cache.count, dtype=cache.dtype))
+
+
+def moments_backward(ds1: Array, ds2: Array, a: Array) -> Array:
+    """``dJ/da`` from ``(dJ/ds1, dJ/ds2)`` through :func:`moments` (per position).
+
+    Position ``p`` enters ``s1`` as ``a_p`` and ``s2`` as ``a_p a_p^T``, so (as :func:`gram_backward`)
+
+        dJ/da_p = ds1 + (ds2 + ds2^T) a_p.
+
+    Only ``a_p`` and the global ``(ds1, ds2)`` are needed: a tile maps its own positions.
+    """
+    nC = a.shape[-1]
+    A = a.reshape(-1, nC)
+    xp = get_xp(a)
+    return (A @ (ds2 + ds2.T) + xp.asarray(ds1, dtype=a.dtype)).reshape(a.shape)
+
+
+def mean_cov_cost(a: Array, target: MeanCovTarget) -> tuple[Array, tuple]:
+    """:func:`mean_cov_from_sums` of one whole activation ``a`` ``(nH, nW, C)`` or ``(1, nH, nW, C)``:
+    ``(J, cache)``; :func:`mean_cov_backward` gives ``dJ/da``."""
+    nH, nW, nC = _hwc(a, "a")
+    s1, s2 = moments(a)
+    J, cache = mean_cov_from_sums(s1, s2, nH * nW, target)
+    return J, (cache, a)
+
+
+def mean_cov_backward(cache: tuple) -> Array:
+    """``dJ/da`` of :func:`mean_cov_cost` (:func:`mean_cov_sums_backward`, then :func:`moments_backward`)."""
+    c, a = cache
+    return moments_backward(*mean_cov_sums_backward(c), a)
+
+
+def mean_cov_at_blank(target: MeanCovTarget) -> float:
+    """:func:`mean_cov_from_sums`'s ``J`` for a blank image (all activations 0: ``mu = 0``,
+    ``S = eps I``): ``|mu_s|^2 + tr(S) + tr(S_s) - 2 tr((eps S_s)^(1/2))``, which is
+    ``|mu_s|^2 + tr(S_s)`` (the style features' mean squared norm, ``E_s |a|^2``) up to the ridge:
+    the last term is at most ``2 sqrt(eps C tr(S_s)) = 2 sqrt(COV_RIDGE) tr(S_s)``, 2% of it.
+    Float64 on the host: the layer's calibration scale."""
+    xp = get_xp(target.mu)
+    C = target.mu.shape[0]
+    lam = xp.maximum(xp.linalg.eigvalsh(target.S), 0.0)
+    value = target.mu @ target.mu + C * target.eps + target.trace - 2.0 * xp.sum(xp.sqrt(target.eps * lam))
+    return float(value)
+
+
+# ---------------------------------------------------------------------------- sliced Wasserstein
+def quantiles(values: Sequence[Array], weights: Sequence[float], n: int) -> Array:
+    """The quantile function of a weighted mixture of samples, read at ``n`` evenly spaced levels.
+
+    ``values[i]`` ``(P_i, K)``: ``P_i`` samples of ``K`` one-dimensional distributions (one per
+    column: the projections of style image ``i`` on ``K`` directions); sample ``j`` of image ``i``
+    has mass ``weights[i] / P_i``. Returns ``(n, K)``: column ``k`` holds the quantiles at the
+    levels ``t_r = (r + 1/2) / n``, ``r = 0 .. n-1``.
+
+    Derivation (quantile matching). A set of ``n`` generated values ``x`` sorted as ``x_(r)`` is
+    the quantile function ``F_x^-1(t) = x_(r)`` on ``[r/n, (r+1)/n)``. The squared 1-D
+    Wasserstein-2 distance is ``int_0^1 (F_x^-1(t) - F_s^-1(t))^2 dt``; on each of those intervals
+    ``F_s^-1`` is replaced by its value at the midpoint ``t_r``, giving
+    ``(1/n) sum_r (x_(r) - q_r)^2`` with ``q_r = F_s^-1(t_r)``. The style's samples, sorted, sit
+    at the midpoints of their own masses (cumulative mass minus half their own); ``F_s^-1(t_r)``
+    is the linear interpolation between them (clamped at the ends). When the two sets have the
+    same size and one image, ``q_r`` is exactly the ``r``-th sorted style value and the formula is
+    the plain "sort both and compare" of Heitz et al. (2021).
+    """
+    xp = get_xp(*values)
+    if len(values) == 1 and values[0].shape[0] == n:       # same size: exactly the sorted values
+        return xp.sort(xp.asarray(values[0], dtype=xp.float64), axis=0)
+    V = xp.concatenate([xp.asarray(v, dtype=xp.float64) for v in values], axis=0)
+    mass = xp.concatenate([xp.full((v.shape[0],), w / v.shape[0], dtype=xp.float64)
+                           for v, w in zip(values, weights)])
+    mass = mass / xp.sum(mass)
+    levels = (xp.arange(n, dtype=xp.float64) + 0.5) / n
+    out = xp.empty((n, V.shape[1]), dtype=xp.float64)
+    for k in range(V.shape[1]):                    # construction time only (once per run)
+        order = xp.argsort(V[:, k])
+        m = mass[order]
+        mid = xp.cumsum(m) - 0.5 * m
+        out[:, k] = xp.interp(levels, mid, V[order, k])
+    return out
+
+
+class SwdCache(NamedTuple):
+    """What :func:`swd_backward` needs."""
+    order: Any
+    diff: Any
+    V: Any
+    shape: tuple
+
+
+def swd_cost(a: Array, V: Array, Q: Array) -> tuple[Array, SwdCache]:
+    """Sliced Wasserstein cost of one activation ``a`` ``(nH, nW, C)`` or ``(1, nH, nW, C)``:
+    ``(J, cache)``.
+
+        X = A V              (P x K: each position projected on K unit directions, the columns of V)
+        J = 1/(P K) sum_k sum_r (X_(r)k - Q_rk)^2
+
+    ``X_(r)k`` is column ``k`` sorted ascending, ``Q`` ``(P, K)`` the style's quantiles at the
+    ``P`` levels of :func:`quantiles` (computed once). Each column's term is the squared 1-D
+    Wasserstein-2 distance between the generated and the style's projections on that direction;
+    averaged over random directions it estimates the sliced Wasserstein distance of the two feature
+    distributions (Rabin et al. 2011; Heitz et al. 2021).
+    """
+    nH, nW, nC = _hwc(a, "a")
+    P, K = nH * nW, V.shape[1]
+    if tuple(Q.shape) != (P, K) or V.shape[0] != nC:
+        raise ValueError(f"swd_cost: a has {P} positions x {nC} channels, V {tuple(V.shape)} and "
+                         f"Q {tuple(Q.shape)}; V must be ({nC}, K) and Q ({P}, K)")
+    xp = get_xp(a)
+    X = a.reshape(P, nC) @ V
+    order = xp.argsort(X, axis=0)
+    diff = xp.take_along_axis(X, order, axis=0) - Q
+    J = xp.sum(diff * diff) * (1.0 / (P * K))
+    return _scalar(xp, J, a.dtype), SwdCache(order, diff, V, tuple(a.shape))
+
+
+def swd_backward(cache: SwdCache) -> Array:
+    """``dJ/da`` of :func:`swd_cost`.
+
+    Derivation. Sorting permutes: ``X_(r)k = X_(order_rk) k``, a selection of entries, so (away
+    from ties, a set of measure zero) ``dJ/dX_(order_rk) k = dJ/dX_(r)k = 2 (X_(r)k - Q_rk) / (P K)``:
+    the gradient of the sorted column is scattered back through the same permutation (each entry
+    written once: no duplicate indices). Then ``X = A V`` gives ``dJ/dA = (dJ/dX) V^T``.
+    """
+    xp = get_xp(cache.diff)
+    P, K = cache.diff.shape
+    dX = xp.empty_like(cache.diff)
+    dX[cache.order, xp.arange(K)[None, :]] = cache.diff * (2.0 / (P * K))
+    return (dX @ cache.V.T).reshape(cache.shape)
+
+
+def swd_at_blank(Q: Array) -> float:
+    """:func:`swd_cost`'s ``J`` for a blank image (every projection 0): ``mean(Q^2)``, the style's
+    mean squared projection ``(1/K) sum_k v_k^T E_s[a a^T] v_k``. Float64 on the host."""
+    xp = get_xp(Q)
+    q = xp.asarray(Q, dtype=xp.float64)
+    return float(xp.mean(q * q))

@@ -47,8 +47,9 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .backend import get_xp
 from .errors import NumpynstError, OptionError
-from .losses import (content_at_blank, content_cost, gram_matrix, style_at_blank, style_layer_cost,
-                     style_target, total_variation, total_variation_value)
+from .guided import DEFAULT_MASK_MODE, Guide
+from .losses import content_at_blank, content_cost, style_at_blank, total_variation, total_variation_value
+from .style_stats import StyleStatistic, check_style_loss, make_statistic
 
 Array = Any
 
@@ -118,7 +119,8 @@ TV_SCALE_FLOOR = 1.0    # grey levels^2: a flat content image would otherwise gi
 
 
 def calibration(content_target: Array, style_targets: Mapping[str, Array],
-                style_shapes: Mapping[str, Sequence[int]], content_image: Array) -> Calibration:
+                style_shapes: Mapping[str, Sequence[int]], content_image: Array,
+                statistics: Mapping[str, StyleStatistic] | None = None) -> Calibration:
     """The calibration scales of the weights, measured once from the targets.
 
     Each scale is the value of its term for a **blank** generated image (all activations 0):
@@ -146,6 +148,9 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
         style_shapes: ``{layer: shape}`` of the generated image's activation at each style layer
             (``(1, nH, nW, nC)`` or ``(nH, nW, nC)``): gives the ``nH nW nC`` of the cost.
         content_image: the preprocessed content image ``(1, H, W, 3)``.
+        statistics: ``{layer: style statistic}`` (:mod:`numpynst.style_stats`) when the style loss
+            is not the Gram matrix's: each layer's scale is then its statistic's ``at_blank`` (the
+            cost of that loss at a blank image) and ``style_targets`` are its targets.
 
     A caller that builds the targets in pieces (tiles) passes the assembled Grams and the content
     pieces; only sums of squares are taken. The sums are copied to the host once (a sync), at
@@ -155,7 +160,8 @@ def calibration(content_target: Array, style_targets: Mapping[str, Array],
         NumpynstError: a target that is all zero (a term with no scale), naming it.
     """
     c_scale = content_at_blank(content_target)
-    styles = {name: style_at_blank(G, math.prod(tuple(style_shapes[name])[-3:]))
+    styles = {name: (style_at_blank(G, math.prod(tuple(style_shapes[name])[-3:])) if statistics is None else
+                     statistics[name].at_blank(G, math.prod(tuple(style_shapes[name])[-3:-1])))
               for name, G in style_targets.items()}
     for name, value in [("content target", c_scale), *((f"style target at {n}", v) for n, v in styles.items())]:
         if not (math.isfinite(value) and value > 0):
@@ -248,9 +254,19 @@ class Objective:
         weights_mode: ``"raw"`` (the default here: the notes' ``J`` exactly, as the tutorials
             teach it) or ``"calibrated"`` (each term divided by its :func:`calibration` scale, so
             the weights are relative and have a documented range; :func:`stylize`'s default).
+        style_loss: what ``J_style^l`` compares: ``"gram"`` (the default, the notes' Gram matrices),
+            ``"mean-cov"`` (Wasserstein-2 between the features' Gaussians) or ``"swd"`` (sliced
+            Wasserstein); one :mod:`numpynst.style_stats` statistic per layer, ``self.statistics``.
+        swd_directions: ``swd``'s directions per layer (default: the layer's channel count).
+        masks: spatial control (:mod:`numpynst.guided`): ``(R, H, W)`` in ``[0, 1]`` at the content's
+            size, one per style image; each style layer's cost becomes the guided cost of the regions
+            (``style_blend`` weighs the regions). ``style_masks``: one ``(h, w)`` mask per style image
+            at its size (or ``None`` entries), the part of the painting its statistic is taken from.
+            ``mask_mode``: how masks reach each layer, ``"resize"`` or ``"erode"``.
 
     Attributes: ``scales``, a :class:`Calibration` (all 1 in raw mode); ``alpha``, ``beta``,
-    ``tv_weight`` as given; ``content_target`` (``a_C``) and ``style_targets`` (``{layer: G_S^l}``);
+    ``tv_weight`` as given; ``content_target`` (``a_C``) and ``style_targets`` (``{layer: G_S^l}``,
+    or the statistic's own target for another ``style_loss``); ``statistics`` (``{layer: statistic}``);
     :meth:`evaluate`'s parts are the terms divided by their scales.
 
     The constructor is the one path of every objective: :class:`numpynst.tiled.TiledObjective`
@@ -263,7 +279,10 @@ class Objective:
                  style_layers: Mapping[str, float] | None = None,
                  alpha: float | None = None, beta: float | None = None,
                  tv_weight: float | None = None,
-                 style_blend: Sequence[float] | None = None, weights_mode: str = "raw"):
+                 style_blend: Sequence[float] | None = None, weights_mode: str = "raw",
+                 style_loss: str = "gram", swd_directions: int | None = None,
+                 masks: Array | None = None, style_masks: Sequence[Array | None] | None = None,
+                 mask_mode: str = DEFAULT_MASK_MODE):
         self.model = model
         self.xp = model.xp
         # the losses' dtype (float32 under a float16 model) and the scale of the model's activations
@@ -280,19 +299,45 @@ class Objective:
         self.outputs = list(dict.fromkeys([content_layer, *self.style_layers]))
         self.shape = tuple(content.shape)
         styles, blend = style_images(style, style_blend)
+        self.style_loss = check_style_loss(style_loss)
+        self.statistics = {n: make_statistic(style_loss, n, model.channels(n), directions=swd_directions,
+                                             xp=self.xp, dtype=model.dtype) for n in self.style_layers}
+        self.guide = None           # spatial control: the regions' masks and statistics (numpynst.guided)
+        if masks is not None or style_masks is not None:
+            self.guide = Guide(model, list(self.style_layers), masks, style_masks, self.shape[1:3], blend,
+                               mask_mode, style_loss)
+            self.statistics = self.guide.statistics
+        self._check_statistics()
 
         # The targets. The generated image has the content's size: its activations' shapes come
-        # with the content target. Each style image's Grams are rescaled to those sizes and blended.
+        # with the content target. Each style image's pieces (its Grams, or the statistic's) are
+        # measured, then each statistic builds its target from them (the Grams: rescaled to the
+        # generated image's positions and blended).
         self.content_target, shapes = self._content_statistics(content)
         pixels = {n: shapes[n][-3] * shapes[n][-2] for n in self.style_layers}
-        self.style_targets: dict[str, Array] = {}
-        for image, w in zip(styles, blend):
-            for n, (G, style_pixels) in self._style_statistics(image).items():
-                g = style_target(G, pixels[n], style_pixels, w)
-                self.style_targets[n] = g if n not in self.style_targets else self.style_targets[n] + g
-        self.scales = (calibration(self.content_target, self.style_targets, shapes, content)
+        for n in self.style_layers:
+            self.statistics[n].check(n, pixels[n], "the generated image")
+        pieces: dict[str, list] = {n: [] for n in self.style_layers}
+        for i, (image, w) in enumerate(zip(styles, blend)):
+            for n, (piece, style_pixels) in self._style_statistics(image, self.style_side(i)).items():
+                self.statistics[n].check(n, style_pixels, f"style image #{i + 1}")
+                pieces[n].append((piece, style_pixels, w))
+        self.style_targets: dict[str, Array] = {n: self.statistics[n].target(pieces[n], pixels[n])
+                                                for n in self.style_layers}
+        del pieces
+        self.scales = (calibration(self.content_target, self.style_targets, shapes, content,
+                                   None if style_loss == "gram" and self.guide is None else self.statistics)
                        if self.weights_mode == "calibrated" else
                        Calibration(1.0, {n: 1.0 for n in self.style_layers}, 1.0))
+
+    def _check_statistics(self) -> None:
+        """Refuse statistics this objective cannot compute (the tiled one: those not sums over positions)."""
+
+    def style_side(self, index: int) -> Mapping[str, StyleStatistic]:
+        """``{layer: statistic}`` that measures style image ``index`` (``self.statistics``: a statistic
+        that weights positions per image, such as a region mask, would give each image its own: with
+        masks, :meth:`numpynst.guided.Guide.style_side`)."""
+        return self.statistics if self.guide is None else self.guide.style_side(index)
 
     def _content_statistics(self, content: Array) -> tuple[Array, dict[str, tuple[int, ...]]]:
         """``(a_C, {style layer: shape of the generated image's activation})`` from one forward."""
@@ -303,10 +348,10 @@ class Objective:
         target = self.widen(a)
         return (a.copy() if target is a else target), {n: acts[n].shape for n in self.style_layers}
 
-    def _style_statistics(self, image: Array) -> dict[str, tuple[Array, int]]:
-        """``{style layer: (G of this style image (C, C), its positions nH nW at the layer)}``."""
+    def _style_statistics(self, image: Array, statistics: Mapping[str, StyleStatistic]) -> dict[str, tuple[tuple, int]]:
+        """``{style layer: (this style image's pieces (statistic.measure), its positions nH nW at the layer)}``."""
         acts, _ = self.model.forward_tape(image, list(self.style_layers), keep=False)
-        return {n: (gram_matrix(self.widen(a)), a.shape[1] * a.shape[2]) for n, a in acts.items()}
+        return {n: (statistics[n].measure(self.widen(a)), a.shape[1] * a.shape[2]) for n, a in acts.items()}
 
     def widen(self, a: Array) -> Array:
         """An activation of the model in the losses' dtype and units: as it is, except under a float16
@@ -333,7 +378,7 @@ class Objective:
         grads[self.content_layer] = g * xp.asarray(self.alpha / sc.content, dtype=g.dtype)
         j_style = xp.zeros((), dtype=x.dtype)
         for n, lam in self.style_layers.items():
-            j, g = style_layer_cost(self.style_targets[n], acts[n])
+            j, g = self.statistics[n].layer_cost(self.style_targets[n], acts[n])
             j_style = j_style + (lam if sc.style[n] == 1.0 else lam / sc.style[n]) * j
             g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g

@@ -38,7 +38,9 @@ from .errors import OptionError
 from .image import MAX_SIZE
 from .objective import (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, COEFFICIENT_RANGES, WEIGHTS_MODES,
                         coefficients)
+from .guided import DEFAULT_MASK_MODE, MASK_MODES
 from .optim import OPTIMIZERS
+from .style_stats import STYLE_LOSSES, SWD_MAX_DIRECTIONS
 
 #: Most iterations per scale any caller may ask for (``--iterations``, ``--save-every``, a manifest's
 #: ``iterations``): the loss history alone is 32 bytes per iteration, a million L-BFGS iterations is
@@ -66,6 +68,7 @@ INITS = ("content", "noise", "style")
 BACKENDS = ("numpy", "cupy", "auto")
 PRECISIONS = ("fp32", "tf32", "fp16")       # numpynst.backend.PRECISIONS
 POOLINGS = ("max", "avg")
+COLORS = ("style", "keep", "match")
 _SHOWN = 60                     # characters of a bad value quoted in a message
 
 
@@ -224,6 +227,17 @@ def _path_or_array(v: Any, text: bool) -> Any:
     raise BadValue("a file path", v)
 
 
+def _masks(v: Any, text: bool) -> list:
+    """Mask files (``"sky.png;ground.png"`` in a cell) or, in Python, a list of files and arrays."""
+    items = [i for i in v.split(";") if i.strip()] if text and isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)) or not items:
+        raise BadValue("a list of mask files such as 'sky.png;ground.png'", v)
+    try:
+        return [_path_or_array(i.strip() if isinstance(i, str) else i, text) for i in items]
+    except BadValue:
+        raise BadValue("a list of mask files such as 'sky.png;ground.png'", v) from None
+
+
 def _init(v: Any, text: bool) -> Any:
     if isinstance(v, str) and v.strip() in INITS:
         return v.strip()
@@ -348,7 +362,22 @@ class StylizeOptions:
         _blend, "one weight per style image, to blend several styles (default: equal)", _PIC,
         ("--style-blend",), arg_type=float, nargs="+", metavar="W"))
     preserve_color: bool = _field(False, Option(
-        _bool, "keep the content's colours, transfer luminance only", _PIC, ("--preserve-color",)))
+        _bool, "the older name of --color keep", _PIC, ("--preserve-color",)))
+    color: str = _field("style", Option(
+        choice(*COLORS), "style (default): the painting's colours; keep: the photo's colours, luminance "
+        "transferred after the run; match: the painting's colours moved to the photo's palette (mean "
+        "and covariance of RGB) before the run", _PIC, ("--color",), choices=COLORS))
+    masks: list | None = _field(None, Option(
+        _masks, "one greyscale mask per style image (any size, resized to the content): white where "
+        "that style applies, grey blends; where every mask is black the photo keeps its content", _PIC,
+        ("--masks",), nargs="+", metavar="MASK"))
+    style_masks: list | None = _field(None, Option(
+        _masks, "one greyscale mask per style image on the style side: take each style from the white "
+        "part of its painting", _PIC, ("--style-masks",), nargs="+", metavar="MASK"))
+    mask_mode: str = _field(DEFAULT_MASK_MODE, Option(
+        choice(*MASK_MODES), f"how a mask reaches each style layer: resize (its mean over each "
+        f"position's cell) or erode (its minimum over the position's receptive field) (default "
+        f"{DEFAULT_MASK_MODE})", _PIC, ("--mask-mode",), choices=MASK_MODES))
     init: Any = _field("content", Option(
         _init, f"starting image: {', '.join(INITS)}, or an image path (default: content)", _PIC, ("--init",)))
     seed: int | None = _field(0, Option(
@@ -377,6 +406,13 @@ class StylizeOptions:
         choice(*WEIGHTS_MODES), "calibrated (default): each term divided by its value at a blank image, "
         "the ranges above apply; raw: the tutorials' J with the weights as given", _OPT,
         ("--weights-mode",), choices=WEIGHTS_MODES))
+    style_loss: str = _field("gram", Option(
+        choice(*STYLE_LOSSES), "what the style term compares at each layer: gram (default: the Gram "
+        "matrix), mean-cov (mean and covariance, Wasserstein-2) or swd (sliced Wasserstein; whole "
+        "images only, no tiles)", _OPT, ("--style-loss",), choices=STYLE_LOSSES))
+    swd_directions: int | None = _field(None, Option(
+        integer(1, SWD_MAX_DIRECTIONS), "random directions per layer of --style-loss swd (default: the "
+        "layer's channel count)", _OPT, ("--swd-directions",), arg_type=int, metavar="K"))
     content_layer: str = _field(DEFAULT_CONTENT_LAYER, Option(
         _layer, f"default {DEFAULT_CONTENT_LAYER}", _OPT, ("--content-layer",)))
     style_layers: dict[str, float] | None = _field(None, Option(
@@ -434,6 +470,8 @@ class StylizeOptions:
             values["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
         scales = values["scales"] or []                   # coarse to fine, ending at full size
         values["scales"] = scales if scales[-1:] == [1.0] else [*scales, 1.0]
+        if values["preserve_color"] and values["color"] == "style":     # the older flag, folded in
+            values["color"], values["preserve_color"] = "keep", False
         out = dataclasses.replace(self, **values)
         problem = out.conflict(n_styles, cli)
         if problem is not None:
@@ -457,6 +495,25 @@ class StylizeOptions:
         if self.precision == "tf32" and self.backend == "numpy":
             return "precision", (f"{name('precision')} tf32 needs {name('backend')} cupy (TF32 is a mode of "
                                  f"a GPU's tensor cores); on numpy use fp32 or fp16")
+        for n in ("masks", "style_masks"):
+            given = getattr(self, n)
+            if given is not None and n_styles is not None and len(given) != n_styles:
+                return n, (f"{name(n)} has {len(given)} mask(s) for {n_styles} style image(s); give one "
+                           f"per style, in the same order")
+        if self.style_loss == "swd" and (self.masks is not None or self.style_masks is not None):
+            n = "masks" if self.masks is not None else "style_masks"
+            return n, (f"{name(n)} cannot be used with {name('style_loss')} swd: it sorts all positions at "
+                       f"once and has no mask-weighted form here; use {name('style_loss')} gram or mean-cov")
+        if self.preserve_color and self.color == "match":
+            return "preserve_color", (f"{name('preserve_color')} (the older {name('color')} keep) and "
+                                      f"{name('color')} match contradict each other; give one of them")
+        if self.swd_directions is not None and self.style_loss != "swd":
+            return "swd_directions", (f"{name('swd_directions')} applies to {name('style_loss')} swd only "
+                                      f"(got {self.style_loss}); leave it out or choose swd")
+        if self.tile is not None and self.style_loss == "swd":
+            return "tile", (f"{name('style_loss')} swd cannot run over exact tiles ({name('tile')} "
+                            f"{self.tile}): choose {name('style_loss')} mean-cov or gram, or leave "
+                            f"{name('tile')} out")
         if all(v == 0 for v in (self.alpha, self.beta, self.tv_weight)):
             return "alpha", (f"{name('alpha')}, {name('beta')} and {name('tv_weight')} are all 0: there is "
                              f"nothing to minimise")

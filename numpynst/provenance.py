@@ -38,7 +38,7 @@ from .image import DEEP_FORMATS, SAVE_FORMATS, ImageInfo, icc_profile
 __all__ = ["bit_depth_for", "run_info", "run_record"]
 
 #: Options that hold file names (recorded by base name).
-FILE_PARAMETERS = ("init", "weights")
+FILE_PARAMETERS = ("init", "weights", "masks", "style_masks")
 
 
 def bit_depth_for(output: str | os.PathLike, requested: int | None) -> int:
@@ -59,6 +59,10 @@ def bit_depth_for(output: str | os.PathLike, requested: int | None) -> int:
 
 
 def _name(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):                 # masks: a list of files (or arrays)
+        return [_name(v) for v in value]
+    if hasattr(value, "shape") and hasattr(value, "dtype"):      # an array given in Python
+        return f"array {tuple(value.shape)}"
     return os.path.basename(os.fspath(value)) if isinstance(value, (str, os.PathLike)) else value
 
 

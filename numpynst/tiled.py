@@ -22,7 +22,13 @@ padding). So:
 2. **Pass 2** (:func:`tile_gradient`, forward with tape, then backward): at an interior position
    the whole-image ``dJ/da_p`` needs only ``a_p`` and the global quantities:
    ``(M^l + M^lT) a_p`` for the style (:func:`numpynst.losses.gram_backward`), ``alpha (a_p - a_C,p) / (2n)``
-   for the content. Seed these on the interior, zero on the halo, backpropagate through the crop's
+   for the content.
+
+   The Gram matrix is one *style statistic* (:mod:`numpynst.style_stats`): any statistic whose
+   pieces are sums over positions tiles the same way (``mean-cov``'s ``sum_p a_p`` and
+   ``sum_p a_p a_p^T``): pass 1 sums each layer's ``statistic.measure`` pieces, the cost and
+   ``d = dJ/d(pieces)`` are computed once from the sums (:meth:`TiledObjective.style_gradients`),
+   pass 2 seeds ``statistic.backward(d, interior)``. ``swd`` (sorting all positions) is refused. Seed these on the interior, zero on the halo, backpropagate through the crop's
    network: this is ``d/dx`` of ``sum_{p in tile} (terms of p)``, a function of the crop's pixels
    only. ``J`` is the sum of these per-tile functions over all tiles, so the sum of the tiles'
    ``dJ/dx`` (each added into its crop's place) is the whole-image gradient — exact, up to the
@@ -75,8 +81,9 @@ from .arch import arch_of, layer_table
 from .backend import get_xp
 from .checks import integer
 from .errors import OptionError
-from .losses import box_slices, content_cost, gram_backward, gram_matrix, smoothness_box, style_from_gram
+from .losses import box_slices, content_cost, smoothness_box
 from .objective import Evaluation, Objective, check_x, combine
+from .style_stats import StyleStatistic, add_pieces, as_statistics
 
 Array = Any
 
@@ -120,6 +127,13 @@ class Tile(NamedTuple):
         return (slice((self.y0 - self.cy0) // s, (self.y1 - self.cy0) // s),
                 slice((self.x0 - self.cx0) // s, (self.x1 - self.cx0) // s))
 
+    def region(self, spacing: int) -> tuple[slice, slice]:
+        """Rows and columns of the interior in the *whole image's* activation at this spacing (the
+        crop starts on the grid: its first row there is ``cy0 / spacing``): a statistic's ``where``."""
+        (r, c), s = self.interior(spacing), spacing
+        return (slice(r.start + self.cy0 // s, r.stop + self.cy0 // s),
+                slice(c.start + self.cx0 // s, c.stop + self.cx0 // s))
+
     @property
     def crop_pixels(self) -> int:
         return (self.cy1 - self.cy0) * (self.cx1 - self.cx0)
@@ -157,12 +171,13 @@ def interior(a: Array, tile: Tile, spacing: int) -> Array:
     return a[:, rows, cols, :]
 
 
-def sum_pieces(pieces: Iterable[Mapping[str, Array]]) -> dict[str, Array]:
-    """``{layer: sum of the pieces}`` over tiles (Gram pieces from :func:`tile_statistics`)."""
-    total: dict[str, Array] = {}
+def sum_pieces(pieces: Iterable[Mapping[str, tuple]]) -> dict[str, tuple]:
+    """``{layer: sum of the pieces}`` over tiles (each a tuple of arrays from :func:`tile_statistics`,
+    summed entry by entry)."""
+    total: dict[str, tuple] = {}
     for piece in pieces:
         for n, g in piece.items():
-            total[n] = g.copy() if n not in total else total[n] + g
+            total[n] = add_pieces(total.get(n), g)
     return total
 
 
@@ -172,11 +187,13 @@ def spacings(model, names: Iterable[str]) -> dict[str, int]:
     return {n: model.layer(n).spacing for n in names}
 
 
-def tile_statistics(model, x_crop: Array, tile: Tile, style_layers: Iterable[str],
-                    content_layer: str | None = None) -> tuple[dict[str, Array], Array | None]:
-    """Pass 1 on one crop (forward, no tape): ``({layer: interior Gram piece (C, C)}, content piece)``.
+def tile_statistics(model, x_crop: Array, tile: Tile,
+                    style_layers: Mapping[str, StyleStatistic] | Iterable[str],
+                    content_layer: str | None = None) -> tuple[dict[str, tuple], Array | None]:
+    """Pass 1 on one crop (forward, no tape): ``({layer: interior pieces}, content piece)``.
 
-    The content piece, the interior of the content layer's activation (``(1, h, w, C)``, a copy),
+    ``style_layers``: ``{layer: style statistic}`` (bare names: the Gram statistic); the pieces are
+    ``statistic.measure`` of the interior (``(G,)`` for the Gram matrix). The content piece, the interior of the content layer's activation (``(1, h, w, C)``, a copy),
     is returned when ``content_layer`` is given (to build the content target), else ``None``.
     """
     names = list(dict.fromkeys([*style_layers, *([content_layer] if content_layer else [])]))
@@ -184,25 +201,32 @@ def tile_statistics(model, x_crop: Array, tile: Tile, style_layers: Iterable[str
     return statistics_of(model, acts, tile, style_layers, content_layer)
 
 
-def statistics_of(model, acts: Mapping[str, Array], tile: Tile, style_layers: Iterable[str],
-                  content_layer: str | None = None) -> tuple[dict[str, Array], Array | None]:
+def statistics_of(model, acts: Mapping[str, Array], tile: Tile,
+                  style_layers: Mapping[str, StyleStatistic] | Iterable[str],
+                  content_layer: str | None = None) -> tuple[dict[str, tuple], Array | None]:
     """:func:`tile_statistics` from the crop's activations ``{layer: (1, h, w, C)}``."""
-    style_layers = list(style_layers)
-    step = spacings(model, [*style_layers, *([content_layer] if content_layer else [])])
+    stats = as_statistics(style_layers)
+    step = spacings(model, [*stats, *([content_layer] if content_layer else [])])
     xp = get_xp(*acts.values())
-    grams = {n: gram_matrix(xp.ascontiguousarray(interior(acts[n], tile, step[n]))) for n in style_layers}
+    pieces = {n: st.measure(xp.ascontiguousarray(interior(acts[n], tile, step[n])), tile.region(step[n]))
+              for n, st in stats.items()}
     piece = None if content_layer is None else interior(acts[content_layer], tile, step[content_layer]).copy()
-    return grams, piece
+    return pieces, piece
 
 
-def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Array],
+def tile_gradient(model, x_crop: Array, tile: Tile, style_grads: Mapping[str, Any],
                   content_layer: str | None = None, content_piece: Array | None = None,
                   content_weight: float = 0.0, content_size: int = 1,
-                  forward: tuple[Mapping[str, Array], Any] | None = None) -> tuple[Array, Array]:
+                  forward: tuple[Mapping[str, Array], Any] | None = None,
+                  statistics: Mapping[str, StyleStatistic] | None = None) -> tuple[Array, Array]:
     """Pass 2 on one crop: ``(dJ/d(crop) (1, ch, cw, 3), this tile's unweighted J_content part)``.
 
     Args:
-        gram_grads: ``{style layer: M = dJ/dG (C, C)}``, weights included (from the global Grams).
+        style_grads: ``{style layer: d}``, ``d = dJ/d(pieces)`` of the layer's statistic, weights
+            included (from the global sums: :meth:`TiledObjective.style_gradients`); for the Gram
+            statistic ``(M,)``, ``M = dJ/dG (C, C)``, or ``M`` alone.
+        statistics: ``{style layer: statistic}`` whose ``backward`` maps ``d`` to the interior's
+            positions (default: the Gram statistic for every layer).
         content_layer, content_piece: the content layer and the target's interior piece for this
             tile; ``content_weight`` is alpha and ``content_size`` the whole image's ``n = nH nW C``
             at the content layer (the cost's normaliser).
@@ -213,15 +237,18 @@ def tile_gradient(model, x_crop: Array, tile: Tile, gram_grads: Mapping[str, Arr
     The content part is ``sum_{p in tile} |a_p - a_C,p|^2 / (4 n)`` (0-d); 0 without a content layer.
     """
     xp = get_xp(x_crop)
-    names = list(dict.fromkeys([*gram_grads, *([content_layer] if content_layer else [])]))
+    names = list(dict.fromkeys([*style_grads, *([content_layer] if content_layer else [])]))
+    stats = as_statistics(style_grads if statistics is None else statistics)
     step = spacings(model, names)
     acts, tape = model.forward_tape(x_crop, names) if forward is None else forward
     del forward
     seeds: dict[str, Array] = {}
-    for n, M in gram_grads.items():
+    for n, d in style_grads.items():
         g = xp.zeros_like(acts[n])
         rows, cols = tile.interior(step[n])
-        g[:, rows, cols, :] = gram_backward(M, xp.ascontiguousarray(interior(acts[n], tile, step[n])))
+        g[:, rows, cols, :] = stats[n].backward(d if isinstance(d, tuple) else (d,),
+                                                xp.ascontiguousarray(interior(acts[n], tile, step[n])),
+                                                tile.region(step[n]))
         seeds[n] = g
     j_content = xp.zeros((), dtype=x_crop.dtype)
     a = None if content_layer is None else interior(acts[content_layer], tile, step[content_layer])
@@ -254,17 +281,18 @@ def tile_tv(x: Array, tile: Tile) -> tuple[Array, Array, Tile]:
     return get_xp(x).asarray(J, dtype=x.dtype), g, box
 
 
-def statistics_pass(model, x: Array, tiles: Sequence[Tile], style_layers: Iterable[str],
+def statistics_pass(model, x: Array, tiles: Sequence[Tile],
+                    style_layers: Mapping[str, StyleStatistic] | Iterable[str],
                     content_layer: str | None = None, keep: Sequence[str] | None = None):
-    """Pass 1 over ``tiles`` of ``x`` in this process: ``(global Grams, content pieces, last)``.
+    """Pass 1 over ``tiles`` of ``x`` in this process: ``(global sums, content pieces, last)``.
 
-    ``{layer: sum of the tiles' interior Grams}``, then one content piece per tile (``None`` each
+    ``{layer: sum of the tiles' interior pieces}`` (:func:`tile_statistics`), then one content piece per tile (``None`` each
     without ``content_layer``). With ``keep`` (layer names) the last tile's forward runs to those
     layers with its tape kept, and ``last`` is ``[(activations, tape)]`` for pass 2 to start from
     (:func:`tile_gradient`'s ``forward``: pop it, so that pass 2 holds the only reference); else
     ``last`` is empty.
     """
-    style_layers = list(style_layers)
+    style_layers = as_statistics(style_layers)
     grams, pieces, last = [], [], []
     for i, t in enumerate(tiles):
         if keep is not None and i == len(tiles) - 1:
@@ -294,8 +322,9 @@ class LocalTileRunner:
     * ``check(model)``, before any work: refuse a model the runner cannot use;
     * ``start(objective)``, once its targets are built: place the tiles, send the constants;
       returns the content pieces the objective keeps (``None`` when the runner holds them);
-    * ``statistics(objective, x) -> (global Grams, last)``: pass 1; ``last`` is handed to
-    * ``gradients(objective, x, M, last)``: pass 2, yielding ``(tile index, dJ/d(crop), J_content
+    * ``statistics(objective, x) -> (global sums, last)``: pass 1 (``{layer: summed pieces}`` of
+      ``objective.statistics``); ``last`` is handed to
+    * ``gradients(objective, x, M, last)``: pass 2 (``M``: ``{layer: dJ/d(pieces)}``), yielding ``(tile index, dJ/d(crop), J_content
       part)`` for every tile, in any order (the objective adds them where they belong).
 
     This one keeps the last tile's pass-1 tape and starts pass 2 with that tile (one forward fewer
@@ -309,7 +338,7 @@ class LocalTileRunner:
         return objective.content_pieces
 
     def statistics(self, objective: TiledObjective, x: Array) -> tuple[dict[str, Array], list]:
-        grams, _, last = statistics_pass(objective.model, x, objective.tiles, objective.style_layers,
+        grams, _, last = statistics_pass(objective.model, x, objective.tiles, objective.statistics,
                                          keep=objective.outputs)
         return grams, last
 
@@ -324,7 +353,7 @@ class LocalTileRunner:
             t = o.tiles[i]
             g, j = tile_gradient(o.model, crop(x, t), t, M, o.content_layer, o.content_pieces[i],
                                  o.alpha / o.scales.content, o.content_size,
-                                 forward=last.pop() if i == n and last else None)
+                                 forward=last.pop() if i == n and last else None, statistics=o.statistics)
             yield i, g, j
 
 
@@ -388,10 +417,17 @@ class TiledObjective(Objective):
                   for n in self.style_layers}
         return pieces, shapes
 
-    def _style_statistics(self, image: Array) -> dict[str, tuple[Array, int]]:
-        """Pass 1 over the style image's own tiles: ``{style layer: (G (C, C), positions nH nW)}``."""
+    def _check_statistics(self) -> None:
+        bad = [n for n, st in self.statistics.items() if not st.sums]
+        if bad:
+            raise OptionError(f"style_loss {self.statistics[bad[0]].name} (--style-loss) cannot run over exact "
+                              f"tiles (it sorts all positions at once): choose --style-loss mean-cov or gram, "
+                              f"or a whole image (a smaller --size or a larger --max-memory)")
+
+    def _style_statistics(self, image: Array, statistics: Mapping[str, StyleStatistic]) -> dict[str, tuple[tuple, int]]:
+        """Pass 1 over the style image's own tiles: ``{style layer: (summed pieces, positions nH nW)}``."""
         tiles = tile_grid(tuple(image.shape[1:3]), self.tile_hw, self.halo, self.factor)
-        grams, _, _ = statistics_pass(self.model, image, tiles, self.style_layers)
+        grams, _, _ = statistics_pass(self.model, image, tiles, statistics)
         return {n: (g, (image.shape[1] // self.step[n]) * (image.shape[2] // self.step[n]))
                 for n, g in grams.items()}
 
@@ -404,19 +440,19 @@ class TiledObjective(Objective):
         other.content_pieces = runner.start(other)
         return other
 
-    def gram_gradients(self, grams: Mapping[str, Array]) -> tuple[Array, dict[str, Array]]:
-        """From the global Grams of ``x``: ``(sum_l lambda_l J_style^l / s_l, {l: beta lambda_l / s_l dJ_style^l/dG})``.
+    def style_gradients(self, sums: Mapping[str, tuple]) -> tuple[Array, dict[str, tuple]]:
+        """From the global sums of ``x`` (pass 1): ``(sum_l lambda_l J_style^l / s_l, {l: beta lambda_l / s_l dJ_style^l/d(pieces)})``.
 
-        ``J_style^l`` and ``dJ_style^l/dG`` are :func:`numpynst.losses.style_from_gram`'s with
-        ``n = nH nW C`` of the whole image; ``s_l`` is the layer's calibration scale
-        (``self.scales``, 1 for raw weights), as in ``Objective``.
+        ``J_style^l`` and its gradient are the layer statistic's ``cost`` with the whole image's
+        positions (for the Gram matrix :func:`numpynst.losses.style_from_gram` with ``n = nH nW C``);
+        ``s_l`` is the layer's calibration scale (``self.scales``, 1 for raw weights), as in ``Objective``.
         """
         xp = self.xp
         j_style, out = None, {}
         for n, lam in self.style_layers.items():
             s = self.scales.style[n]
-            j, out[n] = style_from_gram(grams[n], self.style_targets[n],
-                                        self.positions[n] * self.model.channels(n), (self.beta, lam), s)
+            j, out[n] = self.statistics[n].cost(sums[n], self.style_targets[n], self.positions[n],
+                                                (self.beta, lam), s)
             j = j * (lam / s)
             j_style = j if j_style is None else j_style + j
         return (xp.zeros((), dtype=self.model.dtype) if j_style is None else j_style), out
@@ -425,8 +461,8 @@ class TiledObjective(Objective):
         """``J``, ``dJ/dx`` and the unweighted parts at ``x`` ``(1, H, W, 3)``: pass 1, then pass 2."""
         check_x(x, self.shape)
         xp, sc = self.xp, self.scales
-        grams, last = self.runner.statistics(self, x)
-        j_style, M = self.gram_gradients(grams)
+        sums, last = self.runner.statistics(self, x)
+        j_style, M = self.style_gradients(sums)
         dx = xp.zeros(self.shape, dtype=x.dtype)
         j_content = xp.zeros((), dtype=x.dtype)
         for i, g, j in self.runner.gradients(self, x, M, last):

@@ -73,30 +73,32 @@ _ADDRESS = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+)(:[
 # what runs on a worker
 # --------------------------------------------------------------------------------------------
 
-def pass1_task(spec: tuple, x_crop: np.ndarray, tile, style_layers: list[str]) -> dict[str, np.ndarray]:
-    """Pass 1 of one tile on a worker: ``{layer: interior Gram piece (C, C)}`` on the host.
+def pass1_task(spec: tuple, x_crop: np.ndarray, tile, style_layers: Any) -> dict[str, tuple]:
+    """Pass 1 of one tile on a worker: ``{layer: interior pieces}`` (tuples of arrays, ``(G,)`` for
+    the Gram statistic) on the host. ``style_layers``: ``{layer: style statistic}`` or names (Gram).
 
     ``spec = (weights file, backend, pooling, dtype name)`` picks the worker's cached model.
     """
     key, model = acquire_model(*spec)
     try:
-        grams, _ = tile_statistics(model, model.xp.asarray(x_crop), tile, style_layers)
-        return {n: to_host(g) for n, g in grams.items()}
+        pieces, _ = tile_statistics(model, model.xp.asarray(x_crop), tile, style_layers)
+        return {n: tuple(to_host(g) for g in p) for n, p in pieces.items()}
     finally:
         release_model(key, model)
 
 
-def pass2_task(spec: tuple, x_crop: np.ndarray, tile, gram_grads: Mapping[str, np.ndarray],
+def pass2_task(spec: tuple, x_crop: np.ndarray, tile, style_grads: Mapping[str, tuple],
                content_layer: str, content_piece: np.ndarray, content_weight: float,
-               content_size: int) -> tuple[np.ndarray, float]:
+               content_size: int, statistics: Any = None) -> tuple[np.ndarray, float]:
     """Pass 2 of one tile on a worker: ``(dJ/d(crop) (1, ch, cw, 3), J_content part)`` on the host
-    (:func:`numpynst.tiled.tile_gradient`)."""
+    (:func:`numpynst.tiled.tile_gradient`; ``style_grads`` ``{layer: dJ/d(pieces)}``)."""
     key, model = acquire_model(*spec)
     try:
         xp = model.xp
         g, j = tile_gradient(model, xp.asarray(x_crop), tile,
-                             {n: xp.asarray(m) for n, m in gram_grads.items()}, content_layer,
-                             xp.asarray(content_piece), content_weight, content_size)
+                             {n: tuple(xp.asarray(m) for m in d) for n, d in style_grads.items()},
+                             content_layer, xp.asarray(content_piece), content_weight, content_size,
+                             statistics=statistics)
         return to_host(g), float(j)         # the crop's tape was the task's own: gone with it
     finally:
         release_model(key, model)
@@ -158,22 +160,23 @@ class DaskTileRunner:
         crop is sent once, to its tile's worker, for both passes."""
         xp, host = objective.xp, to_host(x)
         self._crops = self._scatter([np.ascontiguousarray(crop(host, t)) for t in objective.tiles])
-        futures = [self._submit(pass1_task, objective, i, list(objective.style_layers))
+        futures = [self._submit(pass1_task, objective, i, objective.statistics)
                    for i in range(len(objective.tiles))]
         with _cancel_on_error(self.client, futures):
             # tile order: the same sums every run
-            grams = sum_pieces({n: xp.asarray(g) for n, g in f.result().items()} for f in futures)
+            grams = sum_pieces({n: tuple(xp.asarray(g) for g in p) for n, p in f.result().items()}
+                               for f in futures)
         return grams, []
 
     def gradients(self, objective: TiledObjective, x: Array, M: Mapping[str, Array],
                   last: list) -> Iterator[tuple]:
         """Pass 2 on the workers: ``(tile index, dJ/d(crop), J_content part)`` in tile order."""
         xp, o = objective.xp, objective
-        m_host = self.client.scatter([{n: to_host(m) for n, m in M.items()}], broadcast=True,
-                                     hash=False)[0]
+        m_host = self.client.scatter([{n: tuple(to_host(m) for m in d) for n, d in M.items()}],
+                                     broadcast=True, hash=False)[0]
         weight = o.alpha / o.scales.content
         futures = [self._submit(pass2_task, o, i, m_host, o.content_layer, self._pieces[i],
-                                weight, o.content_size) for i in range(len(o.tiles))]
+                                weight, o.content_size, o.statistics) for i in range(len(o.tiles))]
         try:
             with _cancel_on_error(self.client, futures):
                 for i, f in enumerate(futures):

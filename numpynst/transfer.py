@@ -39,6 +39,7 @@ from .options import (DEFAULT_ITERATIONS, DEFAULT_SIZE, DEFAULT_TOL, INITS,  # n
                       MAX_ITERATIONS, MIN_SIZE, ORIGINAL, TOL_WINDOW, StylizeOptions, resolve, result_size)
 from .plan import (SLOW_SECONDS, THROUGHPUT, THROUGHPUT_WHERE, ScalePlan, describe, estimate, format_duration,
                    plan_stylize, scale_seconds)
+from .style_stats import make_statistic
 from .tiled import TiledObjective
 from .vgg import VGG, deprocess, preprocess
 
@@ -113,7 +114,10 @@ class Prepared(NamedTuple):
     ``layers``: the style layers and weights; ``coefficients``: ``(alpha, beta, tv_weight)`` with the mode's
     defaults; ``scales`` and ``plans`` (``{scale: ScalePlan}``, whole image or exact tiles within
     ``budget`` bytes, from ``budget_source``); ``content_hw``: the content's own ``(H, W)`` before
-    any resizing.
+    any resizing; ``masks``: float32 ``(R, H, W)`` in ``[0, 1]`` at the
+    content's size (``None`` without masks); ``style_masks``: one ``(h, w)`` mask per style image at
+    its size (``None`` without). With ``options.color == "match"`` the ``styles`` are already
+    colour-matched to the content (each to its region, with masks).
     """
 
     options: StylizeOptions
@@ -128,6 +132,8 @@ class Prepared(NamedTuple):
     budget: int
     budget_source: str
     content_hw: tuple | None = None
+    masks: np.ndarray | None = None
+    style_masks: list | None = None
 
     def describe(self) -> str:
         """What ``numpynst stylize --dry-run`` prints: the plan of every scale (:func:`numpynst.plan.describe`)
@@ -227,6 +233,9 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
         raise OptionError("at least one style image is needed")
     style_side = max(MIN_SIZE, int(round(max(content_rgb.shape[:2]) * opts.style_scale)))
     style_rgbs = [as_rgb(s, f"style #{i + 1}", style_side, max_pixels) for i, s in enumerate(styles)]
+    masks, style_masks = spatial_inputs(opts, content_rgb, style_rgbs)
+    if opts.color == "match":
+        style_rgbs = match_styles(content_rgb, style_rgbs, masks, style_masks)
     init = opts.init
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
@@ -235,8 +244,12 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     if opts.precision == "fp16" and tiled:
         raise OptionError(f"--precision fp16 runs whole images only, but the plan tiles the {', '.join(tiled)} "
                           f"px scale(s) to fit the memory budget: raise --max-memory, or use fp32/tf32")
+    if opts.style_loss == "swd":
+        _check_swd(model, opts, plans, style_rgbs)
+    if masks is not None:       # a region must reach at least one style layer at full size
+        check_regions(model, list(layers), _masks_at(masks, plans[opts.scales[-1]].hw), opts)
     return Prepared(opts, model, content_rgb, style_rgbs, init_rgb, layers, opts.coefficients(), opts.scales, plans,
-                    budget, source, content_hw)
+                    budget, source, content_hw, masks, style_masks)
 
 
 def _content(content: Any, size: Any, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, int]]:
@@ -265,6 +278,61 @@ def check_precision(precision: str, model) -> None:
         raise OptionError(f"--precision {precision} does not fit the given model of dtype "
                           f"{np.dtype(model.dtype).name} (fp16 needs a float16 model, the others float32 "
                           f"or float64)")
+
+
+def check_regions(model, layers: list, masks: np.ndarray, opts: StylizeOptions) -> None:
+    """:class:`OptionError` naming the first mask whose region reaches none of the style layers
+    (:func:`numpynst.guided.missing_everywhere`): its style would apply nowhere."""
+    from .guided import missing_everywhere
+    from .image.mask import mask_label
+    geometry = {n: (model.layer(n).reach, model.layer(n).spacing) for n in layers}
+    for r in missing_everywhere(masks, geometry, opts.mask_mode):
+        raise OptionError(f"{mask_label('mask', r, opts.masks[r])}: its white part is narrower than the "
+                          f"receptive field of every style layer with mask_mode {opts.mask_mode} (--mask-mode), "
+                          f"so style #{r + 1} would apply nowhere; widen it, or use --mask-mode resize")
+
+
+def spatial_inputs(opts: StylizeOptions, content_rgb: np.ndarray, style_rgbs: list) -> tuple[Any, Any]:
+    """``(masks (R, H, W) at the content's size or None, [style mask (h, w) per style] or None)``,
+    loaded and checked (:func:`numpynst.image.load_masks`: one-line errors naming the mask)."""
+    from .image import load_masks
+    masks = None if opts.masks is None else load_masks(opts.masks, content_rgb.shape[:2])
+    style_masks = None if opts.style_masks is None else load_masks(
+        opts.style_masks, [s.shape[:2] for s in style_rgbs], "style mask")
+    return masks, style_masks
+
+
+def match_styles(content_rgb: np.ndarray, style_rgbs: list, masks: Any = None, style_masks: Any = None) -> list:
+    """``--color match``: each style image with the content's colour mean and covariance
+    (:func:`numpynst.image.match_color`), each over its region when masks are given."""
+    from .image import match_color
+    return [match_color(s, content_rgb, style_weights=None if style_masks is None else style_masks[i],
+                        content_weights=None if masks is None else masks[i])
+            for i, s in enumerate(style_rgbs)]
+
+
+def _masks_at(masks: Any, hw: tuple[int, int]) -> Any:
+    """Masks ``(R, h, w)`` (or a list of ``(h, w)``) resized to ``hw``, values kept in ``[0, 1]``."""
+    from .image.mask import fit_mask
+    return None if masks is None else np.stack([fit_mask(m, hw, "mask", check_aspect=False) for m in masks])
+
+
+def _check_swd(model, opts: StylizeOptions, plans: dict, style_rgbs: list) -> None:
+    """Before anything runs: ``swd`` needs whole images (no tiles) and enough positions at every
+    style layer, in the generated image and each style image, at every scale (one-line errors)."""
+    tiled = [s for s, plan in plans.items() if plan.tile is not None]
+    if tiled:
+        raise OptionError(f"style_loss swd (--style-loss) cannot run over exact tiles, and scale {tiled[0]:g} "
+                          f"needs tiles to fit the memory budget: choose --style-loss mean-cov or gram, or "
+                          f"a smaller --size or a larger --max-memory")
+    for n in opts.style_layers:
+        stat = make_statistic("swd", n, model.channels(n), directions=opts.swd_directions)
+        step = model.layer(n).spacing
+        for scale, plan in plans.items():
+            sizes = [("the generated image", plan.hw)] + [
+                (f"style image #{i + 1}", scaled_shape(s.shape, scale)) for i, s in enumerate(style_rgbs)]
+            for what, (h, w) in sizes:
+                stat.check(n, (h // step) * (w // step), what + (f" at scale {scale:g}" if scale != 1 else ""))
 
 
 def make_objective(plan: ScalePlan, model, content, style, client=None, **options):
@@ -317,7 +385,13 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                  [to_dev(resize_to(s, scaled_shape(s.shape, scale))) for s in p.styles],
                                  client=client, content_layer=opts.content_layer, style_layers=p.layers,
                                  alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=opts.style_blend,
-                                 weights_mode=opts.weights_mode)
+                                 weights_mode=opts.weights_mode, style_loss=opts.style_loss,
+                                 swd_directions=opts.swd_directions,
+                                 **({} if p.masks is None and p.style_masks is None else {
+                                     "masks": _masks_at(p.masks, hw), "mask_mode": opts.mask_mode,
+                                     "style_masks": None if p.style_masks is None else [
+                                         _masks_at([m], scaled_shape(s.shape, scale))[0]
+                                         for m, s in zip(p.style_masks, p.styles)]}))
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
             x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
@@ -342,7 +416,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     image = deprocess(x, dtype=np.float32)           # float, so a 16-bit file keeps every level
     if image.shape[:2] != p.content.shape[:2]:
         image = np.clip(resize_to(image, p.content.shape[:2]), 0, 255)  # Lanczos overshoots
-    if opts.preserve_color:
+    if opts.color == "keep":
         from .image import preserve_color as keep_colour
         image = keep_colour(p.content, image)
     return Result(np.rint(image).astype(np.uint8), log.history, total, stopped,
@@ -364,7 +438,8 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
         options / keywords: the knobs of the picture (:class:`~numpynst.options.StylizeOptions`
             documents each: ``size``, ``iterations``, ``optimizer``, ``lr``, ``alpha``, ``beta``,
             ``tv_weight``, ``weights_mode``, ``content_layer``, ``style_layers``, ``style_blend``,
-            ``style_scale``, ``init``, ``seed``, ``preserve_color``, ``scales``, ``tol``, ``backend``,
+            ``style_scale``, ``init``, ``seed``, ``color``, ``masks``, ``style_masks``, ``mask_mode``,
+            ``scales``, ``tol``, ``backend``,
             ``weights``, ``pooling``, ``tile``, ``max_memory``). ``init`` may also be an RGB array
             here; ``gd``'s default step is ``DEFAULT_GD_LR`` (``RAW_GD_LR`` in raw mode).
         model: a ready :class:`~numpynst.vgg.VGG` (then ``backend``, ``weights`` and ``pooling`` are

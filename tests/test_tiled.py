@@ -150,7 +150,7 @@ def test_per_tile_statistics_sum_to_whole_grams(rng):
     pieces = [tile_statistics(model, crop(x, t), t, layers)[0] for t in tiles]
     total = sum_pieces(pieces)
     for n in layers:
-        assert rel_error(gram_matrix(whole[n]), total[n]) < 1e-12
+        assert rel_error(gram_matrix(whole[n]), total[n][0]) < 1e-12
 
 
 def test_tile_tv_sums_to_total_variation(rng):
@@ -285,3 +285,40 @@ def test_ctrl_c_in_a_tiled_run_keeps_the_best_image(monkeypatch, rng):
     assert res.iterations == 1 and len(res.history["J"]) == 2
     assert res.image.shape == c.shape and res.image.dtype == np.uint8
     assert min(res.history["J"]) == res.J_final
+
+
+# ---------------------------------------------------------------------------- other style statistics
+@pytest.mark.parametrize("layers", LAYER_SETS[:3], ids=[c for c, _ in LAYER_SETS[:3]])
+@pytest.mark.parametrize("mode", ["raw", "calibrated"])
+def test_mean_cov_tiled_equals_whole_float64(layers, mode, rng):
+    """mean-cov's pieces (sum a_p, sum a_p a_p^T) are sums over positions: tiles are exact, to the
+    Gram's tolerance; the style image (another size) is measured over its own tiles too."""
+    content_layer, style_layers = layers
+    _compare(tiny_vgg(), (53, 70), (41, 59), 32, rng, 1e-10, content_layer=content_layer,
+             style_layers=style_layers, weights_mode=mode, style_loss="mean-cov",
+             beta=1e-2 if mode == "raw" else 1.0)
+
+
+def test_mean_cov_tiled_equals_whole_float32(rng):
+    _compare(tiny_vgg(dtype=np.float32), (75, 61), (64, 64), 32, rng, 1e-5, content_layer="block3_conv2",
+             style_layers={"block1_conv1": 0.5, "block4_conv1": 0.5}, style_loss="mean-cov")
+
+
+def test_mean_cov_tiled_with_a_blend_of_two_styles(rng):
+    c, s, x = _images(rng, (45, 52), (40, 33))
+    s2 = rng.normal(10, 40, (1, 50, 48, 3))
+    kw = dict(content_layer="block2_conv2", style_layers={"block1_conv1": 0.5, "block3_conv1": 0.5},
+              style_loss="mean-cov", style_blend=[0.3, 0.7], weights_mode="calibrated")
+    J0, g0 = Objective(tiny_vgg(), c, [s, s2], **kw).value_and_grad(x)
+    J1, g1 = TiledObjective(tiny_vgg(), c, [s, s2], tile=16, **kw).value_and_grad(x)
+    assert rel_error(J0, J1) < 1e-10 and rel_error(g0, g1) < 1e-10
+
+
+def test_swd_over_tiles_is_refused_before_any_work(monkeypatch, rng):
+    """swd sorts every position at once: refused up front, naming both ways out, no forward run."""
+    model = tiny_vgg()
+    c, s, _ = _images(rng, (64, 64), (64, 64))
+    monkeypatch.setattr(model, "forward_tape", lambda *a, **k: pytest.fail("a forward ran"))
+    with pytest.raises(OptionError, match=r"^style_loss swd \(--style-loss\) cannot run over exact tiles .*"
+                                          r"choose --style-loss mean-cov or gram, or a whole image"):
+        TiledObjective(model, c, s, tile=32, style_loss="swd", style_layers={"block1_conv1": 1.0})

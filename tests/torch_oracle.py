@@ -13,6 +13,12 @@ independently of :mod:`numpynst.losses`:
       + tv/s_tv * (sum dh^2 + sum dw^2) / numel(x)
 
 (``s_* = 1`` in raw mode.) Images are NHWC as in numpynst; the convolutions run in NCHW.
+
+With another ``style_loss`` the style term of each layer is that loss, written from its formula:
+``mean-cov``, ``|mu - mu_s|^2 + tr(S) + tr(S_s) - 2 tr((R S R)^1/2)`` with ``mu, S`` (ridge
+``eps I`` added) from the activation, ``mu_s, S_s`` from the numpynst target and ``R = S_s^1/2``
+and the trace term from torch's ``eigh``/``eigvalsh``; ``swd``, ``mean((sort(A V) - Q)^2)`` with
+numpynst's directions ``V`` and target quantiles ``Q``, sorted by ``torch.sort``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,15 @@ class TorchObjective:
         self.model, self.obj = model, obj
         self.params = {n: tuple(torch.tensor(np.asarray(p)) for p in ps) for n, ps in model.params.items()}
         self.content_target = torch.tensor(np.asarray(obj.content_target))
-        self.style_targets = {n: torch.tensor(np.asarray(g)) for n, g in obj.style_targets.items()}
+        self.loss = getattr(obj, "style_loss", "gram")
+        if self.loss == "gram":
+            self.style_targets = {n: torch.tensor(np.asarray(g)) for n, g in obj.style_targets.items()}
+        elif self.loss == "mean-cov":
+            self.style_targets = {n: (torch.tensor(np.asarray(t.mu)), torch.tensor(np.asarray(t.S)), t.eps)
+                                  for n, t in obj.style_targets.items()}
+        else:
+            self.style_targets = {n: (torch.tensor(np.asarray(obj.statistics[n].V)), torch.tensor(np.asarray(q)))
+                                  for n, q in obj.style_targets.items()}
 
     def features(self, x: torch.Tensor) -> dict:
         names = self.obj.outputs
@@ -60,9 +74,25 @@ class TorchObjective:
             a = acts[name]
             _, nh, nw, nc = a.shape
             A = a.reshape(nh * nw, nc)
-            G = A.T @ A
-            j_style = j_style + lam / sc.style[name] * ((self.style_targets[name] - G) ** 2).sum() / (2 * nh * nw * nc) ** 2
+            j_style = j_style + lam / sc.style[name] * self.style_cost(name, A)
         dh = x[:, 1:, :, :] - x[:, :-1, :, :]
         dw = x[:, :, 1:, :] - x[:, :, :-1, :]
         j_tv = ((dh ** 2).sum() + (dw ** 2).sum()) / x.numel() / sc.tv
         return obj.alpha * j_content + obj.beta * j_style + obj.tv_weight * j_tv
+
+    def style_cost(self, name: str, A: torch.Tensor) -> torch.Tensor:
+        """``J_style`` of one layer from its activation matrix ``A`` (positions x channels)."""
+        P, C = A.shape
+        if self.loss == "gram":
+            G = A.T @ A
+            return ((self.style_targets[name] - G) ** 2).sum() / (2 * P * C) ** 2
+        if self.loss == "mean-cov":
+            mu_s, S_s, eps = self.style_targets[name]
+            mu = A.mean(0)
+            S = A.T @ A / P - torch.outer(mu, mu) + eps * torch.eye(C, dtype=A.dtype)
+            w, U = torch.linalg.eigh(S_s)
+            R = U @ torch.diag(w.clamp_min(0).sqrt()) @ U.T
+            lam = torch.linalg.eigvalsh(R @ S @ R)
+            return ((mu - mu_s) ** 2).sum() + torch.trace(S) + torch.trace(S_s) - 2 * lam.clamp_min(0).sqrt().sum()
+        V, Q = self.style_targets[name]
+        return ((torch.sort(A @ V, dim=0).values - Q) ** 2).mean()

@@ -103,6 +103,10 @@ def job_digest(content: str, styles: Sequence[str], options: Mapping[str, Any]) 
         v = effective.get(name)
         if isinstance(v, str) and os.path.isfile(v) and not (name == "init" and v in ("content", "noise", "style")):
             effective[name] = {"sha256": file_sha256(v)}
+    for name in ("masks", "style_masks"):      # lists of files: each by its bytes
+        if isinstance(effective.get(name), (list, tuple)):
+            effective[name] = [{"sha256": file_sha256(v)} if isinstance(v, str) and os.path.isfile(v) else v
+                               for v in effective[name]]
     doc = {"v": DIGEST_VERSION, "content": file_sha256(content), "styles": [file_sha256(s) for s in styles],
            "options": effective}
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)

@@ -45,6 +45,8 @@ def parse_option(name: str, value: Any, base: Path = Path(".")) -> Any:
     """Parse one option value; ``ValueError`` (unknown name, wrong type) with a short reason."""
     if name == "weights":
         return parse_file(value, base)
+    if name in ("masks", "style_masks"):          # a list of files, each base-relative and checked
+        return [parse_file(v, base) for v in parse_value(name, value)]
     if name == "init" and not (isinstance(value, str) and value.strip() in INITS):
         try:
             return parse_file(value, base)

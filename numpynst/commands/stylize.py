@@ -102,6 +102,8 @@ def check_inputs(args, content, styles: list) -> list[tuple[str, Path]]:
         inputs.append(("--init", args.init))
     if args.weights is not None:
         inputs.append(("--weights", args.weights))
+    for flag in ("masks", "style_masks"):                 # spatial control: one mask per style
+        inputs.extend((f"--{flag.replace('_', '-')} #{i + 1}", m) for i, m in enumerate(getattr(args, flag, None) or []))
     return [(what, regular_file(path, what)) for what, path in inputs]
 
 
@@ -172,6 +174,7 @@ class Checked(NamedTuple):
     outputs: Outputs
     inputs: list[tuple[str, Path]]
     options: StylizeOptions
+    uncovered: float = 0.0          # with --masks: the fraction of the picture no mask covers
 
 
 def check_all(args, content, styles: list, output: str | Path) -> Checked:
@@ -183,7 +186,17 @@ def check_all(args, content, styles: list, output: str | Path) -> Checked:
     args.bit_depth = bit_depth_for(out, getattr(args, "bit_depth", None))
     from ..tiled_dask import check_cluster_options
     check_cluster_options(getattr(args, "workers", None), getattr(args, "scheduler", None))
-    return Checked(check_derived(args, out, inputs), inputs, options)
+    return Checked(check_derived(args, out, inputs), inputs, options, check_masks(options, content))
+
+
+def check_masks(options: StylizeOptions, content) -> float:
+    """With ``--masks``: every mask read and checked against the content at the run's size before the
+    model is loaded (one-line errors naming the mask); returns the fraction of the picture no mask
+    covers. (``--style-masks`` are checked the same way when the run loads the paintings.)"""
+    if options.masks is None:
+        return 0.0
+    from ..image import as_rgb, load_masks, uncovered
+    return uncovered(load_masks(options.masks, as_rgb(content, "content", options.size).shape[:2]))
 
 
 def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, str | None]:
@@ -225,24 +238,30 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     from ..image import load_image, save_image
     from ..vgg import deprocess
 
-    out, _, options = checked if checked is not None else check_all(args, content, styles, output)
+    out, _, options, bare = checked if checked is not None else check_all(args, content, styles, output)
+    if bare > 0:
+        log(f"note: the masks leave {bare:.1%} of the picture black: there it keeps the photo's content "
+            f"(no style term)")
     if getattr(args, "dry_run", False):
         log(transfer.prepare(content, styles, options).describe())
         return 0
     callback = None
     if out.frames is not None:
-        try:
-            out.frames.mkdir(exist_ok=True)
-        except OSError as exc:
-            from ..files import describe
-            raise OptionError(f"--save-every: cannot create {out.frames} ({describe(exc)})") from None
         frames_ok = [True]
 
         def callback(p):
             if frames_ok[0] and p.iteration % args.save_every == 0:
                 name = f"s{p.scale:g}_{p.iteration:05d}.png" if args.scales else f"{p.iteration:05d}.png"
                 try:
+                    # made with the first frame, not before the run: a run refused while it is
+                    # prepared (the model, the plan, the style loss's sizes) writes nothing
+                    out.frames.mkdir(exist_ok=True)
                     save_image(out.frames / name, deprocess(p.x), overwrite=args.overwrite)
+                except OSError as exc:
+                    from ..files import describe
+                    frames_ok[0] = False
+                    print(f"numpynst: warning: --save-every: cannot create {out.frames} ({describe(exc)}); "
+                          f"no frames are saved", file=sys.stderr)
                 except ImageError as exc:      # a frame is a by-product: report, keep the run
                     frames_ok[0] = False
                     print(f"numpynst: warning: {exc}; no further frames are saved", file=sys.stderr)
