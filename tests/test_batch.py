@@ -437,3 +437,30 @@ def test_a_result_computed_again_after_its_worker_died_is_not_a_failure(files):
             return None
     r = _collect(job, Recomputed(), 2, distributed)
     assert (r.status, r.J_final, r.output, r.error) == ("done", 1.5, job.output, "")
+
+
+def test_a_batch_with_failed_jobs_says_so_in_one_stderr_line_and_exits_1(client, files, tmp_path, capsys,
+                                                                          monkeypatch):
+    # two kinds of failure (a decompression bomb refused from its header, an unreadable image body):
+    # whatever the reason, one line on stderr with the count and where the reasons are, exit 1
+    bomb = _png_declaring(tmp_path / "bomb.png", 9000, 9000)
+    manifest = _manifest(tmp_path / "m.csv", "content,style,size,iterations,weights",
+                         f"{bomb},{files}/s1.png,32,2,{files}/tiny.h5",
+                         f"{files}/c1.png,{files}/s1.png,32,2,{files}/tiny.h5",
+                         f"{files}/c2.png,{_png_declaring(tmp_path / 'broken.png', 8, 8)},32,2,{files}/tiny.h5")
+    run = batch.run
+    monkeypatch.setattr(batch, "run", lambda *a, **k: run(*a, **{**k, "client": client, "workers": None}))
+    capsys.readouterr()
+    code = cli.main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("numpynst batch: 2 of 3 jobs failed; the reasons are in the 'error' column of "), err
+    assert err[0].endswith(str(tmp_path / "out" / "summary.csv")) and len(err[0]) < 200, err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert [r["status"] for r in rows] == ["failed", "done", "failed"] and all(r["error"] for r in rows[::2])
+    # the run's lines on stdout stay as they were; a batch without failures prints nothing on stderr
+    (tmp_path / "m2.csv").write_text(f"content,style,size,iterations,weights\n"
+                                     f"{files}/c1.png,{files}/s1.png,32,2,{files}/tiny.h5\n")
+    assert cli.main(["batch", str(tmp_path / "m2.csv"), "-o", str(tmp_path / "out2"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -80,7 +80,7 @@ def test_an_input_named_like_a_report_file_in_outdir_is_refused(name, files, tmp
     before = victim.read_bytes()
     manifest = _csv(tmp_path / "m.csv", "content,style,weights", f"{files}/c1.png,{victim},{files}/tiny.h5")
     err = _one_line_exit_2(["batch", str(manifest), "-o", str(out), "--quiet"], capsys,
-                           "row 1 (line 2), column 'style'", f"{victim}", "which this batch writes")
+                           "row 1 (line 2), column 'style'", f"input is OUTDIR/{name}", "which this batch writes")
     assert victim.read_bytes() == before and sorted(os.listdir(out)) == [name], err
 
 
@@ -107,7 +107,7 @@ def test_the_manifest_itself_in_outdir_is_refused(files, tmp_path, capsys):
                     f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5")
     before = manifest.read_bytes()
     _one_line_exit_2(["batch", str(manifest), "-o", str(out), "--quiet"], capsys,
-                     f"{manifest} is {manifest}, which this batch writes")
+                     f"{manifest} is this batch's own summary.csv, which this batch writes")
     assert manifest.read_bytes() == before
 
 

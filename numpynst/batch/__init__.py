@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..checks import first_line, integer
-from ..errors import OptionError
+from ..errors import OptionError, short_path
 from .jobs import Job, prepare_jobs
 from .manifest import grid_jobs, read_manifest  # noqa: F401 (API)
 from .options import OPTIONS  # noqa: F401 (API)
@@ -209,7 +209,7 @@ def _write_report(outdir: Path, scratch: Path, jobs: Sequence[Job], ordered: Seq
             if write(scratch / name) is not None:
                 written.append(move_into(scratch / name, outdir))
         except (OSError, NumpynstError) as exc:
-            problems.append(f"could not write {outdir / name}: {describe(exc)}"
+            problems.append(f"could not write {short_path(outdir / name)}: {describe(exc)}"
                             + ("; the summary is written" if name == CONTACT_SHEET and not problems else ""))
     return written, problems
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import ImageError, OptionError
+from ..errors import ImageError, OptionError, short_path
 from ..image import IMAGE_SUFFIXES
 from ..options import INITS, MAX_ITERATIONS, StylizeOptions, add_arguments, from_args
 
@@ -105,7 +105,9 @@ def _not_an_input(what: str, path: Path, inputs: list[tuple[str, Path]]) -> None
     from ..files import same_file
     for label, src in inputs:
         if same_file(src, path):
-            raise OptionError(f"{what} {path} is the input {src} ({label}): refusing to overwrite an input")
+            shown = "" if str(src) == str(path) else f" {short_path(src)}"     # the same name once
+            raise OptionError(f"{what} {short_path(path)} is the input{shown} ({label}): refusing to "
+                              f"overwrite an input")
 
 
 def check_output(output: str | Path, inputs: list[tuple[str, Path]], overwrite: bool) -> Path:
@@ -114,7 +116,7 @@ def check_output(output: str | Path, inputs: list[tuple[str, Path]], overwrite: 
     from ..files import check_writable
     out = Path(output).expanduser()
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise OptionError(f"--output {out}: unknown image type {out.suffix or '(none)'!r}; "
+        raise OptionError(f"--output {short_path(out)}: unknown image type {out.suffix or '(none)'!r}; "
                           f"use one of {', '.join(IMAGE_SUFFIXES)}")
     _not_an_input("--output", out, inputs)
     return check_writable(output, "--output", overwrite=overwrite)   # raw: a trailing / is refused
@@ -148,17 +150,17 @@ def _check_frames_dir(frames: Path, inputs: list[tuple[str, Path]], overwrite: b
         return
     if not stat.S_ISDIR(st.st_mode):
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file"
-        raise OptionError(f"{what} {frames} exists and is not a folder ({kind}); move it or choose "
+        raise OptionError(f"{what} {short_path(frames)} exists and is not a folder ({kind}); move it or choose "
                           f"another --output")
     if not os.access(frames, os.W_OK | os.X_OK):
-        raise OptionError(f"{what} {frames}: permission denied")
+        raise OptionError(f"{what} {short_path(frames)}: permission denied")
     for label, src in inputs:
         if same_file(src.parent, frames) and FRAME_NAME.fullmatch(src.name):
-            raise OptionError(f"{what} {frames} holds the input {src} ({label}) under a frame's "
+            raise OptionError(f"{what} {short_path(frames)} holds the input {short_path(src)} ({label}) under a frame's "
                               f"name: refusing to overwrite an input")
     old = sorted(p.name for p in frames.iterdir() if FRAME_NAME.fullmatch(p.name))
     if old and not overwrite:
-        raise OptionError(f"{what} {frames} already holds {len(old)} frame(s) ({old[0]}, ...); "
+        raise OptionError(f"{what} {short_path(frames)} already holds {len(old)} frame(s) ({old[0]}, ...); "
                           f"pass --overwrite to replace them")
 
 
@@ -195,7 +197,7 @@ def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, st
             raise
         kind = ("a symbolic link" if os.path.islink(out.image) else
                 "a folder" if os.path.isdir(out.image) else "a file")
-        problem = (f"--output {out.image}: {kind} appeared there during the run and was not "
+        problem = (f"--output {short_path(out.image)}: {kind} appeared there during the run and was not "
                    f"replaced" + ("" if overwrite or kind != "a file" else " (no --overwrite)"))
     for n in range(1, 100):
         alt = out.image.with_name(f"{out.image.stem}-{n}{out.image.suffix}")
@@ -231,7 +233,7 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
             out.frames.mkdir(exist_ok=True)
         except OSError as exc:
             from ..files import describe
-            raise OptionError(f"--save-every: cannot create {out.frames} ({describe(exc)})") from None
+            raise OptionError(f"--save-every: cannot create {short_path(out.frames)} ({describe(exc)})") from None
         frames_ok = [True]
 
         def callback(p):
@@ -272,10 +274,10 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
             log(f"figure in {plot}")
         except (ImageError, OSError) as exc:
             from ..files import describe
-            print(f"numpynst: error: --plot {out.plot} not written: {describe(exc)}", file=sys.stderr)
+            print(f"numpynst: error: --plot {short_path(out.plot)} not written: {describe(exc)}", file=sys.stderr)
             code = 1
     if problem is not None:
-        print(f"numpynst: error: {problem}; the result was saved as {written} instead", file=sys.stderr)
+        print(f"numpynst: error: {problem}; the result was saved as {short_path(written)} instead", file=sys.stderr)
         code = 1
     if result.stopped == "interrupted":
         cause = getattr(args, "stop_cause", lambda: "interrupted")()
