@@ -31,6 +31,12 @@ class ManifestError(NumpynstError, ValueError):
     """A batch manifest is malformed (names the file, the row and the column)."""
 
 
+class ClusterLost(NumpynstError, RuntimeError):
+    """The machines that evaluate the objective are gone (a Dask scheduler lost): the optimisation
+    cannot go on, but what it reached is good. :func:`numpynst.optim.minimize` ends with
+    ``stopped="cluster lost"`` and keeps its best point; the message says what was lost."""
+
+
 #: Longest file name a message shows in full; a longer one keeps its start and its end
 #: (:func:`short_path`), so that a 300-character path still leaves a one-line message readable.
 SHOWN_PATH = 100

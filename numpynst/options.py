@@ -265,7 +265,9 @@ class Option:
     ``check(value, text)`` returns the value as the run takes it or raises :class:`BadValue`;
     ``text=True`` reads a manifest cell (``"1e3"``, ``"0.5;1"``, ``"yes"``). ``none``: ``None`` is
     a value of this option although its default is not (``seed``: a fresh seed; ``tol``: never);
-    an option whose default is ``None`` always takes it. ``flags``: the CLI's
+    an option whose default is ``None`` always takes it. ``picture``: whether the option shapes the
+    picture (a checkpoint belongs to the run with the same such options, :mod:`numpynst.checkpoint`;
+    how often it is written does not). ``flags``: the CLI's
     names (the first is the one messages use), none for a Python-only option; ``column``: whether
     a batch manifest may set it; ``nargs``/``arg_type``/``choices``/``metavar``: argparse's reading
     of the text; ``group``: the ``--help`` section.
@@ -281,6 +283,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     none: bool = False
+    picture: bool = True
 
 
 def _style_layers_arg(text: str) -> dict[str, float]:
@@ -299,6 +302,9 @@ def _field(default: Any, option: Option) -> Any:
 
 _RANGE = "%g..%g"
 _PIC, _OPT, _MODEL, _PRINT = "picture", "optimisation", "model and device", "print size (memory)"
+_CHECKPOINT = "checkpoints (continue after a crash)"
+#: Longest interval between two checkpoints (``--checkpoint-every``): a week.
+MAX_CHECKPOINT_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,6 +385,15 @@ class StylizeOptions:
     tile: int | None = _field(None, Option(
         _tile, "force exact tiles of at most PX x PX pixels (a multiple of the pooling grid, at least "
         "the halo)", _PRINT, ("--tile",), column=False, arg_type=int, metavar="PX"))
+    # checkpoints
+    checkpoint_every: float | None = _field(None, Option(
+        real(0.0, MAX_CHECKPOINT_SECONDS), "write OUT.checkpoint.npz every SECONDS; running the same command "
+        "again continues from it (default: every 300 s for runs planned to take longer; 0: at every "
+        "logging point)", _CHECKPOINT, ("--checkpoint-every",), column=False, arg_type=float,
+        metavar="SECONDS", picture=False))
+    no_checkpoint: bool = _field(False, Option(
+        _bool, "write no checkpoint and continue from none", _CHECKPOINT, ("--no-checkpoint",),
+        column=False, picture=False))
 
     # ------------------------------------------------------------------ checks
     def validate(self, n_styles: int | None = None, cli: bool = False) -> "StylizeOptions":
@@ -428,6 +443,9 @@ class StylizeOptions:
             return "style_scale", (f"{name('size')} {self.size} x {name('style_scale')} {self.style_scale:g} "
                                    f"makes the style image {round(self.size * self.style_scale)} px, more "
                                    f"than {MAX_SIZE}")
+        if self.no_checkpoint and self.checkpoint_every is not None:
+            return "checkpoint_every", (f"{name('checkpoint_every')} cannot be combined with "
+                                        f"{name('no_checkpoint')}; give one of them")
         if all(v == 0 for v in (self.alpha, self.beta, self.tv_weight)):
             return "alpha", (f"{name('alpha')}, {name('beta')} and {name('tv_weight')} are all 0: there is "
                              f"nothing to minimise")

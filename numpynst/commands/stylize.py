@@ -74,6 +74,7 @@ class Outputs(NamedTuple):
     image: Path
     plot: Path | None          # OUT_plot.png with --plot
     frames: Path | None        # OUT_frames/ with --save-every
+    checkpoint: Path | None = None    # OUT.checkpoint.npz unless --no-checkpoint
 
 
 def check_numbers(args, n_styles: int | None = None) -> StylizeOptions:
@@ -135,7 +136,14 @@ def check_derived(args, output: Path, inputs: list[tuple[str, Path]]) -> Outputs
     if args.save_every:
         frames = output.with_name(output.stem + "_frames")
         _check_frames_dir(frames, inputs, args.overwrite)
-    return Outputs(output, plot, frames)
+    checkpoint = None
+    if not getattr(args, "no_checkpoint", False):
+        from ..checkpoint import checkpoint_path
+        checkpoint = checkpoint_path(output)
+        _not_an_input("checkpoint", checkpoint, inputs)
+        # an existing one is read (and continued, or refused) when the run starts; never a link
+        check_writable(checkpoint, "checkpoint", overwrite=True)
+    return Outputs(output, plot, frames, checkpoint)
 
 
 def _check_frames_dir(frames: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
@@ -248,10 +256,14 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     # Overflow and NaN are detected by the loop (stopped == "non-finite loss") and reported in
     # one line below; NumPy's RuntimeWarnings on the way would only repeat it, as tracebacks.
     from ..tiled_dask import cluster_client
+    ck = None
+    if out.checkpoint is not None:
+        from ..checkpoint import Checkpoint
+        ck = Checkpoint(out.checkpoint, options.checkpoint_every, log=lambda line: print(line, file=sys.stderr))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
             cluster_client(getattr(args, "workers", None), getattr(args, "scheduler", None)) as client:
         result = transfer.stylize(content, styles, options, callback=callback, progress=not args.quiet,
-                                  client=client)
+                                  client=client, checkpoint=ck)
     from ..provenance import run_info
     deep = args.bit_depth == 16       # from the float result: every level the optimiser computed
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
@@ -279,9 +291,17 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     if problem is not None:
         print(f"numpynst: error: {problem}; the result was saved as {short_path(written)} instead", file=sys.stderr)
         code = 1
+    unfinished = result.stopped in ("interrupted", "cluster lost")
+    if ck is not None and not unfinished:
+        ck.remove()                   # the picture is written: nothing left to continue
+    kept = "" if ck is None or not ck.path.exists() else (
+        f"; checkpoint {short_path(ck.path)} kept: run the same command with --overwrite to continue")
+    if result.stopped == "cluster lost":
+        print(f"numpynst: error: {result.note}; saved the best image so far{kept}", file=sys.stderr)
+        return 1
     if result.stopped == "interrupted":
         cause = getattr(args, "stop_cause", lambda: "interrupted")()
-        log(f"{cause}: saved the best image so far")
+        log(f"{cause}: saved the best image so far{kept}")
         return 130
     if result.stopped == "non-finite loss":
         print("numpynst: the loss became NaN/inf; saved the last finite image. Lower --lr or the weights.",
