@@ -124,18 +124,11 @@ def input_digests(prepared: Any) -> dict[str, str]:
     return out
 
 
-_WEIGHTS_DIGESTS: dict[tuple, str] = {}
-
-
 def _weights_digest(model: Any) -> str:
     path = getattr(model, "path", None)
     if path is not None:
-        from .files import file_digest
-        st = os.stat(path)
-        key = (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
-        if key not in _WEIGHTS_DIGESTS:              # 0.5 GB of VGG19: read once per process
-            _WEIGHTS_DIGESTS[key] = file_digest(path)
-        return _WEIGHTS_DIGESTS[key]
+        from .model_cache import weights_digest          # once per process and file
+        return weights_digest(path)
     h = hashlib.sha256()
     for name in sorted(model.params):
         for a in model.params[name]:
