@@ -27,9 +27,10 @@ deterministic, so the resumed run ends with the picture of the uninterrupted one
 (tests/test_checkpoint.py checks it; docs/checkpoints.md). Another thread count may change the
 order of BLAS's sums, and with it the last bits; CuPy's atomics (a few reductions) likewise.
 
-**Size.** The L-BFGS history dominates: ``(2 m + 5)`` image-sized vectors (m = 10 pairs; ``x``,
-``g``, the best point, and the two moments' worth of ``S``/``Y``), i.e. ~25 x 3 H W x 4 bytes:
-about 5 GB for a 4096 px square in float32, 0.3 GB at 1024 px. Adam keeps 5 such vectors.
+**Size.** The L-BFGS history dominates: ``2 m + 3`` image-sized vectors (the ``m`` pairs of ``S``
+and ``Y``, plus ``x``, its gradient and the best point), ``(2 m + 3) 3 H W`` floats: with m = 10
+in float32, 0.29 GB at 1024 px square and 4.6 GB at 4096 px. Adam keeps 5 such vectors, gradient
+descent 3 (tests/test_checkpoint.py checks the formula against a written file).
 
 **When.** ``checkpoint_every=None`` (the default) writes one every :data:`DEFAULT_EVERY` seconds
 when the planner (:mod:`numpynst.plan`) expects the whole run to take longer than that, and none

@@ -297,3 +297,16 @@ def test_cli_refuses_a_checkpoint_path_that_is_a_link_or_an_input(files, tmp_pat
         assert err.count("\n") == 1 and err.startswith("numpynst: error: checkpoint ") and expected in err, err
         assert not out.exists() and not target.exists() or target == files / "c.png"
         os.unlink(checkpoint_path(out))
+
+
+@pytest.mark.parametrize("optimizer, vectors", [("lbfgs", 2 * 10 + 3), ("adam", 5), ("gd", 3)])
+def test_the_checkpoint_size_is_the_documented_number_of_image_vectors(optimizer, vectors, files, model,
+                                                                       tmp_path):
+    """docs/checkpoints.md: (2m + 3) image-sized vectors for L-BFGS (m = 10), 5 for Adam, 3 for gd;
+    and its figures for 1024 and 4096 px follow from the formula."""
+    ck = tmp_path / "ck.npz"
+    _killed_checkpoint(files, model, ck, optimizer=optimizer)
+    n = 32 * 48 * 3 * 4                                  # bytes of one float32 image (32x48, RGB)
+    size = ck.stat().st_size
+    assert vectors * n <= size <= vectors * n + 8192, (size, vectors * n)   # + headers, history, metadata
+    assert round(23 * 3 * 1024 ** 2 * 4 / 1e9, 2) == 0.29 and round(23 * 3 * 4096 ** 2 * 4 / 1e9, 1) == 4.6

@@ -19,6 +19,11 @@ sidecar into OUTDIR and the image after it: a killed worker leaves at most a sid
 image (not done) and temporaries in the private folder (removed by the client), never an image
 without its record, nor a truncated image under the final name.
 
+**Exactly once.** A finished job's result lives in its worker's memory until the client fetches
+it; if that worker dies first, Dask runs the job again. :func:`execute_job` therefore starts by
+verifying the job's output: one that verifies is returned as done, without computing or writing
+anything again (benchmarks/soak.py counts the publications: one per job under random kills).
+
 **Failures.** Any exception from the job (a corrupt image, a bad option value) is caught and reported
 as ``status="failed"`` with a one-line message: running it again would fail the same way, so Dask
 must not retry it. A worker *process* dying is different; Dask's scheduler reschedules that job.
@@ -72,6 +77,12 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     opts = dict(spec["options"])
     model_opts = {k: opts.pop(k) for k in _MODEL_OPTIONS if k in opts}
     key = model = None
+    record = verify_output(outdir, spec)
+    if record is not None:      # done already: Dask runs a finished job again when its result died
+        row.update(status="done", J_final=record.get("J_final"), output=spec["output"],   # with its worker
+                   stopped=record.get("stopped", ""), iterations=record.get("iterations", 0))
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        return row
     try:
         key, model = acquire_model(model_opts.get("weights"), backend, model_opts.get("pooling", "max"))
         result = transfer.stylize(spec["content"], spec["styles"], model=model, backend=backend,
