@@ -464,3 +464,28 @@ def test_a_batch_with_failed_jobs_says_so_in_one_stderr_line_and_exits_1(client,
                                      f"{files}/c1.png,{files}/s1.png,32,2,{files}/tiny.h5\n")
     assert cli.main(["batch", str(tmp_path / "m2.csv"), "-o", str(tmp_path / "out2"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_finished_job_run_again_returns_its_verified_output_without_computing(files, tmp_path, monkeypatch):
+    """Dask runs a finished job again when its result died with its worker: the second run must
+    find the verified output and neither compute nor write anything (exactly once)."""
+    from numpynst import transfer
+    from numpynst.batch import worker
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),),
+                             {"iterations": 2, "weights": str(files / "tiny.h5")})])
+    out = tmp_path / "out"
+    out.mkdir()
+    first = execute_job(job.spec(), str(out))
+    assert first["status"] == "done"
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    calls = []
+    monkeypatch.setattr(transfer, "stylize", lambda *a, **k: calls.append("stylize"))
+    monkeypatch.setattr(worker, "publish", lambda *a, **k: calls.append("publish"))
+    again = execute_job(job.spec(), str(out))
+    assert calls == [] and again["status"] == "done" and again["J_final"] == first["J_final"]
+    assert again["iterations"] == first["iterations"] and again["output"] == job.output
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == before
+    (out / job.output).write_bytes(b"tampered")             # an output that does not verify: run again
+    monkeypatch.undo()
+    assert execute_job(job.spec(), str(out))["status"] == "done"
+    assert worker.verify_output(out, job.spec()) is not None
