@@ -197,8 +197,10 @@ def main() -> int:
         task = lambda spec, out, backend: soak_task(spec, out, backend, str(ledger), args.kill_every,  # noqa: E731
                                                     fsize_job)
         t0 = time.perf_counter()
+        lines: list[str] = []
         results = batch.run(jobs, outdir, workers=args.workers, retries=3, progress=False, task=task,
-                            log=lambda *_: None)
+                            log=lines.append)
+        revived = sum(int(line.split()[1]) for line in lines if "did not come back" in line)
         wall = time.perf_counter() - t0
         kills = (ledger / "kills.log").read_text().split("\n")[:-1] if (ledger / "kills.log").exists() else []
         lost = sum(float(line.split()[-1]) for line in kills)
@@ -227,6 +229,7 @@ def main() -> int:
             "bad images": len(bad), "full-disk job": fsize_job,
             "wall seconds": round(wall, 1), "jobs per minute (done / wall)": round(60 * done / wall, 1),
             "worker kills": len(kills), "of them after publishing": after_kill,
+            "workers that did not come back (replaced by the batch)": revived,
             "seconds of killed attempts": round(lost, 2),
             "re-run seconds": round(wall2, 1), "re-run ran": rerun,
             "reasons of the failed (first of each kind)": sorted({r.error[:150] for r in results
