@@ -430,7 +430,7 @@ def test_a_result_computed_again_after_its_worker_died_is_not_a_failure(files):
     class Recomputed:                   # what a distributed.Future looks like at that moment
         status = "pending"
 
-        def result(self):
+        def result(self, timeout=None):
             return {"job": job.name, "status": "done", "J_final": 1.5, "output": job.output}
 
         def exception(self):
