@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -488,4 +489,37 @@ def test_a_finished_job_run_again_returns_its_verified_output_without_computing(
     (out / job.output).write_bytes(b"tampered")             # an output that does not verify: run again
     monkeypatch.undo()
     assert execute_job(job.spec(), str(out))["status"] == "done"
+    assert worker.verify_output(out, job.spec()) is not None
+
+
+def test_two_runs_of_one_job_at_once_publish_it_once(files, tmp_path):
+    """A job the scheduler runs twice at once (it gave up on a slow worker that still runs it): the
+    job's lock makes the second wait, then find the verified output; no second publication."""
+    import threading
+    from numpynst import transfer
+    from numpynst.batch import worker
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),),
+                             {"iterations": 2, "weights": str(files / "tiny.h5")})])
+    out = tmp_path / "out"
+    (out / "scratch").mkdir(parents=True)
+    spec = {**job.spec(), "scratch": str(out / "scratch")}
+    published, entered = [], threading.Event()
+    real_publish, real_stylize = worker.publish, transfer.stylize
+
+    def slow_stylize(*a, **k):
+        entered.set()
+        time.sleep(0.5)                      # the second run starts meanwhile
+        return real_stylize(*a, **k)
+    transfer.stylize = slow_stylize
+    worker.publish = lambda *a, **k: (published.append(1), real_publish(*a, **k))
+    try:
+        rows = []
+        first = threading.Thread(target=lambda: rows.append(execute_job(spec, str(out))))
+        first.start()
+        entered.wait(10)
+        rows.append(execute_job(spec, str(out)))
+        first.join()
+    finally:
+        worker.publish, transfer.stylize = real_publish, real_stylize
+    assert [r["status"] for r in rows] == ["done", "done"] and len(published) == 1
     assert worker.verify_output(out, job.spec()) is not None
