@@ -71,6 +71,7 @@ def main() -> int:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         t_resume = time.perf_counter() - t0
         m = re.search(r"continuing from checkpoint .*: scale (\d+) of (\d+), iteration (\d+)", done.stderr)
+        mode = Image.open(ref).mode                          # "I;16": 16 bits per channel
         a = np.asarray(Image.open(ref)).astype(np.int64)
         b = np.asarray(Image.open(out)).astype(np.int64) if out.exists() else None
         record = {
@@ -83,7 +84,7 @@ def main() -> int:
             "checkpoint removed": not ck.exists(),
             "pictures equal (16-bit)": b is not None and a.shape == b.shape and bool(np.array_equal(a, b)),
             "largest difference (of 65535)": None if b is None or a.shape != b.shape else int(np.abs(a - b).max()),
-            "bit depth": str(a.dtype),
+            "PNG mode": mode,
         }
     print(json.dumps(record, indent=1))
     return 0 if record["pictures equal (16-bit)"] else 1
