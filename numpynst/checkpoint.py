@@ -55,11 +55,12 @@ import numpy as np
 
 from .errors import OptionError, short_path
 from .optim import LoopState
+from .options import DEFAULT_CHECKPOINT_SECONDS
 
 FORMAT = "numpynst-checkpoint"
 VERSION = 1
 #: Seconds between checkpoints when the option leaves it to the plan.
-DEFAULT_EVERY = 300.0
+DEFAULT_EVERY = DEFAULT_CHECKPOINT_SECONDS
 SUFFIX = ".checkpoint.npz"
 _OPT = "opt."                  # prefix of the optimizer's arrays in the file
 

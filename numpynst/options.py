@@ -305,6 +305,8 @@ _PIC, _OPT, _MODEL, _PRINT = "picture", "optimisation", "model and device", "pri
 _CHECKPOINT = "checkpoints (continue after a crash)"
 #: Longest interval between two checkpoints (``--checkpoint-every``): a week.
 MAX_CHECKPOINT_SECONDS = 7 * 24 * 3600.0
+#: Seconds between checkpoints when ``checkpoint_every`` is left to the plan (:mod:`numpynst.checkpoint`).
+DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,8 +390,8 @@ class StylizeOptions:
     # checkpoints
     checkpoint_every: float | None = _field(None, Option(
         real(0.0, MAX_CHECKPOINT_SECONDS), "write OUT.checkpoint.npz every SECONDS; running the same command "
-        "again continues from it (default: every 300 s for runs planned to take longer; 0: at every "
-        "logging point)", _CHECKPOINT, ("--checkpoint-every",), column=False, arg_type=float,
+        f"again continues from it (default: every {DEFAULT_CHECKPOINT_SECONDS:g} s for runs planned to take "
+        "longer; 0: at every logging point)", _CHECKPOINT, ("--checkpoint-every",), column=False, arg_type=float,
         metavar="SECONDS", picture=False))
     no_checkpoint: bool = _field(False, Option(
         _bool, "write no checkpoint and continue from none", _CHECKPOINT, ("--no-checkpoint",),

@@ -310,3 +310,12 @@ def test_the_checkpoint_size_is_the_documented_number_of_image_vectors(optimizer
     size = ck.stat().st_size
     assert vectors * n <= size <= vectors * n + 8192, (size, vectors * n)   # + headers, history, metadata
     assert round(23 * 3 * 1024 ** 2 * 4 / 1e9, 2) == 0.29 and round(23 * 3 * 4096 ** 2 * 4 / 1e9, 1) == 4.6
+
+
+def test_the_numbers_in_docs_checkpoints_md_are_the_codes():
+    from pathlib import Path
+    from numpynst.options import DEFAULT_CHECKPOINT_SECONDS
+    text = (Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md").read_text()
+    assert f"a checkpoint every {DEFAULT_CHECKPOINT_SECONDS:g} s" in text
+    gb = lambda side: 23 * 3 * side ** 2 * 4 / 1e9          # noqa: E731  (2m + 3 vectors, m = 10)
+    assert f"{gb(1024):.2f} GB at 1024 px square, {gb(4096):.1f} GB at 4096 px" in text
