@@ -215,7 +215,6 @@ def test_the_cli_says_so_in_one_line_and_keeps_the_picture(weights_file, tmp_pat
     """The command's side of a lost cluster: exit 1, one line, the best image written, the
     checkpoint kept and named (the loss itself is simulated: the test above makes it real)."""
     from PIL import Image
-    from numpynst import transfer
     from numpynst.cli import main
     from numpynst.errors import ClusterLost
     rng = np.random.default_rng(2)
