@@ -29,3 +29,33 @@ class OptionError(NumpynstError, ValueError):
 
 class ManifestError(NumpynstError, ValueError):
     """A batch manifest is malformed (names the file, the row and the column)."""
+
+
+class ClusterLost(NumpynstError, RuntimeError):
+    """The machines that evaluate the objective are gone (a Dask scheduler lost): the optimisation
+    cannot go on, but what it reached is good. :func:`numpynst.optim.minimize` ends with
+    ``stopped="cluster lost"`` and keeps its best point; the message says what was lost."""
+
+
+#: Longest file name a message shows in full; a longer one keeps its start and its end
+#: (:func:`short_path`), so that a 300-character path still leaves a one-line message readable.
+SHOWN_PATH = 100
+
+
+def short_path(path, limit: int = SHOWN_PATH) -> str:
+    """``path`` as text for a message, abbreviated in the middle when longer than ``limit``.
+
+    The start (where the path is rooted) and the end (the file's own name, the part a user
+    recognises) are kept, the middle becomes ``...``: ``/home/ann/very/.../deep/out.png``. The end
+    gets two thirds of the room. Every message that names a file goes through this one function.
+    """
+    import os
+    try:
+        text = os.fsdecode(os.fspath(path))
+    except TypeError:
+        text = str(path)
+    if len(text) <= limit:
+        return text
+    room = max(limit - 3, 2)
+    head = room // 3
+    return text[:head] + "..." + text[len(text) - (room - head):]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import first_line
-from .errors import OptionError
+from .errors import OptionError, short_path
 
 __all__ = ["atomic_path", "atomic_file", "atomic_write", "move_noreplace", "check_writable",
            "regular_file", "open_regular", "describe", "name_max", "same_file", "file_digest", "TMP_PREFIX"]
@@ -139,42 +139,42 @@ def check_writable(path: str | os.PathLike, what: str, *, overwrite: bool = Fals
     raw = os.fsdecode(os.fspath(path))
     p = Path(raw).expanduser()
     if not p.name or p.name in (".", "..") or raw.endswith(("/", os.sep)):
-        raise error(f"{what} {raw}: not a file name (a folder's name, or ends with a slash)")
+        raise error(f"{what} {short_path(raw)}: not a file name (a folder's name, or ends with a slash)")
     too_long = _name_problem(p)
     if too_long:
-        raise error(f"{what} {p}: {too_long}")
+        raise error(f"{what} {short_path(p)}: {too_long}")
     folder = p.parent
     try:
         fst = os.stat(folder)
     except FileNotFoundError:
         blocker = _blocking_component(p)
         if blocker is not None:
-            raise error(f"{what} {p}: {blocker} is not a directory") from None
-        raise error(f"{what} {p}: directory {folder} does not exist") from None
+            raise error(f"{what} {short_path(p)}: {short_path(blocker)} is not a directory") from None
+        raise error(f"{what} {short_path(p)}: its directory does not exist") from None
     except NotADirectoryError:
         blocker = _blocking_component(p) or folder
-        raise error(f"{what} {p}: {blocker} is not a directory") from None
+        raise error(f"{what} {short_path(p)}: {short_path(blocker)} is not a directory") from None
     except OSError as exc:
-        raise error(f"{what} {p}: cannot use directory {folder} ({describe(exc)})") from None
+        raise error(f"{what} {short_path(p)}: cannot use directory {short_path(folder)} ({describe(exc)})") from None
     if not stat.S_ISDIR(fst.st_mode):
-        raise error(f"{what} {p}: {folder} is not a directory")
+        raise error(f"{what} {short_path(p)}: {short_path(folder)} is not a directory")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise error(f"{what} {p}: cannot write in {folder} (permission denied)")
+        raise error(f"{what} {short_path(p)}: cannot write in {short_path(folder)} (permission denied)")
     try:
         st = os.lstat(p)
     except FileNotFoundError:
         return p
     except OSError as exc:
-        raise error(f"{what} {p}: {_name_problem(p, exc) or describe(exc)}") from None
+        raise error(f"{what} {short_path(p)}: {_name_problem(p, exc) or describe(exc)}") from None
     if stat.S_ISLNK(st.st_mode):
-        raise error(f"{what} {p} is a symbolic link; refusing to write through it or replace it "
+        raise error(f"{what} {short_path(p)} is a symbolic link; refusing to write through it or replace it "
                     f"(remove it or choose another name)")
     if stat.S_ISDIR(st.st_mode):
-        raise error(f"{what} {p} is a directory; give a file name")
+        raise error(f"{what} {short_path(p)} is a directory; give a file name")
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what} {p} exists and is {_kind(st.st_mode)}; choose another name")
+        raise error(f"{what} {short_path(p)} exists and is {_kind(st.st_mode)}; choose another name")
     if not overwrite:
-        raise error(f"{what} {p} exists; {hint}")
+        raise error(f"{what} {short_path(p)} exists; {hint}")
     return p
 
 
@@ -191,18 +191,18 @@ def regular_file(path: Any, what: str, *, error: type[Exception] = OptionError) 
         st = os.stat(p)
     except FileNotFoundError:
         blocker = _blocking_component(p)
-        raise error(f"{what} {p}: " + (f"{blocker} is not a directory" if blocker else "no such file")) \
+        raise error(f"{what} {short_path(p)}: " + (f"{short_path(blocker)} is not a directory" if blocker else "no such file")) \
             from None
     except NotADirectoryError:
-        raise error(f"{what} {p}: {_blocking_component(p) or p.parent} is not a directory") from None
+        raise error(f"{what} {short_path(p)}: {short_path(_blocking_component(p) or p.parent)} is not a directory") from None
     except OSError as exc:
-        raise error(f"{what} {p}: {_name_problem(p, exc) or describe(exc)}") from None
+        raise error(f"{what} {short_path(p)}: {_name_problem(p, exc) or describe(exc)}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise error(f"{what} {p}: it is a directory, not a file")
+        raise error(f"{what} {short_path(p)}: it is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what} {p}: it is {_kind(st.st_mode)}, not a regular file")
+        raise error(f"{what} {short_path(p)}: it is {_kind(st.st_mode)}, not a regular file")
     if not os.access(p, os.R_OK):
-        raise error(f"{what} {p}: permission denied")
+        raise error(f"{what} {short_path(p)}: permission denied")
     return p
 
 
@@ -218,11 +218,11 @@ def open_regular(path: Any, what: str, *, error: type[Exception] = OptionError) 
     try:
         fd = os.open(p, flags)
     except OSError as exc:
-        raise error(f"{what} {p}: {describe(exc)}") from None
+        raise error(f"{what} {short_path(p)}: {describe(exc)}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise error(f"{what} {p}: it is {_kind(st.st_mode)}, not a regular file")
+            raise error(f"{what} {short_path(p)}: it is {_kind(st.st_mode)}, not a regular file")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -274,7 +274,7 @@ def _libc_renameat2():
 
 
 def _exists_error(target: Path) -> FileExistsError:
-    return FileExistsError(f"{target} appeared while it was being written; it was not replaced")
+    return FileExistsError(f"{short_path(target)} appeared while it was being written; it was not replaced")
 
 
 def _rename_noreplace(tmp: Path, target: Path) -> None:
@@ -337,9 +337,9 @@ def _replace_regular(tmp: Path, target: Path) -> None:
         st = None
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
-            raise FileExistsError(f"{target} is a symbolic link; it was not replaced")
+            raise FileExistsError(f"{short_path(target)} is a symbolic link; it was not replaced")
         if not stat.S_ISREG(st.st_mode):
-            raise FileExistsError(f"{target} is {_kind(st.st_mode)}; it was not replaced")
+            raise FileExistsError(f"{short_path(target)} is {_kind(st.st_mode)}; it was not replaced")
         os.chmod(tmp, stat.S_IMODE(st.st_mode))      # the replacement keeps the file's permissions
     # rename() replaces a name, never follows a link there: a symlink swapped in after the lstat
     # is replaced itself, and the file it pointed to is untouched.

@@ -28,13 +28,14 @@ must give lr; L-BFGS needs no learning rate at all and keeps 10 curvature pairs.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from .backend import get_xp, to_host
 from .checks import integer, positive_number
-from .errors import OptionError
+from .errors import ClusterLost, OptionError
 
 Array = Any
 Objective = Callable[[Array], tuple[Array, Array]]
@@ -81,6 +82,39 @@ class Optimizer:
     def reset(self) -> None:
         """Forget all state, as if newly constructed."""
 
+    #: The names of the state's arrays (device arrays, or None before the first step) and of its
+    #: Python numbers; :meth:`state_dict` and :meth:`load_state` move exactly these.
+    _arrays: tuple[str, ...] = ()
+    _numbers: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a later :meth:`load_state` needs to continue bit for bit: ``{"name": ...}``
+        plus the state's arrays copied to the host (NumPy, same dtype; absent before the first
+        step) and its Python numbers. The settings (lr, betas, history length) are not state: the
+        caller builds the optimizer with the same ones (a checkpoint keeps the run's options)."""
+        out: dict[str, Any] = {"name": self.name}
+        for key in self._arrays:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = np.array(to_host(value), copy=True)
+        out.update({key: getattr(self, key) for key in self._numbers})
+        return out
+
+    def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`, possibly through a file), its arrays
+        placed on ``xp`` (NumPy or CuPy) in their own dtype. An optimizer of another kind's state,
+        or a partial one, is refused (ValueError): half a state would silently change the run."""
+        if state.get("name") != self.name:
+            raise ValueError(f"optimizer state of {state.get('name')!r} cannot continue {self.name!r}")
+        present = [k for k in self._arrays if k in state]
+        if present and len(present) != len(self._arrays):
+            raise ValueError(f"{self.name} state is incomplete: has {present}, needs {list(self._arrays)}")
+        self.reset()
+        for key in present:
+            setattr(self, key, xp.asarray(state[key]))
+        for key in self._numbers:
+            setattr(self, key, type(getattr(self, key))(state[key]))
+
 
 class GradientDescent(Optimizer):
     """Plain gradient descent: ``x := x - lr * g``.
@@ -115,6 +149,8 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    _arrays = ("m", "v")
+    _numbers = ("t",)
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
@@ -220,6 +256,7 @@ class LBFGS(Optimizer):
     """
 
     name = "lbfgs"
+    _arrays = ("S", "Y", "rho", "gamma", "t", "accepted")
 
     def __init__(self, history: int = DEFAULT_LBFGS_HISTORY, c1: float = 1e-4,
                  curvature_eps: float | None = None, growth: float = DEFAULT_LBFGS_GROWTH) -> None:
@@ -340,8 +377,9 @@ class MinimizeResult(NamedTuple):
     start first): the value, then the ``k`` extra values fun returned with it (none: ``k = 0``).
     ``stopped``: why the loop ended — ``"iterations"`` (the budget ran out), ``"tolerance"`` (the
     value decreased by less than ``tol`` over ``tol_window`` steps), ``"callback"`` (a callback
-    asked to stop), ``"non-finite loss"`` (NaN/inf seen at a logging point) or ``"interrupted"``
-    (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the caller).
+    asked to stop), ``"non-finite loss"`` (NaN/inf seen at a logging point), ``"interrupted"``
+    (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the caller) or ``"cluster lost"`` (fun
+    raised :class:`numpynst.errors.ClusterLost`; ``note`` is its message).
     """
     x: Array
     f: Array
@@ -352,15 +390,34 @@ class MinimizeResult(NamedTuple):
     best_f: Array = None
     history: np.ndarray | None = None
     stopped: str = "iterations"
+    note: str = ""
 
 
-STOP_REASONS = ("iterations", "tolerance", "callback", "non-finite loss", "interrupted")
+STOP_REASONS = ("iterations", "tolerance", "callback", "non-finite loss", "interrupted", "cluster lost")
+
+
+class LoopState(NamedTuple):
+    """Where :func:`minimize` stands after ``step`` steps, on the host: enough to continue it bit for
+    bit (``minimize(..., resume=state)``) in another process. ``x``, ``f``, ``g``: the current point,
+    its value and gradient; ``best_x``, ``best_f``: the best point so far; ``history``: the rows of
+    the steps so far, the start included (``(step + 1, 1 + k)`` float64); ``optimizer``: the
+    optimizer's :meth:`Optimizer.state_dict`. Arrays keep the run's dtype."""
+    step: int
+    x: np.ndarray
+    f: np.ndarray
+    g: np.ndarray
+    best_x: np.ndarray
+    best_f: np.ndarray
+    history: np.ndarray
+    optimizer: dict
 
 
 def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
              callback: Callable[[int, Array, Array, Array], Any] | None = None, *,
              log_every: int = 0, on_log: Callable[[int, np.ndarray, Array], Any] | None = None,
-             tol: float | None = None, tol_window: int = 20) -> MinimizeResult:
+             tol: float | None = None, tol_window: int = 20, resume: LoopState | None = None,
+             checkpoint: Callable[[LoopState], Any] | None = None,
+             checkpoint_every: float = 0.0) -> MinimizeResult:
     """Evaluate ``fun(x0)`` once, then take up to ``iterations`` optimizer steps.
 
     ``fun(x)`` returns ``(f, g)``, or ``(f, g, extra)`` with ``extra`` a 1-D array of values to
@@ -375,6 +432,15 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
       ``tol_window`` steps; ``None``/0: never), or when ``on_log(k, rows, x)`` returns ``False``.
     * Ctrl-C (KeyboardInterrupt) ends the loop with ``stopped="interrupted"``; the best point so
       far is in the result.
+    * ``checkpoint(state)`` is called with a :class:`LoopState` at a logging point (every row is
+      then on the host, so a resumed run logs exactly what this one would have) when at least
+      ``checkpoint_every`` seconds have passed since the start or the previous call (0: at every
+      logging point). Copying the state to the host is its only cost (one sync).
+    * ``resume``: continue from a :class:`LoopState` instead of evaluating ``x0`` (which is then
+      not used): the optimizer's state is loaded, the history restored, and steps
+      ``resume.step + 1 ..`` are taken. With the same ``fun``, optimizer settings and arguments,
+      the result is the one the uninterrupted call returns, bit for bit, on a deterministic
+      backend (NumPy with the same BLAS and thread count).
 
     The best point is tracked on the device with ``where``. ``x0`` is not modified.
     """
@@ -388,17 +454,33 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
         latest[:] = [xp.asarray(out[2], dtype=xp.float64).reshape(-1)] if len(out) > 2 else []
         return out[0], out[1]
 
-    x = x0.copy()
-    # the caller's x0 need not outlive the copy: a caller that passes its only reference (stylize
-    # does) frees an image-sized vector for the whole loop (200 MB at 4096 px)
-    del x0
-    f, g = f_and_g(x)
-    row = xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1), *latest])
-    hist = xp.empty((iterations + 1, row.shape[0]), dtype=xp.float64)
-    hist[0] = row
-    best_x, best_f = x.copy(), f.copy()
-    rows_host: list[np.ndarray] = []
-    stopped, k = "iterations", 0
+    stopped, k, first, note = "iterations", 0, 1, ""
+    if resume is None:
+        x = x0.copy()
+        # the caller's x0 need not outlive the copy: a caller that passes its only reference (stylize
+        # does) frees an image-sized vector for the whole loop (200 MB at 4096 px)
+        del x0
+        f, g = f_and_g(x)
+        row = xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1), *latest])
+        hist = xp.empty((iterations + 1, row.shape[0]), dtype=xp.float64)
+        hist[0] = row
+        best_x, best_f = x.copy(), f.copy()
+        rows_host: list[np.ndarray] = []
+    else:
+        del x0
+        k = first = integer("resume.step", resume.step, minimum=0, maximum=iterations)
+        first += 1
+        x, f, g, best_x, best_f = (xp.asarray(a) for a in resume[1:6])
+        done = np.asarray(resume.history, dtype=np.float64)
+        hist = xp.empty((iterations + 1, done.shape[1]), dtype=xp.float64)
+        hist[:k + 1] = xp.asarray(done)
+        rows_host = [done]                  # logged: a state is taken at logging points only
+        optimizer.load_state(resume.optimizer, xp)
+    saved_at = time.monotonic()
+
+    def state(step: int) -> LoopState:
+        return LoopState(step, *(np.array(to_host(a), copy=True) for a in (x, f, g, best_x, best_f)),
+                         np.concatenate(rows_host), optimizer.state_dict())
 
     def flush(upto: int) -> np.ndarray:
         logged = sum(len(r) for r in rows_host)
@@ -420,7 +502,7 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
         return None
 
     try:
-        for step in range(1, iterations + 1):
+        for step in range(first, iterations + 1):
             x_new, f, g = optimizer.step(f_and_g, x, f, g)
             if latest:      # the extras of the point kept (a rejected L-BFGS trial keeps the old)
                 row = xp.concatenate([xp.asarray(f, dtype=xp.float64).reshape(1), *latest])
@@ -443,15 +525,21 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
                 if reason:
                     stopped = reason
                     break
+                if checkpoint is not None and step < iterations and \
+                        time.monotonic() - saved_at >= checkpoint_every:
+                    checkpoint(state(step))
+                    saved_at = time.monotonic()         # the writing's own time does not count
     except KeyboardInterrupt:
         stopped = "interrupted"
+    except ClusterLost as exc:          # the evaluations cannot go on; the best point stands
+        stopped, note = "cluster lost", str(exc)
     logged = sum(len(r) for r in rows_host)
     if logged <= k:
         rows = flush(k)
         if stopped == "iterations" and not np.all(np.isfinite(rows[:, 0])):
             stopped = "non-finite loss"
     history = np.concatenate(rows_host) if rows_host else np.empty((0, hist.shape[1]))
-    return MinimizeResult(x, f, g, k, k + 1, best_x, best_f, history, stopped)
+    return MinimizeResult(x, f, g, k, k + 1, best_x, best_f, history, stopped, note)
 
 
 def make_optimizer(name: str, lr: float | None = None, **kw: Any) -> Optimizer:

@@ -93,6 +93,7 @@ def show(v: Any) -> str:
         text = repr(v)
     except RecursionError:
         text = f"<{type(v).__name__} nested too deeply>"
+    text = " ".join(text.split())               # a NumPy array's repr spans lines
     return text if len(text) <= _SHOWN else text[:_SHOWN - 5] + " ...>"
 
 
@@ -160,28 +161,35 @@ def real(lo: float = 0.0, hi: float = math.inf, above: bool = False) -> Callable
     return check
 
 
-def _numbers(lo: float, hi: float, what: str) -> Callable[[Any, bool], list[float]]:
+def _numbers(lo: float, hi: float, what: str, example: str) -> Callable[[Any, bool], list[float]]:
+    """A list of numbers: a cell's text ``"0.5;1"`` (``,`` or spaces also separate), or in Python a
+    list, tuple or 1-D NumPy array; never a string (``"0.5 1"``), a set or a dict. The message
+    shows the example in the caller's own form: text for a cell, a Python list for the API."""
     one = real(lo, hi)
 
     def check(v: Any, text: bool) -> list[float]:
+        want = f"{what} such as " + ("'" + ";".join(example.split()) + "'" if text else
+                                     "[" + ", ".join(example.split()) + "]")
         items = re.split(r"[;,\s]+", v.strip()) if text and isinstance(v, str) else v
+        if isinstance(items, np.ndarray) and items.ndim == 1 and not text:
+            items = items.tolist()
         if not isinstance(items, (list, tuple)) or not [i for i in items if i != ""]:
-            raise BadValue(what, v)
+            raise BadValue(want, v)
         return [one(i, text) for i in items if i != ""]
     return check
 
 
 def _blend(v: Any, text: bool) -> list[float]:
-    w = _numbers(0.0, math.inf, "a list of weights such as '0.7;0.3'")(v, text)
+    w = _numbers(0.0, math.inf, "a list of weights", "0.7 0.3")(v, text)
     if sum(w) <= 0:
         raise BadValue("weights >= 0 with a positive sum", v)
     return w
 
 
 def _scales(v: Any, text: bool) -> list[float]:
-    s = _numbers(0.0, 1.0, "a list of scales such as '0.25;0.5;1'")(v, text)
+    s = _numbers(0.0, 1.0, "a list of scales", "0.25 0.5 1")(v, text)
     if any(x <= 0 for x in s) or s != sorted(s):
-        raise BadValue("increasing scales in (0, 1] such as '0.25;0.5;1'", v)
+        raise BadValue("increasing scales in (0, 1] such as " + ("'0.25;0.5;1'" if text else "[0.25, 0.5, 1]"), v)
     return s
 
 
@@ -222,7 +230,7 @@ def _path_or_array(v: Any, text: bool) -> Any:
     """A file name (checked to exist by the front end that reads it) or, in Python, an image array."""
     if isinstance(v, (str, os.PathLike)) and str(v).strip() and "\0" not in str(v):
         return v
-    if not text and hasattr(v, "shape"):
+    if not text and len(getattr(v, "shape", ())) in (2, 3):      # an image, grey or colour
         return v
     raise BadValue("a file path", v)
 
@@ -254,8 +262,13 @@ def _file(v: Any, text: bool) -> Any:
 
 
 def _memory(v: Any, text: bool) -> Any:
-    from .plan import parse_memory                     # "4GB" -> bytes; its own one-line message
-    parse_memory(v)
+    from .plan import parse_memory                     # "4GB" -> bytes
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, numbers.Real)):
+        raise BadValue("a size such as 4GB, 3.5GiB or 800MB", v)
+    try:
+        parse_memory(v)
+    except OptionError:
+        raise BadValue("a positive size such as 4GB, 3.5GiB or 800MB", v) from None
     return v
 
 
@@ -303,7 +316,11 @@ class Option:
     """How one field of :class:`StylizeOptions` meets the user.
 
     ``check(value, text)`` returns the value as the run takes it or raises :class:`BadValue`;
-    ``text=True`` reads a manifest cell (``"1e3"``, ``"0.5;1"``, ``"yes"``). ``flags``: the CLI's
+    ``text=True`` reads a manifest cell (``"1e3"``, ``"0.5;1"``, ``"yes"``). ``none``: ``None`` is
+    a value of this option although its default is not (``seed``: a fresh seed; ``tol``: never);
+    an option whose default is ``None`` always takes it. ``picture``: whether the option shapes the
+    picture (a checkpoint belongs to the run with the same such options, :mod:`numpynst.checkpoint`;
+    how often it is written does not). ``flags``: the CLI's
     names (the first is the one messages use), none for a Python-only option; ``column``: whether
     a batch manifest may set it; ``nargs``/``arg_type``/``choices``/``metavar``: argparse's reading
     of the text; ``group``: the ``--help`` section.
@@ -318,6 +335,8 @@ class Option:
     nargs: str | None = None
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
+    none: bool = False
+    picture: bool = True
 
 
 def _style_layers_arg(text: str) -> dict[str, float]:
@@ -336,6 +355,11 @@ def _field(default: Any, option: Option) -> Any:
 
 _RANGE = "%g..%g"
 _PIC, _OPT, _MODEL, _PRINT = "picture", "optimisation", "model and device", "print size (memory)"
+_CHECKPOINT = "checkpoints (continue after a crash)"
+#: Longest interval between two checkpoints (``--checkpoint-every``): a week.
+MAX_CHECKPOINT_SECONDS = 7 * 24 * 3600.0
+#: Seconds between checkpoints when ``checkpoint_every`` is left to the plan (:mod:`numpynst.checkpoint`).
+DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,7 +405,8 @@ class StylizeOptions:
     init: Any = _field("content", Option(
         _init, f"starting image: {', '.join(INITS)}, or an image path (default: content)", _PIC, ("--init",)))
     seed: int | None = _field(0, Option(
-        integer(0, MAX_SEED), "seed of the noise init (default 0)", _PIC, ("--seed",), arg_type=int))
+        integer(0, MAX_SEED), "seed of the noise init (default 0)", _PIC, ("--seed",), arg_type=int,
+        none=True))
     # optimisation
     iterations: int = _field(DEFAULT_ITERATIONS, Option(
         integer(0, MAX_ITERATIONS), f"iteration cap per scale (default {DEFAULT_ITERATIONS})", _OPT,
@@ -424,7 +449,7 @@ class StylizeOptions:
         ("--scales",), arg_type=float, nargs="+", metavar="S"))
     tol: float | None = _field(DEFAULT_TOL, Option(
         real(), f"stop when J falls by less than this fraction over {TOL_WINDOW} iterations; 0 = never "
-        f"(default {DEFAULT_TOL:g})", _OPT, ("--tol",), arg_type=float))
+        f"(default {DEFAULT_TOL:g})", _OPT, ("--tol",), arg_type=float, none=True))
     # model and device
     backend: str = _field("numpy", Option(
         choice(*BACKENDS), "default: numpy", _MODEL, ("--backend",), column=False, choices=BACKENDS))
@@ -444,6 +469,15 @@ class StylizeOptions:
     tile: int | None = _field(None, Option(
         _tile, "force exact tiles of at most PX x PX pixels (a multiple of the pooling grid, at least "
         "the halo)", _PRINT, ("--tile",), column=False, arg_type=int, metavar="PX"))
+    # checkpoints
+    checkpoint_every: float | None = _field(None, Option(
+        real(0.0, MAX_CHECKPOINT_SECONDS), "write OUT.checkpoint.npz every SECONDS; running the same command "
+        f"again continues from it (default: every {DEFAULT_CHECKPOINT_SECONDS:g} s for runs planned to take "
+        "longer; 0: at every logging point)", _CHECKPOINT, ("--checkpoint-every",), column=False, arg_type=float,
+        metavar="SECONDS", picture=False))
+    no_checkpoint: bool = _field(False, Option(
+        _bool, "write no checkpoint and continue from none", _CHECKPOINT, ("--no-checkpoint",),
+        column=False, picture=False))
 
     # ------------------------------------------------------------------ checks
     def validate(self, n_styles: int | None = None, cli: bool = False) -> "StylizeOptions":
@@ -454,18 +488,21 @@ class StylizeOptions:
         As the run takes them: numbers as Python ints and floats, lists of floats, ``init`` stripped,
         the default style layers written out, and the scales ending at 1 (full size), added when
         missing (``None``: ``[1.0]``)."""
-        if not cli:      # the objective's own wording, which names the keyword and the flag
-            self.coefficients()
+        numeric = all(v is None or _real(v) is not None for v in (self.alpha, self.beta, self.tv_weight))
+        if not cli and numeric and isinstance(self.weights_mode, str) and self.weights_mode in WEIGHTS_MODES:
+            self.coefficients()     # the objective's own wording, which names the keyword and the flag
         values = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if v is None:
+            if v is None and (f.metadata["option"].none or default_of(f.name) is None):
                 values[f.name] = v
                 continue
             try:
                 values[f.name] = f.metadata["option"].check(v, False)
             except BadValue as exc:
                 raise exc.as_option(label(f.name, cli)) from None
+            except (TypeError, ValueError, OverflowError, RecursionError):   # a value no check foresaw
+                raise BadValue(_want(f.name), v).as_option(label(f.name, cli)) from None
         if values["style_layers"] is None:                # the run's layers, written out
             values["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
         scales = values["scales"] or []                   # coarse to fine, ending at full size
@@ -514,6 +551,9 @@ class StylizeOptions:
             return "tile", (f"{name('style_loss')} swd cannot run over exact tiles ({name('tile')} "
                             f"{self.tile}): choose {name('style_loss')} mean-cov or gram, or leave "
                             f"{name('tile')} out")
+        if self.no_checkpoint and self.checkpoint_every is not None:
+            return "checkpoint_every", (f"{name('checkpoint_every')} cannot be combined with "
+                                        f"{name('no_checkpoint')}; give one of them")
         if all(v == 0 for v in (self.alpha, self.beta, self.tv_weight)):
             return "alpha", (f"{name('alpha')}, {name('beta')} and {name('tv_weight')} are all 0: there is "
                              f"nothing to minimise")
@@ -553,6 +593,13 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(St
 OPTION_NAMES = tuple(FIELDS)
 #: The options a batch manifest (or a grid, or ``numpynst batch``'s flags) may set.
 COLUMNS = tuple(n for n, f in FIELDS.items() if f.metadata["option"].column)
+
+
+def _want(name: str) -> str:
+    """What option ``name`` takes, in a word, from its default's type (for an unforeseen value)."""
+    d = default_of(name)
+    return ("true or false" if isinstance(d, bool) else "a number" if isinstance(d, (int, float)) else
+            "text" if isinstance(d, str) else f"a valid {name}")
 
 
 def option(name: str) -> Option:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .errors import OptionError
+from .errors import OptionError, short_path
 from .image import DEEP_FORMATS, SAVE_FORMATS, ImageInfo, icc_profile
 
 __all__ = ["bit_depth_for", "run_info", "run_record"]
@@ -53,7 +53,7 @@ def bit_depth_for(output: str | os.PathLike, requested: int | None) -> int:
     if requested not in (8, 16):
         raise OptionError(f"--bit-depth must be 8 or 16, got {requested!r}")
     if requested == 16 and fmt not in DEEP_FORMATS:
-        raise OptionError(f"--bit-depth 16: --output {path} is {path.suffix or 'without a suffix'}, "
+        raise OptionError(f"--bit-depth 16: --output {short_path(path)} is {path.suffix or 'without a suffix'}, "
                           f"which holds 8 bits per channel; use .png or .tif")
     return requested
 

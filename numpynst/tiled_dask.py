@@ -42,6 +42,23 @@ latency of each evaluation's chain of messages (scatter, tasks, broadcast, tasks
 picture pays for going through Dask.
 Measured figures: benchmarks/README.md, "Print size".
 
+**Faults.** A tile's data lives on its worker only, so a worker that dies (SIGKILL, out of memory,
+a machine gone) takes its crops and content pieces with it, and Dask cancels the tasks that needed
+them. The runner keeps host copies of what it sent (the content pieces for the run, the crops for
+the evaluation: the memory the in-process runner uses anyway), so it places the dead worker's tiles
+on the living ones, sends their data again and runs the lost tasks there; the sums are still taken
+in tile order, so ``J`` and ``dJ/dx`` are the same, bit for bit, as without the fault (tested on
+a real local cluster, a worker SIGKILLed in pass 1 and in pass 2). A tile that loses its worker
+:data:`LOST_RETRIES` + 1 times, no worker for :data:`NO_WORKER_SECONDS`, or the scheduler gone
+(the client no longer connected) raise :class:`numpynst.errors.ClusterLost`: the optimisation ends
+with its best image (``stopped == "cluster lost"``) and the run's checkpoint stays, to be continued.
+
+**The same program everywhere.** Before the first tile, every worker is asked for its numpynst
+version and the SHA-256 of the weights file at the model's path (:func:`worker_identity`, cached
+per process); a worker with another version, other weights or no such file is refused up front
+with one line naming it (:class:`numpynst.errors.BackendError`), as is a worker that joins later
+(checked when tiles are placed on it).
+
 Shapes and types: as :mod:`numpynst.tiled`; the driver may use NumPy or CuPy (its arrays are
 copied to the host for the network, the one place numpynst moves an image between devices inside
 the loop, since that is what sending it to another machine means).
@@ -51,19 +68,25 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Iterator, Mapping
+import time
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from .backend import backend_name, to_host
 from .model_cache import acquire_model, release_model
 from .checks import integer
-from .errors import BackendError, OptionError
+from .errors import BackendError, ClusterLost, OptionError, short_path
 from .tiled import TiledObjective, crop, sum_pieces, tile_gradient, tile_statistics
 
 __all__ = ["DaskTileRunner", "DaskTiledObjective", "check_cluster_options", "cluster_client"]
 
 Array = Any
+
+#: How many times one tile's task may be lost with its worker in one evaluation before giving up.
+LOST_RETRIES = 3
+#: Seconds to wait for a worker when the cluster has none (a nanny restarting a killed one).
+NO_WORKER_SECONDS = 60.0
 
 # scheme://host[:port], the form distributed.Client accepts for a scheduler (tcp, tls, ws, ...)
 _ADDRESS = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+)(:[0-9]{1,5})?/?")
@@ -104,6 +127,19 @@ def pass2_task(spec: tuple, x_crop: np.ndarray, tile, style_grads: Mapping[str, 
         release_model(key, model)
 
 
+def worker_identity(weights: str) -> dict[str, str]:
+    """What a worker computes with: its numpynst version and the SHA-256 of ``weights`` there
+    (``"missing: <reason>"`` when it cannot read it). Run on every worker by :class:`DaskTileRunner`."""
+    from . import __version__
+    from .files import describe
+    from .model_cache import weights_digest
+    try:
+        digest = weights_digest(weights)
+    except OSError as exc:
+        digest = f"missing: {describe(exc)}"
+    return {"numpynst": __version__, "weights": digest}
+
+
 # --------------------------------------------------------------------------------------------
 # the driver
 # --------------------------------------------------------------------------------------------
@@ -113,16 +149,28 @@ class DaskTileRunner:
     passes on the workers of ``client``, a ``distributed.Client`` with at least one worker.
 
     The model must be read from a file (``model.path``): the workers load the same file, backend,
-    pooling and dtype. The driver's model builds the targets, in process. A runner serves one
-    objective (it holds that objective's placement and the futures of its content pieces); give
-    each objective its own. ``evaluate`` then returns what the in-process objective returns.
+    pooling and dtype (checked: module docstring). The driver's model builds the targets, in
+    process. A runner serves one objective (it holds that objective's placement and the futures of
+    its content pieces); give each objective its own. ``evaluate`` then returns what the in-process
+    objective returns, also when workers die on the way (module docstring, "Faults");
+    ``recovered`` counts the tasks run again after their worker was lost.
+
+    ``pass1`` and ``pass2`` are the functions the workers run (:func:`pass1_task`,
+    :func:`pass2_task`); a test may put wrappers there (one that kills its worker, say).
     """
+
+    pass1: Callable = staticmethod(pass1_task)
+    pass2: Callable = staticmethod(pass2_task)
 
     def __init__(self, client):
         self.client = client
         self.placement: list[str] = []      # tile i -> address of the worker that runs it
         self._pieces: list = []             # tile i -> future of its content piece, on that worker
+        self._pieces_host: list = []        # tile i -> its content piece (host), to send again
         self._crops: list = []              # tile i -> future of this evaluation's crop
+        self._crops_host: list = []         # tile i -> this evaluation's crop (host)
+        self._checked: set[str] = set()     # workers whose version and weights were checked
+        self.recovered = 0
 
     def check(self, model) -> None:
         _check_model(model)
@@ -137,10 +185,91 @@ class DaskTileRunner:
             raise BackendError("the Dask cluster has no workers")
         model = objective.model
         self.spec = (str(model.path), backend_name(model.xp), model.pooling, np.dtype(model.dtype).name)
+        from .model_cache import weights_digest
+        self._identity = {"numpynst": worker_identity(self.spec[0])["numpynst"],
+                          "weights": weights_digest(self.spec[0])}
+        self._check_workers(workers)
         self.placement = [workers[i % len(workers)] for i in range(len(objective.tiles))]
-        # the content target's pieces are constant: each goes to its tile's worker once
-        self._pieces = self._scatter([to_host(p) for p in objective.content_pieces])
+        # the content target's pieces are constant: each goes to its tile's worker once (and again
+        # to another worker if that one dies: the host copies stay here)
+        self._pieces_host = [np.ascontiguousarray(to_host(p)) for p in objective.content_pieces]
+        self._pieces = self._scatter(self._pieces_host)
         return None
+
+    def _check_workers(self, workers) -> None:
+        """Refuse (one line) a worker with another numpynst version or other weights at the path."""
+        new = [w for w in workers if w not in self._checked]
+        if not new:
+            return
+        found = self.client.run(worker_identity, self.spec[0], workers=new)
+        for w, ident in sorted(found.items()):
+            if ident["numpynst"] != self._identity["numpynst"]:
+                raise BackendError(f"Dask worker {w} runs numpynst {ident['numpynst']}, this process "
+                                   f"{self._identity['numpynst']}: tiles need the same program everywhere")
+            if ident["weights"] != self._identity["weights"]:
+                what = (ident["weights"] if ident["weights"].startswith("missing") else
+                        "a different file (its SHA-256 differs)")
+                raise BackendError(f"Dask worker {w}: the weights {short_path(self.spec[0])} there are "
+                                   f"{what}: tiles need the same weights everywhere")
+        self._checked.update(new)
+
+    # ---------------------------------------------------------------- faults
+    def _lost(self, why: str) -> ClusterLost:
+        return ClusterLost(f"the Dask cluster was lost during an evaluation ({why})")
+
+    def _live_workers(self) -> list[str]:
+        """The workers now, waiting up to :data:`NO_WORKER_SECONDS` while there is none."""
+        deadline = time.monotonic() + NO_WORKER_SECONDS
+        while True:
+            if self.client.status != "running":
+                raise self._lost(f"scheduler {self.client.scheduler.address} unreachable")
+            workers = sorted(self.client.scheduler_info().get("workers", {}))
+            if workers:
+                return workers
+            if time.monotonic() > deadline:
+                raise self._lost(f"no worker for {NO_WORKER_SECONDS:g} s")
+            time.sleep(0.2)
+
+    def _recover(self) -> None:
+        """After a worker was lost: its tiles go to the living workers (round robin), and every
+        tile whose crop or content piece is gone gets it again from the host copies."""
+        with contextlib.suppress(Exception):
+            self.client.scheduler_info()            # the cached view may predate the death
+        workers = self._live_workers()
+        self._check_workers(workers)
+        live = set(workers)
+        k = 0
+        for i, w in enumerate(self.placement):
+            if w not in live:
+                self.placement[i] = workers[k % len(workers)]
+                k += 1
+        for futures, host in ((self._pieces, self._pieces_host), (self._crops, self._crops_host)):
+            for i, fut in enumerate(futures):
+                if fut is not None and (fut.status != "finished" or self.placement[i] not in live):
+                    futures[i] = self.client.scatter([host[i]], workers=[self.placement[i]], hash=False)[0]
+
+    def _result(self, futures: list, i: int, resubmit: Callable[[], Any]) -> Any:
+        """``futures[i].result()``, running the task again elsewhere if its worker was lost."""
+        import concurrent.futures
+        from distributed import KilledWorker
+        for attempt in range(LOST_RETRIES + 1):
+            try:
+                return futures[i].result()
+            except (concurrent.futures.CancelledError, KilledWorker) as exc:
+                if self.client.status != "running":
+                    raise self._lost(f"scheduler {self.client.scheduler.address} unreachable") from None
+                if attempt == LOST_RETRIES:
+                    raise self._lost(f"tile {i} lost its worker {attempt + 1} times"
+                                     + (" and killed it (out of memory?)" if isinstance(exc, KilledWorker) else "")) \
+                        from None
+                self._recover()
+                futures[i] = resubmit()
+                self.recovered += 1
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                if self.client.status == "running":
+                    raise
+                raise self._lost(f"{type(exc).__name__}: scheduler unreachable") from None
+        raise AssertionError("unreachable")
 
     def _scatter(self, arrays: list) -> list:
         """Futures of ``arrays[i]`` held on tile ``i``'s worker (one scatter call per worker)."""
@@ -155,36 +284,55 @@ class DaskTileRunner:
         return self.client.submit(fn, self.spec, self._crops[i], objective.tiles[i], *args,
                                   workers=[self.placement[i]], allow_other_workers=True, pure=False)
 
+    def _guarded(self, step: Callable[[], Any]) -> Any:
+        """``step()`` (a scatter), as :class:`ClusterLost` if the scheduler is gone."""
+        try:
+            return step()
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            if self.client.status == "running":
+                raise
+            raise self._lost(f"{type(exc).__name__}: scheduler unreachable") from None
+
     def statistics(self, objective: TiledObjective, x: Array) -> tuple[dict[str, Array], list]:
         """Pass 1 on the workers: the global Grams (nothing kept for pass 2 here: ``[]``). Each
         crop is sent once, to its tile's worker, for both passes."""
         xp, host = objective.xp, to_host(x)
-        self._crops = self._scatter([np.ascontiguousarray(crop(host, t)) for t in objective.tiles])
-        futures = [self._submit(pass1_task, objective, i, objective.statistics)
-                   for i in range(len(objective.tiles))]
+        self._crops_host = [np.ascontiguousarray(crop(host, t)) for t in objective.tiles]
+        self._crops = self._guarded(lambda: self._scatter(self._crops_host))
+        statistics = objective.statistics
+
+        def submit(i: int):
+            return self._submit(self.pass1, objective, i, statistics)
+        futures = self._guarded(lambda: [submit(i) for i in range(len(objective.tiles))])
         with _cancel_on_error(self.client, futures):
             # tile order: the same sums every run
-            grams = sum_pieces({n: tuple(xp.asarray(g) for g in p) for n, p in f.result().items()}
-                               for f in futures)
+            grams = sum_pieces({n: tuple(xp.asarray(g) for g in p)
+                                for n, p in self._result(futures, i, lambda: submit(i)).items()}
+                               for i in range(len(futures)))
         return grams, []
 
     def gradients(self, objective: TiledObjective, x: Array, M: Mapping[str, Array],
                   last: list) -> Iterator[tuple]:
         """Pass 2 on the workers: ``(tile index, dJ/d(crop), J_content part)`` in tile order."""
         xp, o = objective.xp, objective
-        m_host = self.client.scatter([{n: tuple(to_host(m) for m in d) for n, d in M.items()}],
-                                     broadcast=True, hash=False)[0]
+        m_values = {n: tuple(to_host(m) for m in d) for n, d in M.items()}
+        m_host = [self._guarded(lambda: self.client.scatter([m_values], broadcast=True, hash=False)[0])]
         weight = o.alpha / o.scales.content
-        futures = [self._submit(pass2_task, o, i, m_host, o.content_layer, self._pieces[i],
-                                weight, o.content_size, o.statistics) for i in range(len(o.tiles))]
+
+        def submit(i: int):
+            if m_host[0].status != "finished":          # every copy was on workers that died
+                m_host[0] = self.client.scatter([m_values], broadcast=True, hash=False)[0]
+            return self._submit(self.pass2, o, i, m_host[0], o.content_layer, self._pieces[i],
+                                weight, o.content_size, o.statistics)
+        futures = self._guarded(lambda: [submit(i) for i in range(len(o.tiles))])
         try:
             with _cancel_on_error(self.client, futures):
-                for i, f in enumerate(futures):
-                    g, j = f.result()
+                for i in range(len(futures)):
+                    g, j = self._result(futures, i, lambda: submit(i))
                     futures[i] = None                   # its result is in hand: let the worker free it
                     yield i, xp.asarray(g), xp.asarray(j, dtype=x.dtype)
         finally:
-            self._crops = []                            # this evaluation's crops can go
+            self._crops, self._crops_host = [], []      # this evaluation's crops can go
 
 
 def DaskTiledObjective(model, content: Array, style: Any, *, client, tile, **options: Any) -> TiledObjective:

@@ -88,7 +88,9 @@ class Result(NamedTuple):
     ``stopped``: why the loop ended: ``"iterations"`` (the budget ran out), ``"tolerance"`` (J
     decreased by less than ``tol`` over 20 iterations), ``"callback"`` (the callback returned
     ``False``), ``"non-finite loss"`` (J became NaN/inf; the image is the best finite one) or
-    ``"interrupted"`` (Ctrl-C). ``seconds``: wall time of the optimisation. ``image_float``: the
+    ``"interrupted"`` (Ctrl-C) or ``"cluster lost"`` (the Dask scheduler went away; ``note`` says
+    how; the image is the best so far). ``seconds``: wall time of the optimisation (of this
+    process: a run continued from a checkpoint counts from the restart). ``image_float``: the
     same picture before rounding, float32 ``(H, W, 3)`` on 0..255 (``image`` is its ``rint``), for
     16-bit output (``save_image(path, result.image_float, bit_depth=16)``).
     """
@@ -99,6 +101,7 @@ class Result(NamedTuple):
     stopped: str
     seconds: float
     image_float: np.ndarray | None = None
+    note: str = ""
 
     @property
     def J_final(self) -> float:
@@ -356,10 +359,29 @@ def _start(prepared: Prepared, hw: tuple[int, int], rng, to_dev, xp, dtype) -> A
     return to_dev(resize_to(prepared.content if init == "content" else prepared.styles[0], hw))
 
 
+def _checkpointer(checkpoint: Any, opts: StylizeOptions):
+    """``(Checkpoint or None, whether run removes it at the end)`` for :func:`run`'s argument."""
+    if checkpoint is None:
+        return None, False
+    from .checkpoint import Checkpoint
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint, False
+    return Checkpoint(checkpoint, opts.checkpoint_every, not opts.no_checkpoint), True
+
+
 def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None, progress: bool = False,
-        log_every: int | None = None, client: Any = None, on_plan: Callable[[str], Any] | None = None) -> Result:
+        log_every: int | None = None, client: Any = None, on_plan: Callable[[str], Any] | None = None,
+        checkpoint: Any = None) -> Result:
     """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`."""
     p, opts, model = prepared, prepared.options, prepared.model
+    ck, owned = _checkpointer(checkpoint, opts)
+    resume = None
+    if ck is not None:
+        ck.bind(p)
+        resume = ck.load()              # a checkpoint of another run: one line, before any work
+        if resume is not None:
+            ck.log(f"continuing from checkpoint {ck.path.name}: scale {resume.scale_index + 1} of "
+                   f"{len(p.scales)}, iteration {resume.loop.step}")
     xp, dtype = model.xp, getattr(model, "image_dtype", model.dtype)     # the image's: float32 under fp16
     log_every = (1 if backend_name(xp) == "numpy" else 10) if log_every is None else log_every
     alpha, beta, tv_weight = p.coefficients
@@ -373,11 +395,16 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     clock = _Clock(p, on_plan)
     log = _Log(iterations * len(p.scales), progress, callback, p.coefficients, clock)
 
-    t0, x, total, stopped = time.perf_counter(), None, 0, "iterations"
+    t0, x, total, stopped, note = time.perf_counter(), None, 0, "iterations", ""
+    if resume is not None:              # the finished scales' history, as the interrupted run had it
+        log.resume(resume.done_history, resume.total + resume.loop.step)
+        total = resume.total
     precision = tf32_matmul(xp) if opts.precision == "tf32" else contextlib.nullcontext()
     precision.__enter__()           # CuPy's float32 products on TF32 for this run only
     try:
-        for scale in p.scales:
+        for index, scale in enumerate(p.scales):
+            if resume is not None and index < resume.scale_index:
+                continue                    # finished before the interruption
             hw = p.plans[scale].hw          # a multiple of the pooling grid: no remainder rows at any pool
             obj = res = None                # the last scale's targets go before this one's are built
             release_cached(xp)              # and, on CuPy, the pool's blocks they leave cached
@@ -392,24 +419,32 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                      "style_masks": None if p.style_masks is None else [
                                          _masks_at([m], scaled_shape(s.shape, scale))[0]
                                          for m, s in zip(p.style_masks, p.styles)]}))
-            # coarse-to-fine: the last scale's float image, upsampled, starts this one
-            x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
-                  xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
-            log.start_scale(scale, obj.shape)
+            loop = None
+            if resume is not None and index == resume.scale_index:
+                loop, resume, x0 = resume.loop, None, None     # the state replaces the start
+            else:
+                # coarse-to-fine: the last scale's float image, upsampled, starts this one
+                x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
+                      xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
+            log.start_scale(scale, obj.shape, 0 if loop is None else loop.step)
             clock.start_scale()
             x0 = [x0]           # minimize gets the only reference and drops it after its copy
             res = minimize(obj.flat(parts=True), x0.pop(),
                            make_optimizer(opts.optimizer, **({} if lr is None else {"lr": lr})),
                            iterations, log_every=log_every, on_log=log.on_log, tol=opts.tol,
-                           tol_window=TOL_WINDOW)
+                           tol_window=TOL_WINDOW, resume=loop,
+                           checkpoint=_saver(ck, index, total, log) if ck is not None and ck.active else None,
+                           checkpoint_every=ck.every if ck is not None and ck.active else 0.0)
             log.record(res.history, iterations, res.stopped)
             clock.end_scale(res.iterations)
-            x, total, stopped = res.best_x.reshape(obj.shape), total + res.iterations, res.stopped
+            x, total, stopped, note = res.best_x.reshape(obj.shape), total + res.iterations, res.stopped, res.note
             if stopped != "iterations" and stopped != "tolerance":
                 break
     finally:
         log.close()
         precision.__exit__(None, None, None)
+    if owned and stopped not in ("interrupted", "cluster lost"):
+        ck.remove()                     # the Python API's run is complete: its result is the picture
     if stopped == "non-finite loss" and not any(math.isfinite(v) for v in log.history["J"]):
         raise NumpynstError("the loss was not finite at the start (NaN/inf): check the weights and "
                             "the alpha/beta/tv_weight values")
@@ -420,13 +455,23 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
         from .image import preserve_color as keep_colour
         image = keep_colour(p.content, image)
     return Result(np.rint(image).astype(np.uint8), log.history, total, stopped,
-                  time.perf_counter() - t0, image)
+                  time.perf_counter() - t0, image, note)
+
+
+def _saver(ck, index: int, total: int, log: "_Log") -> Callable:
+    """``minimize``'s checkpoint hook at scale ``index``: the loop's state with the run's."""
+    from .checkpoint import RunState
+    done = np.array([log.history[k] for k in ("J", *PARTS)], dtype=np.float64).T.reshape(-1, 1 + len(PARTS))
+
+    def save(loop) -> None:
+        ck.save(RunState(index, total, done, loop))
+    return save
 
 
 def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, model=None,
             callback: Callable[[Progress], Any] | None = None, progress: bool = False,
             log_every: int | None = None, max_pixels: int | None = None, client: Any = None,
-            on_plan: Callable[[str], Any] | None = None, **keywords: Any) -> Result:
+            on_plan: Callable[[str], Any] | None = None, checkpoint: Any = None, **keywords: Any) -> Result:
     """Stylize ``content`` with ``style``: minimise ``J(x)`` over the pixels ``x``.
 
     ``stylize(content, style, options)`` with a :class:`~numpynst.options.StylizeOptions`, or
@@ -454,6 +499,12 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
         on_plan: called with the plan line (:meth:`Prepared.plan_line`: sizes, whole or tiled,
             estimated time) before the first iteration, and once more with the estimate corrected
             from the clock after the first logged iteration (``numpynst stylize`` prints both).
+        checkpoint: a file name (``"out.png.checkpoint.npz"``) or a
+            :class:`numpynst.checkpoint.Checkpoint`: write the run's state there every
+            ``checkpoint_every`` seconds (:mod:`numpynst.checkpoint`), and continue from it if it
+            holds a checkpoint of this same run (another run's is refused, one line). A file name
+            is removed when the run completes (not when interrupted); a ``Checkpoint`` is the
+            caller's to remove once the picture is safe (``numpynst stylize`` does, after writing it).
     Returns:
         :class:`Result`. Ctrl-C ends the loop early and still returns the best image so far
         (``stopped == "interrupted"``); ``iterations == 0`` then means it came before the first
@@ -463,7 +514,8 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     when that is smaller, as on the command line; ``size="original"`` keeps the content's size.
     """
     return run(prepare(content, style, options, model=model, max_pixels=max_pixels, **keywords),
-               callback=callback, progress=progress, log_every=log_every, client=client, on_plan=on_plan)
+               callback=callback, progress=progress, log_every=log_every, client=client, on_plan=on_plan,
+               checkpoint=checkpoint)
 
 
 class _Log:
@@ -484,8 +536,15 @@ class _Log:
         if progress:
             self.bar = _bar(total, clock)
 
-    def start_scale(self, scale: float, shape: tuple[int, ...] | None) -> None:
-        self.scale, self.shape, self.step = scale, shape, 0
+    def start_scale(self, scale: float, shape: tuple[int, ...] | None, step: int = 0) -> None:
+        self.scale, self.shape, self.step = scale, shape, step
+
+    def resume(self, done: np.ndarray, iterations: int) -> None:
+        """Continue a checkpointed run: the finished scales' rows, and the bar at ``iterations``."""
+        for key, column in zip(("J", *PARTS), np.asarray(done).reshape(-1, 1 + len(PARTS)).T):
+            self.history[key].extend(float(v) for v in column)
+        if self.bar is not None:
+            self.bar.update(iterations)
 
     def on_log(self, step: int, rows: np.ndarray, x: Array):
         """``minimize``'s logging hook: rows ``[J, content, style, tv]`` since the last point."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from .arch import BLOCK_WIDTHS, all_layer_names, conv_layer_names
 from .checks import first_line
-from .errors import OptionError, WeightsError
+from .errors import OptionError, WeightsError, short_path
 from .files import atomic_path, file_digest, move_noreplace, regular_file
 
 __all__ = ["WeightsError", "VGGWeights", "OfficialFile", "OFFICIAL_FILES", "DEFAULT_WEIGHTS_NAME",
@@ -120,7 +120,7 @@ def _open(path: Path):
     try:
         os.stat(path)
     except FileNotFoundError:
-        raise WeightsError(f"weights file {path} does not exist; use the shipped VGG19 (see "
+        raise WeightsError(f"weights file {short_path(path)} does not exist; use the shipped VGG19 (see "
                            f"`numpynst weights path`) or download one with `numpynst weights fetch vgg19`") \
             from None
     except OSError:
@@ -130,7 +130,7 @@ def _open(path: Path):
     try:
         return h5py.File(path, "r")
     except (OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"weights file {path} is not a readable HDF5 file ({first_line(exc)})") from None
+        raise WeightsError(f"weights file {short_path(path)} is not a readable HDF5 file ({first_line(exc)})") from None
 
 
 # Errors h5py raises for damaged files (a corrupt chunk: OSError "Can't read data"; broken
@@ -157,34 +157,34 @@ def _walk(path: Path, group: Any, where: str) -> dict[str, Any]:
         try:
             keys = list(g.keys())
         except _H5_ERRORS as exc:
-            raise WeightsError(f"weights file {path}: cannot list {where}/{prefix} ({first_line(exc)})") from None
+            raise WeightsError(f"weights file {short_path(path)}: cannot list {where}/{prefix} ({first_line(exc)})") from None
         for key in keys:
             seen += 1
             name = f"{prefix}{key}"
             if seen > _MAX_ENTRIES:
-                raise WeightsError(f"weights file {path}: more than {_MAX_ENTRIES:,} entries under {where or '/'}")
+                raise WeightsError(f"weights file {short_path(path)}: more than {_MAX_ENTRIES:,} entries under {where or '/'}")
             try:
                 link = g.get(key, getlink=True)
             except _H5_ERRORS as exc:
-                raise WeightsError(f"weights file {path}: cannot read the link {where}/{name} "
+                raise WeightsError(f"weights file {short_path(path)}: cannot read the link {where}/{name} "
                                    f"({first_line(exc)})") from None
             if isinstance(link, h5py.SoftLink):
-                raise WeightsError(f"weights file {path}: {where}/{name} is a soft link to {link.path}; "
+                raise WeightsError(f"weights file {short_path(path)}: {where}/{name} is a soft link to {link.path}; "
                                    f"links are not followed")
             if isinstance(link, h5py.ExternalLink):
-                raise WeightsError(f"weights file {path}: {where}/{name} is an external link to "
+                raise WeightsError(f"weights file {short_path(path)}: {where}/{name} is an external link to "
                                    f"{link.filename}:{link.path}; links to other files are not followed")
             if not isinstance(link, h5py.HardLink):
-                raise WeightsError(f"weights file {path}: {where}/{name} is a link of unknown kind")
+                raise WeightsError(f"weights file {short_path(path)}: {where}/{name} is a link of unknown kind")
             try:
                 obj = g[key]
             except _H5_ERRORS as exc:
-                raise WeightsError(f"weights file {path}: cannot open {where}/{name} ({first_line(exc)})") from None
+                raise WeightsError(f"weights file {short_path(path)}: cannot open {where}/{name} ({first_line(exc)})") from None
             if isinstance(obj, h5py.Dataset):
                 found[name] = obj
             elif isinstance(obj, h5py.Group):
                 if depth + 1 >= _MAX_DEPTH:
-                    raise WeightsError(f"weights file {path}: groups nested deeper than {_MAX_DEPTH} "
+                    raise WeightsError(f"weights file {short_path(path)}: groups nested deeper than {_MAX_DEPTH} "
                                        f"levels under {where or '/'} (a link cycle?)")
                 todo.append((obj, f"{name}/", depth + 1))
     return found
@@ -197,7 +197,7 @@ def _weights_root(path: Path, f: Any) -> tuple[Any, str]:
     try:
         link = f.get("model_weights", getlink=True)
     except _H5_ERRORS as exc:
-        raise WeightsError(f"weights file {path}: cannot read its root ({first_line(exc)})") from None
+        raise WeightsError(f"weights file {short_path(path)}: cannot read its root ({first_line(exc)})") from None
     if isinstance(link, h5py.HardLink) and isinstance(f["model_weights"], h5py.Group):
         return f["model_weights"], "/model_weights"
     return f, ""
@@ -218,25 +218,25 @@ def _read(path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]], di
                        key=lambda k: tuple(int(v) for v in _CONV_RE.fullmatch(k).groups()))
         if not found:
             keys = ", ".join(tops[:8]) or "none"
-            raise WeightsError(f"weights file {path} holds no VGG conv layers (groups named blockN_convM); "
+            raise WeightsError(f"weights file {short_path(path)} holds no VGG conv layers (groups named blockN_convM); "
                                f"top-level entries: {keys}")
         arch = _detect_arch(found)
         expected = conv_layer_names(arch)
         extra = [k for k in found if k not in expected]
         if extra:
-            raise WeightsError(f"weights file {path}: unexpected conv layer(s) {', '.join(extra)} "
+            raise WeightsError(f"weights file {short_path(path)}: unexpected conv layer(s) {', '.join(extra)} "
                                f"(not part of {arch.upper()}, whose conv layers are "
                                f"{expected[0]} .. {expected[-1]})")
         missing = [k for k in expected if k not in found]
         if missing:
-            raise WeightsError(f"weights file {path}: layer(s) {', '.join(missing)} of {arch.upper()} "
+            raise WeightsError(f"weights file {short_path(path)}: layer(s) {', '.join(missing)} of {arch.upper()} "
                                f"are missing")
         layers = {name: _layer_datasets(path, name, datasets) for name in expected}
         _check_declared(path, layers)
         params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         dtypes: dict[str, str] = {}
         for name, (wd, bd) in layers.items():
-            where = f"weights file {path}, layer {name}"
+            where = f"weights file {short_path(path)}, layer {name}"
             w, b = _read_dataset(where, "kernel", wd), _read_dataset(where, "bias", bd)
             for label, a in (("kernel", w), ("bias", b)):
                 if not np.isfinite(a).all():
@@ -256,7 +256,7 @@ def _check_declared(path: Path, layers: Mapping[str, tuple[Any, Any]]) -> None:
     """
     cin, prev = 3, None
     for name, (wd, bd) in layers.items():
-        where = f"weights file {path}, layer {name}"
+        where = f"weights file {short_path(path)}, layer {name}"
         shape = tuple(int(n) for n in wd.shape)
         if len(shape) != 4 or shape[:2] != (3, 3):
             hint = (" (a channels-first 'th' kernel? use the *_tf_dim_ordering_tf_kernels* file)"
@@ -299,13 +299,13 @@ def _detect_arch(found: list[str]) -> str:
 def _layer_datasets(path: Path, name: str, datasets: Mapping[str, Any]) -> tuple[Any, Any]:
     """The (kernel, bias) datasets of one layer, in either Keras naming style (not read)."""
     if name in datasets:
-        raise WeightsError(f"weights file {path}, layer {name}: expected a group, found a dataset")
+        raise WeightsError(f"weights file {short_path(path)}, layer {name}: expected a group, found a dataset")
     inside = {k: d for k, d in datasets.items() if k.startswith(name + "/")}
     kernels = [k for k in inside if _KERNEL_RE.fullmatch(k.rsplit("/", 1)[-1])]
     biases = [k for k in inside if _BIAS_RE.fullmatch(k.rsplit("/", 1)[-1])]
     if len(kernels) != 1 or len(biases) != 1:
         shown = sorted(k.split("/", 1)[1] for k in inside)
-        raise WeightsError(f"weights file {path}, layer {name}: expected one kernel ({name}_W_1:0 or "
+        raise WeightsError(f"weights file {short_path(path)}, layer {name}: expected one kernel ({name}_W_1:0 or "
                            f"kernel:0) and one bias ({name}_b_1:0 or bias:0), found datasets "
                            f"{shown or 'none'}")
     return inside[kernels[0]], inside[biases[0]]
@@ -396,11 +396,11 @@ def fetch(arch: str, dest: str | os.PathLike | None = None, progress: bool = Tru
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WeightsError(f"cannot create download folder {folder} ({exc.strerror or exc})") from None
+        raise WeightsError(f"cannot create download folder {short_path(folder)} ({exc.strerror or exc})") from None
     if target.is_file() and not target.is_symlink() and file_digest(target, spec.algo) == spec.digest:
         return target
     if os.path.lexists(target):      # someone else's file under the official name: never replaced
-        raise WeightsError(f"{target} exists but is not the published {arch} file (or not a regular "
+        raise WeightsError(f"{short_path(target)} exists but is not the published {arch} file (or not a regular "
                            f"file); move it away or download elsewhere with --dest")
     part = target.with_name(target.name + ".part")
     if os.path.lexists(part) and (part.is_symlink() or not part.is_file()):
@@ -419,7 +419,7 @@ def fetch(arch: str, dest: str | os.PathLike | None = None, progress: bool = Tru
             try:
                 return move_noreplace(part, target)
             except FileExistsError:
-                raise WeightsError(f"{target} appeared during the download and was not replaced; "
+                raise WeightsError(f"{short_path(target)} appeared during the download and was not replaced; "
                                    f"the checked download is in {part}") from None
         part.unlink()
         if not (resumed and attempt == 0):

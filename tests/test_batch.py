@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -430,10 +431,95 @@ def test_a_result_computed_again_after_its_worker_died_is_not_a_failure(files):
     class Recomputed:                   # what a distributed.Future looks like at that moment
         status = "pending"
 
-        def result(self):
+        def result(self, timeout=None):
             return {"job": job.name, "status": "done", "J_final": 1.5, "output": job.output}
 
         def exception(self):
             return None
     r = _collect(job, Recomputed(), 2, distributed)
     assert (r.status, r.J_final, r.output, r.error) == ("done", 1.5, job.output, "")
+
+
+def test_a_batch_with_failed_jobs_says_so_in_one_stderr_line_and_exits_1(client, files, tmp_path, capsys,
+                                                                          monkeypatch):
+    # two kinds of failure (a decompression bomb refused from its header, an unreadable image body):
+    # whatever the reason, one line on stderr with the count and where the reasons are, exit 1
+    bomb = _png_declaring(tmp_path / "bomb.png", 9000, 9000)
+    manifest = _manifest(tmp_path / "m.csv", "content,style,size,iterations,weights",
+                         f"{bomb},{files}/s1.png,32,2,{files}/tiny.h5",
+                         f"{files}/c1.png,{files}/s1.png,32,2,{files}/tiny.h5",
+                         f"{files}/c2.png,{_png_declaring(tmp_path / 'broken.png', 8, 8)},32,2,{files}/tiny.h5")
+    run = batch.run
+    monkeypatch.setattr(batch, "run", lambda *a, **k: run(*a, **{**k, "client": client, "workers": None}))
+    capsys.readouterr()
+    code = cli.main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("numpynst batch: 2 of 3 jobs failed; the reasons are in the 'error' column of "), err
+    assert err[0].endswith(str(tmp_path / "out" / "summary.csv")) and len(err[0]) < 200, err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert [r["status"] for r in rows] == ["failed", "done", "failed"] and all(r["error"] for r in rows[::2])
+    # the run's lines on stdout stay as they were; a batch without failures prints nothing on stderr
+    (tmp_path / "m2.csv").write_text(f"content,style,size,iterations,weights\n"
+                                     f"{files}/c1.png,{files}/s1.png,32,2,{files}/tiny.h5\n")
+    assert cli.main(["batch", str(tmp_path / "m2.csv"), "-o", str(tmp_path / "out2"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_finished_job_run_again_returns_its_verified_output_without_computing(files, tmp_path, monkeypatch):
+    """Dask runs a finished job again when its result died with its worker: the second run must
+    find the verified output and neither compute nor write anything (exactly once)."""
+    from numpynst import transfer
+    from numpynst.batch import worker
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),),
+                             {"iterations": 2, "weights": str(files / "tiny.h5")})])
+    out = tmp_path / "out"
+    out.mkdir()
+    first = execute_job(job.spec(), str(out))
+    assert first["status"] == "done"
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    calls = []
+    monkeypatch.setattr(transfer, "stylize", lambda *a, **k: calls.append("stylize"))
+    monkeypatch.setattr(worker, "publish", lambda *a, **k: calls.append("publish"))
+    again = execute_job(job.spec(), str(out))
+    assert calls == [] and again["status"] == "done" and again["J_final"] == first["J_final"]
+    assert again["iterations"] == first["iterations"] and again["output"] == job.output
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == before
+    (out / job.output).write_bytes(b"tampered")             # an output that does not verify: run again
+    monkeypatch.undo()
+    assert execute_job(job.spec(), str(out))["status"] == "done"
+    assert worker.verify_output(out, job.spec()) is not None
+
+
+def test_two_runs_of_one_job_at_once_publish_it_once(files, tmp_path):
+    """A job the scheduler runs twice at once (it gave up on a slow worker that still runs it): the
+    job's lock makes the second wait, then find the verified output; no second publication."""
+    import threading
+    from numpynst import transfer
+    from numpynst.batch import worker
+    job, = prepare_jobs([Job(str(files / "c1.png"), (str(files / "s1.png"),),
+                             {"iterations": 2, "weights": str(files / "tiny.h5")})])
+    out = tmp_path / "out"
+    (out / "scratch").mkdir(parents=True)
+    spec = {**job.spec(), "scratch": str(out / "scratch")}
+    published, entered = [], threading.Event()
+    real_publish, real_stylize = worker.publish, transfer.stylize
+
+    def slow_stylize(*a, **k):
+        entered.set()
+        time.sleep(0.5)                      # the second run starts meanwhile
+        return real_stylize(*a, **k)
+    transfer.stylize = slow_stylize
+    worker.publish = lambda *a, **k: (published.append(1), real_publish(*a, **k))
+    try:
+        rows = []
+        first = threading.Thread(target=lambda: rows.append(execute_job(spec, str(out))))
+        first.start()
+        entered.wait(10)
+        rows.append(execute_job(spec, str(out)))
+        first.join()
+    finally:
+        worker.publish, transfer.stylize = real_publish, real_stylize
+    assert [r["status"] for r in rows] == ["done", "done"] and len(published) == 1
+    assert worker.verify_output(out, job.spec()) is not None

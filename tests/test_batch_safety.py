@@ -80,7 +80,7 @@ def test_an_input_named_like_a_report_file_in_outdir_is_refused(name, files, tmp
     before = victim.read_bytes()
     manifest = _csv(tmp_path / "m.csv", "content,style,weights", f"{files}/c1.png,{victim},{files}/tiny.h5")
     err = _one_line_exit_2(["batch", str(manifest), "-o", str(out), "--quiet"], capsys,
-                           "row 1 (line 2), column 'style'", f"{victim}", "which this batch writes")
+                           "row 1 (line 2), column 'style'", f"input is OUTDIR/{name}", "which this batch writes")
     assert victim.read_bytes() == before and sorted(os.listdir(out)) == [name], err
 
 
@@ -107,7 +107,7 @@ def test_the_manifest_itself_in_outdir_is_refused(files, tmp_path, capsys):
                     f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5")
     before = manifest.read_bytes()
     _one_line_exit_2(["batch", str(manifest), "-o", str(out), "--quiet"], capsys,
-                     f"{manifest} is {manifest}, which this batch writes")
+                     f"{manifest} is this batch's own summary.csv, which this batch writes")
     assert manifest.read_bytes() == before
 
 
@@ -450,3 +450,43 @@ def test_an_outdir_too_deep_for_the_results_names_is_refused_before_the_run(file
     with pytest.raises(OptionError, match="cannot write the results there .*(File name too long|too long)"):
         batch.run([job], deep, progress=False)
     assert os.listdir(deep) == []                                # the private folder went too
+
+
+def test_the_keeper_replaces_local_workers_that_did_not_come_back(monkeypatch):
+    """A nanny does not restart a worker killed while it was starting it (dask/distributed#7312):
+    the batch replaces a local worker missing for REVIVE_SECONDS, and leaves other clusters alone."""
+    import numpynst.batch as b
+
+    class Client:
+        workers = {"tcp://a": {"name": 0}}
+
+        def nthreads(self):
+            return {a: 1 for a in self.workers}
+
+        def scheduler_info(self):
+            return {"workers": self.workers}
+
+    class Cluster:
+        def __init__(self):
+            self.worker_spec = {0: {}, 1: {}}
+            self.scaled = []
+
+        def scale(self, n):
+            self.scaled.append(n)
+            self.worker_spec[2] = {}           # SpecCluster adds a spec under a new name
+
+    lines = []
+    cluster = Cluster()
+    keeper = b._Keeper(Client(), cluster, lines.append)
+    clock = [100.0]
+    monkeypatch.setattr(b.time, "monotonic", lambda: clock[0])
+    assert keeper.check() == 1 and cluster.scaled == []          # missing since now: a restart may be on its way
+    clock[0] += b.REVIVE_SECONDS - 1
+    assert keeper.check() == 1 and cluster.scaled == []
+    clock[0] += 2
+    keeper.check()
+    assert cluster.scaled == [2] and sorted(cluster.worker_spec) == [0, 2] and keeper.revived == 1
+    assert lines == ["dask: 1 worker(s) died and did not come back; started new ones"]
+    other = b._Keeper(Client(), None, lines.append)             # --scheduler: not ours to change
+    clock[0] += 1000
+    assert other.check() == 1 and other.check() == 1 and len(lines) == 1

@@ -162,7 +162,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     (["--tile", "100"], "--tile 100: must be a multiple of 16"),
     (["--tile", "32"], "at least the halo 80; the smallest valid value is 80"),
     (["--max-memory", "1GB"], "--max-memory 1GB is too small"),
-    (["--max-memory", "lots"], "--max-memory 'lots'"),
+    (["--max-memory", "lots"], "--max-memory must be a positive size such as 4GB, 3.5GiB or 800MB, got 'lots'"),
     (["--scales", "2"], "--scales must be a number in [0, 1], got 2.0"),
 ])
 @pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..checks import first_line, integer
-from ..errors import OptionError
+from ..errors import OptionError, short_path
 from .jobs import Job, prepare_jobs
 from .manifest import grid_jobs, read_manifest  # noqa: F401 (API)
 from .options import OPTIONS  # noqa: F401 (API)
@@ -209,7 +209,7 @@ def _write_report(outdir: Path, scratch: Path, jobs: Sequence[Job], ordered: Seq
             if write(scratch / name) is not None:
                 written.append(move_into(scratch / name, outdir))
         except (OSError, NumpynstError) as exc:
-            problems.append(f"could not write {outdir / name}: {describe(exc)}"
+            problems.append(f"could not write {short_path(outdir / name)}: {describe(exc)}"
                             + ("; the summary is written" if name == CONTACT_SHEET and not problems else ""))
     return written, problems
 
@@ -240,9 +240,10 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
                    dynamic_ncols=True)
         failed = 0
-        for fut in _as_completed(client, list(futures), distributed, log):
+        keeper = _Keeper(client, cluster, log)
+        for fut in _as_completed(client, list(futures), distributed, log, keeper=keeper):
             i = futures[fut]
-            results[i] = _collect(jobs[i], fut, retries, distributed)
+            results[i] = _collect(jobs[i], fut, retries, distributed, keeper)
             failed += results[i].status == "failed"
             fut.release()
             bar.update(1)
@@ -274,13 +275,53 @@ def _run_on_dask(jobs: Sequence[Job], todo: list[int], results: dict[int, JobRes
 
 NO_WORKERS_SECONDS = 180.0      # a cluster without any worker this long is not coming back
 WORKER_CHECK_SECONDS = 5.0      # how often the worker count is asked while no result comes
+REVIVE_SECONDS = 30.0           # a local worker missing this long is replaced by a new one
+
+
+class _Keeper:
+    """Keeps a local cluster this run started at its size.
+
+    A nanny restarts its worker when the process dies, but not when it dies while the nanny is
+    still starting it (a race in distributed: dask/distributed#7312, #6426): under load, with
+    workers killed one after another, a local cluster can lose all its workers for good (found by
+    benchmarks/soak.py). :meth:`check`, called while the batch waits, replaces every worker missing
+    for :data:`REVIVE_SECONDS` with a new one; it returns how many workers there are now.
+    Clusters the run did not start (``--scheduler``, a client) are left to their owner.
+    """
+
+    def __init__(self, client, cluster, log):
+        self.client, self.cluster, self.log = client, cluster, log
+        spec = getattr(cluster, "worker_spec", None)
+        self.expected = len(spec) if isinstance(spec, dict) and spec else None
+        self.short_since: float | None = None
+        self.revived = 0
+
+    def check(self) -> int:
+        n = len(self.client.nthreads())
+        if self.expected is None or n >= self.expected:
+            self.short_since = None
+            return n
+        now = time.monotonic()
+        if self.short_since is None:
+            self.short_since = now
+        elif now - self.short_since >= REVIVE_SECONDS:
+            alive = {w.get("name") for w in self.client.scheduler_info().get("workers", {}).values()}
+            dead = [name for name in list(self.cluster.worker_spec) if name not in alive]
+            for name in dead:
+                del self.cluster.worker_spec[name]
+            self.cluster.scale(self.expected)           # closes the dead nannies, starts new ones
+            self.revived += len(dead)
+            self.short_since = None
+            self.log(f"dask: {len(dead)} worker(s) died and did not come back; started new ones")
+        return n
 
 
 def _no_workers_error() -> str:
     return f"the cluster had no worker for {NO_WORKERS_SECONDS:g} s (all died or left), so the job could not run"
 
 
-def _as_completed(client, futures: list, distributed, log, poll: float = 0.25) -> Iterator:
+def _as_completed(client, futures: list, distributed, log, poll: float = 0.25,
+                  keeper: _Keeper | None = None) -> Iterator:
     """The futures as they finish, like ``distributed.as_completed``, but never waiting for ever.
 
     Dask keeps a job queued while the cluster has no worker, in case one joins; a local cluster whose
@@ -294,13 +335,17 @@ def _as_completed(client, futures: list, distributed, log, poll: float = 0.25) -
     while not ac.is_empty():
         if ac.has_ready():
             yield from ac.next_batch(block=False)
-            last_check = time.monotonic()
+            if keeper is not None and time.monotonic() - last_check >= WORKER_CHECK_SECONDS:
+                keeper.check()                  # results still come, but workers may be missing
+                last_check = time.monotonic()
             continue
         time.sleep(poll)
         now = time.monotonic()
         if now - last_check < WORKER_CHECK_SECONDS:
             continue
         last_check = now
+        if keeper is not None:
+            keeper.check()
         if client.nthreads():
             alone_since = None
         elif alone_since is None:
@@ -323,19 +368,31 @@ def _recheck_cancelled(jobs: Sequence[Job], results: dict[int, JobResult], outdi
                 results[i] = _from_record(jobs[i], "done", record, seconds=record.get("seconds", 0.0))
 
 
-def _collect(job: Job, fut, retries: int, distributed) -> JobResult:
+def _collect(job: Job, fut, retries: int, distributed, keeper: _Keeper | None = None) -> JobResult:
     """The JobResult of a future that came back from the loop, Dask-level failures as one-line errors.
 
     Its status is not always "finished" or "error" by now: a finished job's row lives in its
     worker's memory until fetched, and if that worker dies first (a neighbour ran out of memory, was
     killed), Dask computes the job again. ``result()`` waits for that, so the job is not reported as
-    failed for its neighbour's death.
+    failed for its neighbour's death. It waits while workers exist (and ``keeper`` replaces lost
+    ones), but not for ever: after :data:`NO_WORKERS_SECONDS` without any worker the job fails.
     """
     import concurrent.futures
     if fut.status == "cancelled":
         return _result(job, status="cancelled", error="cancelled by the scheduler")
+    alone_since = None
     try:
-        return _result(job, **fut.result())
+        while True:
+            try:
+                return _result(job, **fut.result(timeout=WORKER_CHECK_SECONDS))
+            except (TimeoutError, distributed.TimeoutError):
+                n = keeper.check() if keeper is not None else len(fut.client.nthreads())
+                if n:
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > NO_WORKERS_SECONDS:
+                    return _result(job, status="failed", error=_no_workers_error())
     except concurrent.futures.CancelledError:
         return _result(job, status="cancelled", error="cancelled by the scheduler")
     except distributed.KilledWorker:

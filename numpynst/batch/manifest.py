@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..checks import first_line
-from ..errors import ManifestError, OptionError
+from ..errors import ManifestError, OptionError, short_path
 from ..files import describe, open_regular
 from ..image import IMAGE_SUFFIXES
 from .jobs import Job, default_name, prepare_jobs, slug
@@ -48,9 +48,9 @@ def read_manifest(path: str | os.PathLike, defaults: Mapping[str, Any] | None = 
     try:
         rows = _json_rows(path, text) if is_json else _csv_rows(path, text)
     except RecursionError:          # a cell nested beyond what Python's own parsers recurse through
-        raise ManifestError(f"manifest {path}: a value is nested too deeply to read") from None
+        raise ManifestError(f"manifest {short_path(path)}: a value is nested too deeply to read") from None
     if not rows:
-        raise ManifestError(f"manifest {path}: no jobs in it")
+        raise ManifestError(f"manifest {short_path(path)}: no jobs in it")
     base = path.resolve().parent
     parsed = {}
     for name, value in (defaults or {}).items():
@@ -68,15 +68,15 @@ def _read_text(path: Path) -> str:
         try:
             data = fh.read(MAX_MANIFEST_BYTES + 1)
         except OSError as exc:
-            raise ManifestError(f"manifest {path}: cannot read it ({describe(exc)})") from None
+            raise ManifestError(f"manifest {short_path(path)}: cannot read it ({describe(exc)})") from None
     if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"manifest {path}: larger than {MAX_MANIFEST_BYTES >> 20} MiB; is it a manifest? "
+        raise ManifestError(f"manifest {short_path(path)}: larger than {MAX_MANIFEST_BYTES >> 20} MiB; is it a manifest? "
                             f"(split it into several batches)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise ManifestError(f"manifest {path}: line {line} is not UTF-8 text (byte {exc.start}); save it "
+        raise ManifestError(f"manifest {short_path(path)}: line {line} is not UTF-8 text (byte {exc.start}); save it "
                             f"as UTF-8") from None
 
 
@@ -91,13 +91,13 @@ def _csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
             header = [c.strip().lower() for c in cells]
             for col in header:
                 if col not in COLUMNS and col not in OPTIONS:
-                    raise ManifestError(f"{path}: header (line {reader.line_num}), column {show(col)}: unknown "
+                    raise ManifestError(f"{short_path(path)}: header (line {reader.line_num}), column {show(col)}: unknown "
                                         f"column; use content, style, name or an option: {', '.join(OPTIONS)}")
             dup = sorted({c for c in header if header.count(c) > 1})
             if dup:
-                raise ManifestError(f"{path}: header (line {reader.line_num}), column {dup[0]!r}: given twice")
+                raise ManifestError(f"{short_path(path)}: header (line {reader.line_num}), column {dup[0]!r}: given twice")
             continue
-        where = f"{path}: row {len(rows) + 1} (line {reader.line_num})"
+        where = f"{short_path(path)}: row {len(rows) + 1} (line {reader.line_num})"
         if len(cells) > len(header):
             raise ManifestError(f"{where}: {len(cells)} cells but the header has {len(header)} columns")
         row = {col: cell.strip() for col, cell in zip(header, cells) if cell.strip() != ""}
@@ -107,7 +107,7 @@ def _csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     if header is not None:
         for col in ("content", "style"):
             if col not in header:
-                raise ManifestError(f"{path}: header (line 1), column {col!r}: missing required column "
+                raise ManifestError(f"{short_path(path)}: header (line 1), column {col!r}: missing required column "
                                     f"(the header must name content and style)")
     return rows
 
@@ -125,7 +125,7 @@ def _csv_records(path: Path, reader) -> Iterator[list[str]]:
             if "field larger than field limit" in reason:
                 reason = (f"a cell longer than {csv.field_size_limit():,} characters; no path or "
                           f"option is that long")
-            raise ManifestError(f"{path}: line {reader.line_num}: not valid CSV ({reason})") from None
+            raise ManifestError(f"{short_path(path)}: line {reader.line_num}: not valid CSV ({reason})") from None
 
 
 def _json_rows(path: Path, text: str) -> list[tuple[str, dict]]:
@@ -134,7 +134,7 @@ def _json_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     for line_no, line in enumerate(text.split("\n"), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        where = f"{path}: row {len(rows) + 1} (line {line_no})"
+        where = f"{short_path(path)}: row {len(rows) + 1} (line {line_no})"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -196,11 +196,11 @@ def list_images(folder: str | os.PathLike, what: str) -> list[str]:
     try:
         files = sorted(str(p.resolve()) for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     except FileNotFoundError:
-        raise OptionError(f"{what} folder {d}: no such directory") from None
+        raise OptionError(f"{what} folder {short_path(d)}: no such directory") from None
     except (OSError, ValueError, RuntimeError) as exc:   # not a directory, name too long, NUL, link loop
-        raise OptionError(f"{what} folder {d}: cannot list it ({describe(exc)})") from None
+        raise OptionError(f"{what} folder {short_path(d)}: cannot list it ({describe(exc)})") from None
     if not files:
-        raise OptionError(f"{what} folder {d}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
+        raise OptionError(f"{what} folder {short_path(d)}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import short_path
 from ..files import describe, regular_file
 from ..options import (COLUMNS, INITS, MAX_ITERATIONS, StylizeOptions, parse_value,  # noqa: F401 (API)
                        show)
@@ -38,7 +39,7 @@ def parse_file(v: Any, base: Path) -> str:
     try:
         return str(regular_file(path, "cannot read", error=ValueError).resolve())
     except (OSError, RuntimeError) as exc:              # RuntimeError: a symlink loop
-        raise ValueError(f"cannot read {path}: {describe(exc)}") from None
+        raise ValueError(f"cannot read {short_path(path)}: {describe(exc)}") from None
 
 
 def parse_option(name: str, value: Any, base: Path = Path(".")) -> Any:

@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import ManifestError, OptionError
+from ..errors import ManifestError, OptionError, short_path
 from ..files import describe, open_regular
 from .report import CONTACT_SHEET, OWNER_TOOL, SUMMARY, report_is_ours
 
@@ -64,18 +64,18 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise OptionError(f"--outdir {path}: {describe(exc)}") from None
+        raise OptionError(f"--outdir {short_path(path)}: {describe(exc)}") from None
     if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise OptionError(f"--outdir {path}: exists and is not a directory")
+        raise OptionError(f"--outdir {short_path(path)}: exists and is not a directory")
     if st is None:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             reason = ("a part of the path is a file, not a directory" if exc.errno == errno.EEXIST
                       else describe(exc))
-            raise OptionError(f"--outdir {path}: cannot create it ({reason})") from None
+            raise OptionError(f"--outdir {short_path(path)}: cannot create it ({reason})") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OptionError(f"--outdir {path}: no permission to write in it")
+        raise OptionError(f"--outdir {short_path(path)}: no permission to write in it")
     return path.resolve()
 
 
@@ -130,24 +130,24 @@ def check_outdir(outdir: str | os.PathLike, jobs: Sequence, protect: Iterable[st
         except OSError:
             continue
         if not stat.S_ISREG(st.st_mode):       # a link there is someone else's: never replaced
-            raise OptionError(f"--outdir {outdir}: {name} is {_kind(st.st_mode)}, and the batch writes "
+            raise OptionError(f"--outdir {short_path(outdir)}: {name} is {_kind(st.st_mode)}, and the batch writes "
                               f"a file of that name; move it away or choose another OUTDIR")
         taken[(st.st_dev, st.st_ino)] = name
     for what in protect:
         name = taken.get(_inode(what))
         if name is not None:
-            raise OptionError(f"{what} is {outdir / name}, which this batch writes; move it out of "
-                              f"{outdir} or choose another OUTDIR")
+            raise OptionError(f"{short_path(what)} is this batch's own {name}, which this batch writes; "
+                              f"move it out of OUTDIR")
     for i, job in enumerate(jobs):
         for column, path in _inputs(job):
             name = taken.get(_inode(path))
             if name is not None:
-                raise ManifestError(f"{job.source or f'job #{i + 1}'}, column {column!r}: input {path} is "
-                                    f"{outdir / name}, which this batch writes; move the input out of "
-                                    f"{outdir} or choose another OUTDIR")
+                shown = "" if Path(path).name == name else f" {short_path(path)}"   # say the name once
+                raise ManifestError(f"{job.source or f'job #{i + 1}'}, column {column!r}: input{shown} is "
+                                    f"OUTDIR/{name}, which this batch writes")
     for name in (SUMMARY, CONTACT_SHEET):
         if name in names and (outdir / name).exists() and not report_is_ours(outdir / name):
-            raise OptionError(f"--outdir {outdir}: {name} exists and was not written by numpynst batch; "
+            raise OptionError(f"--outdir {short_path(outdir)}: {name} exists and was not written by numpynst batch; "
                               f"move it away or choose another OUTDIR")
 
 
@@ -169,7 +169,7 @@ def move_into(src: str | os.PathLike, outdir: str | os.PathLike) -> Path:
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise FileExistsError(errno.EEXIST, f"{dest} is {_kind(st.st_mode)}; not replaced")
+        raise FileExistsError(errno.EEXIST, f"{short_path(dest)} is {_kind(st.st_mode)}; not replaced")
     os.replace(src, dest)                   # rename(2): atomic on one filesystem
     return dest
 

@@ -20,6 +20,13 @@ sidecar into OUTDIR and the image after it: a killed worker leaves at most a sid
 image (not done) and temporaries in the private folder (removed by the client), never an image
 without its record, nor a truncated image under the final name.
 
+**Exactly once.** A finished job's result lives in its worker's memory until the client fetches
+it; if that worker dies first, Dask runs the job again; and a worker the scheduler gave up on may
+still be running a job when its copy starts elsewhere. :func:`execute_job` therefore takes the
+job's lock (:func:`_claim`) and then verifies the job's output: one that verifies is returned as
+done, without computing or writing anything again (benchmarks/soak.py counts the publications:
+one per job under random kills).
+
 **Failures.** Any exception from the job (a corrupt image, a bad option value) is caught and reported
 as ``status="failed"`` with a one-line message: running it again would fail the same way, so Dask
 must not retry it. A worker *process* dying is different; Dask's scheduler reschedules that job.
@@ -65,13 +72,25 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
     iterations``. Only errors of the job itself are caught; ``MemoryError`` and
     ``KeyboardInterrupt`` propagate so Dask's ``retries`` and the client can act on them.
     """
-    from .. import transfer  # looked up by name: tests may substitute stylize
     t0 = time.perf_counter()
     worker = _worker_name()
     row = {"job": spec["name"], "status": "failed", "J_final": None, "seconds": 0.0, "worker": worker,
            "output": "", "error": "", "stopped": "", "iterations": 0}
     opts = dict(spec["options"])
     model_opts = {k: opts.pop(k) for k in _MODEL_OPTIONS if k in opts}
+    with _claim(spec):
+        record = verify_output(outdir, spec)
+        if record is not None:      # done already: Dask ran a finished job again (module docstring)
+            row.update(status="done", J_final=record.get("J_final"), output=spec["output"],
+                       stopped=record.get("stopped", ""), iterations=record.get("iterations", 0))
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            return row
+        return _execute(spec, outdir, backend, row, opts, model_opts, t0)
+
+
+def _execute(spec: dict, outdir: str, backend: str, row: dict, opts: dict, model_opts: dict, t0: float) -> dict:
+    """The body of :func:`execute_job`, with the job claimed and not done yet."""
+    from .. import transfer  # looked up by name: tests may substitute stylize
     key = model = None
     try:
         key, model = acquire_model(model_opts.get("weights"), backend, model_opts.get("pooling", "max"))
@@ -87,7 +106,7 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
                   "styles": spec["styles"], "options": spec["options"], "backend": backend,
                   "J_start": J[0] if J else None, "J_final": min(finite) if finite else None,
                   "iterations": int(result.iterations), "stopped": result.stopped,
-                  "seconds": round(time.perf_counter() - t0, 3), "worker": worker, "pid": os.getpid(),
+                  "seconds": round(time.perf_counter() - t0, 3), "worker": row["worker"], "pid": os.getpid(),
                   "image": spec["output"]}
         publish(result.image, record, spec, outdir)
         row.update(status="done", J_final=record["J_final"], output=spec["output"], stopped=result.stopped,
@@ -107,6 +126,32 @@ def execute_job(spec: dict, outdir: str, backend: str = "numpy") -> dict:
             release_model(key, model)
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+@contextlib.contextmanager
+def _claim(spec: dict):
+    """Hold the job's lock (``flock`` on ``<output>.lock`` in the run's private folder) while it runs.
+
+    Dask may run one job twice at once: a worker the scheduler gave up on (missed heartbeats under
+    load) can still be running it when its copy starts elsewhere. The lock makes the second wait
+    for the first, then find its verified output. The kernel drops the lock when its holder dies
+    (SIGKILL included), so a killed attempt never blocks the next. Without a private folder (a plain
+    call) or ``fcntl`` (Windows), nothing is locked."""
+    scratch = spec.get("scratch")
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if not scratch or fcntl is None:
+        yield
+        return
+    fd = os.open(Path(scratch) / (spec["output"] + ".lock"), os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0),
+                 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                          # closing the only descriptor releases the lock
 
 
 def publish(image, record: dict, spec: dict, outdir: str | os.PathLike) -> None:

@@ -9,9 +9,10 @@ cross product of contents x styles x all values (a sweep).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..errors import NumpynstError, OptionError
+from ..errors import NumpynstError, OptionError, short_path
 from ..batch.options import OPTIONS
 from ..options import option_help
 
@@ -69,8 +70,9 @@ def _run(args) -> int:
     if args.grid:
         for folder in args.grid:
             if same_file(folder, args.outdir):
-                raise OptionError(f"--outdir {args.outdir} is the input folder {folder}: its results would "
-                                  f"become inputs of the next run; use another folder")
+                shown = "" if str(folder) == str(args.outdir) else f" {short_path(folder)}"
+                raise OptionError(f"--outdir {short_path(args.outdir)} is the input folder{shown}: its results "
+                                  f"would become inputs of the next run; use another folder")
         jobs = batch.grid_jobs(*args.grid, **options)
     else:
         several = [n for n, v in options.items() if len(v) > 1]
@@ -84,7 +86,23 @@ def _run(args) -> int:
                         protect=[args.manifest] if args.manifest else [])
     if results.written:
         print("; ".join(f"{p.stem.replace('_', ' ')}: {p}" for p in results.written))
+    line = failure_line(results)
+    if line:
+        print(line, file=sys.stderr)
     return exit_status(results)
+
+
+def failure_line(results) -> str | None:
+    """The one stderr line of a batch with failed jobs: how many failed, and where the reasons are
+    (the summary's ``error`` column; or, when the summary could not be written, the first reason)."""
+    from ..batch.report import SUMMARY
+    failed = [r for r in results if r.status == "failed"]
+    if not failed:
+        return None
+    summary = [p for p in results.written if p.name == SUMMARY]
+    where = (f"the reasons are in the 'error' column of {short_path(summary[0])}" if summary else
+             f"the summary could not be written; the first: {failed[0].job}: {failed[0].error[:160]}")
+    return f"numpynst batch: {len(failed)} of {len(results)} jobs failed; {where}"
 
 
 def exit_status(results) -> int:

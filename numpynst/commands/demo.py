@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import OptionError, short_path
 from .stylize import add_stylize_options, stylize_to_file
 
 DEMO_SIZE = 256
@@ -48,13 +48,13 @@ def run(args) -> int:
     except OSError:                      # absent, or a name too long ...: mkdir says which
         st = None
     if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise OptionError(f"--outdir {outdir} exists and is not a directory")
+        raise OptionError(f"--outdir {short_path(outdir)} exists and is not a directory")
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = next((p for p in reversed(outdir.parents) if p.exists() and not p.is_dir()), None)
-        reason = f"{blocker} is not a directory" if blocker is not None else describe(exc)
-        raise OptionError(f"--outdir {outdir}: cannot create it ({reason})") from None
+        reason = f"{short_path(blocker)} is not a directory" if blocker is not None else describe(exc)
+        raise OptionError(f"--outdir {short_path(outdir)}: cannot create it ({reason})") from None
     content, style = sample_path(DEMO_CONTENT), sample_path(DEMO_STYLE)
     output = outdir / "result.png"
     checked = check_all(args, content, [style], output)

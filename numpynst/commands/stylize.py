@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import ImageError, OptionError
+from ..errors import ImageError, OptionError, short_path
 from ..image import IMAGE_SUFFIXES
 from ..options import INITS, MAX_ITERATIONS, StylizeOptions, add_arguments, from_args
 
@@ -78,6 +78,7 @@ class Outputs(NamedTuple):
     image: Path
     plot: Path | None          # OUT_plot.png with --plot
     frames: Path | None        # OUT_frames/ with --save-every
+    checkpoint: Path | None = None    # OUT.checkpoint.npz unless --no-checkpoint
 
 
 def check_numbers(args, n_styles: int | None = None) -> StylizeOptions:
@@ -111,7 +112,9 @@ def _not_an_input(what: str, path: Path, inputs: list[tuple[str, Path]]) -> None
     from ..files import same_file
     for label, src in inputs:
         if same_file(src, path):
-            raise OptionError(f"{what} {path} is the input {src} ({label}): refusing to overwrite an input")
+            shown = "" if str(src) == str(path) else f" {short_path(src)}"     # the same name once
+            raise OptionError(f"{what} {short_path(path)} is the input{shown} ({label}): refusing to "
+                              f"overwrite an input")
 
 
 def check_output(output: str | Path, inputs: list[tuple[str, Path]], overwrite: bool) -> Path:
@@ -120,7 +123,7 @@ def check_output(output: str | Path, inputs: list[tuple[str, Path]], overwrite: 
     from ..files import check_writable
     out = Path(output).expanduser()
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise OptionError(f"--output {out}: unknown image type {out.suffix or '(none)'!r}; "
+        raise OptionError(f"--output {short_path(out)}: unknown image type {out.suffix or '(none)'!r}; "
                           f"use one of {', '.join(IMAGE_SUFFIXES)}")
     _not_an_input("--output", out, inputs)
     return check_writable(output, "--output", overwrite=overwrite)   # raw: a trailing / is refused
@@ -139,7 +142,14 @@ def check_derived(args, output: Path, inputs: list[tuple[str, Path]]) -> Outputs
     if args.save_every:
         frames = output.with_name(output.stem + "_frames")
         _check_frames_dir(frames, inputs, args.overwrite)
-    return Outputs(output, plot, frames)
+    checkpoint = None
+    if not getattr(args, "no_checkpoint", False):
+        from ..checkpoint import checkpoint_path
+        checkpoint = checkpoint_path(output)
+        _not_an_input("checkpoint", checkpoint, inputs)
+        # an existing one is read (and continued, or refused) when the run starts; never a link
+        check_writable(checkpoint, "checkpoint", overwrite=True)
+    return Outputs(output, plot, frames, checkpoint)
 
 
 def _check_frames_dir(frames: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
@@ -154,17 +164,17 @@ def _check_frames_dir(frames: Path, inputs: list[tuple[str, Path]], overwrite: b
         return
     if not stat.S_ISDIR(st.st_mode):
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file"
-        raise OptionError(f"{what} {frames} exists and is not a folder ({kind}); move it or choose "
+        raise OptionError(f"{what} {short_path(frames)} exists and is not a folder ({kind}); move it or choose "
                           f"another --output")
     if not os.access(frames, os.W_OK | os.X_OK):
-        raise OptionError(f"{what} {frames}: permission denied")
+        raise OptionError(f"{what} {short_path(frames)}: permission denied")
     for label, src in inputs:
         if same_file(src.parent, frames) and FRAME_NAME.fullmatch(src.name):
-            raise OptionError(f"{what} {frames} holds the input {src} ({label}) under a frame's "
+            raise OptionError(f"{what} {short_path(frames)} holds the input {short_path(src)} ({label}) under a frame's "
                               f"name: refusing to overwrite an input")
     old = sorted(p.name for p in frames.iterdir() if FRAME_NAME.fullmatch(p.name))
     if old and not overwrite:
-        raise OptionError(f"{what} {frames} already holds {len(old)} frame(s) ({old[0]}, ...); "
+        raise OptionError(f"{what} {short_path(frames)} already holds {len(old)} frame(s) ({old[0]}, ...); "
                           f"pass --overwrite to replace them")
 
 
@@ -212,7 +222,7 @@ def _save_result(out: Outputs, image, overwrite: bool, **save) -> tuple[Path, st
             raise
         kind = ("a symbolic link" if os.path.islink(out.image) else
                 "a folder" if os.path.isdir(out.image) else "a file")
-        problem = (f"--output {out.image}: {kind} appeared there during the run and was not "
+        problem = (f"--output {short_path(out.image)}: {kind} appeared there during the run and was not "
                    f"replaced" + ("" if overwrite or kind != "a file" else " (no --overwrite)"))
     for n in range(1, 100):
         alt = out.image.with_name(f"{out.image.stem}-{n}{out.image.suffix}")
@@ -260,7 +270,7 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
                 except OSError as exc:
                     from ..files import describe
                     frames_ok[0] = False
-                    print(f"numpynst: warning: --save-every: cannot create {out.frames} ({describe(exc)}); "
+                    print(f"numpynst: warning: --save-every: cannot create {short_path(out.frames)} ({describe(exc)}); "
                           f"no frames are saved", file=sys.stderr)
                 except ImageError as exc:      # a frame is a by-product: report, keep the run
                     frames_ok[0] = False
@@ -269,11 +279,15 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     # Overflow and NaN are detected by the loop (stopped == "non-finite loss") and reported in
     # one line below; NumPy's RuntimeWarnings on the way would only repeat it, as tracebacks.
     from ..tiled_dask import cluster_client
+    ck = None
+    if out.checkpoint is not None:
+        from ..checkpoint import Checkpoint
+        ck = Checkpoint(out.checkpoint, options.checkpoint_every, log=lambda line: print(line, file=sys.stderr))
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 cluster_client(getattr(args, "workers", None), getattr(args, "scheduler", None)) as client:
             result = transfer.stylize(content, styles, options, callback=callback, progress=not args.quiet,
-                                      client=client, on_plan=log)
+                                      client=client, on_plan=log, checkpoint=ck)
     except KeyboardInterrupt:
         return _nothing_saved(args)
     if result.stopped == "interrupted" and result.iterations == 0:
@@ -300,14 +314,22 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
             log(f"figure in {plot}")
         except (ImageError, OSError) as exc:
             from ..files import describe
-            print(f"numpynst: error: --plot {out.plot} not written: {describe(exc)}", file=sys.stderr)
+            print(f"numpynst: error: --plot {short_path(out.plot)} not written: {describe(exc)}", file=sys.stderr)
             code = 1
     if problem is not None:
-        print(f"numpynst: error: {problem}; the result was saved as {written} instead", file=sys.stderr)
+        print(f"numpynst: error: {problem}; the result was saved as {short_path(written)} instead", file=sys.stderr)
         code = 1
+    unfinished = result.stopped in ("interrupted", "cluster lost")
+    if ck is not None and not unfinished:
+        ck.remove()                   # the picture is written: nothing left to continue
+    kept = "" if ck is None or not ck.path.exists() else (
+        f"; checkpoint {short_path(ck.path)} kept: run the same command with --overwrite to continue")
+    if result.stopped == "cluster lost":
+        print(f"numpynst: error: {result.note}; saved the best image so far{kept}", file=sys.stderr)
+        return 1
     if result.stopped == "interrupted":
         cause = getattr(args, "stop_cause", lambda: "interrupted")()
-        log(f"{cause}: saved the best image so far")
+        log(f"{cause}: saved the best image so far{kept}")
         return 130
     if result.stopped == "non-finite loss":
         print("numpynst: the loss became NaN/inf; saved the last finite image. Lower --lr or the weights.",

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..backend import to_host
 from ..checks import first_line
-from ..errors import ImageError, OptionError
+from ..errors import ImageError, OptionError, short_path
 from ..files import open_regular
 from .resize import _check_size, _fit_longest, resize_image, resize_to
 
@@ -121,15 +121,15 @@ def _opened(path: str | os.PathLike, read):
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"refusing to read image {path}: {first_line(exc)}") from None
+        raise ImageError(f"refusing to read image {short_path(path)}: {first_line(exc)}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"cannot read image {path}: not an image file, or a format Pillow "
+        raise ImageError(f"cannot read image {short_path(path)}: not an image file, or a format Pillow "
                          "does not recognise") from None
     except MemoryError:
-        raise ImageError(f"cannot read image {path}: not enough memory to decode it; "
+        raise ImageError(f"cannot read image {short_path(path)}: not enough memory to decode it; "
                          "pass --size to load it downscaled") from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"cannot read image {path}: corrupt or truncated data "
+        raise ImageError(f"cannot read image {short_path(path)}: corrupt or truncated data "
                          f"({first_line(exc)})") from None
 
 
@@ -137,7 +137,7 @@ def _decode(im: Image.Image, path: Path, size: int | None, max_pixels: int | Non
     """Decode an opened Pillow image to upright RGB uint8, resized if ``size`` is given."""
     width, height = im.size  # from the header: nothing decoded yet
     if width < 1 or height < 1:
-        raise ImageError(f"cannot read image {path}: it has no pixels ({width}x{height})")
+        raise ImageError(f"cannot read image {short_path(path)}: it has no pixels ({width}x{height})")
     if size is not None and im.format == "JPEG":
         # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT domain: far cheaper in time and
         # memory than decoding 50 MP and throwing most of it away. That scaling is a box filter,
@@ -153,7 +153,7 @@ def _decode(im: Image.Image, path: Path, size: int | None, max_pixels: int | Non
     if max_pixels is not None and dw * dh > max_pixels:
         how = ("pass --size (size=) to load it downscaled" if size is None else
                "only JPEGs can be decoded at a reduced scale; downscale it first")
-        raise ImageError(f"image {path} has {width}x{height} = {width * height:,} pixels, more "
+        raise ImageError(f"image {short_path(path)} has {width}x{height} = {width * height:,} pixels, more "
                          f"than the limit of {max_pixels:,}; {how}")
     # EXIF orientations 5..8 swap width and height (transpose/rotate by 90 degrees).
     try:
@@ -208,7 +208,7 @@ def _to_rgb_array(im: Image.Image, path: Path) -> np.ndarray:
         if mode != "RGB":
             im = im.convert("RGB")
     except ValueError as exc:  # Pillow has no conversion for this mode
-        raise ImageError(f"cannot read image {path}: unsupported pixel mode {mode!r} "
+        raise ImageError(f"cannot read image {short_path(path)}: unsupported pixel mode {mode!r} "
                          f"({first_line(exc)})") from None
     return np.array(im, dtype=np.uint8)  # np.array: a writable copy
 

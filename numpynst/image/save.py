@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..backend import to_host
-from ..errors import ImageError, OptionError
+from ..errors import ImageError, OptionError, short_path
 from ..files import atomic_file, check_writable, describe, open_regular
 from ..print_output import SRGB_CHUNKS, strip_rows, to_uint16, write_png16, write_tiff16
 from .decode import _DECODE_ERRORS, checked_pixels, pixels_uint8
@@ -85,7 +85,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
     if fmt is None:
         known = ", ".join(SAVE_FORMATS)
         shown = target.suffix or "(none)"
-        raise ImageError(f"cannot save image {target}: unknown file extension {shown}; "
+        raise ImageError(f"cannot save image {short_path(target)}: unknown file extension {shown}; "
                          f"use one of {known}")
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
             or not 1 <= quality <= 100:
@@ -110,7 +110,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95, *,
                          verify=lambda tmp: _verify_saved(tmp, fmt, pixels)) as fh:
             image.save(fh, format=fmt, **options)
     except (OSError, ValueError, KeyError) as exc:
-        raise ImageError(f"cannot save image {target}: {describe(exc)}") from None
+        raise ImageError(f"cannot save image {short_path(target)}: {describe(exc)}") from None
     return target
 
 
@@ -144,7 +144,7 @@ def _verify_saved(tmp: Path, fmt: str, pixels: np.ndarray) -> None:
 
 def _to_uint8(rgb: Any, target: Path) -> np.ndarray:
     """Validate an image array for saving and convert it to contiguous uint8."""
-    return pixels_uint8(_host_image(rgb, target), f"cannot save image {target}", error=ImageError)
+    return pixels_uint8(_host_image(rgb, target), f"cannot save image {short_path(target)}", error=ImageError)
 
 
 def _host_image(rgb: Any, target: Path) -> np.ndarray:
@@ -153,7 +153,7 @@ def _host_image(rgb: Any, target: Path) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
-        raise ImageError(f"cannot save image {target}: expected an array of shape (H, W, 3) or "
+        raise ImageError(f"cannot save image {short_path(target)}: expected an array of shape (H, W, 3) or "
                          f"(H, W), got {arr.shape}")
     return arr
 
@@ -244,9 +244,9 @@ def _save_16bit(target: Path, rgb: Any, fmt: str, bit_depth: Any, info: ImageInf
     if isinstance(bit_depth, bool) or bit_depth != 16:
         raise OptionError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     if fmt not in DEEP_FORMATS:
-        raise ImageError(f"cannot save image {target} with 16 bits per channel: "
+        raise ImageError(f"cannot save image {short_path(target)} with 16 bits per channel: "
                          f"{target.suffix} holds 8 bits; use .png or .tif")
-    where = f"cannot save image {target}"
+    where = f"cannot save image {short_path(target)}"
     arr = checked_pixels(_host_image(rgb, target), where, error=ImageError)
     if arr.ndim == 2:
         arr = np.broadcast_to(arr[..., None], (*arr.shape, 3))      # grey: R = G = B, no copy
