@@ -29,3 +29,7 @@ class OptionError(NumpynstError, ValueError):
 
 class ManifestError(NumpynstError, ValueError):
     """A batch manifest is malformed (names the file, the row and the column)."""
+
+
+class VideoError(NumpynstError, ValueError):
+    """A video or frames folder cannot be read or written, or is not something the video command takes."""

@@ -169,8 +169,14 @@ def _start(prepared: Prepared, hw: tuple[int, int], rng, to_dev, xp, dtype) -> A
 
 
 def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None, progress: bool = False,
-        log_every: int | None = None, client: Any = None) -> Result:
-    """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`."""
+        log_every: int | None = None, client: Any = None, start: np.ndarray | None = None,
+        wrap: Callable[[Any, tuple[int, int]], Any] | None = None) -> Result:
+    """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`.
+
+    ``start``: a float RGB ``(H, W, 3)`` image on 0..255 that replaces the init at the first scale
+    (resized to it). ``wrap(objective, hw)``: returns the objective to minimise at each scale in its
+    place (an added term, as :mod:`numpynst.video`'s temporal cost). Both for callers that build on
+    a run."""
     p, opts, model = prepared, prepared.options, prepared.model
     xp, dtype = model.xp, model.dtype
     log_every = (1 if backend_name(xp) == "numpy" else 10) if log_every is None else log_every
@@ -193,8 +199,10 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                  client=client, content_layer=opts.content_layer, style_layers=p.layers,
                                  alpha=alpha, beta=beta, tv_weight=tv_weight, style_blend=opts.style_blend,
                                  weights_mode=opts.weights_mode)
+            obj = obj if wrap is None else wrap(obj, hw)
             # coarse-to-fine: the last scale's float image, upsampled, starts this one
-            x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
+            x0 = (to_dev(resize_to(start, hw)) if x is None and start is not None else
+                  _start(p, hw, rng, to_dev, xp, dtype) if x is None else
                   xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
             log.start_scale(scale, obj.shape)
             x0 = [x0]           # minimize gets the only reference and drops it after its copy
