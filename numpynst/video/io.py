@@ -201,6 +201,9 @@ def _open_video(p: Path, frames: tuple[int, int | None]) -> Source:
                              f"({_why(exc)})") from None
         audio = bool(container.streams.audio)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        # the length the header promises for the video: its stream's, or the file's when video is all
+        span = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base else
+                container.duration / 1e6 if container.duration and not audio else None)
     n = len(times)
     if n == 0:
         raise VideoError(f"input {p}: holds no decodable frame; zero frames")
@@ -211,6 +214,10 @@ def _open_video(p: Path, frames: tuple[int, int | None]) -> Source:
         from ..errors import OptionError
         raise OptionError(f"--frames {a}:{'' if b is None else b}: the input has only {n} frame(s)")
     fps = _constant_rate(p, times, rate)
+    ok = [t for t in times if np.isfinite(t)]
+    if b is None and span and ok and max(ok) + 2.5 / float(fps) < span:
+        raise VideoError(f"input {p}: truncated or corrupt: its header promises {span:.2f} s of video, "
+                         f"only {max(ok) + 1 / float(fps):.2f} s ({n} frames) decode")
     return Source(p, "video", n, fps, w, h, (), audio, tuple(times))
 
 

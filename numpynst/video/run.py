@@ -60,8 +60,8 @@ class VideoResult(NamedTuple):
     """What :func:`stylize_video` did. ``frames_dir``: where the frames are; ``video``: the video
     written (``None`` for a frames-folder output or when interrupted); ``partial``: the partial video
     written on an interrupt (else ``None``); ``done``: the frame numbers finished (run now or kept);
-    ``stylized``/``kept``: how many of each; ``stopped``: ``"done"``, ``"interrupted"`` or
-    ``"failed"`` (``error`` says why); ``temporal_error``: ``{t: mean |out_t - warp(out_{t-1})|}``
+    ``stylized``/``kept``: how many of each; ``stopped``: ``"done"``, ``"interrupted"``,
+    ``"write failed"`` (a full disk ...) or ``"failed"`` (bad input found mid-clip; ``error`` says why); ``temporal_error``: ``{t: mean |out_t - warp(out_{t-1})|}``
     over the pixels of weight 1 (grey levels); ``seconds``: wall time."""
 
     frames_dir: Path
@@ -74,6 +74,10 @@ class VideoResult(NamedTuple):
     error: str
     temporal_error: dict
     seconds: float
+
+
+class _WriteFailed(NumpynstError):
+    """A finished frame could not be written (full disk, file-size limit): exit 1, not bad input."""
 
 
 class Plan(NamedTuple):
@@ -315,8 +319,8 @@ def _loop(src, styles, opts, model, plan: Plan, a: int, b: int, config: str, gam
                 try:
                     save_image(path, out, info=ImageInfo(description=f"{_TAG} config={config} frame={digest}"))
                 except ImageError as exc:
-                    raise VideoError(f"frame {t} not saved: {exc}; the {len(done)} frame(s) before it are "
-                                     f"kept in {plan.frames_dir}/ and a re-run resumes") from None
+                    raise _WriteFailed(f"frame {t} not saved: {exc}; the {len(done)} frame(s) before it "
+                                       f"are kept in {plan.frames_dir}/ and a re-run resumes") from None
                 stylized += 1
                 seconds, text = res.seconds, f"{res.iterations} it, {res.seconds:.1f} s, J {res.J_final:.4g}"
             if flows is not None:
@@ -327,6 +331,8 @@ def _loop(src, styles, opts, model, plan: Plan, a: int, b: int, config: str, gam
             prev_frame, prev_out = frame, out
     except KeyboardInterrupt:
         stopped = "interrupted"
+    except _WriteFailed as exc:
+        stopped, error = "write failed", str(exc)
     except NumpynstError as exc:
         stopped, error = "failed", str(exc)
     video = partial = None
@@ -334,8 +340,11 @@ def _loop(src, styles, opts, model, plan: Plan, a: int, b: int, config: str, gam
         files = [plan.frames_dir / f"{t:05d}.png" for t in done]
         from .io import write_video
         if stopped == "done":
-            video = write_video(plan.video, files, src.fps, audio_from=src, first_frame=a, overwrite=True)
-            if plan.partial is not None and plan.partial.is_file():
+            try:
+                video = write_video(plan.video, files, src.fps, audio_from=src, first_frame=a, overwrite=True)
+            except VideoError as exc:
+                stopped, error = "write failed", f"{exc}; the frames are kept and a re-run writes it"
+            if video is not None and plan.partial is not None and plan.partial.is_file():
                 plan.partial.unlink()           # a finished run supersedes its partial video
         else:
             try:
