@@ -410,3 +410,49 @@ def test_missing_extra_is_one_line(monkeypatch):
         with pytest.raises(VideoError, match=name) as e:
             need()
         assert 'pip install "numpynst[video]"' in str(e.value) and "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- Dask
+def _kill_once_chunk(spec):
+    """Test-only chunk task: the chunk starting at frame 4 writes its first frame, then kills its worker
+    process (the first time only); the retry must keep that frame and finish the chunk."""
+    from numpynst.video.chunks import chunk_task
+    marker = Path(spec["frames_dir"]).parent / "kill-once"
+    if spec["start"] == 4 and marker.exists():
+        chunk_task({**spec, "stop": spec["start"] + 1})
+        (marker.parent / "killed-pid").write_text(str(os.getpid()))
+        marker.unlink()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return chunk_task(spec)
+
+
+@needs_video
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_chunks_on_a_local_dask_cluster_survive_a_killed_worker(clipdir, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from numpynst.batch.cluster import keep_blas_env, local_cluster
+    from numpynst.video import stylize_video
+    from numpynst.video.chunks import plan_chunks
+    assert plan_chunks(0, 10, 4, 2) == [(0, 0, 4), (2, 4, 8), (6, 8, 10)]
+    (tmp_path / "kill-once").touch()
+    with keep_blas_env():
+        cluster = local_cluster(n_workers=2, blas_threads=1, retries=2, dashboard=False)
+        client = distributed.Client(cluster)
+        try:
+            r = stylize_video(clipdir / "clip.mp4", str(clipdir / "style.png"), tmp_path / "out.mp4", size=32,
+                              iterations=2, weights=str(clipdir / "tiny.h5"), log=None, client=client,
+                              chunk=4, overlap=1, task=_kill_once_chunk)
+        finally:
+            client.close()
+            cluster.close()
+    assert not (tmp_path / "kill-once").exists()            # the worker did die once
+    assert r.stopped == "done" and r.done == list(range(8)) and r.kept == 1, r
+    assert count_frames(tmp_path / "out.mp4")[0] == 8
+    names = sorted(p.name for p in (tmp_path / "out_frames").iterdir())
+    assert names == sorted([f"{i:05d}.png" for i in range(8)] + ["00003.w.png"])
+    assert set(r.temporal_error) == set(range(1, 8))       # the seam frame 4 measured against frame 3
+    # the same clip again, sequentially: every frame is kept (the chunks wrote them with the same digests
+    # except frame 4, which followed a warm-up frame instead of the final frame 3)
+    again = stylize_video(clipdir / "clip.mp4", str(clipdir / "style.png"), tmp_path / "out.mp4", size=32,
+                          iterations=2, weights=str(clipdir / "tiny.h5"), log=None, overwrite=True)
+    assert again.kept == 4 and again.stylized == 4

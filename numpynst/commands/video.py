@@ -40,6 +40,15 @@ def register(subparsers) -> None:
     v.add_argument("--overwrite", action="store_true",
                    help="replace an existing OUT video and frames another run left in the frames folder")
     v.add_argument("--quiet", action="store_true", help="no progress bars or per-frame lines")
+    d = p.add_argument_group("long clips on Dask (chunks of frames side by side, resumable)")
+    d.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run chunks of frames on a local Dask cluster of N processes")
+    d.add_argument("--scheduler", default=None, metavar="URL",
+                   help="run them on the workers of a Dask scheduler, e.g. tcp://head:8786")
+    d.add_argument("--chunk", type=int, default=None, metavar="FRAMES",
+                   help="frames per chunk (default: the range shared among the workers, at most 24)")
+    d.add_argument("--overlap", type=int, default=None, metavar="FRAMES",
+                   help="warm-up frames stylized before each seam and not kept in the video (default 2)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +68,8 @@ def run(args) -> int:
     r = stylize_video(args.input, styles, args.output, options, frames=args.frames,
                       independent=args.independent, temporal_weight=args.temporal_weight, flow=args.flow,
                       fps=args.fps, overwrite=args.overwrite, progress=not args.quiet,
-                      log=None if args.quiet else print)
+                      log=None if args.quiet else print, workers=args.workers, scheduler=args.scheduler,
+                      chunk=args.chunk, overlap=args.overlap)
     where = r.video if r.video is not None else f"{r.frames_dir}/"
     errs = [e for e in r.temporal_error.values() if e == e]
     summary = (f"{len(r.done)} frame(s) ({r.stylized} stylized, {r.kept} kept from an earlier run) in "

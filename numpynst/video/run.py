@@ -231,7 +231,9 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
                   options: StylizeOptions | None = None, *, frames: str | tuple | None = None,
                   independent: bool = False, temporal_weight: float | None = None, flow: str = "dis",
                   fps: float | None = None, overwrite: bool = False, model=None, progress: bool = False,
-                  log: Callable[[str], Any] | None = print, **keywords: Any) -> VideoResult:
+                  log: Callable[[str], Any] | None = print, client: Any = None, workers: int | None = None,
+                  scheduler: str | None = None, chunk: int | None = None, overlap: int | None = None,
+                  task: Callable[[dict], dict] | None = None, **keywords: Any) -> VideoResult:
     """Stylize a clip (a video file or a folder of numbered frames) into ``output`` (a video file, or a
     folder of numbered PNGs), as the module describes.
 
@@ -246,6 +248,10 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
         overwrite: replace an existing video and frames of another configuration in the frames folder.
         model: a loaded :class:`~numpynst.vgg.VGG` (default: from ``weights``).
         progress: per-iteration bars; log: where the per-frame lines go (``None``: nowhere).
+        client / workers / scheduler: run the frames in chunks on Dask (:mod:`numpynst.video.chunks`):
+            an existing ``distributed.Client``, a local cluster of ``workers`` processes, or a
+            scheduler's address. chunk, overlap: frames per chunk and warm-up frames before each
+            seam (defaults there); task: the function run per chunk (tests).
     Returns:
         :class:`VideoResult`. Bad input raises a one-line :class:`~numpynst.errors.NumpynstError`
         before anything is written.
@@ -274,20 +280,41 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
     if foreign and not overwrite:
         raise OptionError(f"--output: {plan.frames_dir} holds {len(foreign)} frame(s) of another run "
                           f"({foreign[0]}, ...); pass --overwrite to replace them or choose another --output")
+    dask = client is not None or workers is not None or scheduler is not None
+    from ..checks import integer
+    if chunk is not None:
+        integer("--chunk", chunk, minimum=1)
+    if overlap is not None:
+        integer("--overlap", overlap, minimum=0, maximum=chunk)
+    if dask:
+        from ..tiled_dask import check_cluster_options
+        check_cluster_options(workers, scheduler)
+    plan.frames_dir.mkdir(exist_ok=True)
+    if dask:
+        from .chunks import DEFAULT_OVERLAP, run_chunked
+        return run_chunked(src, styles, opts, plan, a, b, config, gamma, flow, independent, client=client,
+                           workers=workers, scheduler=scheduler, chunk=chunk,
+                           overlap=DEFAULT_OVERLAP if overlap is None else overlap, task=task, log=log)
     if model is None:
         from ..vgg import VGG
         model = VGG.from_h5(opts.weights, backend=opts.backend, pooling=opts.pooling)
-    plan.frames_dir.mkdir(exist_ok=True)
     return _loop(src, styles, opts, model, plan, a, b, config, gamma, flow, independent, progress, log)
 
 
+def frame_path(frames_dir: Path, t: int, warm: bool = False) -> Path:
+    """``NNNNN.png``, or ``NNNNN.w.png`` for a chunk's warm-up frame (:mod:`numpynst.video.chunks`)."""
+    return frames_dir / (f"{t:05d}.w.png" if warm else f"{t:05d}.png")
+
+
 def _loop(src, styles, opts, model, plan: Plan, a: int, b: int, config: str, gamma: float, flow: str,
-          independent: bool, progress: bool, log) -> VideoResult:
+          independent: bool, progress: bool, log, main_from: int | None = None) -> VideoResult:
+    """Frames ``a..b-1`` in order; those before ``main_from`` are warm-up frames (written, not in ``done``)."""
     from .. import transfer
     from ..image import ImageInfo, load_image, resize_image, save_image
     from .io import iter_frames
     t0 = time.perf_counter()
-    clock = _Clock(b - a, log)
+    main_from = a if main_from is None else main_from
+    clock = _Clock(b - main_from, log)
     done: list[int] = []
     errors: dict[int, float] = {}
     stylized = kept = 0
@@ -299,11 +326,12 @@ def _loop(src, styles, opts, model, plan: Plan, a: int, b: int, config: str, gam
             del rgb
             temporal = prev_out is not None and not independent
             digest = frame_digest(config, frame, prev_frame if temporal else None, prev_out if temporal else None)
-            path = plan.frames_dir / f"{t:05d}.png"
+            warm = t < main_from
+            path = frame_path(plan.frames_dir, t, warm)
             flows = None if prev_frame is None else _flows(frame, prev_frame, flow)
             if frame_record(path) == (config, digest):
                 out = load_image(path, max_pixels=None)
-                kept += 1
+                was_kept = True
                 seconds, text = None, "kept (its digest matches)"
             else:
                 start = wrap = None
@@ -321,38 +349,50 @@ def _loop(src, styles, opts, model, plan: Plan, a: int, b: int, config: str, gam
                 except ImageError as exc:
                     raise _WriteFailed(f"frame {t} not saved: {exc}; the {len(done)} frame(s) before it "
                                        f"are kept in {plan.frames_dir}/ and a re-run resumes") from None
-                stylized += 1
+                was_kept = False
                 seconds, text = res.seconds, f"{res.iterations} it, {res.seconds:.1f} s, J {res.J_final:.4g}"
+            prev_frame, prev_out_before = frame, prev_out
+            prev_out = out
+            if warm:                    # a chunk's warm-up: written for a resume, not counted
+                continue
+            kept, stylized = kept + was_kept, stylized + (not was_kept)
             if flows is not None:
-                errors[t] = temporal_error(out, prev_out, flows[0], flows[2])
+                errors[t] = temporal_error(out, prev_out_before, flows[0], flows[2])
                 text += f", temporal error {errors[t]:.2f}"
             done.append(t)
             clock.frame(t, text, seconds)
-            prev_frame, prev_out = frame, out
     except KeyboardInterrupt:
         stopped = "interrupted"
     except _WriteFailed as exc:
         stopped, error = "write failed", str(exc)
     except NumpynstError as exc:
         stopped, error = "failed", str(exc)
-    video = partial = None
-    if done and plan.video is not None:
-        files = [plan.frames_dir / f"{t:05d}.png" for t in done]
-        from .io import write_video
-        if stopped == "done":
-            try:
-                video = write_video(plan.video, files, src.fps, audio_from=src, first_frame=a, overwrite=True)
-            except VideoError as exc:
-                stopped, error = "write failed", f"{exc}; the frames are kept and a re-run writes it"
-            if video is not None and plan.partial is not None and plan.partial.is_file():
-                plan.partial.unlink()           # a finished run supersedes its partial video
-        else:
-            try:
-                partial = write_video(plan.partial, files, src.fps, audio_from=src, first_frame=a, overwrite=True)
-            except (NumpynstError, KeyboardInterrupt) as exc:        # the frames are what counts
-                print(f"numpynst: warning: partial video not written ({exc})", file=sys.stderr)
+    video, partial, stopped, error = finish_video(plan, src, main_from, done, stopped, error)
     return VideoResult(plan.frames_dir, video, partial, done, stylized, kept, stopped, error, errors,
                        time.perf_counter() - t0)
+
+
+def finish_video(plan: Plan, src, first: int, done: list, stopped: str, error: str):
+    """Encode the frames ``done`` (consecutive from ``first``) into the video when the run finished, or
+    into the partial video when it stopped early. Returns ``(video, partial, stopped, error)``."""
+    video = partial = None
+    if not done or plan.video is None:
+        return video, partial, stopped, error
+    from .io import write_video
+    files = [frame_path(plan.frames_dir, t) for t in done]
+    if stopped == "done":
+        try:
+            video = write_video(plan.video, files, src.fps, audio_from=src, first_frame=first, overwrite=True)
+        except VideoError as exc:
+            stopped, error = "write failed", f"{exc}; the frames are kept and a re-run writes it"
+        if video is not None and plan.partial is not None and plan.partial.is_file():
+            plan.partial.unlink()           # a finished run supersedes its partial video
+    else:
+        try:
+            partial = write_video(plan.partial, files, src.fps, audio_from=src, first_frame=first, overwrite=True)
+        except (NumpynstError, KeyboardInterrupt) as exc:        # the frames are what counts
+            print(f"numpynst: warning: partial video not written ({exc})", file=sys.stderr)
+    return video, partial, stopped, error
 
 
 def _flows(frame: np.ndarray, prev_frame: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
