@@ -263,6 +263,15 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
     gamma = check_temporal_weight(temporal_weight, opts.weights_mode)
     if flow not in FLOW_METHODS:
         raise OptionError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow!r}")
+    dask = client is not None or workers is not None or scheduler is not None
+    from ..checks import integer
+    if chunk is not None:
+        integer("--chunk", chunk, minimum=1)
+    if overlap is not None:
+        integer("--overlap", overlap, minimum=0, maximum=chunk)
+    if dask:
+        from ..tiled_dask import check_cluster_options
+        check_cluster_options(workers, scheduler)
     a, b = frames if isinstance(frames, tuple) else parse_range(frames)
     src = open_source(source, (a, b), fps)
     a, b = parse_range(f"{a}:{'' if b is None else b}", src.n_frames)
@@ -280,15 +289,6 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
     if foreign and not overwrite:
         raise OptionError(f"--output: {plan.frames_dir} holds {len(foreign)} frame(s) of another run "
                           f"({foreign[0]}, ...); pass --overwrite to replace them or choose another --output")
-    dask = client is not None or workers is not None or scheduler is not None
-    from ..checks import integer
-    if chunk is not None:
-        integer("--chunk", chunk, minimum=1)
-    if overlap is not None:
-        integer("--overlap", overlap, minimum=0, maximum=chunk)
-    if dask:
-        from ..tiled_dask import check_cluster_options
-        check_cluster_options(workers, scheduler)
     plan.frames_dir.mkdir(exist_ok=True)
     if dask:
         from .chunks import DEFAULT_OVERLAP, run_chunked

@@ -225,11 +225,11 @@ from numpynst.image import save_image
 from numpynst.video import stylize_video
 
 work = Path(tempfile.mkdtemp())
-n = 5 if FAST else T
+n = 5 if FAST else 6
 (work / "in").mkdir()
 for i in range(n):
     save_image(work / "in" / f"{i:05d}.png", clip.frames[i])     # a folder of numbered frames
-settings = dict(iterations=2 if FAST else 20, log=None)
+settings = dict(iterations=2 if FAST else 10, log=None)
 if FAST:
     from numpynst.testing import write_tiny_vgg_h5
     settings["weights"] = str(write_tiny_vgg_h5(work / "tiny.h5"))
