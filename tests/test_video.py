@@ -351,6 +351,17 @@ def test_bad_inputs_are_one_line_errors(clipdir, tmp_path, capsys, monkeypatch):
     (tmp_path / "cut.mkv").write_bytes(data[:int(len(data) * 0.6)])
     _refused(capsys, ["video", str(tmp_path / "cut.mkv"), style, "-o", str(tmp_path / "o3.mp4"), *_args(clipdir)],
              "cut.mkv", "truncated", "1.60 s")
+    from numpynst.image import save_image
+    (tmp_path / "mixed").mkdir()
+    save_image(tmp_path / "mixed" / "a_001.png", np.zeros((8, 8, 3), np.uint8))
+    save_image(tmp_path / "mixed" / "b_001.png", np.zeros((8, 8, 3), np.uint8))
+    _refused(capsys, ["video", str(tmp_path / "mixed"), style, "-o", str(tmp_path / "o10"), *_args(clipdir)],
+             "mixes several frame name patterns")
+    (tmp_path / "sizes").mkdir()
+    save_image(tmp_path / "sizes" / "001.png", np.zeros((8, 8, 3), np.uint8))
+    save_image(tmp_path / "sizes" / "002.png", np.zeros((8, 9, 3), np.uint8))
+    _refused(capsys, ["video", str(tmp_path / "sizes"), style, "-o", str(tmp_path / "o11"), *_args(clipdir)],
+             "002.png is 9x8", "one size")
     (tmp_path / "empty").mkdir()
     _refused(capsys, ["video", str(tmp_path / "empty"), style, "-o", str(tmp_path / "o4.mp4"), *_args(clipdir)],
              "zero frames")

@@ -14,7 +14,9 @@ One idea per module, low to high:
   video with the source's frame rate and audio (PyAV);
 * :mod:`~numpynst.video.run` -- the frame loop: warped starts, the temporal term, streaming,
   per-frame resume by content digest, interrupts;
-* :mod:`~numpynst.video.chunks` -- long clips in overlapping chunks on a Dask cluster.
+* :mod:`~numpynst.video.chunks` -- long clips in overlapping chunks on a Dask cluster;
+* :mod:`~numpynst.video.synthetic` -- clips with known motion (true flows, visibility) to measure
+  flicker against.
 
 PyAV and OpenCV are the optional extra ``numpynst[video]``; warping and the temporal cost need
 neither, and the others say in one line how to install them when missing.

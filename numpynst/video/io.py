@@ -61,8 +61,8 @@ def require_av():
 class Source(NamedTuple):
     """A checked input. ``kind``: ``"video"`` or ``"frames"``; ``n_frames`` in the file or folder;
     ``fps`` as a Fraction; ``width``, ``height`` of the frames; ``files``: the folder's frames in
-    order (empty for a video); ``audio``: the video holds an audio stream; ``start_time``: the
-    first frame's time in seconds (audio is cut from there)."""
+    order (empty for a video); ``audio``: the video holds an audio stream; ``times``: each decoded
+    frame's time in seconds (the audio is cut from the first chosen frame's)."""
 
     path: Path
     kind: str
