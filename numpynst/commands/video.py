@@ -19,6 +19,7 @@ from ..errors import OptionError
 
 def register(subparsers) -> None:
     from ..options import add_arguments
+    from ..video.run import DEFAULT_TEMPORAL_WEIGHT
     p = subparsers.add_parser("video", help="stylize a clip (video file or frames folder) without flicker",
                               description=__doc__.splitlines()[0])
     p.add_argument("input", help="video file, or a folder of numbered frames (00001.png, ...)")
@@ -32,7 +33,8 @@ def register(subparsers) -> None:
     v.add_argument("--independent", action="store_true",
                    help="no temporal terms: every frame on its own (flickers; for comparison)")
     v.add_argument("--temporal-weight", type=float, default=None, metavar="G",
-                   help="weight of the temporal cost (default 10 with calibrated weights, 1000 raw)")
+                   help="weight of the temporal cost (default %g with calibrated weights, %g raw)"
+                        % (DEFAULT_TEMPORAL_WEIGHT["calibrated"], DEFAULT_TEMPORAL_WEIGHT["raw"]))
     v.add_argument("--flow", choices=("dis", "farneback"), default="dis",
                    help="OpenCV optical flow method (default: dis)")
     v.add_argument("--fps", type=float, default=None,
