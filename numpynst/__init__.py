@@ -15,8 +15,9 @@ from .image import load_image, save_image  # noqa: F401,E402
 from .options import StylizeOptions  # noqa: F401,E402
 from .transfer import Objective, Result, stylize  # noqa: F401,E402
 from .vgg import VGG, deprocess, preprocess  # noqa: F401,E402
+from .video import stylize_video  # noqa: F401,E402
 
 __all__ = [
-    "stylize", "StylizeOptions", "Objective", "Result", "VGG", "preprocess", "deprocess", "load_image", "save_image",
+    "stylize", "stylize_video", "StylizeOptions", "Objective", "Result", "VGG", "preprocess", "deprocess", "load_image", "save_image",
     "NumpynstError", "BackendError", "WeightsError", "ImageError", "OptionError", "ManifestError",
 ]

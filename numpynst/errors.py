@@ -59,3 +59,6 @@ def short_path(path, limit: int = SHOWN_PATH) -> str:
     room = max(limit - 3, 2)
     head = room // 3
     return text[:head] + "..." + text[len(text) - (room - head):]
+
+class VideoError(NumpynstError, ValueError):
+    """A video or frames folder cannot be read or written, or is not something the video command takes."""

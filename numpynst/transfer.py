@@ -371,8 +371,14 @@ def _checkpointer(checkpoint: Any, opts: StylizeOptions):
 
 def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None, progress: bool = False,
         log_every: int | None = None, client: Any = None, on_plan: Callable[[str], Any] | None = None,
-        checkpoint: Any = None) -> Result:
-    """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`."""
+        checkpoint: Any = None, start: np.ndarray | None = None,
+        wrap: Callable[[Any, tuple[int, int]], Any] | None = None) -> Result:
+    """Minimise ``J`` over the pixels for a :func:`prepare`'d run, scale by scale; see :func:`stylize`.
+
+    ``start``: a float RGB ``(H, W, 3)`` image on 0..255 that replaces the init at the first scale
+    (resized to it). ``wrap(objective, hw)``: returns the objective to minimise at each scale in its
+    place (an added term, as :mod:`numpynst.video`'s temporal cost). Both for callers that build on
+    a run."""
     p, opts, model = prepared, prepared.options, prepared.model
     ck, owned = _checkpointer(checkpoint, opts)
     resume = None
@@ -419,12 +425,14 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
                                      "style_masks": None if p.style_masks is None else [
                                          _masks_at([m], scaled_shape(s.shape, scale))[0]
                                          for m, s in zip(p.style_masks, p.styles)]}))
+            obj = obj if wrap is None else wrap(obj, hw)
             loop = None
             if resume is not None and index == resume.scale_index:
                 loop, resume, x0 = resume.loop, None, None     # the state replaces the start
             else:
                 # coarse-to-fine: the last scale's float image, upsampled, starts this one
-                x0 = (_start(p, hw, rng, to_dev, xp, dtype) if x is None else
+                x0 = (to_dev(resize_to(start, hw)) if x is None and start is not None else
+                      _start(p, hw, rng, to_dev, xp, dtype) if x is None else
                       xp.asarray(resize_to(to_host(x)[0], hw)[None], dtype=dtype)).reshape(-1)
             log.start_scale(scale, obj.shape, 0 if loop is None else loop.step)
             clock.start_scale()
