@@ -30,7 +30,7 @@ partly by its own yardstick: ``gram`` minimises a Gram distance, ``swd`` a slice
 
     python benchmarks/style_losses.py cost --sizes 256 512
     python benchmarks/style_losses.py directions --size 128 --evaluations 60 [--optimizer adam]
-    python benchmarks/style_losses.py compare --size 256 --evaluations 100
+    python benchmarks/style_losses.py compare --size 256 --evaluations 100 [--beta 10 --losses mean-cov swd]
     python benchmarks/style_losses.py figure
 
 Timings are disturbed by whatever else runs on the machine; nothing is asserted.
@@ -93,12 +93,13 @@ def pictures(pair: str, size: int):
     return c, load_image(painting(s), size=max(c.shape[:2])), (p, s)
 
 
-def run(model, c_rgb, s_rgb, loss: str, evaluations: int, redraw: bool = False, optimizer: str = "lbfgs") -> dict:
+def run(model, c_rgb, s_rgb, loss: str, evaluations: int, redraw: bool = False, optimizer: str = "lbfgs",
+        beta: float | None = None) -> dict:
     """``optimizer`` (L-BFGS; Adam at its default step) from the photo on the calibrated ``J`` of
     ``loss`` for ``evaluations`` evaluations:
     the result (RGB uint8), seconds (wall, process CPU) per evaluation, J at start and end."""
     c, s = (preprocess(a, dtype=model.dtype) for a in (c_rgb, s_rgb))
-    obj = Objective(model, c, s, weights_mode="calibrated", style_loss=loss)
+    obj = Objective(model, c, s, weights_mode="calibrated", style_loss=loss, beta=beta)
     if redraw:
         redrawn(obj, model, s)
     count = [0]
@@ -189,21 +190,22 @@ def cmd_compare(args) -> None:
     from PIL import Image
     model = VGG.from_h5()
     os.makedirs(OUT, exist_ok=True)
+    tag = "" if args.beta is None else f"_beta{args.beta:g}"
     table = []
     for pair in args.pairs:
         c_rgb, s_rgb, names = pictures(pair, args.size)
         judge = judge_of(args.metrics, c_rgb, s_rgb)
         for loss in args.losses:
-            r = run(model, c_rgb, s_rgb, loss, args.evaluations)
+            r = run(model, c_rgb, s_rgb, loss, args.evaluations, beta=args.beta)
             image = r.pop("image")
-            Image.fromarray(image).save(os.path.join(OUT, f"{names[0]}_{names[1]}_{loss}_{args.size}.png"))
+            Image.fromarray(image).save(os.path.join(OUT, f"{names[0]}_{names[1]}_{loss}_{args.size}{tag}.png"))
             m = judge(image)
-            table.append({"photo": names[0], "painting": names[1], "loss": loss, **r,
+            table.append({"photo": names[0], "painting": names[1], "loss": loss, "beta": args.beta, **r,
                           "C": m.content, "S_gram": m.style_gram, "S_swd": m.style_swd})
             print(f"{names[0]:10s} {names[1]:13s} {loss:9s} C {m.content:.3f}  S_gram {m.style_gram:.3f}  "
                   f"S_swd {m.style_swd:.3f}  {r['wall_per_eval']:.2f} s/eval wall, {r['cpu_per_eval']:.2f} cpu "
                   f"({r['evaluations']} evaluations)", flush=True)
-    save_json(f"compare_{args.size}.json", {"size": args.size, "evaluations": args.evaluations,
+    save_json(f"compare_{args.size}{tag}.json", {"size": args.size, "evaluations": args.evaluations,
                                             "rows": table, "load": os.getloadavg()})
 
 
@@ -253,6 +255,7 @@ def main() -> None:
         p.add_argument("--evaluations", type=int, default=100)
         p.add_argument("--repeats", type=int, default=3)
         p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
+        p.add_argument("--beta", type=float, default=None, help="calibrated style weight (default 1)")
         p.add_argument("--losses", nargs="+", default=list(STYLE_LOSSES), choices=STYLE_LOSSES)
         p.add_argument("--metrics", default="/work/wt-26/numpynst/metrics.py",
                        help="issue 26's numpynst/metrics.py (until it is merged)")
