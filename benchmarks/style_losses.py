@@ -18,7 +18,8 @@ Three measurements, each its own sub-command:
     closed under Gram (``S_gram``) and under sliced Wasserstein (``S_swd``), the seconds per
     evaluation, and the results (PNG) for ``figure``.
 ``figure``
-    one row per pair: photo, painting, the three results (from ``compare``'s files).
+    one row per pair: photo, painting, the three results (from ``compare``'s files), to
+    ``docs/images/style_losses.jpg``.
 
 The picture metrics are issue 26's ``numpynst/metrics.py`` (``Judge``: ``C = ||F(x) - F(c)||^2 /
 ||F(c)||^2`` at block4_conv2; ``S = 1 - D(x, s) / D(c, s)`` with ``D`` the Gram distance per position
@@ -230,9 +231,9 @@ def cmd_figure(args) -> None:
             ax.set_title(title, fontsize=9)
             ax.axis("off")
     fig.tight_layout()
-    path = os.path.join(ROOT, "docs", "images", "style_losses.png")
-    fig.savefig(path + ".tmp.png", dpi=72)
-    os.replace(path + ".tmp.png", path)
+    path = os.path.join(ROOT, "docs", "images", "style_losses.jpg")
+    fig.savefig(path + ".tmp.jpg", dpi=72, pil_kwargs={"quality": 90})
+    os.replace(path + ".tmp.jpg", path)
     print("wrote", path)
 
 

@@ -308,7 +308,7 @@ assert all(abs(v - 1.0) < 1e-5 for v in blank_at_zero.values())
 # %% [markdown]
 # Now the same photo and painting, the same weights and the same number of L-BFGS iterations,
 # three losses. (At this small size the differences are subtle; the benchmark's figure,
-# `docs/images/style_losses.png`, shows them at 256 px on the paintings of the gallery.)
+# `docs/images/style_losses.jpg`, shows them at 256 px on the paintings of the gallery.)
 
 # %%
 results, seconds = {}, {}
