@@ -330,8 +330,8 @@ plt.show()
 
 # %% [markdown]
 # Time per iteration is VGG's forward and backward plus the loss: Gram's is a few matrix
-# products; swd adds a sort of $P \times K$ projections per layer; mean-cov two eigendecompositions
-# of $C \times C$ matrices per layer and evaluation (in float64), a cost independent of the image's
+# products; swd adds a sort of $P \times K$ projections per layer; mean-cov one eigendecomposition
+# of a $C \times C$ matrix per layer and evaluation (in float64), a cost independent of the image's
 # size, so its share is largest at small sizes (the timings above; `benchmarks/README.md` has them
 # at 256 and 512 px).
 #
