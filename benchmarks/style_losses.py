@@ -6,6 +6,8 @@ Three measurements, each its own sub-command:
     one evaluation of ``J`` and ``dJ/dx`` per loss (the shipped VGG19, float32, default layers)
     at each ``--sizes``: seconds (wall and process CPU), median of ``--repeats``. What a style loss
     adds to VGG's forward and backward.
+``float32``
+    float32 against float64 (J, the style part, dJ/dx) for each loss at ``--size``.
 ``directions``
     ``swd``'s directions fixed (numpynst's choice: seeded once per layer) against re-drawn at every
     evaluation (a fresh seeded draw, the style's quantiles recomputed from its stored activations),
@@ -30,6 +32,7 @@ partly by its own yardstick: ``gram`` minimises a Gram distance, ``swd`` a slice
 ``sum a a^T`` and the mean): read ``S_gram`` for gram and ``S_swd`` for swd with that in mind.
 
     python benchmarks/style_losses.py cost --sizes 256 512
+    python benchmarks/style_losses.py float32 --size 96
     python benchmarks/style_losses.py directions --size 128 --evaluations 60 [--optimizer adam]
     python benchmarks/style_losses.py compare --size 256 --evaluations 100 [--beta 10 --losses mean-cov swd]
     python benchmarks/style_losses.py figure
@@ -170,6 +173,26 @@ def cmd_cost(args) -> None:
                                                              "load": os.getloadavg()})
 
 
+def cmd_float32(args) -> None:
+    """float32 against float64: J, the style part and dJ/dx of the calibrated objective of each
+    loss at the photo plus noise (the shipped VGG19 in each dtype)."""
+    from numpynst.gradcheck import rel_error
+    c_rgb, s_rgb, _ = pictures(args.pairs[0], args.size)
+    noise = np.random.default_rng(0).normal(0, 20, (1, *c_rgb.shape))
+    out = {}
+    for dt in (np.float64, np.float32):
+        model = VGG.from_h5(dtype=dt)
+        c, s = preprocess(c_rgb, dtype=dt), preprocess(s_rgb, dtype=dt)
+        for loss in STYLE_LOSSES:
+            obj = Objective(model, c, s, weights_mode="calibrated", style_loss=loss)
+            J, g, p = obj.evaluate((c + noise).astype(dt))
+            out[dt, loss] = (float(J), float(p["style"]), g)
+    for loss in STYLE_LOSSES:
+        (J, st, g), (J32, st32, g32) = out[np.float64, loss], out[np.float32, loss]
+        print(f"{loss:9s} relative error of float32: J {abs(J32 - J) / abs(J):.1e}, style part "
+              f"{abs(st32 - st) / abs(st):.1e}, dJ/dx {rel_error(g32, g):.1e}")
+
+
 def cmd_directions(args) -> None:
     model = VGG.from_h5()
     c_rgb, s_rgb, names = pictures(args.pairs[0], args.size)
@@ -248,7 +271,7 @@ def save_json(name: str, data: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("cost", "directions", "compare", "figure"):
+    for name in ("cost", "float32", "directions", "compare", "figure"):
         p = sub.add_parser(name)
         p.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS, metavar="PHOTO:PAINTING")
         p.add_argument("--size", type=int, default=256)
@@ -261,7 +284,8 @@ def main() -> None:
         p.add_argument("--metrics", default="/work/wt-26/numpynst/metrics.py",
                        help="issue 26's numpynst/metrics.py (until it is merged)")
     args = ap.parse_args()
-    {"cost": cmd_cost, "directions": cmd_directions, "compare": cmd_compare, "figure": cmd_figure}[args.cmd](args)
+    {"cost": cmd_cost, "float32": cmd_float32, "directions": cmd_directions, "compare": cmd_compare,
+     "figure": cmd_figure}[args.cmd](args)
 
 
 if __name__ == "__main__":
