@@ -53,6 +53,7 @@ Everything here works on NumPy and CuPy arrays (``xp`` from the arrays), float32
 
 from __future__ import annotations
 
+import abc
 import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -88,27 +89,32 @@ def _weighted(d: Array, weights: Sequence[float], scale: float) -> Array:
     return d * xp.asarray(factor / scale, dtype=d.dtype)
 
 
-class StyleStatistic:
+class StyleStatistic(abc.ABC):
     """Base class of the style statistics (the module docstring describes the interface)."""
 
     name = ""
     sums = True
 
+    @abc.abstractmethod
     def measure(self, a: Array, where: Any = None) -> tuple:
-        raise NotImplementedError
+        """The pieces of ``a`` (sums over its positions when ``sums``)."""
 
+    @abc.abstractmethod
     def target(self, pieces: Sequence[tuple[tuple, int, float]], positions: int) -> Any:
-        raise NotImplementedError
+        """The style side from ``[(pieces, positions, blend weight)]`` of the style images."""
 
+    @abc.abstractmethod
     def at_blank(self, target: Any, positions: int) -> float:
-        raise NotImplementedError
+        """The cost of a blank image (the calibration scale), a host float."""
 
+    @abc.abstractmethod
     def cost(self, sums: tuple, target: Any, positions: int, weights: Sequence[float] = (),
              scale: float = 1.0) -> tuple[Array, tuple]:
-        raise NotImplementedError
+        """``(J, dJ/d(pieces) x weights / scale)`` from the whole image's pieces."""
 
+    @abc.abstractmethod
     def backward(self, d: tuple, a: Array, where: Any = None) -> Array:
-        raise NotImplementedError
+        """``dJ/da`` at the positions of ``a`` from the global ``d``."""
 
     def check(self, layer: str, positions: int, what: str) -> None:
         """:class:`OptionError` if ``positions`` at ``layer`` of ``what`` (an image) are too few."""

@@ -193,7 +193,8 @@ def tile_statistics(model, x_crop: Array, tile: Tile,
     """Pass 1 on one crop (forward, no tape): ``({layer: interior pieces}, content piece)``.
 
     ``style_layers``: ``{layer: style statistic}`` (bare names: the Gram statistic); the pieces are
-    ``statistic.measure`` of the interior (``(G,)`` for the Gram matrix). The content piece, the interior of the content layer's activation (``(1, h, w, C)``, a copy),
+    ``statistic.measure`` of the interior (``(G,)`` for the Gram matrix). The content piece, the
+    interior of the content layer's activation (``(1, h, w, C)``, a copy),
     is returned when ``content_layer`` is given (to build the content target), else ``None``.
     """
     names = list(dict.fromkeys([*style_layers, *([content_layer] if content_layer else [])]))
@@ -286,7 +287,8 @@ def statistics_pass(model, x: Array, tiles: Sequence[Tile],
                     content_layer: str | None = None, keep: Sequence[str] | None = None):
     """Pass 1 over ``tiles`` of ``x`` in this process: ``(global sums, content pieces, last)``.
 
-    ``{layer: sum of the tiles' interior pieces}`` (:func:`tile_statistics`), then one content piece per tile (``None`` each
+    ``{layer: sum of the tiles' interior pieces}`` (:func:`tile_statistics`), then one content
+    piece per tile (``None`` each
     without ``content_layer``). With ``keep`` (layer names) the last tile's forward runs to those
     layers with its tape kept, and ``last`` is ``[(activations, tape)]`` for pass 2 to start from
     (:func:`tile_gradient`'s ``forward``: pop it, so that pass 2 holds the only reference); else
@@ -324,7 +326,8 @@ class LocalTileRunner:
       returns the content pieces the objective keeps (``None`` when the runner holds them);
     * ``statistics(objective, x) -> (global sums, last)``: pass 1 (``{layer: summed pieces}`` of
       ``objective.statistics``); ``last`` is handed to
-    * ``gradients(objective, x, M, last)``: pass 2 (``M``: ``{layer: dJ/d(pieces)}``), yielding ``(tile index, dJ/d(crop), J_content
+    * ``gradients(objective, x, M, last)``: pass 2 (``M``: ``{layer: dJ/d(pieces)}``), yielding
+      ``(tile index, dJ/d(crop), J_content
       part)`` for every tile, in any order (the objective adds them where they belong).
 
     This one keeps the last tile's pass-1 tape and starts pass 2 with that tile (one forward fewer
@@ -441,7 +444,8 @@ class TiledObjective(Objective):
         return other
 
     def style_gradients(self, sums: Mapping[str, tuple]) -> tuple[Array, dict[str, tuple]]:
-        """From the global sums of ``x`` (pass 1): ``(sum_l lambda_l J_style^l / s_l, {l: beta lambda_l / s_l dJ_style^l/d(pieces)})``.
+        """From the global sums of ``x`` (pass 1):
+        ``(sum_l lambda_l J_style^l / s_l, {l: beta lambda_l / s_l dJ_style^l/d(pieces)})``.
 
         ``J_style^l`` and its gradient are the layer statistic's ``cost`` with the whole image's
         positions (for the Gram matrix :func:`numpynst.losses.style_from_gram` with ``n = nH nW C``);

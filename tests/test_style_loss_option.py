@@ -87,3 +87,32 @@ def test_manifest_cell_and_python_api(rng):
         assert r.image.shape == (32, 32, 3) and r.history["style"][-1] < r.history["style"][0], loss
     with pytest.raises(OptionError, match="the generated image has 4 at block4_conv1"):
         prepare(content[:16, :16], style, model=model, style_loss="swd", style_layers={"block4_conv1": 1.0})
+
+
+def test_a_manifest_column_runs_the_loss_stylize_would(files, tmp_path):
+    """The ``style_loss`` column reaches the job: J at the start equals stylize's with that loss;
+    a bad cell is one line naming the row and column, before anything runs."""
+    import json
+
+    from numpynst import batch
+    from numpynst.batch.worker import execute_job
+    from numpynst.errors import ManifestError
+    d, _ = files
+    head = "content,style,weights,iterations,style_layers,style_loss,name"
+    rows = [f"{d}/photo.png,{d}/art.png,{d}/tiny.h5,0,block1_conv1;block2_conv1,{loss},{loss}"
+            for loss in ("gram", "mean-cov", "swd")]
+    m = tmp_path / "m.csv"
+    m.write_text("\n".join([head, *rows]) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    for job in batch.read_manifest(m):
+        assert execute_job(job.spec(), str(out))["status"] == "done"
+        J0 = json.loads((out / job.sidecar).read_text())["J_start"]
+        ref = stylize(str(d / "photo.png"), str(d / "art.png"), weights=str(d / "tiny.h5"), iterations=0,
+                      style_layers={"block1_conv1": 1.0, "block2_conv1": 1.0}, style_loss=job.name)
+        assert J0 == ref.history["J"][0], job.name
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{head}\n{rows[0].replace(',gram,', ',l2,')}\n")
+    with pytest.raises(ManifestError,
+                       match=r"row 1 \(line 2\), column 'style_loss': expected one of gram, mean-cov, swd"):
+        batch.read_manifest(bad)

@@ -284,7 +284,8 @@ def test_style_loss_names_and_errors():
 
 
 def test_swd_directions_are_seeded_unit_vectors():
-    one, two = SwdStatistic("block2_conv1", 8, 5, dtype=np.float64), SwdStatistic("block2_conv1", 8, 5, dtype=np.float64)
+    one = SwdStatistic("block2_conv1", 8, 5, dtype=np.float64)
+    two = SwdStatistic("block2_conv1", 8, 5, dtype=np.float64)
     other = SwdStatistic("block3_conv1", 8, 5, dtype=np.float64)
     assert np.array_equal(one.V, two.V) and not np.allclose(one.V, other.V)
     assert np.allclose(np.linalg.norm(one.V, axis=0), 1.0) and one.V.shape == (8, 5)
@@ -382,7 +383,8 @@ def test_objective_refuses_bad_style_options(rng):
     from numpynst.testing import tiny_vgg
     model = tiny_vgg()
     c = rng.normal(0, 60, (1, 48, 48, 3))
-    with pytest.raises(OptionError, match=r"^style_loss \(--style-loss\) must be one of gram, mean-cov, swd, got 'l2'$"):
+    with pytest.raises(OptionError,
+                       match=r"^style_loss \(--style-loss\) must be one of gram, mean-cov, swd, got 'l2'$"):
         Objective(model, c, c, style_loss="l2")
     with pytest.raises(OptionError, match="the generated image has 9 at block5_conv1"):
         Objective(model, c, c, style_loss="swd")          # 48 px: block5 is 3 x 3
