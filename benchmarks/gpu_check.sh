@@ -8,7 +8,7 @@
 #   pytest_gpu.xml          JUnit report of `pytest -m gpu` (every CuPy-parametrized test + tests/test_gpu.py)
 #   stylize_2048.jpg        numpynst stylize --backend cupy at 2048 px, 100 L-BFGS iterations
 #   stylize_2048_plot.png   its loss curves and the content | style | result strip
-#   08_gpu_with_cupy.ipynb  tutorial 8 executed (full mode) on the GPU
+#   10_gpu_with_cupy.ipynb  tutorial 10 executed (full mode) on the GPU
 #   batch_contact_sheet.png numpynst batch --gpu: the contact sheet of the 3 x 2 sample grid
 #   print_8192.jpg          an 8192 px print (2048 -> 4096 -> 8192 px, 15 L-BFGS iterations per scale,
 #                           --max-memory 100GB): 1024 px preview | 1:1 crop from the middle
@@ -163,7 +163,7 @@ step vgg_step 150  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size $SIZ
                      --json "$WORK/vgg_step.json"
 step stylize  200  gpu_stylize
 step agree     90  "$PY" benchmarks/gpu_figures.py agree --json "$WORK/agree.json" --backend "$BACKEND" --size "$AGREE_SIZE"
-step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/08_gpu_with_cupy.ipynb" --timeout 170
+step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/10_gpu_with_cupy.ipynb" --timeout 170
 step batch     90  gpu_batch
 step variants  90  vgg_variants
 step breakdown 60  "$PY" benchmarks/vgg_step.py --backend "$BACKEND" --size "$VARIANT_SIZE" --repeat 3 --pause 0.05 \

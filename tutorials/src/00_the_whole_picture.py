@@ -113,7 +113,7 @@ assert history[-1] < history[0]
 # %% [markdown]
 # Plain gradient descent works but is slow: a step small enough for the steepest directions is too
 # small for the flat ones. `stylize` uses L-BFGS, which estimates the curvature from the last few
-# gradients and takes much longer steps; notebook 7 compares the two (and Adam) at equal cost.
+# gradients and takes much longer steps; notebook 8 compares the two (and Adam) at equal cost.
 #
 # ## 3. The map: where each symbol is derived
 #
@@ -125,10 +125,10 @@ assert history[-1] < history[0]
 # | VGG19, preprocessing, receptive fields | the network from its HDF5 weights | [4 · VGG19 from HDF5](04_vgg_from_hdf5.ipynb) |
 # | $J_\text{content}$, its normalisation | the cost, its gradient, what a layer keeps | [5 · the content cost](05_content_cost.ipynb) |
 # | $G^{[l]}$, $J_\text{style}$, $\lambda_l$ | the Gram matrix and the style cost; textures | [6 · style and the Gram matrix](06_style_gram_matrix.ipynb) |
-# | $J$, $\alpha$, $\beta$, TV, the update | the full objective; GD vs Adam vs L-BFGS | [7 · style transfer](07_style_transfer.ipynb) |
-# | the same on a GPU | CuPy arrays, timings | [8 · on a GPU with CuPy](08_gpu_with_cupy.ipynb) |
-# | what the units of $a^{[l]}$ detect | the nine patches that excite a unit most | [9 · what ConvNets learn](09_what_convnets_learn.ipynb) |
-# | the convolution that actually runs | Winograd's F(2×2, 3×3) | [10 · Winograd](10_winograd.ipynb) |
+# | $J$, $\alpha$, $\beta$, TV, the update | the full objective; GD vs Adam vs L-BFGS | [8 · style transfer](08_style_transfer.ipynb) |
+# | the same on a GPU | CuPy arrays, timings | [10 · on a GPU with CuPy](10_gpu_with_cupy.ipynb) |
+# | what the units of $a^{[l]}$ detect | the nine patches that excite a unit most | [11 · what ConvNets learn](11_what_convnets_learn.ipynb) |
+# | the convolution that actually runs | Winograd's F(2×2, 3×3) | [12 · Winograd](12_winograd.ipynb) |
 #
 # Read them in order: each uses only what the ones before it built. Every gradient on the way is
 # checked against central differences, and each check states the error it expects and why.

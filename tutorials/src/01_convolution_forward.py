@@ -197,7 +197,7 @@ def im2col_per_window(x, KH, KW, stride, pad):
 # round: for each of the $K_H K_W$ kernel offsets $(p, q)$ it copies **one strided slice** —
 # `xpad[:, p : p + S*Ho : S, q : q + S*Wo : S, :]` is exactly the input value at offset $(p, q)$ of
 # every window — into its place. Nine big copies for a 3×3 kernel instead of $H_o W_o$ small ones,
-# and no index arrays, so the same code runs on a GPU with CuPy (notebook 8). The two matrices
+# and no index arrays, so the same code runs on a GPU with CuPy (notebook 10). The two matrices
 # must be identical (the error should be exactly 0: only copies, no arithmetic), and the GEMM must
 # reproduce the loops (around $10^{-16}$):
 

@@ -146,7 +146,7 @@ assert np.array_equal(deprocess(x), rgb)
 # **Check** our loop against `numpynst.VGG`, which does the same with caches for the backward pass.
 # Same layers, same float32 — and here the same arithmetic too. `conv2d_forward` picks its
 # algorithm per layer from a table measured on VGG19's shapes (`numpynst/layers/fast/dispatch.py`):
-# im2col for the 3-channel first layer, Winograd F(2x2,3x3) for most layers (notebook 10 derives
+# im2col for the 3-channel first layer, Winograd F(2x2,3x3) for most layers (notebook 12 derives
 # it), and the larger F(4x4,3x3) only for 512-channel layers on maps of at least 33x33 — and only
 # when the weights are read-only, because its transformed weights must be cached to pay. At 192 px
 # (128x192) block 4's maps are 16x24, so our loop and `VGG` run the same algorithm at every layer
@@ -212,7 +212,7 @@ for name in layer_names[1:]:
 
 # numpynst.tiled keeps the same recursion (it sizes the halo of exact tiles): per layer the spacing
 # j and the reach a beyond the unit's own j x j cell; r = j + 2a, and unit p sees pixels
-# [p j - a, p j + j - 1 + a] of each axis (notebook 9 crops exactly these)
+# [p j - a, p j + j - 1 + a] of each axis (notebook 11 crops exactly these)
 table = receptive_reach(model.layer_names, "block5_conv1")
 assert all(receptive[name] == j_ + 2 * a_ for name, (a_, j_) in table.items() if name in receptive)
 
@@ -355,7 +355,7 @@ plt.show()
 # horizontal, 17 diagonal) — one edge, repeated across the square because we maximised the *mean*
 # over all positions. `block2_conv2` wants coloured stripes and wavy edges; `block3_conv3` denser
 # textures with curved, interleaved strokes; `block4_conv3` larger motifs, round eye-like blobs and
-# swirls, several times the size of the block-1 stripes. (Notebook 9 asks the same question of real
+# swirls, several times the size of the block-1 stripes. (Notebook 11 asks the same question of real
 # images: which patches excite a unit most.)
 # Notebook 6 uses exactly this hierarchy: matching the *statistics* of several of these layers at
 # once reproduces a painting's texture at several scales.

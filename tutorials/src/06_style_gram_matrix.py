@@ -557,7 +557,7 @@ for k in all_layers:
 #
 # so that every layer starts at $w_l$ and the $w_l$ say how the effort is split. (This is what
 # `stylize`'s default *calibrated* weights do, with $J^{[l]}$ at $A = 0$ instead of at the noise
-# start — within a few per cent, as printed above. Notebook 7 uses them.) Equal shares, and two
+# start — within a few per cent, as printed above. Notebook 8 uses them.) Equal shares, and two
 # extremes:
 
 # %%
@@ -616,7 +616,8 @@ plt.show()
 #   structure; the weights $\lambda_l$ move the balance between fine and coarse once they are
 #   read as shares of each layer's starting cost.
 #
-# Next: [notebook 7](07_style_transfer.ipynb) adds the content cost back: style transfer.
+# Next: [notebook 7](07_optimizers.ipynb) takes the optimizers apart (gradient descent, Adam, L-BFGS and
+# its line searches), and [notebook 8](08_style_transfer.ipynb) adds the content cost back: style transfer.
 #
 # ## Exercises
 #

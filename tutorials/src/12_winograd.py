@@ -1,7 +1,7 @@
-# Source of tutorials/10_winograd.ipynb (build with: python tutorials/_build.py)
+# Source of tutorials/12_winograd.ipynb (build with: python tutorials/_build.py)
 
 # %% [markdown]
-# # 10 · The speed-up that runs: Winograd's F(2×2, 3×3)
+# # 12 · The speed-up that runs: Winograd's F(2×2, 3×3)
 #
 # **Why this matters.** Nearly all of a style-transfer iteration is 3×3 convolutions (sixteen of
 # them in VGG19, forward and backward). Notebook 1 computed one as a matrix product (im2col):

@@ -1,7 +1,7 @@
-# Source of tutorials/08_gpu_with_cupy.ipynb (build with: python tutorials/_build.py)
+# Source of tutorials/10_gpu_with_cupy.ipynb (build with: python tutorials/_build.py)
 
 # %% [markdown]
-# # 8 · The same code on a GPU, with CuPy
+# # 10 · The same code on a GPU, with CuPy
 #
 # **Why this matters.** On a laptop CPU a 512-pixel stylization takes minutes; the convolutions of
 # notebook 1 are exactly the kind of work a GPU does a hundred times faster. We do not want a
@@ -133,7 +133,7 @@ else:
 #
 # And two rules for writing the layers once for both backends: no scatter with repeated indices
 # (undefined on GPUs — im2col's col2im and the pooling backward are loops of strided `+=` over
-# the kernel offsets, notebook 1), and no `import cupy` outside `backend.py`.
+# the kernel offsets, notebook 2), and no `import cupy` outside `backend.py`.
 #
 # ## 4. Timings
 #

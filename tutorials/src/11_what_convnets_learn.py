@@ -1,7 +1,7 @@
-# Source of tutorials/09_what_convnets_learn.ipynb (build with: python tutorials/_build.py)
+# Source of tutorials/11_what_convnets_learn.ipynb (build with: python tutorials/_build.py)
 
 # %% [markdown]
-# # 9 · What deep ConvNets learn: the nine patches that excite a unit most
+# # 11 · What deep ConvNets learn: the nine patches that excite a unit most
 #
 # **Why this matters.** Style transfer rests on one claim: shallow VGG layers respond to simple,
 # local things (colours, edges) and deep layers to larger, more complex ones (textures, parts of

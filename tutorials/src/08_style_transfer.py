@@ -1,7 +1,7 @@
-# Source of tutorials/07_style_transfer.ipynb (build with: python tutorials/_build.py)
+# Source of tutorials/08_style_transfer.ipynb (build with: python tutorials/_build.py)
 
 # %% [markdown]
-# # 7 · Style transfer: $J = \alpha J_\text{content} + \beta J_\text{style}$, and how to minimize it
+# # 8 · Style transfer: $J = \alpha J_\text{content} + \beta J_\text{style}$, and how to minimize it
 #
 # **Why this matters.** Everything so far comes together here. Notebook 5 gave a cost that keeps a
 # photo's *content* (deep activations), notebook 6 one that imposes a painting's *style* (Gram
@@ -430,7 +430,7 @@ plt.show()
 # * The content layer sets how much of the photo is kept: shallow keeps the surface, deep only
 #   the layout. Luminance-only transfer keeps the photo's colours.
 #
-# Next: [notebook 8](08_gpu_with_cupy.ipynb) runs the same code on a GPU.
+# Next: [notebook 10](10_gpu_with_cupy.ipynb) runs the same code on a GPU.
 #
 # ## Exercises
 #
