@@ -243,7 +243,7 @@ for name in ["block2_conv1", "block3_conv1", "block4_conv1"]:
 
 # %% [markdown]
 # While we hold a float64 model: its backward pass is checked like any layer's, with a directional
-# derivative through the whole network, $L(x) = \sum a(x) \odot G$ for a random $G$ at
+# derivative through the whole network, $L(x) = \sum a(x) \odot R$ for a random $R$ at
 # `block3_conv1`. The step is $h = 10^{-4}$, as pixel values are of order 100.
 #
 # What error to expect? Convolutions are linear, ReLU and pooling piecewise linear, so $L$ is
@@ -252,7 +252,7 @@ for name in ["block2_conv1", "block3_conv1", "block4_conv1"]:
 # $2h$ — as in notebook 2. Relative to $D = \langle \nabla L, v\rangle$ that error swings widely,
 # because $|D|$ does: a random unit direction in $n = 32 \cdot 32 \cdot 3$ dimensions has
 # $|D| \approx \|\nabla L\| / \sqrt n$, sometimes ten times less. The steady number is the error
-# relative to $\|\nabla L\|$. Over four random $G$ and three directions each we measured
+# relative to $\|\nabla L\|$. Over four random $R$ and three directions each we measured
 # $7 \cdot 10^{-9}$ to $9 \cdot 10^{-7}$ relative to $|D|$, but $2 \cdot 10^{-10}$ to
 # $1.5 \cdot 10^{-9}$ relative to $\|\nabla L\|$ (notebook 5 takes such an error apart). A wrong
 # gradient would be off by $O(1)$.
