@@ -140,10 +140,10 @@ plt.show()
 # %% [markdown]
 # ## 2. The style cost and its gradient
 #
-# For one layer, with $G^{(S)}$ the style image's Gram matrix and $G^{(G)}$ the generated image's:
+# For one layer, with $G^{(S)}$ the style image's Gram matrix and $G^{(X)}$ the generated image's:
 #
 # $$
-# J^{[l]}_\text{style}(S, G) = \frac{1}{(2\, n_H n_W n_C)^2} \sum_{k,k'} \left(G^{(S)}_{kk'} - G^{(G)}_{kk'}\right)^2 ,
+# J^{[l]}_\text{style}(S, X) = \frac{1}{(2\, n_H n_W n_C)^2} \sum_{k,k'} \left(G^{(S)}_{kk'} - G^{(X)}_{kk'}\right)^2 ,
 # \qquad
 # J_\text{style} = \sum_l \lambda_l\, J^{[l]}_\text{style}.
 # $$
@@ -152,9 +152,9 @@ plt.show()
 # Where each constant comes from — the course notes, this library, Gatys et al. — is the table in
 # [notebook 5](05_content_cost.ipynb), section 4.)
 #
-# **Gradient, in two steps.** Write $c = 1/(2 n_H n_W n_C)^2$ and $D = G^{(G)} - G^{(S)}$.
+# **Gradient, in two steps.** Write $c = 1/(2 n_H n_W n_C)^2$ and $D = G^{(X)} - G^{(S)}$.
 #
-# 1. Each term depends on one entry of $G^{(G)}$: $\;\partial J/\partial G^{(G)} = 2 c D$.
+# 1. Each term depends on one entry of $G^{(X)}$: $\;\partial J/\partial G^{(X)} = 2 c D$.
 # 2. Through the Gram matrix. $G_{kl} = \sum_p A_{pk} A_{pl}$ ($p$ runs over pixels). An entry
 #    $A_{pm}$ appears in row $m$ of $G$ (as $A_{pk}$, $k = m$) and in column $m$ (as $A_{pl}$,
 #    $l = m$). So for any upstream gradient $\bar G = \partial J / \partial G$:
@@ -168,8 +168,8 @@ plt.show()
 # With $\bar G = 2cD$ and $D$ symmetric:
 #
 # $$
-# \frac{\partial J^{[l]}_\text{style}}{\partial A} = 4c\, A\, \left(G^{(G)} - G^{(S)}\right)
-# = \frac{A\,(G^{(G)} - G^{(S)})}{(n_H n_W n_C)^2},
+# \frac{\partial J^{[l]}_\text{style}}{\partial A} = 4c\, A\, \left(G^{(X)} - G^{(S)}\right)
+# = \frac{A\,(G^{(X)} - G^{(S)})}{(n_H n_W n_C)^2},
 # $$
 #
 # reshaped back to $n_H \times n_W \times n_C$. `numpynst.losses.gram_backward(dG, a)` is step 2;
@@ -279,7 +279,7 @@ assert err < 1e-6
 # $$
 #
 # (both traces are $\operatorname{tr}(A D\, dA^\top)$ because $D$ is symmetric). This is
-# section 2's $4cA(G^{(G)} - G^{(S)})$ without the $c$.
+# section 2's $4cA(G^{(X)} - G^{(S)})$ without the $c$.
 #
 # The gradient starts with a factor $A$: **at $A = 0$ it is exactly zero**, whatever the target.
 # And $A = 0$ is not a minimum but the top of a hill. Along any direction $V$,
@@ -604,8 +604,8 @@ plt.show()
 # * The Gram matrix $G = A^\top A$ holds channel co-activations: *which features occur together*,
 #   summed over all positions — so it describes style/texture and forgets layout (it is exactly
 #   invariant to shuffling the pixels).
-# * $J^{[l]}_\text{style} = \frac{1}{(2 n_H n_W n_C)^2}\|G^{(S)} - G^{(G)}\|^2$ with
-#   $\partial J/\partial A = A (G^{(G)} - G^{(S)}) / (n_H n_W n_C)^2$; through a Gram matrix,
+# * $J^{[l]}_\text{style} = \frac{1}{(2 n_H n_W n_C)^2}\|G^{(S)} - G^{(X)}\|^2$ with
+#   $\partial J/\partial A = A (G^{(X)} - G^{(S)}) / (n_H n_W n_C)^2$; through a Gram matrix,
 #   $\partial J/\partial A = A(\bar G + \bar G^\top)$. All checked to ~$10^{-10}$ in float64;
 #   float32 central differences cannot do better than a few $10^{-5}$ here.
 # * $A = 0$ is a stationary point of the style cost — a hilltop, not a minimum: from exactly 0
