@@ -239,7 +239,7 @@ for name in backends:
 # (`benchmarks/gpu_check.sh`), and its NumPy lines are that host's CPU, not the 2-core machine
 # that the other notebooks and `benchmarks/README.md` were timed on. Its NumPy ratios are less than
 # proportional, and at the small sizes its times per iteration are *longer* than the 2-core
-# machine's (compare the README's CPU table). This notebook does not measure why; the likely
+# machine's (`benchmarks/README.md` has its figures). This notebook does not measure why; the likely
 # causes are that a BLAS library spreading small matrix products over many threads spends more on
 # starting and joining them than it gains, and a lower clock per core — so read the NumPy lines
 # as one machine's, and the GPU lines against the NumPy lines of the *same* run. On the GPU the
