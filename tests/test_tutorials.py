@@ -6,6 +6,9 @@ Each ``tutorials/NN_name.ipynb`` is generated from ``tutorials/src/NN_name.py`` 
 * every source has its notebook, with exactly the source's cells (no drift between the two);
 * the committed notebooks were run top to bottom in full mode, without errors, figures included,
   and stay small;
+* no number in the prose is typed by hand: the markdown's ``{{name:fmt}}`` placeholders are filled
+  from the values the run recorded (``numpynst.claims``), a stated range is asserted by ``claim``,
+  and the build fails when an output contradicts it (tested on synthetic notebooks below);
 * every notebook runs headless in fast mode (``NUMPYNST_FAST=1``: small images, few iterations)
   with a kernel started from this interpreter, in a temporary working directory, writing nothing
   into the repository. The notebooks' own ``assert``s — the numerical gradient checks — are part
@@ -126,6 +129,21 @@ def test_render_refuses_what_was_not_recorded():
         claims.render("{{a.lo}}", values)
     with pytest.raises(ValueError, match="placeholder"):
         claims.render("{{a:d}}", values)
+
+
+def test_keep_outputs_refuses_a_changed_code_cell(tmp_path):
+    src = tmp_path / "98_keep.py"
+    src.write_text("# %% [markdown]\n# x is {{x}}\n# %%\nprint(1)\n", encoding="utf-8")
+    committed = build.build_notebook(src)
+    committed.cells[1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    committed.cells[1].execution_count = 1
+    committed.metadata["numpynst"] = {"values": {"x": {"value": 3, "lo": None, "hi": None}}}
+    fresh = build.build_notebook(src)
+    build.keep_outputs(fresh, committed)
+    assert fresh.cells[0].source == "x is 3" and fresh.cells[1].outputs[0].text == "1\n"
+    src.write_text("# %% [markdown]\n# x is {{x}}\n# %%\nprint(2)\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="code cell differs"):
+        build.keep_outputs(build.build_notebook(src), committed)
 
 
 # ------------------------------------------------------------------------ the committed notebooks

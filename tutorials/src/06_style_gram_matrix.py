@@ -570,21 +570,32 @@ def coarse(img, cell=16):
     return y[: h * cell, : w * cell].reshape(h, cell, w, cell).mean(axis=(1, 3)).ravel()
 
 
-def layout_corr(img):
-    return float(np.corrcoef(coarse(img), coarse(style_rgb))[0, 1])
+def layout_corr(img, ref=style_rgb):
+    return float(np.corrcoef(coarse(img), coarse(ref))[0, 1])
 
+
+turned = style_rgb[::-1, ::-1]                 # the same painting upside down: its statistics, another layout
+n_cells = coarse(style_rgb).size
+record("n_cells", n_cells)
+record("chance", 1 / np.sqrt(n_cells - 1))     # the spread of a correlation between unrelated layouts
 
 table = {layer.name: layer for layer in layer_table("vgg19")}
 record("side", style_rgb.shape[0])
+record("map5", style_rgb.shape[0] // table["block5_conv1"].spacing)
 record("corr_noise", layout_corr(deprocess(noise_start())))
 for depth, (img, _) in textures.items():
     name = all_layers[depth - 1]
     rf = table[name].spacing + 2 * table[name].reach
     record(f"corr_{depth}", layout_corr(img))
+    record(f"turned_{depth}", layout_corr(img, turned))
     record(f"rf_{depth}", rf)
     print(f"layers up to {name}: receptive field {rf} px on a {style_rgb.shape[0]} px image; "
-          f"layout correlation with the style image {layout_corr(img):+.2f}")
+          f"layout correlation with the style image {layout_corr(img):+.2f}, with it upside down "
+          f"{layout_corr(img, turned):+.2f}")
 print(f"noise start: layout correlation {layout_corr(deprocess(noise_start())):+.2f}")
+if not FAST:
+    claim("corr_block1_alone", abs(layout_corr(textures[1][0])), 0, 2 / np.sqrt(n_cells - 1))
+    claim("corr_deeper_max", max(layout_corr(textures[d][0]) for d in textures if d > 1), 2 / np.sqrt(n_cells - 1), None)
 
 fig, axes = plt.subplots(1, 6, figsize=(16, 3))
 axes[0].imshow(style_rgb)
@@ -599,19 +610,26 @@ plt.show()
 # %% [markdown]
 # Each deeper layer adds structure at a larger scale — the streaks and edges of the cells, then
 # whole cell shapes and their arrangement. A Gram matrix sums over positions, so it should not know
-# where anything is — and with `block1` to `block3` the textures' coarse brightness indeed does not
-# follow the style image's (layout correlation {{corr_1:+.2f}}, {{corr_2:+.2f}}, {{corr_3:+.2f}};
-# the noise start: {{corr_noise:+.2f}}). From `block4_conv1` on, the large cells come back where they
-# are in the painting ({{corr_4:+.2f}}, {{corr_5:+.2f}}). The reason is the image's size: a
-# `block4_conv1` unit sees {{rf_4}} pixels and a `block5_conv1` unit {{rf_5}}, on a {{side}}-pixel
-# image. Every deep unit sees the zero padding beyond the border, differently depending on where it
-# sits, so its activation carries its position, and a Gram matrix of position-carrying features
-# does record the layout. On a picture much larger than the receptive fields (the usual 512 px)
-# most units see no border, and the layout is free again. Once `block4_conv1` is in, the surface turns
-# speckled with off-colour grain: its cost dominates $J$ (next), and the pixel-level statistics
-# of `block1_conv1` are left unmatched.
+# where anything is. But look at the figure: from `block1 .. block2` on, the textures put light and
+# dark regions roughly where the painting has them. Measured on a grid of {{n_cells}} cells of
+# 16 × 16 pixels (the correlation of the cells' mean brightness with the painting's; between
+# unrelated layouts it scatters by about ±{{chance:.2f}}, and the noise start gives
+# {{corr_noise:+.2f}}): `block1` alone {{corr_1:+.2f}}, then {{corr_2:+.2f}}, {{corr_3:+.2f}},
+# {{corr_4:+.2f}}, {{corr_5:+.2f}} with each deeper layer added (the cell asserts block1 within
+# twice the chance spread, and the deeper ones above it). Against the same painting upside down —
+# the same statistics, another layout — the five give {{turned_1:+.2f}}, {{turned_2:+.2f}},
+# {{turned_3:+.2f}}, {{turned_4:+.2f}}, {{turned_5:+.2f}}.
 #
-# ### The per-layer weights $\lambda_l$
+# What lets positions in is the image's size. Every layer pads its input with zeros, so a unit near
+# the border responds differently from one in the middle: its activation carries its position, and
+# a Gram matrix of position-carrying features does record the layout. At {{side}} pixels that is
+# most units of the deep layers — a `block4_conv1` unit sees {{rf_4}} pixels and a `block5_conv1`
+# unit {{rf_5}}, so every one of them sees the border — and their maps are small ({{map5}}
+# positions a side at block 5), so each Gram matrix is a sum of few outer products. That explains
+# the deep layers' share; that `block1 .. block2` (units of {{rf_2}} pixels) already correlates this
+# much is more than the border bands alone obviously give, and one synthesis does not settle it.
+# On a picture much larger than the receptive fields (the usual 512 px) most units see no border;
+# notebook 9 measures the receptive fields against the image. Once# ### The per-layer weights $\lambda_l$
 #
 # The per-layer costs at the start (printed in the first cell of this section) are of very
 # different sizes: $J^{[l]}$ is a fourth power of activations whose typical size changes from

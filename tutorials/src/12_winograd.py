@@ -237,14 +237,15 @@ record("eps32", float(np.finfo(np.float32).eps))
 # from 64 channels on, and the larger F(4×4) only for 512-channel layers on maps of at least 33×33
 # whose weights are read-only (so their larger transform can be cached): below that, the
 # transforms cost more than the extra products saved (the table in `dispatch.py`). Timed on one VGG-sized layer, im2col and Winograd interleaved
-# (best of three each). The measured ratio, {{wino_ratio:.2f}} in this run, falls short of 2.25
-# (asserted): the input and output transforms and the 16 separate, thinner matrix products take
-# back part of what the multiplications save. The stored run was made on a machine shared with
-# other jobs, with one BLAS thread, so its milliseconds and its ratio are noisy. The per-layer
+# (best of five each). The measured ratio — {{wino_ratio:.2f}} in this run, where above 1 means
+# Winograd was faster — falls short of 2.25 (asserted): the input and output transforms and the 16
+# separate, thinner matrix products take back part of what the multiplications save. The stored
+# run was made on a machine shared with other jobs, with one BLAS thread, so its milliseconds and
+# its ratio are noisy. The per-layer
 # measurements against im2col are in `benchmarks/README.md` ("CPU speed, second round"); the
 # comment above the table in `dispatch.py` explains the other choice, F(2×2) against F(4×4): at
 # 64–256 channels and on maps of 32×32 or less F(2×2) measured the better one (there the
-# transforms dominate, and its are cheaper), F(4×4) only at 512 channels on larger maps:
+# transforms dominate, and its transforms are cheaper), F(4×4) only at 512 channels on larger maps:
 
 # %%
 side, C = (16, 64) if FAST else (64, 128)
@@ -252,7 +253,7 @@ x = rng.standard_normal((1, side, side, C)).astype(np.float32)
 w = (rng.standard_normal((3, 3, C, C)) * 0.05).astype(np.float32)
 b = np.zeros(C, np.float32)
 best = {"im2col": np.inf, "winograd": np.inf}
-for _ in range(3):
+for _ in range(5):
     for method in best:
         t0 = time.perf_counter()
         out = layers.conv2d_forward(x, w, b, method=method)[0]
