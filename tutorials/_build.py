@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("only", nargs="*", help="name prefixes to build (default: all)")
     ap.add_argument("--execute", action="store_true", help="run each notebook and store its outputs")
     ap.add_argument("--dry-run", action="store_true", help="with --execute: run, but write nothing")
+    ap.add_argument("--timeout", type=int, default=3600,
+                    help="seconds one cell may run before the build gives up (default 3600: full runs on "
+                         "a loaded machine)")
     ap.add_argument("--keep-outputs", action="store_true",
                     help="rebuild the markdown only: keep the committed notebook's outputs and values "
                          "(refused if a code cell changed; for a notebook whose run needs a GPU)")
@@ -234,7 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                 keep_outputs(nb, nbformat.read(str(notebook_path(src)), as_version=4))
             elif args.execute:
                 t0 = time.perf_counter()
-                execute(nb, kernel)
+                try:
+                    execute(nb, kernel, timeout=args.timeout)
+                except Exception:
+                    # keep what ran, to read the outputs before the failure (nothing in tutorials/)
+                    partial = Path(tempfile.gettempdir()) / f"{src.stem}.failed.ipynb"
+                    nbformat.write(nb, str(partial))
+                    print(f"{src.stem}: failed; the cells run so far are in {partial}", file=sys.stderr)
+                    raise
                 print(f"{src.stem}: executed in {time.perf_counter() - t0:.1f} s "
                       f"({'fast' if fast else 'full'} mode)", flush=True)
             if not args.dry_run:

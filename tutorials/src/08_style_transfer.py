@@ -157,6 +157,7 @@ for l, lam in lambdas.items():
     J_style += lam * float(style_layer_cost(gram_matrix(a_S[l]) * pixels_ratio, a_G[l])[0])
     J_style_unscaled += lam * float(style_layer_cost(gram_matrix(a_S[l]), a_G[l])[0])
 J_tv = float(total_variation(x_probe)[0])
+record("style_px_ratio", (xs.shape[1] * xs.shape[2]) / (x_probe.shape[1] * x_probe.shape[2]))
 rebuilt = RAW_ALPHA * J_content + RAW_BETA * J_style + RAW_TV_WEIGHT * J_tv
 print(f"parts: J_content {J_content:.4g}, J_style {J_style:.4g}, R {J_tv:.4g}")
 print(f"Objective's J = {float(J):.12g}")
@@ -171,7 +172,7 @@ claim("dir_J", err, None, 3e-6)
 
 # %% [markdown]
 # The value agrees to rounding, and the check has teeth: forgetting the rescaling of the style
-# targets (the style image has $48 \cdot 48 / (32 \cdot 48) = 1.5$ times the probe's pixels)
+# targets (the style image has {{style_px_ratio:g}} times the probe's pixels)
 # moves $J$ by {{J_unscaled_off:.0%}}. The directional check gives {{dir_J:.1e}} (asserted below
 # {{dir_J.hi:.0e}}), not $10^{-10}$, because it is relative to
 # $D = \langle\nabla J, v\rangle$, which along a random direction is far smaller than

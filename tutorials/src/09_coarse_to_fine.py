@@ -187,9 +187,10 @@ claim("len_ratio", len_multi / len_single, 1.2, None, fast=None)
 # ## 3. Upsampling between scales
 #
 # The start of each finer scale is the previous result, upsampled. How far is that from where the
-# finer scale ends, and how good a start is it? The calibrated $J$ at the start of each scale,
-# beside the photo's at full size (the single-scale run's start), and the mean change that each
-# finer scale makes to its upsampled start:
+# finer scale ends, and how good a start is it? The calibrated $J$ at the start and the end of each
+# scale (each scale's objective is calibrated anew, at its own size), beside the single-scale run's
+# (which starts from the photo), and the mean change that each finer scale makes to its upsampled
+# start:
 
 # %%
 J = np.asarray(multi.history["J"])
@@ -209,7 +210,8 @@ record("J_end_c2f", ends[1.0])
 record("J_end_single", single.history["J"][-1])
 record("change_half", changes[0.5])
 record("change_full", changes[1.0])
-claim("upsampled_start_better", starts[1.0] / single.history["J"][0], 0, 1.0, fast=None)
+record("start_ratio", starts[1.0] / single.history["J"][0])
+claim("c2f_ends_lower", ends[1.0] / single.history["J"][-1], 0, 1.0, fast=None)
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
 up = np.clip(resize_to(per_scale[0.5][1].astype(np.float32), per_scale[1.0][1].shape[:2]), 0, 255)
@@ -223,13 +225,15 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The upsampled result starts the full scale at $J = {{J_start_full_c2f:.3f}}$, where the photo
-# starts at {{J_start_photo:.3f}} (asserted lower): upsampling loses only the finest detail, which
-# the VGG statistics at the new size then ask for again. The finest scale changes its start by
-# {{change_full:.1f}} grey levels on average (the half scale its own by {{change_half:.1f}}): it
-# sharpens and adds grain, it does not redraw. The two runs end at $J$ = {{J_end_c2f:.3f}}
-# (coarse to fine) and {{J_end_single:.3f}} (full size alone) — different pictures of nearly the
-# same cost: $J$ does not measure stroke size.
+# The upsampled result starts the full scale at $J = {{J_start_full_c2f:.3f}}$, {{start_ratio:.2f}}
+# times the photo's {{J_start_photo:.3f}}: the photo is the content target itself (content term 0),
+# while the upsampled picture is already a painting, off the photo's content and short of the fine
+# detail that the style statistics at the new size ask for. Yet the coarse-to-fine run *ends* lower,
+# $J$ = {{J_end_c2f:.3f}} against {{J_end_single:.3f}} for the same number of iterations at full
+# size (asserted): the coarse scales did work that the full scale alone does slowly — arranging
+# the large structures. The finest scale changes its start by {{change_full:.1f}} grey levels on
+# average (the half scale its own by {{change_half:.1f}}): it sharpens and adds grain; the layout
+# of the strokes stays.
 #
 # ## 4. The cost per scale
 #
@@ -261,8 +265,8 @@ claim("coarse_cheaper", extra, 0, 1.0, fast=None)
 # * Coarse to fine optimises first where the receptive fields cover much of the picture, then
 #   upsamples (Lanczos, float pixels) and refines: here the added pattern's correlation length grew
 #   {{len_ratio:.1f}}-fold for {{extra:.2f}} of the full scale's time extra.
-# * The upsampled coarse result is a better start than the photo (lower $J$), and the fine scale
-#   mostly adds detail to it.
+# * The upsampled coarse result starts the full scale higher than the photo does, but the run
+#   ends lower ({{J_end_c2f:.3f}} against {{J_end_single:.3f}}); the fine scale mostly adds detail.
 #
 # Next: [notebook 10](10_gpu_with_cupy.ipynb) runs the same code on a GPU.
 #

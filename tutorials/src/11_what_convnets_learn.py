@@ -245,10 +245,11 @@ claim("clear_units_agree", max(v for v in cores.values() if v == v), 0, 1e-4)
 # {{first_layer_exact.hi:.0e}}). Already `block1_conv2` differs by {{pad_diff_block1_2:.1e}} of its
 # peak at the border, `block3_conv3` by {{pad_diff_block3_3:.1e}}, `block5_conv1` by
 # {{pad_diff_block5_1:.1e}} — while the units whose windows stay inside the image agree to float32
-# rounding ({{core_diff_block1_2:.0e}}, {{core_diff_block3_3:.0e}} and, over its
-# {{clear_block5_1}} clear units, {{core_diff_block5_1:.0e}}; asserted below
-# {{clear_units_agree.hi:.0e}}). So the border crops of the deeper rows show the window, not an
-# input that would reproduce the activation.
+# rounding ({{core_diff_block1_2:.0e}} over {{clear_block1_2}} such units of `block1_conv2`,
+# {{core_diff_block3_3:.0e}} over {{clear_block3_3}} of `block3_conv3`; asserted below
+# {{clear_units_agree.hi:.0e}}). At this size `block5_conv1` has {{clear_block5_1}} units whose
+# window fits inside the image: every one of its crops includes padding. So the border crops of
+# the deeper rows show the window, not an input that would reproduce the activation.
 #
 # ## Exercises
 #
