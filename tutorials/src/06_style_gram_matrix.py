@@ -578,6 +578,7 @@ turned = style_rgb[::-1, ::-1]                 # the same painting upside down: 
 n_cells = coarse(style_rgb).size
 record("n_cells", n_cells)
 record("chance", 1 / np.sqrt(n_cells - 1))     # the spread of a correlation between unrelated layouts
+record("self_turned", layout_corr(style_rgb, turned))
 
 table = {layer.name: layer for layer in layer_table("vgg19")}
 record("side", style_rgb.shape[0])
@@ -618,7 +619,9 @@ plt.show()
 # {{corr_4:+.2f}}, {{corr_5:+.2f}} with each deeper layer added (the cell asserts block1 within
 # twice the chance spread, and the deeper ones above it). Against the same painting upside down —
 # the same statistics, another layout — the five give {{turned_1:+.2f}}, {{turned_2:+.2f}},
-# {{turned_3:+.2f}}, {{turned_4:+.2f}}, {{turned_5:+.2f}}.
+# {{turned_3:+.2f}}, {{turned_4:+.2f}}, {{turned_5:+.2f}}; the painting itself against its
+# upside-down copy gives {{self_turned:+.2f}}, so a texture that copied the painting's layout would
+# score about that there.
 #
 # What lets positions in is the image's size. Every layer pads its input with zeros, so a unit near
 # the border responds differently from one in the middle: its activation carries its position, and
@@ -629,7 +632,11 @@ plt.show()
 # the deep layers' share; that `block1 .. block2` (units of {{rf_2}} pixels) already correlates this
 # much is more than the border bands alone obviously give, and one synthesis does not settle it.
 # On a picture much larger than the receptive fields (the usual 512 px) most units see no border;
-# notebook 9 measures the receptive fields against the image. Once# ### The per-layer weights $\lambda_l$
+# notebook 9 measures the receptive fields against the image. Once `block4_conv1` is in, the
+# surface turns speckled with off-colour grain: its cost dominates $J$ (next), and the pixel-level
+# statistics of `block1_conv1` are left unmatched.
+#
+# ### The per-layer weights $\lambda_l$
 #
 # The per-layer costs at the start (printed in the first cell of this section) are of very
 # different sizes: $J^{[l]}$ is a fourth power of activations whose typical size changes from
