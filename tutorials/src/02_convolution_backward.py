@@ -385,7 +385,7 @@ claim("skip_ratio", times[True] / times[False], 1.3, None, fast=None)   # small 
 #   through the kernel onto the receptive fields.
 # * Checked against central differences in float64: around $10^{-10}$. For a linear op the only
 #   error is rounding, which shrinks as the step grows; behind a nonlinearity float32 bottoms out
-#   near $10^{-4}$, too coarse to trust, so checks run in float64.
+#   at {{tanh_floor:.0e}}, too coarse to trust, so checks run in float64.
 # * In matrix form: $dW_2 = \text{cols}^\top \Delta$, $d\,\text{cols} = \Delta W_2^\top$, and
 #   $dx = $ col2im$(d\,\text{cols})$, because col2im is the transpose of im2col.
 # * For stride 1, $dx$ is a forward convolution of $\delta$ with the flipped, channel-swapped kernel.
