@@ -8,7 +8,7 @@
 #   pytest_gpu.xml          JUnit report of `pytest -m gpu` (every CuPy-parametrized test + tests/test_gpu.py)
 #   stylize_2048.jpg        numpynst stylize --backend cupy at 2048 px, 100 L-BFGS iterations
 #   stylize_2048_plot.png   its loss curves and the content | style | result strip
-#   08_gpu_with_cupy.ipynb  tutorial 8 executed (full mode) on the GPU
+#   10_gpu_with_cupy.ipynb  tutorial 10 executed (full mode) on the GPU
 #   batch_contact_sheet.png numpynst batch --gpu: the contact sheet of the 3 x 2 sample grid
 #   print_8192.jpg          an 8192 px print (2048 -> 4096 -> 8192 px, 15 L-BFGS iterations per scale,
 #                           --max-memory 100GB): 1024 px preview | 1:1 crop from the middle; per scale
@@ -198,7 +198,7 @@ step features  90  "$PY" benchmarks/gpu_figures.py features --json "$WORK/featur
                      --backend "$BACKEND" --size "$FEATURE_SIZE" --iterations "$FEATURE_IT"
 step stylize  200  gpu_stylize
 step batch     90  gpu_batch
-step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/08_gpu_with_cupy.ipynb" --timeout 170
+step notebook 180  "$PY" benchmarks/gpu_figures.py notebook --out "$OUT/10_gpu_with_cupy.ipynb" --timeout 170
 BUDGET=$(( BUDGET + 20 ))
 step collect   20  "$PY" benchmarks/gpu_figures.py collect --work "$WORK" --out "$OUT/gpu_figures.json" --mode "$MODE"
 echo "== done in $(( $(date +%s) - T0 ))s; files in $OUT:"

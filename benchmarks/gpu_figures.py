@@ -3,7 +3,7 @@
     python benchmarks/gpu_figures.py env      --json W/env.json
     python benchmarks/gpu_figures.py agree    --json W/agree.json --backend cupy --size 256
     python benchmarks/gpu_figures.py batch    --json W/batch.json --outdir W/batch --gpu --size 256 --iterations 50
-    python benchmarks/gpu_figures.py notebook --out OUT/08_gpu_with_cupy.ipynb
+    python benchmarks/gpu_figures.py notebook --out OUT/10_gpu_with_cupy.ipynb
     python benchmarks/gpu_figures.py print    --json W/print.json --backend cupy --full W/print.jpg --sheet OUT/print_8192.jpg
     python benchmarks/gpu_figures.py collect  --work W --out OUT/gpu_figures.json
 
@@ -200,10 +200,10 @@ def _batch_report(a, out: Path, rc: int, seconds: float, start_seconds: float) -
 
 # ---------------------------------------------------------------------------------------------- notebook
 def cmd_notebook(a) -> int:
-    """Build tutorial 08 from its source and execute it with tutorials/_build.py's own functions
+    """Build tutorial 10 from its source and execute it with tutorials/_build.py's own functions
     (kernel from this interpreter, temporary working directory); write it to ``--out`` only, never
     into tutorials/. With a GPU this is a full run (unset NUMPYNST_FAST) whose result can be copied
-    over tutorials/08_gpu_with_cupy.ipynb as long as its source is unchanged."""
+    over tutorials/10_gpu_with_cupy.ipynb as long as its source is unchanged."""
     import nbformat
 
     spec = importlib.util.spec_from_file_location("numpynst_tutorials_build", ROOT / "tutorials" / "_build.py")
@@ -768,7 +768,7 @@ def main(argv=None) -> int:
     p.add_argument("--sheet", default=None, help="copy the contact sheet here")
     p = sub.add_parser("notebook")
     p.add_argument("--out", required=True)
-    p.add_argument("--name", default="08")
+    p.add_argument("--name", default="10")
     p.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     p = sub.add_parser("print")
     p.add_argument("--json", required=True)

@@ -16,6 +16,14 @@ a full run, so they read on a code host without running anything. Usage::
     python tutorials/_build.py --execute          # ... and run each in full mode, storing outputs
     python tutorials/_build.py --execute 05 06    # only the notebooks whose name starts so
     NUMPYNST_FAST=1 python tutorials/_build.py --execute --dry-run   # run in fast mode, write nothing
+    python tutorials/_build.py --keep-outputs 10  # markdown changed only: keep the stored run
+
+**No number typed by hand.** The markdown quotes what the code computed through placeholders,
+``{{name:fmt}}`` (or ``{{name.lo:fmt}}``/``{{name.hi:fmt}}`` for the range a ``claim`` states),
+filled in after the run from the values the code recorded with ``numpynst.claims.record`` /
+``claim``. A claim asserts its range, so a stated range that the output contradicts fails the
+run, and a placeholder that nothing recorded fails the build (``KeyError``). The values are kept in
+the notebook's metadata (``numpynst.values``), from which the test suite re-renders the sources.
 
 Execution runs one notebook at a time (the full runs take minutes each on a laptop CPU) in a
 temporary working directory, so nothing is written next to the notebooks, with a kernel started
@@ -37,7 +45,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
+ROOT = HERE.parent           # the checkout whose numpynst the notebooks import
 KERNEL_NAME = "numpynst-tutorials"
+CLAIMS_ENV = "NUMPYNST_CLAIMS"     # numpynst.claims.ENV (not imported here: the build runs before)
 
 _MARKER = re.compile(r"^# %%(?:\s*\[(markdown|md)\])?\s*$")
 
@@ -123,25 +133,76 @@ def kernel_dir():
 
 
 def execute(nb, kernel_name: str, timeout: int = 900, workdir: str | os.PathLike | None = None):
-    """Run every cell of ``nb`` in place (outputs stored) in ``workdir`` (default: a temporary dir).
+    """Run every cell of ``nb`` in place (outputs stored) in ``workdir`` (default: a temporary dir),
+    then fill the markdown's placeholders from the values the code recorded (:func:`fill`).
 
     The kernel inherits this process's environment, so ``NUMPYNST_FAST`` set here reaches the
-    notebook. Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell (a
-    failed ``assert`` in a numerical check included).
+    notebook; ``NUMPYNST_CLAIMS`` is set for the run to a temporary file into which
+    ``numpynst.claims`` writes every recorded value. Raises
+    ``nbclient.exceptions.CellExecutionError`` on the first failing cell (a failed ``assert`` or
+    ``claim`` in a numerical check included), and ``KeyError`` for a placeholder nothing recorded.
     """
     import nbclient
 
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="numpynst-nb-"))
-        client = nbclient.NotebookClient(nb, kernel_name=kernel_name, timeout=timeout,
-                                         record_timing=False, startup_timeout=120,
-                                         resources={"metadata": {"path": str(workdir)}})
-        client.execute()
+        record_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="numpynst-claims-"))
+        record_file = Path(record_dir) / "record.json"
+        saved = {k: os.environ.get(k) for k in (CLAIMS_ENV, "PYTHONPATH")}
+        os.environ[CLAIMS_ENV] = str(record_file)
+        # the kernel imports numpynst from this checkout, whatever else is installed
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
+        try:
+            client = nbclient.NotebookClient(nb, kernel_name=kernel_name, timeout=timeout,
+                                             record_timing=False, startup_timeout=120,
+                                             resources={"metadata": {"path": str(workdir)}})
+            client.execute()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        values = json.loads(record_file.read_text(encoding="utf-8")) if record_file.exists() else {}
     # the kernelspec name used for the run is a temporary one; keep the portable one
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
                                  "name": "python3"}
+    fill(nb, values)
     return nb
+
+
+def fill(nb, values: dict) -> None:
+    """Replace the placeholders of ``nb``'s markdown cells with ``values`` (``numpynst.claims``
+    records), and keep the values in ``nb.metadata["numpynst"]["values"]``, so that a test can
+    re-render the sources and compare. Raises ``KeyError`` for a placeholder with no value.
+    """
+    if str(ROOT) not in sys.path:        # numpynst from this checkout
+        sys.path.insert(0, str(ROOT))
+    from numpynst.claims import render
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = render(cell.source, values, where=cell.get("id", "a markdown cell"))
+    if values:
+        nb.metadata["numpynst"] = {"values": values}
+
+
+def keep_outputs(nb, committed) -> None:
+    """Give ``nb`` (freshly built) the outputs, execution counts and recorded values of
+    ``committed`` (the notebook as last executed), and fill its placeholders from those values.
+
+    Only for a change to the markdown: raises ``ValueError`` if the code cells differ in number
+    or source, since the stored outputs would then not be what the code prints.
+    """
+    old = [c for c in committed.cells if c.cell_type == "code"]
+    new = [c for c in nb.cells if c.cell_type == "code"]
+    if [c.source for c in old] != [c.source for c in new]:
+        raise ValueError("--keep-outputs: a code cell differs from the committed notebook's; execute it")
+    for a, b in zip(new, old):
+        a.outputs, a.execution_count = b.outputs, b.execution_count
+    fill(nb, committed.metadata.get("numpynst", {}).get("values", {}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("only", nargs="*", help="name prefixes to build (default: all)")
     ap.add_argument("--execute", action="store_true", help="run each notebook and store its outputs")
     ap.add_argument("--dry-run", action="store_true", help="with --execute: run, but write nothing")
+    ap.add_argument("--timeout", type=int, default=3600,
+                    help="seconds one cell may run before the build gives up (default 3600: full runs on "
+                         "a loaded machine)")
+    ap.add_argument("--keep-outputs", action="store_true",
+                    help="rebuild the markdown only: keep the committed notebook's outputs and values "
+                         "(refused if a code cell changed; for a notebook whose run needs a GPU)")
     args = ap.parse_args(argv)
     chosen = [s for s in sources() if not args.only or any(s.stem.startswith(p) for p in args.only)]
     if not chosen:
@@ -166,15 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     with kernel_dir() as kernel:
         for src in chosen:
             nb = build_notebook(src)
-            if args.execute:
+            if args.keep_outputs:
+                keep_outputs(nb, nbformat.read(str(notebook_path(src)), as_version=4))
+            elif args.execute:
                 t0 = time.perf_counter()
-                execute(nb, kernel)
+                try:
+                    execute(nb, kernel, timeout=args.timeout)
+                except Exception:
+                    # keep what ran, to read the outputs before the failure (nothing in tutorials/)
+                    partial = Path(tempfile.gettempdir()) / f"{src.stem}.failed.ipynb"
+                    nbformat.write(nb, str(partial))
+                    print(f"{src.stem}: failed; the cells run so far are in {partial}", file=sys.stderr)
+                    raise
                 print(f"{src.stem}: executed in {time.perf_counter() - t0:.1f} s "
                       f"({'fast' if fast else 'full'} mode)", flush=True)
             if not args.dry_run:
                 out = notebook_path(src)
                 nbformat.write(nb, str(out))
-                print(f"{out.relative_to(HERE.parent)}: {out.stat().st_size / 1e3:.0f} kB", flush=True)
+                print(f"{out}: {out.stat().st_size / 1e3:.0f} kB", flush=True)
     return 0
 
 

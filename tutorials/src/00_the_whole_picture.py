@@ -5,10 +5,11 @@
 #
 # **What we are after.** Take a photo and a painting, and make a new image that shows *what* the
 # photo shows, painted the way the painting is painted. Gatys, Ecker & Bethge (2015) turned this
-# into an optimisation problem over the pixels of the new image, and the ten notebooks that follow
-# build every piece of it from scratch. This one shows the result first, then the one formula
-# behind it, then a map: which notebook derives which symbol. It is meant to run in seconds (a
-# small image and few iterations, with `numpynst.stylize`'s default settings otherwise).
+# into an optimisation problem over the pixels of the new image, and the twelve notebooks that
+# follow build every piece of it from scratch. This one shows the result first, then the one
+# formula behind it, then a map: which notebook derives which symbol, with a table of the symbols
+# (each letter means one thing throughout the series). It uses a small image and few iterations
+# (with `numpynst.stylize`'s default settings otherwise); section 1 prints what that costs.
 
 # %%
 import os
@@ -23,9 +24,12 @@ set_matplotlib_formats("jpeg")
 plt.rcParams.update({"figure.dpi": 80})
 
 import numpynst
+from numpynst.claims import claim, record
 from numpynst.image import load_image, sample_path
 from numpynst.vgg import VGG
 
+record("eps32", float(np.finfo(np.float32).eps))   # the machine epsilons the series quotes
+record("eps64", float(np.finfo(np.float64).eps))
 print("fast mode" if FAST else "full mode")
 
 # %% [markdown]
@@ -34,10 +38,10 @@ print("fast mode" if FAST else "full mode")
 # The bundled demo pair — a photo of a cat, and as the style a stained-tissue microscope image
 # (IHC; of the freely licensed images, the one with the most striking texture: brown cell walls
 # in rows against pale blue) — through `numpynst.stylize`, everything at its defaults except the
-# size (128 pixels on the long side) and the number of iterations (40). An iteration at this size
-# is about a quarter of the work of one at 256 px, which the README times at 0.54 s on a 2-core
-# laptop CPU, so on such a machine the run takes seconds; the time printed below is what the
-# machine that made this run took (it was shared with other jobs).
+# size ({{size}} pixels on the long side) and the number of iterations ({{iterations}}). On the
+# machine that made the stored run (2 CPU cores, shared with other jobs, so take the time as an
+# order of magnitude) the call took {{seconds:.0f}} s, {{per_iteration:.2f}} s per iteration
+# (model loading and the calibration included, so slightly more than the iterations alone).
 
 # %%
 size, iterations = (64, 5) if FAST else (128, 40)
@@ -46,13 +50,17 @@ t0 = time.perf_counter()
 result = numpynst.stylize(content, style, size=size, iterations=iterations)
 seconds = time.perf_counter() - t0
 J = result.history["J"]
+record("size", size)
+record("iterations", iterations)
+record("seconds", seconds)
+record("per_iteration", seconds / result.iterations)
 print(f"{result.iterations} iterations in {seconds:.1f} s; J fell from {J[0]:.4g} to {min(J):.4g} "
       f"({min(J) / J[0]:.1%} of the start); stopped: {result.stopped}")
 assert min(J) < J[0]
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 for ax, img, title in zip(axes, [content, style, result.image], ["content C (photo)", "style S (IHC microscope image)",
-                                                                  f"generated G ({result.iterations} iterations)"]):
+                                                                  f"generated X ({result.iterations} iterations)"]):
     ax.imshow(img)
     ax.set_title(title)
     ax.axis("off")
@@ -61,35 +69,41 @@ plt.show()
 # %% [markdown]
 # ## 2. The one formula
 #
-# The generated image $G$ (its pixels, preprocessed: notebook 4) is the only unknown. It should be
+# The generated image $X$ (its pixels, preprocessed: notebook 4) is the only unknown. It should be
 # close to the photo $C$ in *content* and to the style image $S$ in *style*, and both are measured
 # inside VGG19, a network trained to recognise objects:
 #
 # $$
-# J(G) = \alpha\, J_\text{content}(C, G) + \beta\, J_\text{style}(S, G)
-# \;\big(+\; \gamma\, \mathrm{TV}(G)\big)
+# J(X) = \alpha\, J_\text{content}(C, X) + \beta\, J_\text{style}(S, X)
+# \;\big(+\; \gamma\, R(X)\big)
 # $$
 #
-# * $J_\text{content}$ compares VGG's activations $a^{[l]}$ of $C$ and $G$ at one deep layer
+# * $J_\text{content}$ compares VGG's activations $a^{[l]}$ of $C$ and $X$ at one deep layer
 #   (`block4_conv2` by default): same features in the same places.
-# * $J_\text{style} = \sum_l \lambda_l J^{[l]}_\text{style}$ compares, at five layers, the **Gram
-#   matrices** $G^{[l]} = A^\top A$ of the activations — which features occur together, wherever
-#   they are.
-# * $\alpha$, $\beta$ weigh the two (and a small total-variation term keeps neighbouring pixels
-#   close); `stylize` calibrates each term to its starting size, so the default weights mean the
-#   same for any pair of images.
+# * $J_\text{style} = \sum_l \lambda_l J^{[l]}_\text{style}$ compares, at five layers, **Gram
+#   matrices**. Write one layer's activation, of shape $n_H \times n_W \times n_C$, as a matrix
+#   $A^{[l]}$ with one row per position ($n_H n_W$ rows) and one column per channel ($n_C$
+#   columns); its Gram matrix $G^{[l]} = A^{[l]\top} A^{[l]}$ ($n_C \times n_C$) says which
+#   features occur together, wherever they are.
+# * $\alpha$, $\beta$ weigh the two, and $\gamma$ a smoothness term $R$: the sum of squared
+#   differences of neighbouring pixels (the notes call it "total variation", but total variation
+#   proper sums absolute differences; notebook 8 shows both). `stylize` divides each term by a
+#   scale measured once from the targets: the content and style terms by their value at a blank
+#   image ($A = 0$), the smoothness term by the photo's own. Each term is then a relative error (1
+#   for a blank image, 0 at its target), so the default weights mean the same for any pair of
+#   images (notebook 8, section 3).
 #
 # **The update.** Minimise $J$ by moving the pixels against the gradient,
 #
 # $$
-# G \;:=\; G - \eta\, \frac{\partial J}{\partial G},
+# X \;:=\; X - \eta\, \frac{\partial J}{\partial X},
 # $$
 #
-# where $\partial J / \partial G$ is one backward pass through VGG (notebooks 2–5). Here it is,
-# literally, for ten steps, with `numpynst.Objective` (the notes' $J$, uncalibrated) giving $J$
-# and $\partial J/\partial G$. The step size $\eta$: we take the one for which the linear
-# approximation $J(G - \eta \nabla J) \approx J - \eta \lVert\nabla J\rVert^2$ predicts a 10 % decrease,
-# $\eta = 0.1\, J / \lVert\nabla J\rVert^2$ — a step with no units to tune:
+# where $\partial J / \partial X$ is one backward pass through VGG (notebooks 2–5). Here it is,
+# literally, for ten steps, with `numpynst.Objective` (the notes' $J$, not divided by any scale)
+# giving $J$ and $\partial J/\partial X$. The step size $\eta$: we take the one for which the
+# linear approximation $J(X - \eta \nabla J) \approx J - \eta \lVert\nabla J\rVert^2$ predicts a
+# 10 % decrease, $\eta = 0.1\, J / \lVert\nabla J\rVert^2$ — a step with no units to tune:
 
 # %%
 model = VGG.from_h5()
@@ -104,18 +118,39 @@ for step in range(10):
     J_now = float(J_now)
     history.append(J_now)
     eta = 0.1 * J_now / float(np.sum(grad * grad))
-    x = x - eta * grad                                           # G := G - eta dJ/dG
+    x = x - eta * grad                                           # X := X - eta dJ/dX
 history.append(float(objective.value_and_grad(x)[0]))
 print("J over ten gradient steps:", " ".join(f"{h:.4g}" for h in history))
 print(f"after ten steps J is {history[-1] / history[0]:.1%} of the start")
-assert history[-1] < history[0]
+claim("gd_ratio", history[-1] / history[0], 0.0, 1.0)
 
 # %% [markdown]
-# Plain gradient descent works but is slow: a step small enough for the steepest directions is too
-# small for the flat ones. `stylize` uses L-BFGS, which estimates the curvature from the last few
-# gradients and takes much longer steps; notebook 7 compares the two (and Adam) at equal cost.
+# After ten steps $J$ is {{gd_ratio:.1%}} of its start. Plain gradient descent works but is slow:
+# a step small enough for the steepest directions is too small for the flat ones. `stylize` uses
+# L-BFGS, which estimates the curvature from the last few gradients and takes much longer steps;
+# notebook 7 derives it beside gradient descent and Adam, and notebook 8 compares the three on
+# style transfer, per evaluation of $J$.
 #
-# ## 3. The map: where each symbol is derived
+# ## 3. The symbols
+#
+# One letter, one meaning, in every notebook of the series:
+#
+# | symbol | meaning |
+# |---|---|
+# | $C$, $S$, $X$ | the content photo, the style image, the generated image (the unknown; `x` in code) |
+# | $x$, $w$, $b$, $y$ | a layer's input, weights, bias, output (notebooks 1–3) |
+# | $\delta$, $\Delta$ | an upstream gradient $\partial L/\partial y$ at a layer's output (`dout` in code); $\Delta$ as a matrix |
+# | $a^{[l]}$, $A^{[l]}$ | the activation of layer $l$ ($n_H \times n_W \times n_C$), and the same as an $n_H n_W \times n_C$ matrix |
+# | $a^{(C)}$, $a^{(S)}$, $a^{(X)}$ | one layer's activation for $C$, $S$, $X$ |
+# | $G^{[l]}$, $G^{(S)}$, $G^{(X)}$ | Gram matrices, $A^\top A$ (only ever a Gram matrix) |
+# | $J$, $J_\text{content}$, $J^{[l]}_\text{style}$, $R$ | the cost, its parts, the smoothness term |
+# | $\alpha$, $\beta$, $\gamma$, $\lambda_l$ | the content, style and smoothness weights; the style layers' weights |
+# | $\eta$ | a step size (learning rate) |
+# | $h$ | the step of a finite difference |
+# | $\varepsilon$ | machine epsilon: {{eps32:.2e}} in float32, {{eps64:.2e}} in float64 (`np.finfo`) |
+# | $d$, $g$, $\Gamma$, $B$, $A_W$ | Winograd: input tile, filter, and the filter, input and output transforms (notebook 12) |
+#
+# ## 4. The map: where each piece is derived
 #
 # | symbol / piece | what it is | derived and checked in |
 # |---|---|---|
@@ -125,13 +160,17 @@ assert history[-1] < history[0]
 # | VGG19, preprocessing, receptive fields | the network from its HDF5 weights | [4 · VGG19 from HDF5](04_vgg_from_hdf5.ipynb) |
 # | $J_\text{content}$, its normalisation | the cost, its gradient, what a layer keeps | [5 · the content cost](05_content_cost.ipynb) |
 # | $G^{[l]}$, $J_\text{style}$, $\lambda_l$ | the Gram matrix and the style cost; textures | [6 · style and the Gram matrix](06_style_gram_matrix.ipynb) |
-# | $J$, $\alpha$, $\beta$, TV, the update | the full objective; GD vs Adam vs L-BFGS | [7 · style transfer](07_style_transfer.ipynb) |
-# | the same on a GPU | CuPy arrays, timings | [8 · on a GPU with CuPy](08_gpu_with_cupy.ipynb) |
-# | what the units of $a^{[l]}$ detect | the nine patches that excite a unit most | [9 · what ConvNets learn](09_what_convnets_learn.ipynb) |
-# | the convolution that actually runs | Winograd's F(2×2, 3×3) | [10 · Winograd](10_winograd.ipynb) |
+# | $\eta$, the update | gradient descent, momentum, Adam, L-BFGS and its line searches | [7 · the optimizers](07_optimizers.ipynb) |
+# | $J$, $\alpha$, $\beta$, $\gamma$, $R$ | the full objective; the weights, the start, the colours | [8 · style transfer](08_style_transfer.ipynb) |
+# | scales | coarse to fine: receptive field vs image size, cost per scale | [9 · coarse to fine](09_coarse_to_fine.ipynb) |
+# | the same on a GPU | CuPy arrays, timings | [10 · on a GPU with CuPy](10_gpu_with_cupy.ipynb) |
+# | what the units of $a^{[l]}$ detect | the nine patches that excite a unit most | [11 · what ConvNets learn](11_what_convnets_learn.ipynb) |
+# | the convolution that actually runs | Winograd's F(2×2, 3×3) | [12 · Winograd](12_winograd.ipynb) |
 #
 # Read them in order: each uses only what the ones before it built. Every gradient on the way is
-# checked against central differences, and each check states the error it expects and why.
+# checked against central differences, and each check states the error it expects and why. No
+# number in the text is typed by hand: each is filled in from the run (`numpynst.claims`), and a
+# range the text states is asserted, so the notebook fails when the text and its output disagree.
 #
 # ## Exercises
 #

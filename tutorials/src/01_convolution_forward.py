@@ -16,7 +16,8 @@
 # 3. rewrites the sum as **im2col** — gather every receptive field into one row of a matrix —
 #    so that the whole layer becomes **one matrix product** (GEMM), the operation BLAS libraries
 #    run at close to the machine's peak speed;
-# 4. times the three versions.
+# 4. times {{n_versions}} versions: our loops, the library's naive reference loops, im2col with one
+#    GEMM, and the library's automatic choice of algorithm.
 #
 # Conventions used throughout `numpynst` (those of Keras weight files): activations are
 # *channels-last* `(N, H, W, C)` and kernels are `(KH, KW, C_in, C_out)`.
@@ -35,6 +36,7 @@ plt.rcParams.update({"figure.dpi": 80})
 np.set_printoptions(precision=4, suppress=True)
 
 from numpynst import layers
+from numpynst.claims import claim, record
 from numpynst.gradcheck import rel_error
 from numpynst.image import load_image, sample_path
 
@@ -197,7 +199,7 @@ def im2col_per_window(x, KH, KW, stride, pad):
 # round: for each of the $K_H K_W$ kernel offsets $(p, q)$ it copies **one strided slice** —
 # `xpad[:, p : p + S*Ho : S, q : q + S*Wo : S, :]` is exactly the input value at offset $(p, q)$ of
 # every window — into its place. Nine big copies for a 3×3 kernel instead of $H_o W_o$ small ones,
-# and no index arrays, so the same code runs on a GPU with CuPy (notebook 8). The two matrices
+# and no index arrays, so the same code runs on a GPU with CuPy (notebook 10). The two matrices
 # must be identical (the error should be exactly 0: only copies, no arithmetic), and the GEMM must
 # reproduce the loops (around $10^{-16}$):
 
@@ -270,7 +272,7 @@ for method in ["im2col", "winograd", "winograd4", "auto"]:
 # ## 4. How much faster?
 #
 # A convolution costs $2 N H_o W_o F K_H K_W C$ floating-point operations (a multiply and an add
-# per term of the sum). We time the three versions on one mid-sized layer and report the rate in
+# per term of the sum). We time the {{n_versions}} versions on one mid-sized layer and report the rate in
 # GFLOP/s. The loops pay Python's overhead once per output number; the reference loops once per
 # output *position*; the GEMM once per layer.
 
@@ -299,11 +301,14 @@ print(f"x (1, {side}, {side}, {C}), w (3, 3, {C}, {F}): {flops / 1e6:.1f} MFLOP"
 base = timings["loops (this notebook)"]
 for name, t in timings.items():
     print(f"  {name:24s} {t * 1e3:9.2f} ms   {flops / t / 1e9:8.2f} GFLOP/s   {base / t:8.0f}x the loops")
+record("n_versions", len(timings))
+record("gemm_rate", flops / timings["im2col + one GEMM"] / 1e9)
+claim("gemm_speedup", base / timings["im2col + one GEMM"], 100, None, fast=None)   # tiny in fast mode
 
 # %% [markdown]
 # Finally, why all this matters: the floating-point work of one VGG19 forward pass, layer by layer
-# (the backward pass costs about as much again). At 512 px that is tens of GFLOP per iteration, so
-# the GEMM's rate decides whether a picture takes minutes or hours.
+# (all sixteen conv layers; style transfer stops at `block5_conv1`, and its backward pass to the
+# pixels, without weight gradients, costs about as much again: one GEMM per layer for $dx$).
 
 # %%
 from numpynst.vgg import ARCH_BLOCKS
@@ -321,6 +326,8 @@ for block, (n_conv, width) in enumerate(zip(ARCH_BLOCKS["vgg19"], widths), 1):
 for name, s, ci, co, g in rows:
     print(f"{name:13s} {s:4d}x{s:<4d} {ci:4d} -> {co:4d} channels {g:7.2f} GFLOP")
 print(f"{'total':13s} {'':33s} {total:7.2f} GFLOP per forward pass at 512x512")
+record("gflop_512", total)
+record("forward_512_s", total / record("gemm_rate", flops / timings["im2col + one GEMM"] / 1e9))
 
 # %% [markdown]
 # ## Summary
@@ -332,8 +339,10 @@ print(f"{'total':13s} {'':33s} {total:7.2f} GFLOP per forward pass at 512x512")
 #   in chunks.
 # * Building `cols` with one strided slice per kernel offset needs no index arrays and runs
 #   unchanged on NumPy and CuPy.
-# * Every version agrees with the loops to ~$10^{-16}$ in float64; the GEMM is orders of magnitude
-#   faster.
+# * Every version agrees with the loops to ~$10^{-16}$ in float64; the GEMM ran
+#   {{gemm_speedup:.0f}} times faster than the loops here ({{gemm_rate:.0f}} GFLOP/s).
+# * One VGG19 forward pass at 512×512 is {{gflop_512:.0f}} GFLOP; at the GEMM's rate measured above
+#   that is {{forward_512_s:.0f}} s, so the GEMM's rate decides whether a picture takes minutes or hours.
 #
 # Next: [notebook 2](02_convolution_backward.ipynb) derives the backward pass.
 #

@@ -29,42 +29,45 @@ set_matplotlib_formats("jpeg")
 plt.rcParams.update({"figure.dpi": 80})
 
 from numpynst import layers
+from numpynst.claims import claim, record
 from numpynst.gradcheck import check_directional, numerical_gradient, numerical_gradient_array, rel_error
 
 rng = np.random.default_rng(0)
+record("eps32", float(np.finfo(np.float32).eps))
+record("eps64", float(np.finfo(np.float64).eps))
 print("fast mode" if FAST else "full mode")
 
 # %% [markdown]
 # ## 1. The setting
 #
-# A layer's backward pass receives $g = \partial L / \partial\, \text{out}$ — the gradient of
+# A layer's backward pass receives $\delta = \partial L / \partial\, \text{out}$ — the gradient of
 # *some* scalar loss $L$ with respect to the layer's output, same shape as the output — and must
 # return the gradients with respect to its inputs. The chain rule says: $L$ depends on $x$ only
 # through the outputs, so
 #
 # $$
 # \frac{\partial L}{\partial x_k} = \sum_{\text{outputs } o} \frac{\partial L}{\partial o}\,
-# \frac{\partial o}{\partial x_k} = \sum_o g_o \frac{\partial o}{\partial x_k}.
+# \frac{\partial o}{\partial x_k} = \sum_o \delta_o \frac{\partial o}{\partial x_k}.
 # $$
 #
 # For a convolution every output is a sum of products $u \cdot v$ of one input value and one
 # weight. A term $u v$ has $\partial (u v) / \partial u = v$. So the whole derivation is one rule:
 #
-# > **every product $u \cdot v$ that went into output $o$ sends $g_o \cdot v$ back to $u$ and
-# > $g_o \cdot u$ back to $v$.**
+# > **every product $u \cdot v$ that went into output $o$ sends $\delta_o \cdot v$ back to $u$ and
+# > $\delta_o \cdot u$ back to $v$.**
 #
 # ### Warm-up in 1-D
 #
-# $y_i = \sum_{p=0}^{K-1} x_{i+p}\, w_p + b$ (no padding, stride 1), with $g_i = \partial L/\partial y_i$:
+# $y_i = \sum_{p=0}^{K-1} x_{i+p}\, w_p + b$ (no padding, stride 1), with $\delta_i = \partial L/\partial y_i$:
 #
 # $$
-# \frac{\partial L}{\partial b} = \sum_i g_i, \qquad
-# \frac{\partial L}{\partial w_p} = \sum_i g_i\, x_{i+p}, \qquad
-# \frac{\partial L}{\partial x_k} = \sum_{p} g_{k-p}\, w_p \quad (\text{over } p \text{ with } 0 \le k-p < n_y).
+# \frac{\partial L}{\partial b} = \sum_i \delta_i, \qquad
+# \frac{\partial L}{\partial w_p} = \sum_i \delta_i\, x_{i+p}, \qquad
+# \frac{\partial L}{\partial x_k} = \sum_{p} \delta_{k-p}\, w_p \quad (\text{over } p \text{ with } 0 \le k-p < n_y).
 # $$
 #
-# The weight gradient correlates the input with $g$; the input gradient slides the kernel
-# *backwards* over $g$ — a convolution with the **flipped** kernel (section 4).
+# The weight gradient correlates the input with $\delta$; the input gradient slides the kernel
+# *backwards* over $\delta$ — a convolution with the **flipped** kernel (section 4).
 #
 # ### The general case
 #
@@ -73,13 +76,13 @@ print("fast mode" if FAST else "full mode")
 # $\tilde x$ the zero-padded input. Applying the rule to every term:
 #
 # $$
-# \frac{\partial L}{\partial b_f} = \sum_{n,i,j} g[n,i,j,f], \qquad
-# \frac{\partial L}{\partial w[p,q,c,f]} = \sum_{n,i,j} \tilde x[n, iS+p, jS+q, c]\; g[n,i,j,f],
+# \frac{\partial L}{\partial b_f} = \sum_{n,i,j} \delta[n,i,j,f], \qquad
+# \frac{\partial L}{\partial w[p,q,c,f]} = \sum_{n,i,j} \tilde x[n, iS+p, jS+q, c]\; \delta[n,i,j,f],
 # $$
 #
 # $$
 # \frac{\partial L}{\partial \tilde x[n, y, z, c]} = \sum_{\substack{i, p:\; iS + p = y \\ j, q:\; jS + q = z}}
-#   \; \sum_f g[n,i,j,f]\; w[p,q,c,f],
+#   \; \sum_f \delta[n,i,j,f]\; w[p,q,c,f],
 # $$
 #
 # and $\partial L/\partial x$ is $\partial L/\partial \tilde x$ with the padding border cut off (the
@@ -117,10 +120,10 @@ def conv_backward_loops(dout, x, w, stride=1, pad=1):
 # For a scalar function, the **central difference**
 # $\frac{f(x + h e_k) - f(x - h e_k)}{2h}$ approximates $\partial f/\partial x_k$ with error
 # $O(h^2)$ from truncation plus $O(\varepsilon |f| / h)$ from rounding. In float64
-# ($\varepsilon \approx 10^{-16}$) with $h = 10^{-5}$ both are around $10^{-10}$ relative.
+# ($\varepsilon = {{eps64:.1e}}$) with $h = 10^{-5}$ both are around $10^{-10}$ relative.
 #
-# A layer's output is an array, not a scalar. The trick: pick a random $g$ and check the scalar
-# $L(x) = \sum \text{out}(x) \odot g$, whose gradient with respect to `out` is exactly $g$. So
+# A layer's output is an array, not a scalar. The trick: pick a random $\delta$ and check the scalar
+# $L(x) = \sum \text{out}(x) \odot \delta$, whose gradient with respect to `out` is exactly $\delta$. So
 # $\partial L/\partial x$ must be `conv_backward(g)[0]` — that is what
 # `numpynst.gradcheck.numerical_gradient_array(f, x, g)` computes.
 #
@@ -147,13 +150,13 @@ for xs, ws, s, p in [((2, 5, 6, 3), (3, 3, 3, 4), 1, 1), ((2, 5, 6, 3), (3, 3, 3
 
 # %% [markdown]
 # **Why float64.** How small can the error of a central difference get in float32
-# ($\varepsilon \approx 6 \cdot 10^{-8}$)? Two error sources compete. *Truncation*,
-# $O(h^2 f''')$, vanishes for a convolution: $L(x) = \sum \text{out}(x) \odot g$ is **linear** in
+# ($\varepsilon = {{eps32:.1e}}$)? Two error sources compete. *Truncation*,
+# $O(h^2 f''')$, vanishes for a convolution: $L(x) = \sum \text{out}(x) \odot \delta$ is **linear** in
 # $x$, its third derivative is 0, so the difference quotient is exact at any step $h$ — only the
 # *rounding* of the two evaluations of $L$ is left, about $\varepsilon |L| / h$ relative, which
 # *shrinks* as $h$ grows. Behind a nonlinearity (here $\tanh$, a stand-in for any smooth layer)
 # truncation returns, growing like $h^2$, and the two meet at a floor. Both rows below, for the
-# same $x$, $w$, $g$:
+# same $x$, $w$, $\delta$:
 
 # %%
 x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
@@ -172,16 +175,23 @@ print("float32, h =   " + "  ".join(f"{h:7.0e}" for h in steps))
 for name, errs in err32.items():
     print(f"{name:>14}: " + "  ".join(f"{e:7.1e}" for e in errs))
 lin, nonlin = np.array(err32["conv (linear)"]), np.array(err32["tanh(conv)"])
-assert np.all(lin[1:] / lin[:-1] > 3) and lin[0] < 1e-5   # linear: rounding only, ~10x per decade of h
-assert nonlin[0] > 10 * nonlin[1] and nonlin.min() > 3e-5  # tanh: truncation at large h, a floor ~1e-4
+claim("lin_growth", (lin[1:] / lin[:-1]).min(), 3, None)   # linear: rounding only, ~10x per decade of h
+claim("lin_large_h", lin[0], None, 1e-5)
+record("lin_small_h", lin[-1])
+claim("tanh_large_h", nonlin[0], 1e-3, 3e-2)                  # tanh: truncation at large h
+claim("tanh_drop", nonlin[0] / nonlin[1], 10, None)
+claim("tanh_floor", nonlin.min(), 3e-5, 3e-4)                 # ... and a floor
+record("tanh_best_h", steps[int(nonlin.argmin())])
 
 # %% [markdown]
-# The linear row is pure rounding: each tenfold smaller step makes the error about ten times
-# larger, from $4 \cdot 10^{-6}$ at $h = 0.1$ to $4 \cdot 10^{-2}$ at $h = 10^{-5}$ (five other
-# random draws of $x, w, g$ gave 2–3.4 $\cdot 10^{-6}$ and 2–3.2 $\cdot 10^{-2}$). So a float32
-# check of a *linear* layer works, with a large step. The $\tanh$ row is what a network looks
-# like: truncation makes $h = 0.1$ bad (~$10^{-2}$), rounding makes small steps bad, and the best
-# step ($h = 10^{-2}$) gives only $4 \cdot 10^{-5}$ to $10^{-4}$. A bug that spoils one gradient entry in ten thousand, or a subtly wrong scale, hides
+# The linear row is pure rounding: each tenfold smaller step makes the error larger, by at least
+# {{lin_growth:.1f}} times per decade here, from {{lin_large_h:.1e}} at $h = 0.1$ to
+# {{lin_small_h:.1e}} at $h = 10^{-5}$. So a float32 check of a *linear* layer works, with a large
+# step. The $\tanh$ row is what a network looks like: truncation makes $h = 0.1$ bad
+# ({{tanh_large_h:.1e}}, {{tanh_drop:.0f}} times worse than $h = 10^{-2}$), rounding makes small
+# steps bad, and the best step ($h = {{tanh_best_h:g}}$) gives only {{tanh_floor:.1e}} (the cell
+# asserts a floor between {{tanh_floor.lo:.0e}} and {{tanh_floor.hi:.0e}}). A bug that spoils one
+# gradient entry in ten thousand, or a subtly wrong scale, hides
 # under that floor; float64 pushes it to ~$10^{-10}$. Every gradient check in `numpynst`
 # therefore runs in float64 (every layer works in both dtypes).
 
@@ -210,13 +220,13 @@ for s, p in [(1, 1), (2, 1), (1, 0)]:
 # The library does not loop. In notebook 1 the forward pass was one matrix product,
 # $\text{out}_{2D} = \text{cols}\; W_2 + b$ with `cols = im2col(x)` of shape $(NH_oW_o, K_HK_WC)$
 # and $W_2$ = `w.reshape(KH*KW*C, F)`. The gradient of a matrix product $Y = A B$ is
-# $\partial L/\partial A = G B^\top$ and $\partial L/\partial B = A^\top G$, so with
-# $G_{2D}$ = `dout.reshape(-1, F)`:
+# $\partial L/\partial A = \Delta B^\top$ and $\partial L/\partial B = A^\top \Delta$, so with
+# $\Delta_{2D}$ = `dout.reshape(-1, F)`:
 #
 # $$
-# \frac{\partial L}{\partial W_2} = \text{cols}^\top G_{2D}, \qquad
-# \frac{\partial L}{\partial b} = \mathbf 1^\top G_{2D}, \qquad
-# \frac{\partial L}{\partial\, \text{cols}} = G_{2D}\, W_2^\top .
+# \frac{\partial L}{\partial W_2} = \text{cols}^\top \Delta_{2D}, \qquad
+# \frac{\partial L}{\partial b} = \mathbf 1^\top \Delta_{2D}, \qquad
+# \frac{\partial L}{\partial\, \text{cols}} = \Delta_{2D}\, W_2^\top .
 # $$
 #
 # The last one is a gradient for *cols*, a matrix holding up to nine copies of every input value.
@@ -271,13 +281,13 @@ plt.show()
 # ## 4. $dx$ as a convolution with the flipped kernel
 #
 # For stride 1 there is a neater form. In 1-D with padding $P$,
-# $\partial L/\partial x_k = \sum_p g_{k+P-p}\, w_p$. Substituting $p' = K-1-p$:
+# $\partial L/\partial x_k = \sum_p \delta_{k+P-p}\, w_p$. Substituting $p' = K-1-p$:
 #
 # $$
-# \frac{\partial L}{\partial x_k} = \sum_{p'} g_{\,k + p' - (K-1-P)}\; w_{K-1-p'},
+# \frac{\partial L}{\partial x_k} = \sum_{p'} \delta_{\,k + p' - (K-1-P)}\; w_{K-1-p'},
 # $$
 #
-# a forward convolution of $g$, zero-padded by $K-1-P$, with the kernel **flipped** in space. With
+# a forward convolution of $\delta$, zero-padded by $K-1-P$, with the kernel **flipped** in space. With
 # channels, the kernel's input and output axes also swap (the gradient goes from $F$ channels back
 # to $C$): $w_\text{flip}[p, q, f, c] = w[K_H-1-p,\, K_W-1-q,\, c,\, f]$. So the backward pass can
 # reuse the fast forward code — no scatter-add at all. It must agree with the loops to around
@@ -310,27 +320,39 @@ for p in (0, 1, 2):
 # quantity it is compared with is small too: a random unit $v$ in $n = 32768$ dimensions has
 # $|D| \approx \|\nabla L\| / \sqrt n \approx 1$, and sometimes much less (when $v$ happens to be
 # nearly orthogonal to $\nabla L$). Together: $10^{-12} / (2 \cdot 10^{-5}) \approx 10^{-7}$, less or
-# more with $|D|$. Over six random draws of $x, w, g$ we saw $4 \cdot 10^{-9}$ to
-# $2 \cdot 10^{-7}$ at $h = 10^{-5}$, and 15 to 300 times less at $h = 10^{-3}$ — the larger step
+# more with $|D|$. Over {{n_draws}} random draws of $x, w, \delta$ the errors at $h = 10^{-5}$ lie
+# between {{dir5_min:.0e}} and {{dir5_max:.0e}} (asserted below {{dir5_max.hi:.0e}}), and at
+# $h = 10^{-3}$ they are {{dir_gain_min:.0f}} to {{dir_gain_max:.0f}} times smaller — the larger step
 # divides the rounding by a 100 times larger $2h$ (for a linear function, the larger the better).
 
 # %%
 side, C, F = (8, 4, 4) if FAST else (32, 32, 32)
-x = rng.standard_normal((1, side, side, C))
-w = rng.standard_normal((3, 3, C, F)) / np.sqrt(9 * C)
-b = rng.standard_normal(F)
-G = rng.standard_normal((1, side, side, F))
-out, cache = layers.conv2d_forward(x, w, b)
-dx = layers.conv2d_backward(G, cache, weight_grads=False)[0]
-errs = {h: check_directional(lambda x_: np.sum(conv(x_, w, b, 1, 1) * G), x, dx, h=h) for h in (1e-5, 1e-3)}
-print(f"x {x.shape}: directional check of dx, relative error {errs[1e-5]:.1e} at h=1e-5 "
-      f"(4e-9 to 2e-7), {errs[1e-3]:.1e} at h=1e-3 (smaller)")
-assert errs[1e-5] < 5e-7 and errs[1e-3] < 5e-8
+errs5, errs3 = [], []
+for draw in range(2 if FAST else 6):
+    x = rng.standard_normal((1, side, side, C))
+    w = rng.standard_normal((3, 3, C, F)) / np.sqrt(9 * C)
+    b = rng.standard_normal(F)
+    delta = rng.standard_normal((1, side, side, F))               # the upstream gradient
+    out, cache = layers.conv2d_forward(x, w, b)
+    dx = layers.conv2d_backward(delta, cache, weight_grads=False)[0]
+    errs = {h: check_directional(lambda x_: np.sum(conv(x_, w, b, 1, 1) * delta), x, dx, h=h) for h in (1e-5, 1e-3)}
+    print(f"draw {draw}: x {x.shape}: directional check of dx, relative error {errs[1e-5]:.1e} at h=1e-5, "
+          f"{errs[1e-3]:.1e} at h=1e-3")
+    errs5.append(errs[1e-5])
+    errs3.append(errs[1e-3])
+errs5, errs3 = np.array(errs5), np.array(errs3)
+record("n_draws", len(errs5))
+record("dir5_min", errs5.min())
+claim("dir5_max", errs5.max(), None, 5e-7)
+claim("dir_gain_min", (errs5 / errs3).min(), 3, None)
+record("dir_gain_max", (errs5 / errs3).max())
+claim("dir3_max", errs3.max(), None, 5e-8)
 
 # %% [markdown]
 # Style transfer optimizes the image, never the network, so it needs only $dx$.
 # `conv2d_backward(dout, cache, weight_grads=False)` skips $dw$ and $db$ — and with them a second
-# pass over the receptive fields. On a VGG-sized layer that saves half of the backward pass or more:
+# pass over the receptive fields. On a VGG-sized layer the backward pass with weight gradients took
+# {{skip_ratio:.1f}} times as long as the one without, in the run below:
 
 # %%
 side, C = (16, 16) if FAST else (64, 128)
@@ -353,19 +375,20 @@ times = {flag: best_time(lambda: layers.conv2d_backward(dout, cache, weight_grad
 for flag, t in times.items():
     print(f"weight_grads={flag!s:5}: {t * 1e3:7.1f} ms for x {x.shape}, w {w.shape}")
 print(f"ratio {times[True] / times[False]:.1f} (best of 3; absolute times depend on the machine and its load)")
+claim("skip_ratio", times[True] / times[False], 1.3, None, fast=None)   # small layers: overheads
 
 # %% [markdown]
 # ## Summary
 #
-# * One rule derives everything: a product $u v$ in output $o$ sends $g_o v$ to $u$ and $g_o u$
-#   to $v$. Hence $db = \sum g$, $dw$ = input windows correlated with $g$, $dx$ = $g$ spread back
+# * One rule derives everything: a product $u v$ in output $o$ sends $\delta_o v$ to $u$ and $\delta_o u$
+#   to $v$. Hence $db = \sum \delta$, $dw$ = input windows correlated with $\delta$, $dx$ = $\delta$ spread back
 #   through the kernel onto the receptive fields.
 # * Checked against central differences in float64: around $10^{-10}$. For a linear op the only
 #   error is rounding, which shrinks as the step grows; behind a nonlinearity float32 bottoms out
-#   near $10^{-4}$, too coarse to trust, so checks run in float64.
-# * In matrix form: $dW_2 = \text{cols}^\top G$, $d\,\text{cols} = G W_2^\top$, and
+#   at {{tanh_floor:.0e}}, too coarse to trust, so checks run in float64.
+# * In matrix form: $dW_2 = \text{cols}^\top \Delta$, $d\,\text{cols} = \Delta W_2^\top$, and
 #   $dx = $ col2im$(d\,\text{cols})$, because col2im is the transpose of im2col.
-# * For stride 1, $dx$ is a forward convolution of $g$ with the flipped, channel-swapped kernel.
+# * For stride 1, $dx$ is a forward convolution of $\delta$ with the flipped, channel-swapped kernel.
 # * Style transfer needs only $dx$ (`weight_grads=False`).
 #
 # Next: [notebook 3](03_relu_and_pooling.ipynb), the other two layers of VGG.
@@ -374,7 +397,7 @@ print(f"ratio {times[True] / times[False]:.1f} (best of 3; absolute times depend
 #
 # 1. Break `conv_backward_loops` on purpose (e.g. forget to cut off the padding, or use
 #    `w[:, :, :, 0]` for every filter) and watch the relative error jump to $O(1)$.
-# 2. Derive $dx$ for stride 2 as a convolution: insert $S-1$ zeros between the entries of $g$
+# 2. Derive $dx$ for stride 2 as a convolution: insert $S-1$ zeros between the entries of $\delta$
 #    ("dilate" it) and then convolve with the flipped kernel. Check it numerically.
 # 3. Why does the directional check use several random directions rather than one fixed one?
 #    Construct a wrong gradient that passes the check along $v = (1, 1, \dots, 1)/\sqrt n$.

@@ -26,6 +26,7 @@ FAST = os.environ.get("NUMPYNST_FAST") == "1"   # the test suite sets this: smal
 set_matplotlib_formats("jpeg")
 plt.rcParams.update({"figure.dpi": 80})
 
+from numpynst.claims import claim, record
 from numpynst.gradcheck import check_directional, numerical_gradient, numerical_gradient_array, rel_error
 from numpynst.image import load_image, sample_path
 from numpynst.losses import gram_backward, gram_matrix, style_layer_cost
@@ -33,6 +34,8 @@ from numpynst.optim import LBFGS, minimize
 from numpynst.vgg import VGG, deprocess, preprocess
 
 rng = np.random.default_rng(0)
+record("eps32", float(np.finfo(np.float32).eps))
+record("eps64", float(np.finfo(np.float64).eps))
 print("fast mode" if FAST else "full mode")
 
 # %% [markdown]
@@ -140,10 +143,10 @@ plt.show()
 # %% [markdown]
 # ## 2. The style cost and its gradient
 #
-# For one layer, with $G^{(S)}$ the style image's Gram matrix and $G^{(G)}$ the generated image's:
+# For one layer, with $G^{(S)}$ the style image's Gram matrix and $G^{(X)}$ the generated image's:
 #
 # $$
-# J^{[l]}_\text{style}(S, G) = \frac{1}{(2\, n_H n_W n_C)^2} \sum_{k,k'} \left(G^{(S)}_{kk'} - G^{(G)}_{kk'}\right)^2 ,
+# J^{[l]}_\text{style}(S, X) = \frac{1}{(2\, n_H n_W n_C)^2} \sum_{k,k'} \left(G^{(S)}_{kk'} - G^{(X)}_{kk'}\right)^2 ,
 # \qquad
 # J_\text{style} = \sum_l \lambda_l\, J^{[l]}_\text{style}.
 # $$
@@ -152,9 +155,9 @@ plt.show()
 # Where each constant comes from — the course notes, this library, Gatys et al. — is the table in
 # [notebook 5](05_content_cost.ipynb), section 4.)
 #
-# **Gradient, in two steps.** Write $c = 1/(2 n_H n_W n_C)^2$ and $D = G^{(G)} - G^{(S)}$.
+# **Gradient, in two steps.** Write $c = 1/(2 n_H n_W n_C)^2$ and $D = G^{(X)} - G^{(S)}$.
 #
-# 1. Each term depends on one entry of $G^{(G)}$: $\;\partial J/\partial G^{(G)} = 2 c D$.
+# 1. Each term depends on one entry of $G^{(X)}$: $\;\partial J/\partial G^{(X)} = 2 c D$.
 # 2. Through the Gram matrix. $G_{kl} = \sum_p A_{pk} A_{pl}$ ($p$ runs over pixels). An entry
 #    $A_{pm}$ appears in row $m$ of $G$ (as $A_{pk}$, $k = m$) and in column $m$ (as $A_{pl}$,
 #    $l = m$). So for any upstream gradient $\bar G = \partial J / \partial G$:
@@ -168,14 +171,15 @@ plt.show()
 # With $\bar G = 2cD$ and $D$ symmetric:
 #
 # $$
-# \frac{\partial J^{[l]}_\text{style}}{\partial A} = 4c\, A\, \left(G^{(G)} - G^{(S)}\right)
-# = \frac{A\,(G^{(G)} - G^{(S)})}{(n_H n_W n_C)^2},
+# \frac{\partial J^{[l]}_\text{style}}{\partial A} = 4c\, A\, \left(G^{(X)} - G^{(S)}\right)
+# = \frac{A\,(G^{(X)} - G^{(S)})}{(n_H n_W n_C)^2},
 # $$
 #
 # reshaped back to $n_H \times n_W \times n_C$. `numpynst.losses.gram_backward(dG, a)` is step 2;
 # `style_layer_cost(G_S, a_G)` returns `(J, dJ/da_G)`.
 #
-# **Checks** in float64 (each around $10^{-10}$): the Gram backward with a *non-symmetric*
+# **Checks** in float64 (each asserted between {{err_gram.lo:.0e}} and {{err_gram.hi:.0e}}; the closed
+# form to rounding, below {{closed_err.hi:.0e}}): the Gram backward with a *non-symmetric*
 # upstream gradient (so both terms of step 2 are exercised), the style cost's gradient against
 # central differences, and the closed form above.
 
@@ -183,26 +187,28 @@ plt.show()
 a = rng.standard_normal((1, 4, 5, 3))
 dG = rng.standard_normal((3, 3))                                   # deliberately not symmetric
 err_gram = rel_error(gram_backward(dG, a), numerical_gradient_array(gram_matrix, a, dG))
-print(f"Gram matrix backward:     relative error {err_gram:.1e}   (should be around 1e-10)")
+print(f"Gram matrix backward:     relative error {err_gram:.1e}")
 
 G_target = gram_matrix(rng.standard_normal((1, 4, 5, 3)))
 J, dJ = style_layer_cost(G_target, a)
 num = numerical_gradient(lambda z: style_layer_cost(G_target, z)[0], a.copy())
 err_style = rel_error(dJ, num)
-print(f"style cost gradient:      relative error {err_style:.1e}   (should be around 1e-10)")
+print(f"style cost gradient:      relative error {err_style:.1e}")
 
 nH, nW, nC = a.shape[1:]
 A = a.reshape(-1, nC)
 closed = (A @ (A.T @ A - G_target) / (nH * nW * nC) ** 2).reshape(a.shape)
 J_formula = np.sum((G_target - A.T @ A) ** 2) / (2 * nH * nW * nC) ** 2
-print(f"closed form vs library:   gradient {rel_error(dJ, closed):.1e}, J {abs(float(J) - J_formula) / J_formula:.1e}   (around 1e-16)")
-assert err_gram < 1e-8 and err_style < 1e-8 and rel_error(dJ, closed) < 1e-13
+print(f"closed form vs library:   gradient {rel_error(dJ, closed):.1e}, J {abs(float(J) - J_formula) / J_formula:.1e}")
+claim("err_gram", err_gram, 1e-13, 1e-8)
+claim("err_style", err_style, 1e-13, 1e-8)
+claim("closed_err", max(rel_error(dJ, closed), abs(float(J) - J_formula) / J_formula), 0, 1e-13)
 
 # %% [markdown]
 # **Why float64.** A central difference has two errors. *Truncation*: $(J(a+h) - J(a-h))/2h$
 # differs from $J'$ by about $\tfrac{h^2}{6} J'''$, which shrinks with $h$. *Rounding*: $J$ itself
 # is computed only to about $\varepsilon |J|$ ($\varepsilon$, the machine epsilon, is
-# $2 \cdot 10^{-16}$ in float64 and $1.2 \cdot 10^{-7}$ in float32), and the difference divides
+# {{eps64:.1e}} in float64 and {{eps32:.1e}} in float32), and the difference divides
 # that by $2h$, so it *grows* as $h$ shrinks. Both, for the style cost above, at four steps $h$:
 
 # %%
@@ -215,24 +221,28 @@ for h in steps:
     err64[h] = rel_error(dJ, numerical_gradient(lambda z: style_layer_cost(G_target, z)[0], a.copy(), h=h))
     err32[h] = rel_error(dJ32, numerical_gradient(lambda z: style_layer_cost(G32, z)[0], a32.copy(), h=h))
     print(f"{h:6.0e}   {err64[h]:.1e}   {err32[h]:.1e}")
-assert all(err64[h] < 2e-3 * (h / 1e-1) ** 2 for h in steps)   # float64: truncation, ~h^2 all the way
-assert err32[1e-2] < 1e-4 and err32[1e-3] < 1e-3 and err32[1e-4] < 1e-2
-assert err32[1e-4] > err32[1e-3] > err32[1e-2] > 1e-6           # below h = 1e-2 rounding wins
+claim("trunc64", min(err64[h] / err64[h / 10] for h in steps[:-1]), 50, 200)   # float64: ~h^2 all the way
+for h in steps:
+    record(f"e32_{-int(np.log10(h))}", err32[h])
+claim("round32_1", err32[1e-3] / err32[1e-2], 3, None)          # below h = 1e-2 rounding wins
+claim("round32_2", err32[1e-4] / err32[1e-3], 3, None)
+claim("floor32", min(err32.values()), 1e-6, 1e-4)
 
 # %% [markdown]
-# float64 follows the truncation error — 100 times smaller for every 10 times smaller $h$ — all
-# the way down (the $h = 10^{-5}$ of the check above gives ~$10^{-10}$). float32 follows it only
-# to $h = 10^{-2}$, where it reaches a few $10^{-5}$; below that, rounding takes over and the error
-# grows about tenfold per tenfold smaller step: a few $10^{-4}$ at $h = 10^{-3}$, a few $10^{-3}$
-# at $h = 10^{-4}$. So a float32 check of this gradient cannot get below a few $10^{-5}$: enough
-# to catch a wrong formula (an error of order 1), not to show that a right one is right to the
-# last digits. Every check in these notebooks is done in float64.
+# float64 follows the truncation error — at least {{trunc64:.0f}} times smaller for every 10 times
+# smaller $h$ here (asserted: 50 to 200, where $h^2$ gives 100) — all the way down (the
+# $h = 10^{-5}$ of the check above gives {{err_style:.0e}}). float32 follows it only to
+# $h = 10^{-2}$, where it reaches {{e32_2:.1e}}; below that, rounding takes over and the error
+# grows with every tenfold smaller step ({{round32_1:.0f}} and {{round32_2:.0f}} times): {{e32_3:.1e}}
+# at $h = 10^{-3}$, {{e32_4:.1e}} at $h = 10^{-4}$. So a float32 check of this gradient cannot get
+# below about {{floor32:.0e}}: enough to catch a wrong formula (an error of order 1), not to show
+# that a right one is right to the last digits. Every check in these notebooks is done in float64.
 
 # %% [markdown]
 # Through the network to the pixels: the style cost of several layers is one backward pass
 # seeded at every style layer at once (`VGG.backward` adds the gradients where the paths meet).
-# Directional check through VGG19 in float64, step $h = 10^{-4}$ as in notebook 5. Expect
-# $10^{-8}$ to $10^{-7}$, at most $10^{-6}$ — not $10^{-10}$: the error is measured relative to the directional
+# Directional check through VGG19 in float64, step $h = 10^{-4}$ as in notebook 5. Expect at most
+# {{dir_style.hi:.0e}} (this run: {{dir_style:.1e}}) — not the $10^{-10}$ above: the error is measured relative to the directional
 # derivative $D = \langle \nabla J, v\rangle$, which along a random direction $v$ is much smaller
 # than $\|\nabla J\|$ (notebook 5, section 2, takes this check apart direction by direction):
 # %%
@@ -259,8 +269,8 @@ fun64 = style_objective(model64, targets64, check_layers)
 x_probe = preprocess(load_image(sample_path("chelsea"), size=48), dtype=np.float64)[:, :32, :32]
 J, dx = fun64(x_probe)
 err = check_directional(lambda z: fun64(z)[0], x_probe, dx, h=1e-4)
-print(f"style cost through VGG19 (2 layers): directional check {err:.1e}   (around 1e-7, at most 1e-6)")
-assert err < 1e-6
+print(f"style cost through VGG19 (2 layers): directional check {err:.1e}")
+claim("dir_style", err, None, 1e-6)
 
 
 # %% [markdown]
@@ -279,7 +289,7 @@ assert err < 1e-6
 # $$
 #
 # (both traces are $\operatorname{tr}(A D\, dA^\top)$ because $D$ is symmetric). This is
-# section 2's $4cA(G^{(G)} - G^{(S)})$ without the $c$.
+# section 2's $4cA(G^{(X)} - G^{(S)})$ without the $c$.
 #
 # The gradient starts with a factor $A$: **at $A = 0$ it is exactly zero**, whatever the target.
 # And $A = 0$ is not a minimum but the top of a hill. Along any direction $V$,
@@ -324,8 +334,9 @@ print(f"at A = 0: f = {f_toy(zero):.6g} = ||G_S||^2 = {np.sum(G_toy ** 2):.6g}, 
       f"max |gradient| = {np.abs(grad_toy(zero)).max()}")
 V = rng.standard_normal((64, 3))
 for eps in [1e-3, 1e-2, 1e-1]:
-    print(f"  eps = {eps:5g}: f(0) - f(eps V) = {f_toy(zero) - f_toy(eps * V):.4e},   "
-          f"2 eps^2 <G_S, V^T V> = {2 * eps ** 2 * np.sum(G_toy * (V.T @ V)):.4e}")
+    drop, predicted = f_toy(zero) - f_toy(eps * V), 2 * eps ** 2 * np.sum(G_toy * (V.T @ V))
+    print(f"  eps = {eps:5g}: f(0) - f(eps V) = {drop:.4e},   2 eps^2 <G_S, V^T V> = {predicted:.4e}")
+    record(f"quartic_{-int(np.log10(eps))}", abs(drop - predicted) / predicted)
 assert err_toy < 1e-8 and not grad_toy(zero).any()
 
 lam_max = np.linalg.eigvalsh(G_toy).max()
@@ -345,6 +356,8 @@ for eps in starts:
 per_1000 = np.log(1e3) / np.log(1 + 4 * eta * lam_max)
 print(f"predicted extra steps per factor 1000 in eps: {per_1000:.0f};  measured 1e-6 vs 1e-3: "
       f"{plateau[1e-6] - plateau[1e-3]}")
+record("per_1000", per_1000)
+record("plateau_extra", plateau[1e-6] - plateau[1e-3])
 assert plateau[0.0] is None and np.all(curves[0.0] == f_toy(zero))     # from 0: never moves
 assert plateau[1e-6] > plateau[1e-3] > plateau[1e-1]
 assert abs((plateau[1e-6] - plateau[1e-3]) - per_1000) < 0.15 * per_1000
@@ -361,13 +374,15 @@ plt.show()
 
 # %% [markdown]
 # The gradient formula checks, the gradient at $A = 0$ is exactly zero, and the drop from the top
-# is $2\epsilon^2\langle G^{(S)}, V^\top V\rangle$ to leading order (the $\epsilon^4$ term shows in
-# the fourth digit at $\epsilon = 0.01$ and by a few per cent at $\epsilon = 0.1$). From $A = 0$ the curve is flat forever; from noise it sits on a plateau
-# whose length grows by the predicted number of steps per factor 1000 in $\epsilon$, then falls.
+# is $2\epsilon^2\langle G^{(S)}, V^\top V\rangle$ to leading order (the $\epsilon^4$ term changes
+# it by {{quartic_2:.1e}} of itself at $\epsilon = 0.01$ and by {{quartic_1:.1%}} at $\epsilon = 0.1$). From $A = 0$ the curve is flat forever; from noise it sits on a plateau
+# whose length grows by the predicted number of steps per factor 1000 in $\epsilon$
+# ({{per_1000:.0f}} predicted, {{plateau_extra}} measured), then falls.
 # (The later, shallower shoulders are the weaker eigen-directions of $G^{(S)}$, which grow more
 # slowly, $\lambda$ by $\lambda$.)
 #
-# In VGG the variable is the image, not $A$, and a blank image does not give $A = 0$ (the biases
+# In VGG the variable is the image, not $A$, and no image gives blank activations $A = 0$ (a black
+# image, all pixels 0, does not: the biases
 # and the mean pixel see to that). But section 4's noise start is close to the hilltop all the same.
 #
 # ## 4. Texture synthesis from a style image alone
@@ -397,17 +412,23 @@ def noise_start(seed=0):
 
 acts_noise = model.forward(noise_start(), all_layers, keep_cache=False)
 J_start = {k: float(style_layer_cost(style_grams[k], acts_noise[k])[0]) for k in all_layers}
+ratios, sizes = [], []
 for k in all_layers:
     J_zero = float(style_layer_cost(style_grams[k], np.zeros_like(acts_noise[k]))[0])
     size_ratio = np.linalg.norm(acts_noise[k]) / np.linalg.norm(style_acts[k])
     print(f"{k}: |a(noise)| / |a(style)| = {size_ratio:.2f},  J at the noise start {J_start[k]:.3g} "
           f"= {J_start[k] / J_zero:.1%} of J at A = 0")
-    assert 0.8 < J_start[k] / J_zero < 1.0
+    ratios.append(J_start[k] / J_zero)
+    sizes.append(size_ratio)
+claim("shoulder_min", min(ratios), 0.8, 1.0)
+claim("shoulder_max", max(ratios), 0.8, 1.0)
+record("act_ratio_min", min(sizes))
+record("act_ratio_max", max(sizes))
 
 # %% [markdown]
-# The noise image's activations are a tenth to a fifth of the style image's, and every layer's
-# cost is between 93 and 99.5 per cent of its value at $A = 0$: the start is on the hilltop's
-# shoulder. Along
+# The noise image's activations are {{act_ratio_min:.2f}} to {{act_ratio_max:.2f}} of the style
+# image's (in norm), and every layer's cost is between {{shoulder_min:.1%}} and {{shoulder_max:.1%}}
+# of its value at $A = 0$: the start is on the hilltop's shoulder. Along
 # $-\nabla J$ the cost should then fall *faster* than its tangent line predicts. With only
 # `block1_conv1`, for steps that move the largest pixel by 1, 10 and 30 grey levels:
 
@@ -434,19 +455,35 @@ for move in [1.0, 10.0, 30.0]:
     print(f"move {move:4g}: J {float(Jt):.7g}, tangent line {tangent:.7g}, below it by "
           f"{tangent - float(Jt):8.3g};  s.y = {s_dot_y:.3g}")
     assert float(Jt) < tangent and s_dot_y < 0
+probe = LBFGS()
+record("n_pixels", x0.size)
+record("mean_move", 1.0 / x0.size)                   # the bootstrap step moves x by 1 in the 1-norm
+record("growth", probe.growth)
+record("memory", probe.history)
 
 # %% [markdown]
 # Below the tangent, and $s \cdot y < 0$ for the step $s = -t\nabla J$ and the change of gradient
 # $y$: negative curvature. L-BFGS builds its model of the inverse Hessian only from pairs with
 # $s \cdot y > 0$, a positive curvature (precisely: $\cos(s, y)$ above a small threshold; see
-# `numpynst.optim.LBFGS`'s docstring), so here it rejects every pair. Until it stores one, its step is the bootstrap $-g/\|g\|_1$, whose
-# 1-norm is 1: the $n = 96 \cdot 96 \cdot 3$ pixel values move by $1/n \approx 4 \cdot 10^{-5}$
-# grey levels on average. A textbook L-BFGS that resets its step length to 1 after every accepted
-# step stays on the shoulder for good. The library's L-BFGS **grows** the step (by 4 per accepted
-# step) while no pair is stored, so within about ten steps it moves pixels by grey levels, off the
-# shoulder, where the curvature is positive and pairs are stored. Both, on `block1_conv1` alone
-# (`LBFGS(growth=1.0)` switches the growth off), with the number of curvature pairs each holds at
-# the end (at most 10):
+# `numpynst.optim.LBFGS`'s docstring), so here it rejects every pair. Until it stores one, its
+# step is the bootstrap $-g/\|g\|_1$, whose 1-norm is 1: the $n = {{n_pixels}}$ pixel values move
+# by $1/n = {{mean_move:.1e}}$ grey levels on average. What happens next depends on the line search:
+#
+# * one that only **backtracks** (Armijo: accept the first of $t = 1, \tfrac12, \dots$ that lowers
+#   $J$ enough) accepts $t = 1$ at once and starts the next iteration at $t = 1$ again: it stays on
+#   the shoulder for good, a step of $1/n$ at a time;
+# * a **strong-Wolfe** search (SciPy's, PyTorch's `line_search_fn="strong_wolfe"`) also demands
+#   that the slope has flattened, $|g(x + td)^\top d| \le c_2 |g^\top d|$; on the shoulder the
+#   slope gets *steeper*, so it extrapolates, multiplying $t$ within the iteration until the
+#   slope turns, and leaves;
+# * the library's L-BFGS takes one evaluation per step (so that no value has to cross from a GPU to
+#   the host) and cannot search within an iteration; instead it **grows** the step, by
+#   {{growth:g}} per accepted step, while no pair is stored, so within about ten steps it moves
+#   pixels by grey levels, off the shoulder, where the curvature is positive and pairs are stored.
+#
+# Notebook 7 derives the three and runs them side by side. Here the first and the last, on
+# `block1_conv1` alone (`LBFGS(growth=1.0)` switches the growth off and is the backtracking
+# variant), with the number of curvature pairs each holds at the end (at most {{memory}}):
 
 # %%
 def synthesize(weights, iterations, seed=0, optimizer=None):
@@ -474,8 +511,11 @@ if not FAST:    # fast mode's 5 iterations are still growing the step
     assert block1["no growth"][1][-1] > 0.9 * block1["no growth"][1][0] and pairs["no growth"] == 0
     assert pairs["library default"] > 0
     assert block1["library default"][1][-1] < 1e-3 * block1["library default"][1][0]
-    gaps = {label: np.abs(img.reshape(-1, 3).mean(axis=0) - style_mean).max() for label, (img, _) in block1.items()}
-    assert gaps["library default"] < 25 and gaps["library default"] < 0.5 * gaps["no growth"]
+gaps = {label: np.abs(img.reshape(-1, 3).mean(axis=0) - style_mean).max() for label, (img, _) in block1.items()}
+claim("gap_grow", gaps["library default"], None, 25, fast=None)
+claim("gap_ratio", gaps["library default"] / gaps["no growth"], None, 0.5, fast=None)
+record("gap_stall", gaps["no growth"])
+record("fall_orders", np.log10(block1["library default"][1][0] / block1["library default"][1][-1]))
 
 fig = plt.figure(figsize=(15, 3.2))
 ax = fig.add_subplot(1, 5, 1)
@@ -498,10 +538,10 @@ plt.show()
 
 # %% [markdown]
 # Without growth, $J$ does not move off the shoulder (no curvature pair is ever stored) and the
-# picture is the noise start. With it, $J$ falls by five orders of magnitude, the history fills
-# up, and the grey noise takes on the style's colours — the pale blue-grey ground and the brown
-# and orange of the cells; the mean colour comes within 17 grey levels of the style's, against 54
-# for the stalled run. Only colours and small blotches: `block1_conv1`'s units see 3×3 pixels,
+# picture is the noise start. With it, $J$ falls by {{fall_orders:.1f}} orders of magnitude, the
+# history fills up, and the grey noise takes on the style's colours — the pale blue-grey ground and
+# the brown and orange of the cells; the mean colour comes within {{gap_grow:.0f}} grey levels of
+# the style's, against {{gap_stall:.0f}} for the stalled run. Only colours and small blotches: `block1_conv1`'s units see 3×3 pixels,
 # so their correlations are colour and pixel-level statistics, and nothing more.
 #
 # Now, following Gatys et al., we add the layers `block1_conv1`, ..., `block5_conv1` one at a
@@ -518,6 +558,46 @@ for depth, (img, h) in textures.items():
     print(f"layers up to {all_layers[depth - 1]}: J {h[0]:.3g} -> {h[-1]:.3g}")
     assert h[-1] < h[0]
 
+# Does a texture keep the style image's layout? Compare both at a coarse grid (cells of 16 x 16
+# pixels, block5's spacing): the correlation of their cell-mean brightness, and the same for the
+# noise start as a baseline. And how far each layer's units see, against the image's size.
+from numpynst.arch import layer_table
+
+
+def coarse(img, cell=16):
+    y = img.astype(np.float64).mean(axis=2)
+    h, w = y.shape[0] // cell, y.shape[1] // cell
+    return y[: h * cell, : w * cell].reshape(h, cell, w, cell).mean(axis=(1, 3)).ravel()
+
+
+def layout_corr(img, ref=style_rgb):
+    return float(np.corrcoef(coarse(img), coarse(ref))[0, 1])
+
+
+turned = style_rgb[::-1, ::-1]                 # the same painting upside down: its statistics, another layout
+n_cells = coarse(style_rgb).size
+record("n_cells", n_cells)
+record("chance", 1 / np.sqrt(n_cells - 1))     # the spread of a correlation between unrelated layouts
+record("self_turned", layout_corr(style_rgb, turned))
+
+table = {layer.name: layer for layer in layer_table("vgg19")}
+record("side", style_rgb.shape[0])
+record("map5", style_rgb.shape[0] // table["block5_conv1"].spacing)
+record("corr_noise", layout_corr(deprocess(noise_start())))
+for depth, (img, _) in textures.items():
+    name = all_layers[depth - 1]
+    rf = table[name].spacing + 2 * table[name].reach
+    record(f"corr_{depth}", layout_corr(img))
+    record(f"turned_{depth}", layout_corr(img, turned))
+    record(f"rf_{depth}", rf)
+    print(f"layers up to {name}: receptive field {rf} px on a {style_rgb.shape[0]} px image; "
+          f"layout correlation with the style image {layout_corr(img):+.2f}, with it upside down "
+          f"{layout_corr(img, turned):+.2f}")
+print(f"noise start: layout correlation {layout_corr(deprocess(noise_start())):+.2f}")
+if not FAST:
+    claim("corr_block1_alone", abs(layout_corr(textures[1][0])), 0, 2 / np.sqrt(n_cells - 1))
+    claim("corr_deeper_max", max(layout_corr(textures[d][0]) for d in textures if d > 1), 2 / np.sqrt(n_cells - 1), None)
+
 fig, axes = plt.subplots(1, 6, figsize=(16, 3))
 axes[0].imshow(style_rgb)
 axes[0].set_title("style image")
@@ -530,10 +610,31 @@ plt.show()
 
 # %% [markdown]
 # Each deeper layer adds structure at a larger scale — the streaks and edges of the cells, then
-# whole cell shapes and their arrangement. The layout of the style image is not reproduced
-# anywhere: the Gram matrices do not know it. Once `block4_conv1` is in, the surface turns
-# speckled with off-colour grain: its cost dominates $J$ (next), and the pixel-level statistics
-# of `block1_conv1` are left unmatched.
+# whole cell shapes and their arrangement. A Gram matrix sums over positions, so it should not know
+# where anything is. But look at the figure: from `block1 .. block2` on, the textures put light and
+# dark regions roughly where the painting has them. Measured on a grid of {{n_cells}} cells of
+# 16 × 16 pixels (the correlation of the cells' mean brightness with the painting's; between
+# unrelated layouts it scatters by about ±{{chance:.2f}}, and the noise start gives
+# {{corr_noise:+.2f}}): `block1` alone {{corr_1:+.2f}}, then {{corr_2:+.2f}}, {{corr_3:+.2f}},
+# {{corr_4:+.2f}}, {{corr_5:+.2f}} with each deeper layer added (the cell asserts block1 within
+# twice the chance spread, and the deeper ones above it). Against the same painting upside down —
+# the same statistics, another layout — the five give {{turned_1:+.2f}}, {{turned_2:+.2f}},
+# {{turned_3:+.2f}}, {{turned_4:+.2f}}, {{turned_5:+.2f}}; the painting itself against its
+# upside-down copy gives {{self_turned:+.2f}}, so a texture that copied the painting's layout would
+# score about that there.
+#
+# What lets positions in is the image's size. Every layer pads its input with zeros, so a unit near
+# the border responds differently from one in the middle: its activation carries its position, and
+# a Gram matrix of position-carrying features does record the layout. At {{side}} pixels that is
+# most units of the deep layers — a `block4_conv1` unit sees {{rf_4}} pixels and a `block5_conv1`
+# unit {{rf_5}}, so every one of them sees the border — and their maps are small ({{map5}}
+# positions a side at block 5), so each Gram matrix is a sum of few outer products. That explains
+# the deep layers' share; that `block1 .. block2` (units of {{rf_2}} pixels) already correlates this
+# much is more than the border bands alone obviously give, and one synthesis does not settle it.
+# On a picture much larger than the receptive fields (the usual 512 px) most units see no border;
+# notebook 9 measures the receptive fields against the image. Once `block4_conv1` is in, the
+# surface turns speckled with off-colour grain: its cost dominates $J$ (next), and the pixel-level
+# statistics of `block1_conv1` are left unmatched.
 #
 # ### The per-layer weights $\lambda_l$
 #
@@ -545,10 +646,13 @@ plt.show()
 # %%
 for k in all_layers:
     print(f"{k}: {100 * J_start[k] / sum(J_start.values()):.3g}% of J")
+top = max(all_layers, key=J_start.get)
+record("top_layer", top)
+record("top_share", J_start[top] / sum(J_start.values()))
 
 # %% [markdown]
-# `block4_conv1` carries almost all of it: raw weights between 0.01 and 0.6 would hardly shift
-# the balance. To make
+# `{{top_layer}}` carries {{top_share:.1%}} of it: raw weights between 0.01 and 0.6 (a factor 60)
+# would hardly shift the balance. To make
 # $\lambda_l$ mean *a share*, divide each layer's cost by its value at the start:
 #
 # $$
@@ -557,7 +661,7 @@ for k in all_layers:
 #
 # so that every layer starts at $w_l$ and the $w_l$ say how the effort is split. (This is what
 # `stylize`'s default *calibrated* weights do, with $J^{[l]}$ at $A = 0$ instead of at the noise
-# start — within a few per cent, as printed above. Notebook 7 uses them.) Equal shares, and two
+# start — {{shoulder_min:.1%}} to {{shoulder_max:.1%}} of it, as printed above. Notebook 8 uses them.) Equal shares, and two
 # extremes:
 
 # %%
@@ -578,6 +682,9 @@ print(f"{len(shares)} syntheses of {iterations} iterations in {time.perf_counter
 if not FAST:
     assert weighted["shallow-heavy"][1]["block1_conv1"] < weighted["deep-heavy"][1]["block1_conv1"]
     assert weighted["deep-heavy"][1]["block5_conv1"] < weighted["shallow-heavy"][1]["block5_conv1"]
+for label, key in [("shallow-heavy", "sh"), ("deep-heavy", "dp")]:
+    for k in all_layers:
+        record(f"{key}_{k.split('_')[0]}", weighted[label][1][k])
 
 fig, axes = plt.subplots(1, 5, figsize=(14, 3))
 panels = [("style image", style_rgb), ("raw λ = 1/5", textures[5][0])] + \
@@ -591,23 +698,25 @@ plt.show()
 # %% [markdown]
 # The printed ratios say what each setting bought: how far each layer's cost fell from its start
 # (the pictures are the rounded RGB results, measured again through VGG). Shallow-heavy shares
-# drive `block1`'s and `block2`'s costs furthest down (to about $10^{-4}$ of their start) and
-# leave `block5`'s at a tenth: clean colours and smooth surfaces, with the cell shapes coming
-# through from the smaller shares of the deeper layers. Deep-heavy shares do the opposite:
-# `block1`'s cost stays at half its start, and the cells' shapes and arrangement come with a
-# surface speckled by off-colour grain. Equal shares sit in between. The raw $\lambda = 1/5$
-# panel (Gatys' setting from the figure above, where `block4_conv1` carries 99.5% of $J$) looks
+# drive `block1`'s and `block2`'s costs furthest down (to {{sh_block1:.1e}} and {{sh_block2:.1e}} of
+# their start) and leave `block5`'s at {{sh_block5:.2f}}: clean colours and smooth surfaces, with
+# the cell shapes coming through from the smaller shares of the deeper layers. Deep-heavy shares do
+# the opposite: `block1`'s cost stays at {{dp_block1:.2f}} of its start, and the cells' shapes and
+# arrangement come with a surface speckled by off-colour grain. Equal shares sit in between. The
+# raw $\lambda = 1/5$ panel (Gatys' setting from the figure above, where `{{top_layer}}` carries
+# {{top_share:.1%}} of $J$) looks
 # like the deep-heavy one.
 #
 # ## Summary
 #
 # * The Gram matrix $G = A^\top A$ holds channel co-activations: *which features occur together*,
 #   summed over all positions — so it describes style/texture and forgets layout (it is exactly
-#   invariant to shuffling the pixels).
-# * $J^{[l]}_\text{style} = \frac{1}{(2 n_H n_W n_C)^2}\|G^{(S)} - G^{(G)}\|^2$ with
-#   $\partial J/\partial A = A (G^{(G)} - G^{(S)}) / (n_H n_W n_C)^2$; through a Gram matrix,
-#   $\partial J/\partial A = A(\bar G + \bar G^\top)$. All checked to ~$10^{-10}$ in float64;
-#   float32 central differences cannot do better than a few $10^{-5}$ here.
+#   invariant to shuffling the positions of a feature map; only features that themselves carry
+#   their position, as deep units that see the image border do, bring layout back).
+# * $J^{[l]}_\text{style} = \frac{1}{(2 n_H n_W n_C)^2}\|G^{(S)} - G^{(X)}\|^2$ with
+#   $\partial J/\partial A = A (G^{(X)} - G^{(S)}) / (n_H n_W n_C)^2$; through a Gram matrix,
+#   $\partial J/\partial A = A(\bar G + \bar G^\top)$. All checked to {{err_style:.0e}} in float64;
+#   float32 central differences cannot do better than {{floor32:.0e}} here.
 # * $A = 0$ is a stationary point of the style cost — a hilltop, not a minimum: from exactly 0
 #   nothing moves, from small noise the descent first sits on a plateau. A noise image is near
 #   that top, where the cost curves downwards; the library's L-BFGS grows its step until it finds
@@ -616,7 +725,8 @@ plt.show()
 #   structure; the weights $\lambda_l$ move the balance between fine and coarse once they are
 #   read as shares of each layer's starting cost.
 #
-# Next: [notebook 7](07_style_transfer.ipynb) adds the content cost back: style transfer.
+# Next: [notebook 7](07_optimizers.ipynb) takes the optimizers apart (gradient descent, Adam, L-BFGS and
+# its line searches), and [notebook 8](08_style_transfer.ipynb) adds the content cost back: style transfer.
 #
 # ## Exercises
 #

@@ -289,7 +289,7 @@ if not FAST:
 #
 # Gatys et al. (2016, "Preserving Color in Neural Artistic Style Transfer") give two ways to
 # keep the photo's colours. `--color keep` is the first: transfer, then put the photo's chroma
-# back (luminance-only transfer, notebook 7). `--color match` is the second: before the run,
+# back (luminance-only transfer, notebook 8). `--color match` is the second: before the run,
 # move the painting's colours so that their **mean and covariance** are the photo's.
 #
 # An affine map $x' = A x + b$ of the painting's pixels gives them the mean $A\mu_s + b$ and the

@@ -17,7 +17,7 @@
 # without the temporal terms (5). It uses a clip whose motion we *know*, so every estimate can be
 # compared with the truth.
 #
-# Prerequisites: notebook 7 (style transfer), and the gradient-checking habit of notebooks 2 and 5.
+# Prerequisites: notebook 8 (style transfer), and the gradient-checking habit of notebooks 2 and 5.
 
 # %%
 import os

@@ -1,7 +1,7 @@
-# Source of tutorials/09_what_convnets_learn.ipynb (build with: python tutorials/_build.py)
+# Source of tutorials/11_what_convnets_learn.ipynb (build with: python tutorials/_build.py)
 
 # %% [markdown]
-# # 9 · What deep ConvNets learn: the nine patches that excite a unit most
+# # 11 · What deep ConvNets learn: the nine patches that excite a unit most
 #
 # **Why this matters.** Style transfer rests on one claim: shallow VGG layers respond to simple,
 # local things (colours, edges) and deep layers to larger, more complex ones (textures, parts of
@@ -24,6 +24,7 @@ FAST = os.environ.get("NUMPYNST_FAST") == "1"   # the test suite sets this: smal
 set_matplotlib_formats("jpeg")
 plt.rcParams.update({"figure.dpi": 80})
 
+from numpynst.claims import claim, record
 from numpynst.image import load_image, sample_path
 from numpynst.tiled import receptive
 from numpynst.vgg import IMAGENET_MEAN_BGR, VGG
@@ -44,9 +45,10 @@ print("fast mode" if FAST else "full mode")
 # p\,j - a \;\;\dots\;\; p\,j + j - 1 + a, \qquad \text{a window of } r = j + 2a \text{ pixels},
 # $$
 #
-# and likewise for columns. Near the border part of that window lies outside the image, in the
-# zero padding — which, after preprocessing, is the ImageNet mean colour. So we crop from the image
-# padded with that colour: exactly what the unit saw.
+# and likewise for columns. Near the border part of that window lies outside the image. We crop
+# from the image padded with the ImageNet mean colour, which preprocessing turns into zeros: the
+# first convolution's own zero padding. That is exactly what a `block1_conv1` unit saw — and only
+# approximately what a deeper unit saw, for a reason section 3 measures.
 
 # %%
 model = VGG.from_h5()                                     # the shipped VGG19, float32
@@ -55,6 +57,7 @@ reach = receptive(model.layer_names, shown[-1])
 for name in shown:
     a_, j_ = reach[name]
     print(f"{name}: grid spacing {j_:2d} px, reach {a_:3d} px, receptive field {j_ + 2 * a_} px")
+    record(f"rf_{name.split('_')[0]}", j_ + 2 * a_)
 MEAN_RGB = np.array(IMAGENET_MEAN_BGR[::-1])              # what the zero padding looks like
 
 
@@ -145,6 +148,8 @@ units = {}
 for layer in shown:
     peaks = np.max([a.max(axis=(0, 1)) for a in acts[layer]], axis=0)
     units[layer] = [int(c) for c in np.argsort(peaks)[::-1][:3]]
+    for k, c in enumerate(units[layer]):
+        record(f"ch_{layer.split('_')[0]}_{k}", c)
 
 fig = plt.figure(figsize=(12, 12.5))
 outer = fig.add_gridspec(len(shown), 3, hspace=0.25, wspace=0.08)
@@ -172,24 +177,79 @@ for layer in shown:
 # %% [markdown]
 # What the patches show, layer by layer (the three rows of the figure):
 #
-# * **`block1_conv2`** sees 5×5 pixels, and its strongest units are **edge and colour-contrast
-#   detectors**: channels 37 and 17 fire on a horizontal boundary, dark above and bright below,
-#   nine times the same small motif; channel 29 on a bright or coloured spot against a darker
-#   surround.
-# * **`block3_conv3`** sees 40×40 pixels: **small parts and textures**. Channels 226 and 166 fire on
-#   round, shiny or patterned things against orange-red — the astronaut's suit and mission patch,
-#   the red saucer of the coffee cup, the cat's eye; channel 8 on small bright dots on black, the
-#   galaxies of the Hubble field (and once on a shiny rounded object).
-# * **`block5_conv1`** sees 156×156 pixels, most of an image at this size: **whole objects** — the
-#   astronaut's face and suit, the cat's face, the coffee cup. Its nine patches mix several of
-#   these, include the same object at shifted positions, and many lie at an image border (grey:
-#   the padding) — with five images it is hard to say *which* object a block-5 unit prefers.
+# * **`block1_conv2`** sees {{rf_block1}}×{{rf_block1}} pixels, and its strongest units are **edge
+#   and colour-contrast detectors**: channels {{ch_block1_0}} and {{ch_block1_1}} fire on a
+#   horizontal boundary, dark above and bright below, nine times the same small motif; channel
+#   {{ch_block1_2}} on a bright or coloured spot against a darker surround.
+# * **`block3_conv3`** sees {{rf_block3}}×{{rf_block3}} pixels: **small parts and textures**.
+#   Channels {{ch_block3_0}} and {{ch_block3_1}} fire on round, shiny or patterned things against
+#   orange-red — the astronaut's suit and mission patch, the red saucer of the coffee cup, the
+#   cat's eye; channel {{ch_block3_2}} on small bright dots on black, the galaxies of the Hubble
+#   field (and once on a shiny rounded object).
+# * **`block5_conv1`** sees {{rf_block5}}×{{rf_block5}} pixels, most of an image at this size:
+#   **whole objects** — the astronaut's face and suit, the cat's face, the coffee cup. Its nine
+#   patches mix several of these, include the same object at shifted positions, and many lie at an
+#   image border (grey: the padding) — with five images it is hard to say *which* object a block-5
+#   unit prefers.
 #
 # Five images are a tiny data set (Zeiler & Fergus used the ImageNet validation set), so a unit's
 # nine patches here come from what these five happen to contain; the progression from small and
 # simple to large and composite is the point. Style transfer uses exactly this: the Gram matrices
 # of `block1`–`block5` (notebook 6) summarise which of these detectors fire together, at every
 # scale, and the content cost (notebook 5) keeps a deep layer's *where*.
+#
+# ## 3. Exact only at the first layer
+#
+# The crops show a unit's whole window, with the mean colour where the window leaves the image.
+# For a `block1_conv1` unit that *is* its input: the layer pads the preprocessed image with zeros,
+# and a mean-coloured pixel preprocesses to zero. Every deeper layer pads *its own input* — the
+# previous layer's activations — with zeros, and that is not what the previous layer computes from
+# mean-coloured pixels: a zero input gives each unit its bias, and after the ReLU a bias is not 0.
+# So near the border a deep unit saw "image, then zeros at every layer", which no picture, mean
+# padding included, reproduces. Measured: each layer's activations of the image alone against those
+# of the same image padded by the mean colour (by a multiple of 16 pixels, so that the pooling grids
+# line up), at the same units; only the units whose window reaches beyond the image can differ.
+# (Away from the border the crop is exactly the input the unit depended on, but not equally: a deep
+# unit weighs the middle of its window far more than its rim.)
+
+# %%
+check = ["block1_conv1", "block1_conv2", "block3_conv3", "block5_conv1"]
+rgb16 = images[0][: images[0].shape[0] // 16 * 16, : images[0].shape[1] // 16 * 16].astype(np.float32)
+margin = 32
+big16 = np.broadcast_to(MEAN_RGB.astype(np.float32), (rgb16.shape[0] + 2 * margin, rgb16.shape[1] + 2 * margin, 3)).copy()
+big16[margin:margin + rgb16.shape[0], margin:margin + rgb16.shape[1]] = rgb16     # framed by the mean colour
+alone = model.forward(model.preprocess(rgb16), check, keep_cache=False)
+framed = model.forward(model.preprocess(big16), check, keep_cache=False)
+diffs, cores = {}, {}
+for layer in check:
+    a_, j_ = receptive(model.layer_names, layer)[layer]
+    o = margin // j_                                     # the padded image's units, shifted by the margin
+    a = alone[layer]
+    b = framed[layer][:, o:o + a.shape[1], o:o + a.shape[2]]
+    clear = -(-a_ // j_)                                 # units p with p j - a >= 0: window inside the image
+    diffs[layer] = float(np.abs(a - b).max() / np.abs(a).max())
+    core = np.abs(a - b)[:, clear:a.shape[1] - clear, clear:a.shape[2] - clear]
+    cores[layer] = float(core.max() / np.abs(a).max()) if core.size else float("nan")
+    tag = layer.replace("_conv", "_")
+    record(f"pad_diff_{tag}", diffs[layer])
+    record(f"core_diff_{tag}", cores[layer])
+    record(f"clear_{tag}", int(core.shape[1] * core.shape[2]) if core.size else 0)
+    print(f"{layer:13s}: image alone vs mean-padded, largest difference {diffs[layer]:.1e} of the layer's peak; "
+          f"{core.shape[1] * core.shape[2] if core.size else 0} units clear of the border differ by {cores[layer]:.1e}")
+claim("first_layer_exact", diffs["block1_conv1"], 0, 1e-5)
+claim("second_layer_differs", diffs["block1_conv2"], 1e-3, None)
+claim("clear_units_agree", max(v for v in cores.values() if v == v), 0, 1e-4)
+
+# %% [markdown]
+# `block1_conv1` agrees to {{pad_diff_block1_1:.0e}} of its peak (float32 rounding; asserted below
+# {{first_layer_exact.hi:.0e}}). Already `block1_conv2` differs by {{pad_diff_block1_2:.1e}} of its
+# peak at the border, `block3_conv3` by {{pad_diff_block3_3:.1e}}, `block5_conv1` by
+# {{pad_diff_block5_1:.1e}} — while the units whose windows stay inside the image agree to float32
+# rounding ({{core_diff_block1_2:.0e}} over {{clear_block1_2}} such units of `block1_conv2`,
+# {{core_diff_block3_3:.0e}} over {{clear_block3_3}} of `block3_conv3`; asserted below
+# {{clear_units_agree.hi:.0e}}). At this size `block5_conv1` has {{clear_block5_1}} units whose
+# window fits inside the image: every one of its crops includes padding. So the border crops of
+# the deeper rows show the window, not an input that would reproduce the activation.
 #
 # ## Exercises
 #

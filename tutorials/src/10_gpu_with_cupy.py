@@ -1,10 +1,11 @@
-# Source of tutorials/08_gpu_with_cupy.ipynb (build with: python tutorials/_build.py)
+# Source of tutorials/10_gpu_with_cupy.ipynb (build with: python tutorials/_build.py)
 
 # %% [markdown]
-# # 8 · The same code on a GPU, with CuPy
+# # 10 · The same code on a GPU, with CuPy
 #
 # **Why this matters.** On a laptop CPU a 512-pixel stylization takes minutes; the convolutions of
-# notebook 1 are exactly the kind of work a GPU does a hundred times faster. We do not want a
+# notebook 1 are exactly the kind of work a GPU does many times faster (section 4 measures by how
+# much, on the machine that ran the stored outputs). We do not want a
 # second implementation for the GPU: two versions of every layer would drift apart, and every
 # gradient check would have to be done twice.
 #
@@ -133,7 +134,7 @@ else:
 #
 # And two rules for writing the layers once for both backends: no scatter with repeated indices
 # (undefined on GPUs — im2col's col2im and the pooling backward are loops of strided `+=` over
-# the kernel offsets, notebook 1), and no `import cupy` outside `backend.py`.
+# the kernel offsets, notebook 2), and no `import cupy` outside `backend.py`.
 #
 # ## 4. Timings
 #
@@ -226,21 +227,25 @@ for name in backends:
 
 # %% [markdown]
 # The work of an iteration is proportional to the pixel count, so the ideal time ratio per
-# doubling of the side is the pixel ratio printed beside it: 4.0 from 128 to 256 px, 4.2 from 256
-# to 512 px (the sides are cut to multiples of 16). A measured ratio departs from it both ways,
-# and the printed time per pixel shows which way: *less* than proportional where costs that do not
-# grow with the image — Python calls and per-call setup in each of the dozens of layer calls,
-# matrix products too small to run at full speed — are a large share of a small image; *more* than
-# proportional when the larger image's activations (a 512 px layer of 64 channels is 44 MB in
-# float32) no longer fit in the CPU's caches, or when other jobs compete for the cores. The
-# stored outputs come from the machine of an NVIDIA H200 (benchmarks/gpu_check.sh): NumPy ran on
-# its Xeon host (16 logical CPUs), and its ratios (1.6 and 2.0) are less than proportional —
-# per-call costs are a large share at these sizes. Runs on this project's shared 2-core machine
-# have measured 111, 309 and 1821 ms per iteration: ratios 2.8 and 5.9, first less, then more than
-# proportional. Either way, 200 L-BFGS iterations at 512 px take minutes on a CPU.
-# On the GPU an iteration at 128 and at 256 px takes the same ~7 ms: fixed costs (hundreds of
-# kernel launches and their Python calls) are all there is at those sizes, so the speed-up grows
-# with the image (here about 50x, 85x and 90x).
+# doubling of the side is the pixel ratio printed beside it (a little above 4: the sides are cut to
+# multiples of 16). A measured ratio departs from it both ways, and the printed time per pixel
+# shows which way: *less* than proportional where costs that do not grow with the image — Python
+# calls and per-call setup in each of the dozens of layer calls, matrix products too small to run
+# at full speed — are a large share of a small image; *more* than proportional when the larger
+# image's activations (a 512 px layer of 64 channels is 44 MB in float32) no longer fit in the
+# CPU's caches, or when other jobs compete for the cores.
+#
+# **Which machine.** The stored outputs come from the host of an NVIDIA H200
+# (`benchmarks/gpu_check.sh`), and its NumPy lines are that host's CPU, not the 2-core machine
+# that the other notebooks and `benchmarks/README.md` were timed on. Its NumPy ratios are less than
+# proportional, and at the small sizes its times per iteration are *longer* than the 2-core
+# machine's (`benchmarks/README.md` has its figures). This notebook does not measure why; the likely
+# causes are that a BLAS library spreading small matrix products over many threads spends more on
+# starting and joining them than it gains, and a lower clock per core — so read the NumPy lines
+# as one machine's, and the GPU lines against the NumPy lines of the *same* run. On the GPU the
+# time per iteration hardly changes from 128 to 256 px (printed above): fixed costs, hundreds of
+# kernel launches and their Python calls, are all there is at those sizes, so the speed-up grows
+# with the image. Either way, 200 L-BFGS iterations at 512 px take minutes on a CPU.
 #
 # ## 5. A whole run on the GPU
 #
