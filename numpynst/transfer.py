@@ -123,6 +123,13 @@ class Prepared(NamedTuple):
                         self.budget_source)
 
 
+def style_side(content_shape: Sequence[int], style_scale: float = 1.0) -> int:
+    """The longest side a style image is resized to (aspect kept) for a content picture of
+    ``content_shape`` ``(H, W, ...)``: ``style_scale`` x the content's longest side, at least
+    ``MIN_SIZE``. :func:`prepare` sizes the styles with it, :mod:`numpynst.metrics` the painting."""
+    return max(MIN_SIZE, int(round(max(content_shape[:2]) * style_scale)))
+
+
 def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, model=None,
             max_pixels: int | None = None, **keywords: Any) -> Prepared:
     """Check the options, load the model and the pictures, and plan every scale: a :class:`Prepared`
@@ -137,8 +144,8 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     content_rgb = as_rgb(content, "content", opts.size, max_pixels)
     if not styles:
         raise OptionError("at least one style image is needed")
-    style_side = max(MIN_SIZE, int(round(max(content_rgb.shape[:2]) * opts.style_scale)))
-    style_rgbs = [as_rgb(s, f"style #{i + 1}", style_side, max_pixels) for i, s in enumerate(styles)]
+    side = style_side(content_rgb.shape, opts.style_scale)
+    style_rgbs = [as_rgb(s, f"style #{i + 1}", side, max_pixels) for i, s in enumerate(styles)]
     init = opts.init
     init_rgb = None if isinstance(init, str) and init in INITS else as_rgb(init, "init", None, max_pixels)
     plans, budget, source = plan_stylize(model, content_rgb.shape[:2], opts.scales, opts.content_layer,
