@@ -17,7 +17,7 @@ Atomic writes and file identity live in :mod:`numpynst.files`.
 
 from __future__ import annotations
 
-from .decode import DEFAULT_MAX_PIXELS, as_rgb, checked_pixels, load_image, pixels_uint8
+from .decode import DEFAULT_MAX_PIXELS, as_rgb, checked_pixels, image_mode, load_image, pixels_uint8
 from .resize import (MAX_SIZE, RGB_TO_YIQ, YIQ_TO_RGB, preserve_color, resize_image, resize_to,
                      rgb_to_yiq, round_to_multiple, scaled_shape, yiq_to_rgb, grid_shapes)
 from .samples import DEMO_CONTENT, DEMO_STYLE, SAMPLES, SAMPLES_DIR, sample_names, sample_path
@@ -29,5 +29,5 @@ __all__ = [
     "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "save_image", "resize_image",
     "resize_to", "scaled_shape", "round_to_multiple", "grid_shapes", "as_rgb", "pixels_uint8", "checked_pixels",
     "ImageInfo", "icc_profile", "srgb_profile", "DEEP_FORMATS", "preserve_color", "rgb_to_yiq",
-    "yiq_to_rgb", "sample_path", "sample_names", "RGB_TO_YIQ", "YIQ_TO_RGB",
+    "yiq_to_rgb", "sample_path", "sample_names", "RGB_TO_YIQ", "YIQ_TO_RGB", "image_mode",
 ]
