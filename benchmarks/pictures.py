@@ -143,6 +143,17 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows) -> str:
+    """The table as markdown (benchmarks/README.md)."""
+    lines = ["| pair | px | setting | C | S_gram | S_swd | J | iterations | CPU s |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        J = "" if r.get("J") is None else f"{r['J']:.4g}"
+        cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.0f}"
+        lines.append(f"| {r['pair']} | {r['size']} | {r['preset']} | {r['content']:.3f} | {r['style_gram']:.3f} | "
+                     f"{r['style_swd']:.3f} | {J} | {r.get('iterations') or ''} | {cpu} |")
+    return "\n".join(lines)
+
+
 def frontier(rows, path) -> None:
     """C across, S_swd up: one colour per setting, one marker per size; neural-style a star."""
     from numpynst.plots import pyplot, save_figure
@@ -190,17 +201,23 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", action="store_true", help="make the pictures with `numpynst batch`")
     ap.add_argument("--batch-dir", default="/tmp/numpynst_pictures_batch")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="iterations per scale for every setting (a smoke test); default: each setting's")
+    ap.add_argument("--markdown", action="store_true", help="with --from: print the table as markdown")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args(argv)
 
     pairs = all_pairs(args)
+    if args.iterations is not None:
+        for opts in PRESETS.values():
+            opts["iterations"] = args.iterations
     if args.list:
         print("pairs:", ", ".join(pairs))
         print("presets:", "; ".join(f"{k} {v}" for k, v in PRESETS.items()))
         return 0
     if args.from_json is not None:
         rows = json.loads(args.from_json.read_text())
-        print(table(rows))
+        print(markdown(rows) if args.markdown else table(rows))
         if args.figure:
             frontier(rows, args.figure)
         return 0
@@ -250,6 +267,7 @@ def main(argv=None) -> int:
         for pair, size, preset in jobs:
             rows.append(run_one(model, judge_for, pair, pairs[pair], size, preset, args.save_images))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
+            store(args.json, rows)          # after every picture: a stopped run keeps what it made
     store(args.json, rows)
     print(f"rows in {args.json}")
     if args.figure:
