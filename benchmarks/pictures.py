@@ -171,7 +171,7 @@ def frontier(rows, path) -> None:
     for p in presets:
         ax.scatter([], [], color=colours[p], label=p)
     for size, mk in markers.items():
-        if any(r["size"] == size for r in rows):
+        if any(r["size"] == size and r["preset"] != "neural-style" for r in rows):
             ax.scatter([], [], color="grey", marker=mk, label=f"{size} px")
     for r in rows:
         if r["preset"] == "neural-style":
@@ -184,6 +184,25 @@ def frontier(rows, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     save_figure(fig, path, dpi=110, overwrite=True)
+
+
+def strip(rows, images: Path, args, size: int, presets, path: Path) -> None:
+    """The reference pair at ``size``: the photo, neural-style's picture, then each setting's picture
+    (from ``images``, as ``--save-images`` wrote them), each titled with its C and S_swd."""
+    from numpynst.image import load_image
+    from numpynst.plots import pyplot, save_figure
+    plt = pyplot()
+    by = {r["preset"]: r for r in rows if r["pair"] == REFERENCE_PAIR and r["size"] == size}
+    panels = [("photo", load_image(args.reference / "golden_gate.jpg", size=size), None),
+              ("neural-style (published)", load_image(args.reference / NEURAL_STYLE, size=size), by.get("neural-style"))]
+    panels += [(p, load_image(images / f"{REFERENCE_PAIR}_{size}_{p}.png"), by[p]) for p in presets]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.5))
+    for ax, (title, img, r) in zip(axes, panels):
+        ax.imshow(img)
+        ax.axis("off")
+        ax.set_title(title if r is None else f"{title}\nC {r['content']:.2f}  S_swd {r['style_swd']:.2f}", fontsize=8)
+    save_figure(fig, path, dpi=100, format="jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png",
+                overwrite=True)
 
 
 def main(argv=None) -> int:
@@ -204,6 +223,9 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=None,
                     help="iterations per scale for every setting (a smoke test); default: each setting's")
     ap.add_argument("--markdown", action="store_true", help="with --from: print the table as markdown")
+    ap.add_argument("--strip", type=Path, default=None,
+                    help="with --from and --images: the reference pair's pictures side by side (--presets, --sizes)")
+    ap.add_argument("--images", type=Path, default=None, help="the --save-images folder of earlier runs")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args(argv)
 
@@ -220,6 +242,8 @@ def main(argv=None) -> int:
         print(markdown(rows) if args.markdown else table(rows))
         if args.figure:
             frontier(rows, args.figure)
+        if args.strip:
+            strip(rows, args.images, args, args.sizes[0], args.presets, args.strip)
         return 0
     chosen = args.pairs or list(pairs)
     unknown = [p for p in chosen if p not in pairs]
