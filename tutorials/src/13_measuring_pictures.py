@@ -36,7 +36,7 @@ from numpynst.image import load_image, resize_to, sample_path
 from numpynst.transfer import stylize
 from numpynst.vgg import VGG
 
-SIZE = 64 if FAST else 160
+SIZE = 64 if FAST else 128
 model = VGG.from_h5()
 rng = np.random.default_rng(0)
 print("fast mode" if FAST else "full mode", "- pictures at", SIZE, "px")
@@ -163,7 +163,7 @@ assert (m_paint.style_gram, m_paint.style_swd) == (1.0, 1.0)
 # result's size and the painting as `stylize` sizes it.
 
 # %%
-iterations = 10 if FAST else 100
+iterations = 10 if FAST else 80
 settings = {"default": {}, "style weight 10": {"beta": 10.0}, "coarse to fine": {"scales": [0.25, 0.5, 1.0]}}
 results, rows = {}, {}
 for name, opts in settings.items():
