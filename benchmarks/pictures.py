@@ -309,7 +309,8 @@ def store(path: Path, rows) -> None:
     """Merge ``rows`` into the JSON list at ``path`` (same pair, size and setting: replaced), atomically."""
     from numpynst.files import atomic_path
     old = json.loads(path.read_text()) if path.is_file() else []
-    key = lambda r: (r["pair"], r["size"], r["preset"])      # noqa: E731
+    def key(r):
+        return r["pair"], r["size"], r["preset"]
     new = {key(r): r for r in rows}
     merged = [r for r in old if key(r) not in new] + rows
     merged.sort(key=lambda r: (r["pair"] != REFERENCE_PAIR, r["pair"], r["size"], r["preset"]))

@@ -72,7 +72,8 @@ the pieces: :func:`content_distance`, :func:`gram`, :func:`gram_distance`, :func
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -127,7 +127,7 @@ def style_side(content_shape: Sequence[int], style_scale: float = 1.0) -> int:
     """The longest side a style image is resized to (aspect kept) for a content picture of
     ``content_shape`` ``(H, W, ...)``: ``style_scale`` x the content's longest side, at least
     ``MIN_SIZE``. :func:`prepare` sizes the styles with it, :mod:`numpynst.metrics` the painting."""
-    return max(MIN_SIZE, int(round(max(content_shape[:2]) * style_scale)))
+    return max(MIN_SIZE, round(max(content_shape[:2]) * style_scale))
 
 
 def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, model=None,

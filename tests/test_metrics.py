@@ -300,8 +300,8 @@ def test_evaluate_prints_the_measured_figures(files, capsys):
     ("result", "notes.txt", r"RESULT: cannot read image .*notes.txt: not an image file"),
     ("result", "grey.png", r"RESULT .*grey.png: pixel mode L \(grey\), not RGB"),
     ("result", "rgba.png", r"RESULT .*rgba.png: pixel mode RGBA \(RGB with alpha\), not RGB"),
-    ("result", "narrow.png", r"--content: at the result's longest side \(40 px\) the photo is 40x27 px "
-                             r"but the result is 40x32 px"),
+    ("result", "narrow.png", (r"--content: at the result's longest side \(40 px\) the photo is 40x27 px "
+                              r"but the result is 40x32 px")),
     ("style", ".", r"--style .*: it is a directory, not a file"),
 ])
 def test_evaluate_bad_input_is_one_line_exit_2(files, capsys, which, path, message):

@@ -55,7 +55,7 @@ def run(args) -> int:
     from ..checks import integer
     from ..files import regular_file
     from ..metrics import DEFAULT_PROJECTIONS, DEFAULT_SEED, Judge, sized_inputs
-    from ..options import STYLE_SCALE_RANGE, real, BadValue
+    from ..options import STYLE_SCALE_RANGE, BadValue, real
     from ..vgg import VGG
 
     result = regular_file(args.result, "RESULT")
