@@ -28,7 +28,7 @@ from . import __version__
 from .errors import NumpynstError
 
 # Order = order in ``numpynst --help``.
-COMMANDS = ("stylize", "demo", "batch", "video", "weights", "inspect", "selftest")
+COMMANDS = ("stylize", "demo", "batch", "video", "evaluate", "weights", "inspect", "selftest")
 
 EXIT_FAILED = 1
 EXIT_USER_ERROR = 2

@@ -217,6 +217,13 @@ class Prepared(NamedTuple):
                 f"the first iteration)" + (self.faster() if total > SLOW_SECONDS else ""))
 
 
+def style_side(content_shape: Sequence[int], style_scale: float = 1.0) -> int:
+    """The longest side a style image is resized to (aspect kept) for a content picture of
+    ``content_shape`` ``(H, W, ...)``: ``style_scale`` x the content's longest side, at least
+    ``MIN_SIZE``. :func:`prepare` sizes the styles with it, :mod:`numpynst.metrics` the painting."""
+    return max(MIN_SIZE, round(max(content_shape[:2]) * style_scale))
+
+
 def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, model=None,
             max_pixels: int | None = None, **keywords: Any) -> Prepared:
     """Check the options, load the model and the pictures, and plan every scale: a :class:`Prepared`
@@ -234,8 +241,8 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     content_rgb, content_hw = _content(content, opts.size, max_pixels)
     if not styles:
         raise OptionError("at least one style image is needed")
-    style_side = max(MIN_SIZE, int(round(max(content_rgb.shape[:2]) * opts.style_scale)))
-    style_rgbs = [as_rgb(s, f"style #{i + 1}", style_side, max_pixels) for i, s in enumerate(styles)]
+    side = style_side(content_rgb.shape, opts.style_scale)
+    style_rgbs = [as_rgb(s, f"style #{i + 1}", side, max_pixels) for i, s in enumerate(styles)]
     masks, style_masks = spatial_inputs(opts, content_rgb, style_rgbs)
     if opts.color == "match":
         style_rgbs = match_styles(content_rgb, style_rgbs, masks, style_masks)

@@ -22,7 +22,7 @@ Atomic writes and file identity live in :mod:`numpynst.files`.
 from __future__ import annotations
 
 from .color import COLOR_METHODS, color_statistics, color_transform, match_color
-from .decode import DEFAULT_MAX_PIXELS, as_rgb, checked_pixels, image_shape, load_image, pixels_uint8
+from .decode import DEFAULT_MAX_PIXELS, as_rgb, checked_pixels, image_mode, image_shape, load_image, pixels_uint8
 from .mask import load_masks, uncovered
 from .resize import (MAX_SIZE, RGB_TO_YIQ, YIQ_TO_RGB, preserve_color, resize_image, resize_to,
                      rgb_to_yiq, round_to_multiple, scaled_shape, yiq_to_rgb, grid_shapes)
@@ -35,6 +35,6 @@ __all__ = [
     "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "image_shape", "save_image", "resize_image",
     "resize_to", "scaled_shape", "round_to_multiple", "grid_shapes", "as_rgb", "pixels_uint8", "checked_pixels",
     "ImageInfo", "icc_profile", "srgb_profile", "DEEP_FORMATS", "preserve_color", "rgb_to_yiq",
-    "yiq_to_rgb", "sample_path", "sample_names", "RGB_TO_YIQ", "YIQ_TO_RGB",
+    "yiq_to_rgb", "sample_path", "sample_names", "RGB_TO_YIQ", "YIQ_TO_RGB", "image_mode",
     "COLOR_METHODS", "color_statistics", "color_transform", "match_color", "load_masks", "uncovered",
 ]

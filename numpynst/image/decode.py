@@ -31,7 +31,8 @@ from ..errors import ImageError, OptionError, short_path
 from ..files import open_regular
 from .resize import _check_size, _fit_longest, resize_image, resize_to
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "image_shape", "as_rgb", "pixels_uint8", "checked_pixels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "image_shape", "as_rgb", "pixels_uint8", "checked_pixels",
+           "image_mode"]
 
 #: Images with more pixels than this are refused unless a target ``size`` is given. 36 MP covers
 #: every ordinary camera photo; a bigger picture would be ~430 MB as float32 activations in
@@ -298,3 +299,22 @@ def checked_pixels(arr: Any, what: str, error: type[Exception] = OptionError) ->
         return a
     raise error(f"{what}: unsupported pixel dtype {a.dtype}; give uint8, integers in 0..255 or "
                 f"floats on the 0..255 scale")
+
+
+def image_mode(path: str | os.PathLike) -> str:
+    """Pillow's pixel mode of an image file, read from its header only (``"RGB"``, ``"L"`` for
+    grey, ``"RGBA"``, ``"P"`` for a palette, ``"I;16"``, ...): :func:`load_image` turns every mode
+    into RGB, so a caller that must know whether the file itself holds colour asks here.
+    :class:`ImageError` naming the file as :func:`load_image` does."""
+    path = Path(os.fspath(path)).expanduser()
+    try:
+        with open_regular(path, "cannot read image", error=ImageError) as fh, Image.open(fh) as im:
+            return str(im.mode)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image {path}: not an image file, or a format Pillow "
+                         "does not recognise") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"cannot read image {path}: corrupt or truncated data "
+                         f"({first_line(exc)})") from None
