@@ -522,7 +522,11 @@ def cmd_features(a) -> int:
     if "style_loss" in names:
         choices = opt_mod.option("style_loss").choices or ()
         for choice in choices:
-            feats[f"style_loss={choice}"] = _compare_runs(a, {"style_loss": choice})
+            kw = {"style_loss": choice}
+            if choice == "swd" and a.size < 192:
+                # swd needs >= 16 positions per layer: a small rehearsal keeps the three shallow layers
+                kw["style_layers"] = ["block1_conv1", "block2_conv1", "block3_conv1"]
+            feats[f"style_loss={choice}"] = _compare_runs(a, kw)
     else:
         feats["style_loss"] = {"skipped": "no style_loss option in numpynst.options (--style-loss not merged)"}
 
@@ -530,8 +534,8 @@ def cmd_features(a) -> int:
         from PIL import Image
 
         from numpynst.image import sample_path
-        left = np.zeros((64, 64), np.uint8)
-        left[:, :32] = 255
+        left = np.zeros((64, 96), np.uint8)         # chelsea's aspect (300 x 451)
+        left[:, :48] = 255
         paths = []
         for i, m in enumerate((left, 255 - left)):
             paths.append(work / f"mask{i}.png")
