@@ -306,15 +306,4 @@ def image_mode(path: str | os.PathLike) -> str:
     grey, ``"RGBA"``, ``"P"`` for a palette, ``"I;16"``, ...): :func:`load_image` turns every mode
     into RGB, so a caller that must know whether the file itself holds colour asks here.
     :class:`ImageError` naming the file as :func:`load_image` does."""
-    path = Path(os.fspath(path)).expanduser()
-    try:
-        with open_regular(path, "cannot read image", error=ImageError) as fh, Image.open(fh) as im:
-            return str(im.mode)
-    except ImageError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageError(f"cannot read image {path}: not an image file, or a format Pillow "
-                         "does not recognise") from None
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"cannot read image {path}: corrupt or truncated data "
-                         f"({first_line(exc)})") from None
+    return _opened(path, lambda im, _: str(im.mode))
