@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import ImageError, OptionError
+from ..errors import ImageError, OptionError, short_path
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,7 @@ def check_result_mode(path) -> None:
         kind = {"L": "grey", "LA": "grey with alpha", "1": "black and white", "P": "palette",
                 "RGBA": "RGB with alpha", "CMYK": "CMYK", "I": "32-bit grey", "F": "float grey"}.get(
                     mode, "16-bit grey" if mode.startswith("I;16") else "not RGB")
-        raise ImageError(f"RESULT {path}: pixel mode {mode} ({kind}), not RGB; evaluate measures an "
+        raise ImageError(f"RESULT {short_path(path)}: pixel mode {mode} ({kind}), not RGB; evaluate measures an "
                          f"RGB picture such as stylize writes")
 
 

@@ -29,7 +29,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from ..checks import first_line
-from ..errors import ImageError, VideoError
+from ..errors import ImageError, VideoError, short_path
 from ..files import atomic_path, describe
 
 #: Containers written, and the video encoder used in each.
@@ -97,14 +97,14 @@ def parse_range(text: Any, n: int | None = None) -> tuple[int, int | None]:
 
 def _too_big(path: Path, w: int, h: int) -> None:
     if w * h > MAX_SOURCE_PIXELS:
-        raise VideoError(f"{path}: frames of {w}x{h} pixels are more than the {MAX_SOURCE_PIXELS} this "
+        raise VideoError(f"{short_path(path)}: frames of {w}x{h} pixels are more than the {MAX_SOURCE_PIXELS} this "
                          f"command decodes; scale the clip down first (e.g. ffmpeg -vf scale=1920:-2)")
 
 
 def _check_count(path: Path, n: int, a: int, b: int | None) -> None:
     selected = (n if b is None else min(b, n)) - a
     if selected > MAX_FRAMES:
-        raise VideoError(f"{path}: {selected} frames selected, more than {MAX_FRAMES}; choose a range "
+        raise VideoError(f"{short_path(path)}: {selected} frames selected, more than {MAX_FRAMES}; choose a range "
                          f"with --frames A:B")
 
 
@@ -119,7 +119,7 @@ def open_source(path: str | os.PathLike, frames: tuple[int, int | None] = (0, No
     if p.is_dir():
         return _open_folder(p, frames, Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FPS)
     if not p.exists():
-        raise VideoError(f"input {p}: no such file or folder")
+        raise VideoError(f"input {short_path(p)}: no such file or folder")
     from ..files import regular_file
     regular_file(p, "input", error=VideoError)
     return _open_video(p, frames)
@@ -133,10 +133,10 @@ def _open_folder(p: Path, frames: tuple[int, int | None], fps: Fraction) -> Sour
         if f.suffix.lower() in FRAME_SUFFIXES and m and f.is_file():
             groups.setdefault((m.group(1), f.suffix.lower()), []).append((int(m.group(2)), f))
     if not groups:
-        raise VideoError(f"input folder {p} holds no numbered frames (such as 00001.png); zero frames")
+        raise VideoError(f"input folder {short_path(p)} holds no numbered frames (such as 00001.png); zero frames")
     if len(groups) > 1:
         names = ", ".join(sorted(f"{pre}N{suf}" for pre, suf in groups))
-        raise VideoError(f"input folder {p} mixes several frame name patterns ({names}); keep one")
+        raise VideoError(f"input folder {short_path(p)} mixes several frame name patterns ({names}); keep one")
     files = tuple(f for _, f in sorted(next(iter(groups.values()))))
     a, b = frames
     _check_count(p, len(files), a, b)
@@ -149,12 +149,12 @@ def _open_folder(p: Path, frames: tuple[int, int | None], fps: Fraction) -> Sour
             with Image.open(f) as im:
                 s = im.size
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise VideoError(f"frame {f}: cannot read it ({first_line(exc)})") from None
+            raise VideoError(f"frame {short_path(f)}: cannot read it ({first_line(exc)})") from None
         _too_big(f, *s)
         if size is None:
             size = s
         elif s != size:
-            raise VideoError(f"frame {f} is {s[0]}x{s[1]}, the frames before it {size[0]}x{size[1]}; "
+            raise VideoError(f"frame {short_path(f)} is {s[0]}x{s[1]}, the frames before it {size[0]}x{size[1]}; "
                              f"all frames must have one size")
     return Source(p, "frames", len(files), fps, size[0], size[1], files)
 
@@ -174,10 +174,10 @@ def _open_video(p: Path, frames: tuple[int, int | None]) -> Source:
     try:
         container = av.open(str(p))
     except _av_error(av) as exc:
-        raise VideoError(f"input {p}: not a video, or corrupt ({_why(exc)})") from None
+        raise VideoError(f"input {short_path(p)}: not a video, or corrupt ({_why(exc)})") from None
     with container:
         if not container.streams.video:
-            raise VideoError(f"input {p}: holds no video stream; zero frames")
+            raise VideoError(f"input {short_path(p)}: holds no video stream; zero frames")
         stream = container.streams.video[0]
         w, h = stream.codec_context.width, stream.codec_context.height
         _too_big(p, w, h)
@@ -197,7 +197,7 @@ def _open_video(p: Path, frames: tuple[int, int | None]) -> Source:
                 if b is not None and len(times) >= b:
                     break
         except _av_error(av) as exc:
-            raise VideoError(f"input {p}: corrupt or truncated after frame {len(times)} "
+            raise VideoError(f"input {short_path(p)}: corrupt or truncated after frame {len(times)} "
                              f"({_why(exc)})") from None
         audio = bool(container.streams.audio)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -206,9 +206,9 @@ def _open_video(p: Path, frames: tuple[int, int | None]) -> Source:
                 container.duration / 1e6 if container.duration and not audio else None)
     n = len(times)
     if n == 0:
-        raise VideoError(f"input {p}: holds no decodable frame; zero frames")
+        raise VideoError(f"input {short_path(p)}: holds no decodable frame; zero frames")
     if declared and n < declared and (b is None or n < b):
-        raise VideoError(f"input {p}: truncated or corrupt: the stream declares {declared} frames, "
+        raise VideoError(f"input {short_path(p)}: truncated or corrupt: the stream declares {declared} frames, "
                          f"only {n} decode")
     if a >= n:
         from ..errors import OptionError
@@ -216,7 +216,7 @@ def _open_video(p: Path, frames: tuple[int, int | None]) -> Source:
     fps = _constant_rate(p, times, rate)
     ok = [t for t in times if np.isfinite(t)]
     if b is None and span and ok and max(ok) + 2.5 / float(fps) < span:
-        raise VideoError(f"input {p}: truncated or corrupt: its header promises {span:.2f} s of video, "
+        raise VideoError(f"input {short_path(p)}: truncated or corrupt: its header promises {span:.2f} s of video, "
                          f"only {max(ok) + 1 / float(fps):.2f} s ({n} frames) decode")
     return Source(p, "video", n, fps, w, h, (), audio, tuple(times))
 
@@ -228,7 +228,7 @@ def _constant_rate(p: Path, times: Sequence[float], rate) -> Fraction:
     if len(gaps) >= 2:
         med = statistics.median(gaps)
         if med <= 0 or np.max(np.abs(gaps - med)) > VFR_TOLERANCE * med:
-            raise VideoError(f"input {p}: variable frame rate (frame intervals from {1000 * gaps.min():.1f} "
+            raise VideoError(f"input {short_path(p)}: variable frame rate (frame intervals from {1000 * gaps.min():.1f} "
                              f"to {1000 * gaps.max():.1f} ms); convert it to a constant rate first, "
                              f"e.g. ffmpeg -i IN -fps_mode cfr -r 25 OUT.mp4")
         if not rate:
@@ -258,7 +258,7 @@ def iter_frames(src: Source, start: int = 0, stop: int | None = None) -> Iterato
                 if i >= start:
                     yield i, frame.to_ndarray(format="rgb24")
     except _av_error(av) as exc:
-        raise VideoError(f"input {src.path}: cannot decode ({_why(exc)})") from None
+        raise VideoError(f"input {short_path(src.path)}: cannot decode ({_why(exc)})") from None
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -270,7 +270,7 @@ def output_kind(path: str | os.PathLike) -> str:
     if suffix in VIDEO_SUFFIXES:
         return "video"
     if suffix in IMAGE_SUFFIXES:
-        raise OptionError(f"--output {path}: one picture cannot hold a clip; give a video "
+        raise OptionError(f"--output {short_path(path)}: one picture cannot hold a clip; give a video "
                           f"({', '.join(VIDEO_SUFFIXES)}) or a folder for numbered PNG frames")
     return "frames"
 

@@ -44,7 +44,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import ImageError, NumpynstError, OptionError, VideoError
+from ..errors import ImageError, NumpynstError, OptionError, VideoError, short_path
 from ..options import StylizeOptions, resolve
 
 #: Temporal weight gamma used when none is given. Calibrated (the default weights mode): the smallest
@@ -116,7 +116,7 @@ def plan_output(output: str | os.PathLike, source: Path, inputs: Sequence[tuple[
     if kind == "video":
         for what, p in every:
             if same_file(p, out):
-                raise OptionError(f"--output {out} is the {what} {p}: refusing to overwrite an input")
+                raise OptionError(f"--output {short_path(out)} is the {what} {short_path(p)}: refusing to overwrite an input")
         check_writable(out, "--output", overwrite=overwrite)
         frames_dir = out.with_name(out.stem + "_frames")
         partial = out.with_name(out.stem + ".partial" + out.suffix)
@@ -127,15 +127,15 @@ def plan_output(output: str | os.PathLike, source: Path, inputs: Sequence[tuple[
     what = "--output" if kind == "frames" else "--output: frames folder"
     for label, p in every:
         if same_file(p, frames_dir):
-            raise OptionError(f"{what} {frames_dir} is the {label} {p}: refusing to write into an input")
+            raise OptionError(f"{what} {short_path(frames_dir)} is the {label} {short_path(p)}: refusing to write into an input")
         if same_file(p.parent, frames_dir) and FRAME_NAME.fullmatch(p.name):
-            raise OptionError(f"{what} {frames_dir} holds the {label} {p} under a frame's name: "
+            raise OptionError(f"{what} {short_path(frames_dir)} holds the {label} {short_path(p)} under a frame's name: "
                               f"refusing to overwrite an input")
     if os.path.lexists(frames_dir):
         if not frames_dir.is_dir() or frames_dir.is_symlink():
-            raise OptionError(f"{what} {frames_dir} exists and is not a folder")
+            raise OptionError(f"{what} {short_path(frames_dir)} exists and is not a folder")
         if not os.access(frames_dir, os.W_OK | os.X_OK):
-            raise OptionError(f"{what} {frames_dir}: permission denied")
+            raise OptionError(f"{what} {short_path(frames_dir)}: permission denied")
     else:
         check_writable(frames_dir, what)
     return Plan(frames_dir, out if kind == "video" else None, partial)
