@@ -132,25 +132,27 @@ def run_batch(args, pairs, jobs):
         return {r["job"]: r for r in csv.DictReader(fh)}
 
 
+def _cells(r) -> tuple:
+    """One row's printed values: pair, size, setting, C, S_gram, S_swd, J, iterations, CPU s."""
+    J = "" if r.get("J") is None else f"{r['J']:.4g}"
+    cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.0f}"
+    return (r["pair"], r["size"], r["preset"], f"{r['content']:.3f}", f"{r['style_gram']:.3f}",
+            f"{r['style_swd']:.3f}", J, r.get("iterations") or "", cpu)
+
+
 def table(rows) -> str:
     head = f"{'pair':34s} {'size':>4s} {'setting':18s} {'C':>6s} {'S_gram':>7s} {'S_swd':>6s} {'J':>9s} {'iter':>5s} {'cpu_s':>7s}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        J = "" if r.get("J") is None else f"{r['J']:.4g}"
-        cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.0f}"
-        lines.append(f"{r['pair']:34s} {r['size']:4d} {r['preset']:18s} {r['content']:6.3f} {r['style_gram']:7.3f} "
-                     f"{r['style_swd']:6.3f} {J:>9s} {r.get('iterations') or '':>5} {cpu:>7s}")
+        pair, size, preset, c, sg, ss, J, it, cpu = _cells(r)
+        lines.append(f"{pair:34s} {size:4d} {preset:18s} {c:>6s} {sg:>7s} {ss:>6s} {J:>9s} {it:>5} {cpu:>7s}")
     return "\n".join(lines)
 
 
 def markdown(rows) -> str:
     """The table as markdown (benchmarks/README.md)."""
     lines = ["| pair | px | setting | C | S_gram | S_swd | J | iterations | CPU s |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        J = "" if r.get("J") is None else f"{r['J']:.4g}"
-        cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.0f}"
-        lines.append(f"| {r['pair']} | {r['size']} | {r['preset']} | {r['content']:.3f} | {r['style_gram']:.3f} | "
-                     f"{r['style_swd']:.3f} | {J} | {r.get('iterations') or ''} | {cpu} |")
+    lines += ["| " + " | ".join(str(v) for v in _cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
