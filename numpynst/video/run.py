@@ -262,6 +262,8 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
     from .io import open_source, parse_range
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     opts = resolve(options, len(styles) or None, **keywords)
+    if opts.scales is None:     # each frame starts from the last one's result, warped: at full size only
+        opts = dataclasses.replace(opts, scales=[1.0])
     gamma = check_temporal_weight(temporal_weight, opts.weights_mode)
     if flow not in FLOW_METHODS:
         raise OptionError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow!r}")
