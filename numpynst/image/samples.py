@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ImageError, OptionError
 
-__all__ = ["SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT", "DEMO_STYLE", "sample_path", "sample_names"]
+__all__ = ["SAMPLES", "SAMPLES_DIR", "PAINTINGS", "DEMO_CONTENT", "DEMO_STYLE", "sample_path", "sample_names"]
 
 #: ``numpynst/data/samples`` (this file is ``numpynst/image/samples.py``).
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
@@ -56,6 +56,9 @@ SAMPLES: dict[str, dict[str, str]] = {
         "file": "shipwreck.jpg", "kind": "style", "title": "The Shipwreck (J. M. W. Turner, 1805)",
         "credit": "public domain (the artist died in 1851)"},
 }
+
+#: The styles that are paintings (public domain), for the gallery and the picture benchmark.
+PAINTINGS = ("starry_night", "wave", "shipwreck")
 
 #: The pair ``numpynst demo`` stylizes.
 DEMO_CONTENT = "chelsea"
