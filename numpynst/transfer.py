@@ -49,8 +49,9 @@ Array = Any
 
 # Plain gradient descent has no scale-free step. RAW_GD_LR is stable for the raw default weights on
 # 0..255 pixels; with another beta, scale it by RAW_BETA / beta. DEFAULT_GD_LR is the same step for
-# the calibrated J, whose gradient is far smaller (measurements: benchmarks/README.md, "Gradient
-# descent's step").
+# the calibrated J at style weight 1, whose gradient is far smaller (measurements: benchmarks/README.md,
+# "Gradient descent's step"); the style term's gradient grows with the style weight, so a calibrated
+# run takes DEFAULT_GD_LR / max(1, beta) (at the default 10, 1e5 diverged on a 40 x 48 test picture).
 RAW_GD_LR = 3e-3
 DEFAULT_GD_LR = 1e5
 #: What the plan line offers a slow run: coarse to fine, the demo's schedule (commands/demo.py;
@@ -415,7 +416,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     alpha, beta, tv_weight = p.coefficients
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
     rng = np.random.default_rng(opts.seed)         # validated: an int in 0..MAX_SEED, or None
-    gd_lr = DEFAULT_GD_LR if opts.weights_mode == "calibrated" else RAW_GD_LR
+    gd_lr = DEFAULT_GD_LR / max(1.0, beta) if opts.weights_mode == "calibrated" else RAW_GD_LR
     lr = gd_lr if opts.lr is None and opts.optimizer == "gd" else opts.lr
     iterations = opts.iterations
     if on_plan is not None:
@@ -516,7 +517,7 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
             ``style_scale``, ``init``, ``seed``, ``color``, ``masks``, ``style_masks``, ``mask_mode``,
             ``scales``, ``tol``, ``backend``,
             ``weights``, ``pooling``, ``tile``, ``max_memory``). ``init`` may also be an RGB array
-            here; ``gd``'s default step is ``DEFAULT_GD_LR`` (``RAW_GD_LR`` in raw mode).
+            here; ``gd``'s default step is ``DEFAULT_GD_LR / max(1, beta)`` (``RAW_GD_LR`` in raw mode).
         model: a ready :class:`~numpynst.vgg.VGG` (then ``backend``, ``weights`` and ``pooling`` are
             not used); otherwise loaded from ``weights`` (default: the shipped VGG19).
         callback: called with a :class:`Progress` at every logging point; returning ``False`` stops.
