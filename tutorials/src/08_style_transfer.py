@@ -476,7 +476,8 @@ record("most_moved", max(moved, key=moved.get))
 # %% [markdown]
 # The three pictures differ (the pairwise distances are printed: at least {{layers_apart:.0f}}
 # grey levels). With `block2_conv2` the content term asks for the photo's local colours and fine
-# edges: the eyes keep their green, and the painting's fine grain is laid over the whole picture.
+# edges: the eyes and the nose keep more of their own edges, and the painting's fine grain is laid
+# over the whole picture.
 # With `block4_conv2` (the default, as in Gatys et al.) the outlines stay while colours and surface
 # become the painting's. With `block5_conv2` only the coarse arrangement is asked for. The style
 # term ends highest with `{{highest_style}}` ({{style_block2:.3f}}, {{style_block4:.3f}},

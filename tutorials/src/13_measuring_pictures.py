@@ -56,7 +56,7 @@ print("fast mode" if FAST else "full mode", "- pictures at", SIZE, "px")
 
 # %%
 photo = load_image(sample_path("chelsea"), size=SIZE)
-painting = load_image(sample_path("starry_night"), size=SIZE)
+painting = load_image(sample_path("hubble"), size=SIZE)
 judge = M.Judge(photo, painting, model)
 shuffled = photo.reshape(-1, 3)[rng.permutation(photo.shape[0] * photo.shape[1])].reshape(photo.shape)
 blurred = resize_to(resize_to(photo, (photo.shape[0] // 4, photo.shape[1] // 4)), photo.shape[:2])
