@@ -67,11 +67,14 @@ def _minutes(f: dict) -> str:
     return "" if f.get("cpu_s") is None else f"{f['cpu_s'] / 60:.1f}"
 
 
-def label(img: np.ndarray, text: str, height: int = 22) -> np.ndarray:
-    """``img`` with ``text`` on a white band above it."""
-    from PIL import Image, ImageDraw
-    band = Image.new("RGB", (img.shape[1], height), "white")
-    ImageDraw.Draw(band).multiline_text((6, 4), text, fill="black", spacing=2)
+def label(img: np.ndarray, text: str, lines: int = 1) -> np.ndarray:
+    """``img`` with ``text`` (``lines`` lines) on a white band above it, in a font sized to be read
+    when the figure is shown at README width."""
+    from PIL import Image, ImageDraw, ImageFont
+    size = max(12, img.shape[1] // 18)
+    band = Image.new("RGB", (img.shape[1], lines * (size + 4) + 8), "white")
+    ImageDraw.Draw(band).multiline_text((6, 4), text, fill="black", spacing=4,
+                                        font=ImageFont.load_default(size=size))
     return np.concatenate([np.asarray(band), img], axis=0)
 
 
@@ -160,7 +163,7 @@ def reference(model, pictures: Pictures) -> None:
     m = measure(ns, photo, painting, model=model)
     facts = {"reference neural-style": {"size": max(ns.shape[:2]), "C": m.content, "S_gram": m.style_gram,
                                         "S_swd": m.style_swd, "iterations": 1000}}
-    panels = [(load_image(photo, size=GALLERY_SIZE), "photo (golden_gate.jpg)"),
+    panels = [(load_image(photo, size=GALLERY_SIZE), "the photo"),
               (ns, f"neural-style, published\nC {m.content:.2f}  S_swd {m.style_swd:.2f}")]
     for preset, options, title in (("before", {"beta": 1.0, "scales": [1.0]}, "numpynst, defaults until now"),
                                    ("default", {}, "numpynst, defaults")):
@@ -168,7 +171,7 @@ def reference(model, pictures: Pictures) -> None:
         facts[f"reference {preset}"] = f
         panels.append((img, f"{title}\nC {f['C']:.2f}  S_swd {f['S_swd']:.2f}"))
     h = min(p[0].shape[0] for p in panels)
-    tiles = [label(resize_to(img, (h, round(img.shape[1] * h / img.shape[0]))), text, 36) for img, text in panels]
+    tiles = [label(resize_to(img, (h, round(img.shape[1] * h / img.shape[0]))), text, 2) for img, text in panels]
     save_image(OUT / "pictures_reference_512.jpg", np.concatenate(tiles, axis=1), quality=88, overwrite=True)
     update_facts(facts)
     lines = ["| picture | C | S_gram | S_swd | CPU min |", "|---|---:|---:|---:|---:|"]
@@ -183,14 +186,14 @@ def sweep(model, pictures: Pictures) -> None:
     """The reference pair at 512 px across the style weights of :data:`SWEEP_BETAS`."""
     photo, _ = pair_paths(REFERENCE_PAIR)
     photo_rgb = load_image(photo, size=GALLERY_SIZE)
-    tiles, runs = [label(_cell(photo_rgb, 256), "photo", 36)], []
+    tiles, runs = [label(_cell(photo_rgb, 256), "photo", 2)], []
     for beta in SWEEP_BETAS:
         preset = "default" if beta == DEFAULT_BETA else f"style{beta:g}"
         img, f = pictures.get(REFERENCE_PAIR, GALLERY_SIZE, preset, {"beta": beta})
         f = {"beta": beta, **f, "mean_abs_diff": float(np.abs(img.astype(float) - resize_to(photo_rgb, img.shape[:2])).mean())}
         runs.append(f)
         text = f"style weight {beta:g}" + (" (default)" if beta == DEFAULT_BETA else "")
-        tiles.append(label(_cell(img, 256), f"{text}\nC {f['C']:.2f}  S_swd {f['S_swd']:.2f}", 36))
+        tiles.append(label(_cell(img, 256), f"{text}\nC {f['C']:.2f}  S_swd {f['S_swd']:.2f}", 2))
     save_image(OUT / "style_sweep.jpg", np.concatenate(tiles, axis=1), quality=88, overwrite=True)
     update_facts({"style sweep": {"pair": REFERENCE_PAIR, "size": GALLERY_SIZE, "range": COEFFICIENT_RANGES["beta"],
                                   "runs": runs}})
