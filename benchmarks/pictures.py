@@ -1,7 +1,7 @@
 """Pictures, measured: content distance and style gap closed for photos x paintings x settings.
 
-For every photo x painting pair (the bundled photos, numpynst/data/samples, x the paintings in
-``--paintings``, plus the reference pair golden_gate + starry_night of ``--reference``), every
+For every photo x painting pair (the bundled photos x the bundled paintings, numpynst/data/samples,
+or the paintings in ``--paintings``, plus the reference pair golden_gate + starry_night of ``--reference``), every
 size and every named setting (:data:`PRESETS`, a few options of ``stylize`` each), one picture is
 made with ``stylize`` and measured with :mod:`numpynst.metrics`:
 
@@ -19,7 +19,7 @@ on a local Dask cluster of ``--workers`` processes); it records the batch's wall
 no CPU time.
 
     nice -n 10 python benchmarks/pictures.py --sizes 256 --pairs golden_gate+starry_night \\
-        --presets default c2f --figure docs/images/frontier.png
+        --presets default before --figure docs/images/frontier.png
     python benchmarks/pictures.py --from benchmarks/results/pictures.json --figure f.png   # redraw only
     python benchmarks/pictures.py --list                                                   # pairs, presets
 
@@ -44,21 +44,29 @@ SHARED = ROOT.parent / "shared"
 REFERENCE_PAIR = "golden_gate+starry_night"
 NEURAL_STYLE = "golden_gate_starry_neural-style.png"     # 512 px, neural-style's defaults
 
-#: Named settings: the options of stylize each changes from its defaults.
+#: Named settings: the options of stylize each changes from its defaults. Every preset but
+#: "default" spells out the style weight and the scales it is about, so that its rows keep their
+#: meaning when the defaults move (issue 26 moved them: style weight 1 -> 10, full size only ->
+#: coarse to fine); "before" is the defaults until then.
+C2F, FULL = [0.25, 0.5, 1.0], [1.0]
 PRESETS: dict[str, dict] = {
     "default": {},
-    "style3": {"beta": 3.0},
-    "style10": {"beta": 10.0},
-    "c2f": {"scales": [0.25, 0.5, 1.0]},
-    "c2f_style3": {"scales": [0.25, 0.5, 1.0], "beta": 3.0},
-    "c2f_style10": {"scales": [0.25, 0.5, 1.0], "beta": 10.0},
-    "noise": {"init": "noise"},
-    "c2f_noise": {"scales": [0.25, 0.5, 1.0], "init": "noise"},
-    "c2f_noise_style3": {"scales": [0.25, 0.5, 1.0], "init": "noise", "beta": 3.0},
-    "tv0": {"tv_weight": 0.0},
-    "tv1": {"tv_weight": 1.0},
-    "iter100": {"iterations": 100},
-    "iter400": {"iterations": 400},
+    "before": {"beta": 1.0, "scales": FULL},
+    "before_tv0": {"beta": 1.0, "scales": FULL, "tv_weight": 0.0},
+    "before_noise": {"beta": 1.0, "scales": FULL, "init": "noise"},
+    "single_style3": {"beta": 3.0, "scales": FULL},
+    "single_style10": {"beta": 10.0, "scales": FULL},
+    "style0.1": {"beta": 0.1, "scales": C2F},
+    "style0.3": {"beta": 0.3, "scales": C2F},
+    "style1": {"beta": 1.0, "scales": C2F},
+    "style1_noise": {"beta": 1.0, "scales": C2F, "init": "noise"},
+    "style3": {"beta": 3.0, "scales": C2F},
+    "style10": {"beta": 10.0, "scales": C2F},
+    "style30": {"beta": 30.0, "scales": C2F},
+    "style100": {"beta": 100.0, "scales": C2F},
+    "style10_tv0": {"beta": 10.0, "scales": C2F, "tv_weight": 0.0},
+    "style10_avgpool": {"beta": 10.0, "scales": C2F, "pooling": "avg"},
+    "style10_noise": {"beta": 10.0, "scales": C2F, "init": "noise"},
 }
 
 
@@ -67,8 +75,13 @@ def photos() -> dict[str, Path]:
     return {n: sample_path(n) for n in sample_names("content")}
 
 
-def paintings(folder: Path) -> dict[str, Path]:
+def paintings(folder: Path | None) -> dict[str, Path]:
+    """The paintings: the bundled ones (``numpynst.image.samples.PAINTINGS``), or every image in ``folder``."""
     from numpynst.image import IMAGE_SUFFIXES
+    if folder is None:
+        from numpynst.image.samples import PAINTINGS
+        from numpynst.image import sample_path
+        return {n: sample_path(n) for n in PAINTINGS}
     if not folder.is_dir():
         return {}
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
@@ -102,7 +115,8 @@ def run_one(model, judge_for, pair, paths, size, preset, save_dir):
     from numpynst.transfer import stylize
     opts = dict(PRESETS[preset])
     t0, p0 = time.perf_counter(), time.process_time()
-    res = stylize(str(paths[0]), str(paths[1]), model=model, size=size, **opts)
+    own = model if "pooling" not in opts else None      # another pooling: another network
+    res = stylize(str(paths[0]), str(paths[1]), model=own, size=size, **opts)
     cpu, wall = time.process_time() - p0, time.perf_counter() - t0
     m = judge_for(pair, size, res.image.shape)(res.image)
     if save_dir is not None:
@@ -211,8 +225,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--pairs", nargs="+", default=None, help="photo+painting names (default: all; see --list)")
-    ap.add_argument("--presets", nargs="+", default=["default", "c2f"], choices=sorted(PRESETS))
-    ap.add_argument("--paintings", type=Path, default=SHARED / "paintings")
+    ap.add_argument("--presets", nargs="+", default=["default", "before"], choices=sorted(PRESETS))
+    ap.add_argument("--paintings", type=Path, default=None,
+                    help="a folder of paintings (default: the bundled ones, numpynst/data/samples)")
     ap.add_argument("--reference", type=Path, default=SHARED / "reference")
     ap.add_argument("--json", type=Path, default=HERE / "results" / "pictures.json",
                     help="rows are added to this file (a row of the same pair, size and setting is replaced)")

@@ -55,6 +55,12 @@ MIN_SIZE = 16                   # a smaller picture has no room for VGG's pools
 #: of CPU per run; ``size=ORIGINAL`` (``--size original``) asks for it, a number for any other size.
 DEFAULT_SIZE = 512
 ORIGINAL = "original"
+#: The coarse-to-fine schedule when ``scales`` is not given (:func:`default_scales`): the painting's
+#: large strokes are born at the coarse scales, where one VGG position spans more of the picture.
+DEFAULT_SCALES = (0.25, 0.5, 1.0)
+#: A default scale whose longest side would be under this many pixels is left out: VGG's block5 would
+#: see fewer than 8 x 8 positions there, too few for the statistics the style term matches.
+COARSEST_SIDE = 128
 #: Largest accepted loss weight (alpha, beta, tv_weight) in any weights mode: beyond it the weighted
 #: terms overflow float32 for ordinary activations. Calibrated weights have their own, narrower
 #: ranges (:data:`numpynst.objective.COEFFICIENT_RANGES`).
@@ -305,6 +311,14 @@ def result_size(size: int | str | None, content_hw: tuple[int, int]) -> int | No
     return size
 
 
+def default_scales(hw: tuple[int, int]) -> list[float]:
+    """The scales a run of an ``hw`` result makes when ``scales`` is not given: :data:`DEFAULT_SCALES`
+    less those whose longest side would be under :data:`COARSEST_SIDE` px (512 px: 0.25, 0.5, 1;
+    256 px: 0.5, 1; under 256 px: full size only)."""
+    side = max(hw)
+    return [s for s in DEFAULT_SCALES if s == 1.0 or round(s * side) >= COARSEST_SIDE]
+
+
 def _tile(v: Any, text: bool) -> int:
     # the planner checks the pooling grid and the halo, which depend on the model and the layers
     return integer(1)(v, text)
@@ -445,7 +459,8 @@ class StylizeOptions:
         + ",".join(f"{k}:{v:g}" for k, v in DEFAULT_STYLE_LAYERS.items()) + ")", _OPT,
         ("--style-layers",), arg_type=_style_layers_arg))
     scales: list[float] | None = _field(None, Option(
-        _scales, "coarse-to-fine schedule, e.g. 0.25 0.5 1 (default: full size only)", _OPT,
+        _scales, "coarse-to-fine schedule, e.g. 0.25 0.5 1 (default: 0.25 0.5 1, leaving out the scales under "
+        f"{COARSEST_SIDE} px; 1 = full size only)", _OPT,
         ("--scales",), arg_type=float, nargs="+", metavar="S"))
     tol: float | None = _field(DEFAULT_TOL, Option(
         real(), f"stop when J falls by less than this fraction over {TOL_WINDOW} iterations; 0 = never "
@@ -487,7 +502,7 @@ class StylizeOptions:
 
         As the run takes them: numbers as Python ints and floats, lists of floats, ``init`` stripped,
         the default style layers written out, and the scales ending at 1 (full size), added when
-        missing (``None``: ``[1.0]``)."""
+        missing (``None`` stays: the run picks :func:`default_scales` for its size)."""
         numeric = all(v is None or _real(v) is not None for v in (self.alpha, self.beta, self.tv_weight))
         if not cli and numeric and isinstance(self.weights_mode, str) and self.weights_mode in WEIGHTS_MODES:
             self.coefficients()     # the objective's own wording, which names the keyword and the flag
@@ -505,8 +520,9 @@ class StylizeOptions:
                 raise BadValue(_want(f.name), v).as_option(label(f.name, cli)) from None
         if values["style_layers"] is None:                # the run's layers, written out
             values["style_layers"] = dict(DEFAULT_STYLE_LAYERS)
-        scales = values["scales"] or []                   # coarse to fine, ending at full size
-        values["scales"] = scales if scales[-1:] == [1.0] else [*scales, 1.0]
+        scales = values["scales"]                         # coarse to fine, ending at full size
+        if scales is not None:
+            values["scales"] = scales if scales[-1:] == [1.0] else [*scales, 1.0]
         if values["preserve_color"] and values["color"] == "style":     # the older flag, folded in
             values["color"], values["preserve_color"] = "keep", False
         out = dataclasses.replace(self, **values)

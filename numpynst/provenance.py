@@ -73,7 +73,8 @@ def run_record(options: Any, content: Any, styles: Sequence[Any], result: Any) -
     options = dict(sorted(dataclasses.asdict(options).items()))
     for key in FILE_PARAMETERS:
         options[key] = _name(options[key])
-    J = [float(v) for v in result.history.get("J", []) if math.isfinite(v)]
+    starts = getattr(result, "scale_starts", (0,))       # J of the last (full-size) scale only
+    J = [float(v) for v in result.history.get("J", [])[starts[-1]:] if math.isfinite(v)]
     height, width = result.image.shape[:2]
     return {
         "numpynst": __version__,

@@ -21,6 +21,7 @@ stopping test), or once at the end with ``log_every=0``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -36,7 +37,8 @@ from .objective import (  # noqa: F401 (API: the names a user of stylize meets, 
     DEFAULT_TV_WEIGHT, PARTS, Objective, calibration, check_layers)
 from .optim import make_optimizer, minimize
 from .options import (DEFAULT_ITERATIONS, DEFAULT_SIZE, DEFAULT_TOL, INITS,  # noqa: F401 (API)
-                      MAX_ITERATIONS, MIN_SIZE, ORIGINAL, TOL_WINDOW, StylizeOptions, resolve, result_size)
+                      MAX_ITERATIONS, MIN_SIZE, ORIGINAL, TOL_WINDOW, StylizeOptions, default_scales, resolve,
+                      result_size)
 from .plan import (SLOW_SECONDS, THROUGHPUT, THROUGHPUT_WHERE, ScalePlan, describe, estimate, format_duration,
                    plan_stylize, scale_seconds)
 from .style_stats import make_statistic
@@ -47,8 +49,9 @@ Array = Any
 
 # Plain gradient descent has no scale-free step. RAW_GD_LR is stable for the raw default weights on
 # 0..255 pixels; with another beta, scale it by RAW_BETA / beta. DEFAULT_GD_LR is the same step for
-# the calibrated J, whose gradient is far smaller (measurements: benchmarks/README.md, "Gradient
-# descent's step").
+# the calibrated J at style weight 1, whose gradient is far smaller (measurements: benchmarks/README.md,
+# "Gradient descent's step"); the style term's gradient grows with the style weight, so a calibrated
+# run takes DEFAULT_GD_LR / max(1, beta) (at the default 10, 1e5 diverged on a 40 x 48 test picture).
 RAW_GD_LR = 3e-3
 DEFAULT_GD_LR = 1e5
 #: What the plan line offers a slow run: coarse to fine, the demo's schedule (commands/demo.py;
@@ -92,7 +95,8 @@ class Result(NamedTuple):
     how; the image is the best so far). ``seconds``: wall time of the optimisation (of this
     process: a run continued from a checkpoint counts from the restart). ``image_float``: the
     same picture before rounding, float32 ``(H, W, 3)`` on 0..255 (``image`` is its ``rint``), for
-    16-bit output (``save_image(path, result.image_float, bit_depth=16)``).
+    16-bit output (``save_image(path, result.image_float, bit_depth=16)``). ``scale_starts``: the
+    index in ``history`` of each scale's first row (its start), coarse to fine.
     """
 
     image: np.ndarray
@@ -102,10 +106,20 @@ class Result(NamedTuple):
     seconds: float
     image_float: np.ndarray | None = None
     note: str = ""
+    scale_starts: tuple = (0,)
+
+    @property
+    def J_start(self) -> float:
+        """J at the start of the last scale run: the picture's J before its own optimisation (a coarser
+        scale's J is of another picture size and is not comparable)."""
+        J = self.history["J"][self.scale_starts[-1]:]
+        return J[0] if J else float("nan")
 
     @property
     def J_final(self) -> float:
-        return min(self.history["J"]) if self.history["J"] else float("nan")
+        """The lowest J of the last scale run: the returned picture's."""
+        J = self.history["J"][self.scale_starts[-1]:]
+        return min(J) if J else float("nan")
 
 
 class Prepared(NamedTuple):
@@ -239,6 +253,8 @@ def prepare(content: Any, style: Any, options: StylizeOptions | None = None, *, 
     check_layers(model, opts.content_layer, layers)
 
     content_rgb, content_hw = _content(content, opts.size, max_pixels)
+    if opts.scales is None:     # the default schedule depends on the result's size
+        opts = dataclasses.replace(opts, scales=default_scales(content_rgb.shape[:2]))
     if not styles:
         raise OptionError("at least one style image is needed")
     side = style_side(content_rgb.shape, opts.style_scale)
@@ -400,7 +416,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
     alpha, beta, tv_weight = p.coefficients
     to_dev = lambda a: preprocess(a, dtype=dtype, xp=xp)      # noqa: E731
     rng = np.random.default_rng(opts.seed)         # validated: an int in 0..MAX_SEED, or None
-    gd_lr = DEFAULT_GD_LR if opts.weights_mode == "calibrated" else RAW_GD_LR
+    gd_lr = DEFAULT_GD_LR / max(1.0, beta) if opts.weights_mode == "calibrated" else RAW_GD_LR
     lr = gd_lr if opts.lr is None and opts.optimizer == "gd" else opts.lr
     iterations = opts.iterations
     if on_plan is not None:
@@ -470,7 +486,7 @@ def run(prepared: Prepared, *, callback: Callable[[Progress], Any] | None = None
         from .image import preserve_color as keep_colour
         image = keep_colour(p.content, image)
     return Result(np.rint(image).astype(np.uint8), log.history, total, stopped,
-                  time.perf_counter() - t0, image, note)
+                  time.perf_counter() - t0, image, note, tuple(log.starts) or (0,))
 
 
 def _saver(ck, index: int, total: int, log: "_Log") -> Callable:
@@ -501,7 +517,7 @@ def stylize(content: Any, style: Any, options: StylizeOptions | None = None, *, 
             ``style_scale``, ``init``, ``seed``, ``color``, ``masks``, ``style_masks``, ``mask_mode``,
             ``scales``, ``tol``, ``backend``,
             ``weights``, ``pooling``, ``tile``, ``max_memory``). ``init`` may also be an RGB array
-            here; ``gd``'s default step is ``DEFAULT_GD_LR`` (``RAW_GD_LR`` in raw mode).
+            here; ``gd``'s default step is ``DEFAULT_GD_LR / max(1, beta)`` (``RAW_GD_LR`` in raw mode).
         model: a ready :class:`~numpynst.vgg.VGG` (then ``backend``, ``weights`` and ``pooling`` are
             not used); otherwise loaded from ``weights`` (default: the shipped VGG19).
         callback: called with a :class:`Progress` at every logging point; returning ``False`` stops.
@@ -546,6 +562,7 @@ class _Log:
     def __init__(self, total: int, progress: bool, callback: Callable[[Progress], Any] | None,
                  coefficients: tuple[float, float, float] = (1.0, 1.0, 1.0), clock: "_Clock | None" = None):
         self.history: dict[str, list[float]] = {"J": [], **{k: [] for k in PARTS}}
+        self.starts: list[int] = []          # each scale's first row in the history
         self.callback, self.bar, self.coefficients, self.clock = callback, None, coefficients, clock
         self.start_scale(1.0, None)
         if progress:
@@ -556,6 +573,8 @@ class _Log:
 
     def resume(self, done: np.ndarray, iterations: int) -> None:
         """Continue a checkpointed run: the finished scales' rows, and the bar at ``iterations``."""
+        if np.asarray(done).size:       # the checkpoint keeps the finished scales' rows as one block
+            self.starts.append(len(self.history["J"]))
         for key, column in zip(("J", *PARTS), np.asarray(done).reshape(-1, 1 + len(PARTS)).T):
             self.history[key].extend(float(v) for v in column)
         if self.bar is not None:
@@ -577,6 +596,7 @@ class _Log:
 
     def record(self, rows: np.ndarray, cap: int, stopped: str) -> None:
         """Append one scale's history; after a tolerance stop, drop its unused iterations from the bar."""
+        self.starts.append(len(self.history["J"]))
         for key, column in zip(("J", *PARTS), rows.T):
             self.history[key].extend(float(v) for v in column)
         if self.bar is not None:

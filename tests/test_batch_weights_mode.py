@@ -53,17 +53,17 @@ def test_a_bad_weights_mode_cell_or_flag_is_one_line_naming_it_exit_2(files, tmp
 
 def test_calibrated_ranges_apply_unless_the_row_is_raw(files, tmp_path, capsys):
     m = _csv(tmp_path / "m.csv", "content,style,weights,beta,weights_mode,name",
-             f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,20,raw,a",        # raw: any finite weight >= 0
-             f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,20,,b")           # calibrated: 0..10
+             f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,200,raw,a",        # raw: any finite weight >= 0
+             f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,200,,b")          # calibrated: 0..100
     with pytest.raises(ManifestError, match=r"row 2 \(line 3\), column 'beta': expected a number in "
-                                            r"\[0, 10\] with calibrated weights"):
+                                            r"\[0, 100\] with calibrated weights"):
         batch.read_manifest(m)
     out = tmp_path / "out"
-    _exit_2_one_line(["batch", str(m), "-o", str(out), "--quiet"], capsys, "column 'beta': ", "[0, 10]")
+    _exit_2_one_line(["batch", str(m), "-o", str(out), "--quiet"], capsys, "column 'beta': ", "[0, 100]")
     # the flag sets the default mode of every row that leaves it empty: then both rows are raw
     jobs = batch.read_manifest(m, defaults={"weights_mode": "raw"})
     assert [j.options["weights_mode"] for j in jobs] == ["raw", "raw"]
-    assert [j.options["beta"] for j in jobs] == [20.0, 20.0]
+    assert [j.options["beta"] for j in jobs] == [200.0, 200.0]
     t = _csv(tmp_path / "t.csv", "content,style,weights,tv_weight", f"{files}/c1.png,{files}/s1.png,{files}/tiny.h5,2")
     with pytest.raises(ManifestError, match=r"column 'tv_weight': expected a number in \[0, 1\]"):
         batch.read_manifest(t)

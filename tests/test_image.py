@@ -645,9 +645,9 @@ def test_samples_exist_load_and_are_credited():
 
 def test_unknown_sample_lists_names():
     with pytest.raises(ImageError) as err:
-        sample_path("starry_night")
+        sample_path("mona_lisa")
     msg = str(err.value)
-    assert "starry_night" in msg and all(name in msg for name in SAMPLES)
+    assert "mona_lisa" in msg and all(name in msg for name in SAMPLES)
 
 
 def test_same_file(tmp_path, monkeypatch):

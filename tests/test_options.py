@@ -112,7 +112,7 @@ def test_manifest_columns_are_the_fields_marked_for_manifests():
     ({"style_blend": [1.0, 2.0]}, 1, "style_blend has 2 weight(s) for 1 style image(s)"),
     ({"alpha": 0.0, "beta": 0.0, "tv_weight": 0.0}, 1, "are all 0: there is nothing to minimise"),
     ({"size": MAX_SIZE, "style_scale": 2.0}, 1, f"more than {MAX_SIZE}"),
-    ({"beta": 11.0, "weights_mode": "calibrated"}, 1, "beta must be a number in [0, 10] with calibrated"),
+    ({"beta": 101.0, "weights_mode": "calibrated"}, 1, "beta must be a number in [0, 100] with calibrated"),
 ])
 def test_options_that_cannot_run_together_are_refused_by_every_front_end(kw, n_styles, fragment):
     problem = StylizeOptions(**kw).conflict(n_styles)

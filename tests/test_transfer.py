@@ -259,3 +259,34 @@ def test_stylize_is_prepare_then_run_with_keywords_or_an_options_object(model, r
         assert np.array_equal(a.image_float, other.image_float) and a.history == other.history
     with pytest.raises(OptionError, match="unknown option 'sizes'"):
         stylize(c, s, model=model, sizes=32)
+
+
+def test_default_scales_go_coarse_to_fine_down_to_the_coarsest_side():
+    from numpynst.options import COARSEST_SIDE, DEFAULT_SCALES, default_scales
+    assert default_scales((384, 512)) == [0.25, 0.5, 1.0]          # the default size: three scales
+    assert default_scales((170, 256)) == [0.5, 1.0]
+    assert default_scales((96, 128)) == [1.0]
+    for side in range(16, 4097, 7):
+        s = default_scales((side // 2 + 1, side))
+        assert s[-1] == 1.0 and s == sorted(s) and set(s) <= set(DEFAULT_SCALES)
+        assert all(round(x * side) >= COARSEST_SIDE for x in s[:-1])               # none too coarse
+        assert all(round(x * side) < COARSEST_SIDE for x in DEFAULT_SCALES if x not in s)   # none dropped wrongly
+
+
+def test_the_run_picks_the_default_scales_for_its_size_unless_told(model, rng):
+    from numpynst.transfer import prepare
+    c, s = _img(rng, 170, 256), _img(rng, 24, 24)
+    assert prepare(c, s, model=model, style_layers=LAYERS).scales == [0.5, 1.0]
+    assert prepare(c, s, model=model, style_layers=LAYERS, scales=[1.0]).scales == [1.0]
+    assert prepare(c, s, model=model, style_layers=LAYERS, scales=[0.25]).scales == [0.25, 1.0]
+    assert prepare(_img(rng, 64, 96), s, model=model, style_layers=LAYERS).scales == [1.0]
+
+
+def test_J_start_and_J_final_are_the_full_size_scale_s(model, rng):
+    res = stylize(_img(rng, 32, 48), _img(rng, 24, 24), model=model, iterations=3, scales=[0.5, 1.0],
+                  style_layers=LAYERS, tol=None)
+    J = res.history["J"]
+    assert res.scale_starts == (0, 4) and len(J) == 8           # each scale: its start and 3 iterations
+    assert res.J_start == J[4] and res.J_final == min(J[4:])
+    one = stylize(_img(rng, 32, 48), _img(rng, 24, 24), model=model, iterations=3, style_layers=LAYERS, tol=None)
+    assert one.scale_starts == (0,) and one.J_final == min(one.history["J"])

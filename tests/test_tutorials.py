@@ -144,6 +144,11 @@ def test_keep_outputs_refuses_a_changed_code_cell(tmp_path):
     src.write_text("# %% [markdown]\n# x is {{x}}\n# %%\nprint(2)\n", encoding="utf-8")
     with pytest.raises(ValueError, match="code cell differs"):
         build.keep_outputs(build.build_notebook(src), committed)
+    # a change declared not to change the computation is accepted, and only that one
+    build.keep_outputs(build.build_notebook(src), committed, [("print(1)", "print(2)")])
+    src.write_text("# %% [markdown]\n# x is {{x}}\n# %%\nprint(2)  # two\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="code cell differs"):
+        build.keep_outputs(build.build_notebook(src), committed, [("print(1)", "print(2)")])
 
 
 # ------------------------------------------------------------------------ the committed notebooks

@@ -467,3 +467,30 @@ def test_chunks_on_a_local_dask_cluster_survive_a_killed_worker(clipdir, tmp_pat
     again = stylize_video(clipdir / "clip.mp4", str(clipdir / "style.png"), tmp_path / "out.mp4", size=32,
                           iterations=2, weights=str(clipdir / "tiny.h5"), log=None, overwrite=True)
     assert again.kept == 4 and again.stylized == 4
+
+
+def test_the_default_temporal_weight_follows_the_style_weight():
+    from numpynst.objective import DEFAULT_BETA
+    from numpynst.video.run import DEFAULT_TEMPORAL_WEIGHT, check_temporal_weight
+    per = DEFAULT_TEMPORAL_WEIGHT["calibrated"]
+    assert check_temporal_weight(None, "calibrated") == per * DEFAULT_BETA
+    assert check_temporal_weight(None, "calibrated", 3.0) == 3 * per
+    assert check_temporal_weight(None, "calibrated", 0.0) == 0.0          # no style: nothing to keep steady
+    assert check_temporal_weight(None, "raw", 50.0) == DEFAULT_TEMPORAL_WEIGHT["raw"]     # raw: a plain gamma
+    assert check_temporal_weight(7, "calibrated", 3.0) == 7.0               # a given gamma is taken as is
+
+
+@needs_video
+def test_video_frames_run_at_full_size_only_unless_scales_are_given(clipdir, tmp_path, monkeypatch):
+    # each frame starts from the last one's result, warped: a coarse-to-fine default would throw it away
+    from numpynst import transfer
+    from numpynst.video import stylize_video
+    seen, real = [], transfer.prepare
+    monkeypatch.setattr(transfer, "prepare", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    common = dict(iterations=1, weights=str(clipdir / "tiny.h5"), log=None, frames="0:2", independent=True)
+    stylize_video(clipdir / "clip.mp4", str(clipdir / "style.png"), tmp_path / "a", size=256, **common)
+    assert [p.content.shape[1] for p in seen] == [256, 256]        # stylize would go 0.5, 1 at this size
+    assert [p.scales for p in seen] == [[1.0], [1.0]]
+    seen.clear()
+    stylize_video(clipdir / "clip.mp4", str(clipdir / "style.png"), tmp_path / "b", size=32, scales=[0.5, 1.0], **common)
+    assert [p.scales for p in seen] == [[0.5, 1.0], [0.5, 1.0]]

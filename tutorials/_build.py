@@ -189,16 +189,25 @@ def fill(nb, values: dict) -> None:
         nb.metadata["numpynst"] = {"values": values}
 
 
-def keep_outputs(nb, committed) -> None:
+def keep_outputs(nb, committed, same_as: list[tuple[str, str]] = ()) -> None:
     """Give ``nb`` (freshly built) the outputs, execution counts and recorded values of
     ``committed`` (the notebook as last executed), and fill its placeholders from those values.
 
-    Only for a change to the markdown: raises ``ValueError`` if the code cells differ in number
-    or source, since the stored outputs would then not be what the code prints.
+    Only for a change to the markdown, or to code that computes the same thing: ``same_as`` lists
+    ``(old, new)`` text replacements declared not to change what the code computes (a default
+    written out as the value it had, a sample named by the name its alias had); the committed
+    cells with these replacements must equal the new ones. Raises ``ValueError`` otherwise (the
+    code cells differ in number or source), since the stored outputs would then not be what the
+    code prints.
     """
     old = [c for c in committed.cells if c.cell_type == "code"]
     new = [c for c in nb.cells if c.cell_type == "code"]
-    if [c.source for c in old] != [c.source for c in new]:
+
+    def replaced(source: str) -> str:
+        for a, b in same_as:
+            source = source.replace(a, b)
+        return source
+    if [replaced(c.source) for c in old] != [c.source for c in new]:
         raise ValueError("--keep-outputs: a code cell differs from the committed notebook's; execute it")
     for a, b in zip(new, old):
         a.outputs, a.execution_count = b.outputs, b.execution_count
@@ -218,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-outputs", action="store_true",
                     help="rebuild the markdown only: keep the committed notebook's outputs and values "
                          "(refused if a code cell changed; for a notebook whose run needs a GPU)")
+    ap.add_argument("--same-as", nargs=2, action="append", default=[], metavar=("OLD", "NEW"),
+                    help="with --keep-outputs: a code change declared not to change the computation "
+                         "(OLD text replaced by NEW); any other change is still refused")
     args = ap.parse_args(argv)
     chosen = [s for s in sources() if not args.only or any(s.stem.startswith(p) for p in args.only)]
     if not chosen:
@@ -234,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         for src in chosen:
             nb = build_notebook(src)
             if args.keep_outputs:
-                keep_outputs(nb, nbformat.read(str(notebook_path(src)), as_version=4))
+                keep_outputs(nb, nbformat.read(str(notebook_path(src)), as_version=4),
+                             [tuple(p) for p in args.same_as])
             elif args.execute:
                 t0 = time.perf_counter()
                 try:

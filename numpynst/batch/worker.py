@@ -100,7 +100,7 @@ def _execute(spec: dict, outdir: str, backend: str, row: dict, opts: dict, model
         if result.stopped == "interrupted":      # half-optimised: must not pass for a finished job
             row.update(status="cancelled", error="interrupted on the worker")
             return row
-        J = [float(v) for v in result.history["J"]]
+        J = [float(v) for v in result.history["J"][result.scale_starts[-1]:]]   # the full-size scale's
         finite = [v for v in J if np.isfinite(v)]
         record = {"digest": spec["digest"], "job": spec["name"], "content": spec["content"],
                   "styles": spec["styles"], "options": spec["options"], "backend": backend,

@@ -10,14 +10,11 @@ from ..errors import OptionError, short_path
 from .stylize import add_stylize_options, stylize_to_file
 
 DEMO_SIZE = 256
-#: The demo's own settings (the library's defaults are unchanged): coarse-to-fine, DEMO_ITERATIONS
-#: at half size then as many at full size (about 75 full-size evaluations), and style weight 3
-#: (the upper half of the calibrated range): the picture moves further from the photo, the cat
-#: clearly painted where the earlier demo (100 iterations at full size, weight 1) lightly textured it.
-#: Measurements: benchmarks/README.md, section "The demo's settings".
+#: The demo's own settings, for a first picture in a minute or two: 256 px, coarse to fine with
+#: DEMO_ITERATIONS at half size then as many at full size (about 75 full-size evaluations); the
+#: weights are stylize's defaults. Measurements: benchmarks/README.md, section "The demo's settings".
 DEMO_SCALES = (0.5, 1.0)
 DEMO_ITERATIONS = 60
-DEMO_STYLE_WEIGHT = 3.0
 
 
 def register(subparsers) -> None:
@@ -25,13 +22,12 @@ def register(subparsers) -> None:
                                            "a 2-core CPU)",
                               description=__doc__.splitlines()[0] + f" Its own defaults: --size {DEMO_SIZE} "
                               f"--scales {' '.join(f'{x:g}' for x in DEMO_SCALES)} --iterations "
-                              f"{DEMO_ITERATIONS} --style-weight {DEMO_STYLE_WEIGHT:g} (the defaults below "
-                              f"are stylize's).")
+                              f"{DEMO_ITERATIONS} (the defaults below are stylize's).")
     p.add_argument("-o", "--outdir", default="numpynst-demo",
                    help="directory for result.png and figure (default: ./numpynst-demo)")
     add_stylize_options(p)
     p.set_defaults(func=run, size=DEMO_SIZE, iterations=DEMO_ITERATIONS, scales=list(DEMO_SCALES),
-                   beta=DEMO_STYLE_WEIGHT, plot=True, overwrite=True)
+                   plot=True, overwrite=True)
 
 
 def run(args) -> int:

@@ -257,11 +257,12 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
         return 0
     callback = None
     if out.frames is not None:
-        frames_ok = [True]
+        frames_ok, coarse = [True], [bool(args.scales)]
 
         def callback(p):
+            coarse[0] = coarse[0] or p.scale != 1.0    # several scales (given or default): name the scale
             if frames_ok[0] and p.iteration % args.save_every == 0:
-                name = f"s{p.scale:g}_{p.iteration:05d}.png" if args.scales else f"{p.iteration:05d}.png"
+                name = f"s{p.scale:g}_{p.iteration:05d}.png" if coarse[0] else f"{p.iteration:05d}.png"
                 try:
                     # made with the first frame, not before the run: a run refused while it is
                     # prepared (the model, the plan, the style loss's sizes) writes nothing
@@ -297,8 +298,10 @@ def stylize_to_file(args, content, styles: list, output: Path, log=print,
     written, problem = _save_result(out, result.image_float if deep else result.image, args.overwrite,
                                     bit_depth=args.bit_depth, info=run_info(options, content, styles, result))
     J = result.history["J"]
-    change = "" if not J else f"J {J[0]:.4g} -> {result.J_final:.4g}" + (
-        f" = {result.J_final / J[0]:.1%} of start" if J[0] > 0 else "")      # J_0 = 0: nothing to divide
+    J0 = result.J_start                # at the full size: a coarser scale's J is of another picture
+    change = "" if not J else f"J {J0:.4g} -> {result.J_final:.4g}" + (
+        f" = {result.J_final / J0:.1%} of start" if J0 > 0 else "") + (      # J_0 = 0: nothing to divide
+        " at full size" if len(result.scale_starts) > 1 else "")
     log(f"wrote {written} ({result.image.shape[1]}x{result.image.shape[0]}, {result.iterations} iterations, "
         f"{result.seconds:.1f} s, {change}, stopped: {result.stopped})")
     if out.frames is not None:

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
     v.add_argument("--independent", action="store_true",
                    help="no temporal terms: every frame on its own (flickers; for comparison)")
     v.add_argument("--temporal-weight", type=float, default=None, metavar="G",
-                   help="weight of the temporal cost (default %g with calibrated weights, %g raw)"
-                        % (DEFAULT_TEMPORAL_WEIGHT["calibrated"], DEFAULT_TEMPORAL_WEIGHT["raw"]))
+                   help="weight of the temporal cost (default %g x the style weight with calibrated "
+                        "weights, %g raw)" % (DEFAULT_TEMPORAL_WEIGHT["calibrated"], DEFAULT_TEMPORAL_WEIGHT["raw"]))
     v.add_argument("--flow", choices=("dis", "farneback"), default="dis",
                    help="OpenCV optical flow method (default: dis)")
     v.add_argument("--fps", type=float, default=None,

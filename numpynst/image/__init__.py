@@ -26,12 +26,12 @@ from .decode import DEFAULT_MAX_PIXELS, as_rgb, checked_pixels, image_mode, imag
 from .mask import load_masks, uncovered
 from .resize import (MAX_SIZE, RGB_TO_YIQ, YIQ_TO_RGB, preserve_color, resize_image, resize_to,
                      rgb_to_yiq, round_to_multiple, scaled_shape, yiq_to_rgb, grid_shapes)
-from .samples import DEMO_CONTENT, DEMO_STYLE, SAMPLES, SAMPLES_DIR, sample_names, sample_path
+from .samples import DEMO_CONTENT, DEMO_STYLE, PAINTINGS, SAMPLES, SAMPLES_DIR, sample_names, sample_path
 from .save import (DEEP_FORMATS, IMAGE_SUFFIXES, SAVE_FORMATS, ImageInfo, icc_profile, save_image,
                    srgb_profile)
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT",
+    "DEFAULT_MAX_PIXELS", "MAX_SIZE", "SAVE_FORMATS", "SAMPLES", "SAMPLES_DIR", "PAINTINGS", "DEMO_CONTENT",
     "DEMO_STYLE", "IMAGE_SUFFIXES", "load_image", "image_shape", "save_image", "resize_image",
     "resize_to", "scaled_shape", "round_to_multiple", "grid_shapes", "as_rgb", "pixels_uint8", "checked_pixels",
     "ImageInfo", "icc_profile", "srgb_profile", "DEEP_FORMATS", "preserve_color", "rgb_to_yiq",

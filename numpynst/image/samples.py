@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ImageError, OptionError
 
-__all__ = ["SAMPLES", "SAMPLES_DIR", "DEMO_CONTENT", "DEMO_STYLE", "sample_path", "sample_names"]
+__all__ = ["SAMPLES", "SAMPLES_DIR", "PAINTINGS", "DEMO_CONTENT", "DEMO_STYLE", "sample_path", "sample_names"]
 
 #: ``numpynst/data/samples`` (this file is ``numpynst/image/samples.py``).
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
@@ -45,11 +45,24 @@ SAMPLES: dict[str, dict[str, str]] = {
     "hubble": {
         "file": "hubble.jpg", "kind": "style", "title": "Hubble eXtreme Deep Field",
         "credit": "NASA, public domain (from scikit-image 0.26.0)"},
+    "starry_night": {
+        "file": "starry_night.jpg", "kind": "style", "title": "The Starry Night (Vincent van Gogh, 1889), crop",
+        "credit": "public domain (the artist died in 1890)"},
+    "wave": {
+        "file": "wave.jpg", "kind": "style",
+        "title": "The Great Wave off Kanagawa (Katsushika Hokusai, c. 1831), crop",
+        "credit": "public domain (the artist died in 1849)"},
+    "shipwreck": {
+        "file": "shipwreck.jpg", "kind": "style", "title": "The Shipwreck (J. M. W. Turner, 1805)",
+        "credit": "public domain (the artist died in 1851)"},
 }
+
+#: The styles that are paintings (public domain), for the gallery and the picture benchmark.
+PAINTINGS = ("starry_night", "wave", "shipwreck")
 
 #: The pair ``numpynst demo`` stylizes.
 DEMO_CONTENT = "chelsea"
-DEMO_STYLE = "ihc"
+DEMO_STYLE = "starry_night"
 
 # "content" / "style" name the demo pair, so a caller can ask for "the default style".
 _SAMPLE_ALIASES = {"content": DEMO_CONTENT, "style": DEMO_STYLE}

@@ -47,10 +47,13 @@ import numpy as np
 from ..errors import ImageError, NumpynstError, OptionError, VideoError, short_path
 from ..options import StylizeOptions, resolve
 
-#: Temporal weight gamma used when none is given. Calibrated (the default weights mode): the smallest
-#: of 10, 30, 100 that met the issue's target on the known-motion clip (temporal error <= 1/3 of
-#: independent frames', style gap closed within 10%); benchmarks/README.md, "Video: flicker". The raw
-#: mode's value is not measured: raw J has no fixed scale, tune it per clip.
+#: Temporal weight gamma used when none is given. Calibrated (the default weights mode): this times
+#: the style weight, so that the temporal term keeps its balance against the style term when the
+#: style weight moves. On the known-motion clip (benchmarks/README.md, "Video: flicker") the factor
+#: 100 met the issue's target (temporal error <= 1/3 of independent frames', style gap closed within
+#: 10%) at style weight 1 (gamma 100: 0.31) and at 10 (gamma 1000: 0.33), where a fixed gamma of 100
+#: left 0.40. The raw mode's value is a plain gamma, not measured: raw J has no fixed scale, tune it
+#: per clip.
 DEFAULT_TEMPORAL_WEIGHT = {"calibrated": 100.0, "raw": 1e3}
 MAX_TEMPORAL_WEIGHT = 1e6
 DIGEST_VERSION = 1
@@ -90,10 +93,15 @@ class Plan(NamedTuple):
     partial: Path | None
 
 
-def check_temporal_weight(value: Any, mode: str) -> float:
-    """gamma as a float (``None``: the mode's default); :class:`OptionError` naming --temporal-weight."""
+def check_temporal_weight(value: Any, mode: str, beta: float | None = None) -> float:
+    """gamma as a float; :class:`OptionError` naming --temporal-weight. ``None``: the mode's default,
+    with calibrated weights :data:`DEFAULT_TEMPORAL_WEIGHT` times the style weight ``beta`` (``None``:
+    the default style weight)."""
     if value is None:
-        return DEFAULT_TEMPORAL_WEIGHT[mode]
+        if mode != "calibrated":
+            return DEFAULT_TEMPORAL_WEIGHT[mode]
+        from ..objective import DEFAULT_BETA
+        return DEFAULT_TEMPORAL_WEIGHT[mode] * (DEFAULT_BETA if beta is None else float(beta))
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -245,7 +253,8 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
         options / keywords: the per-frame options (:class:`~numpynst.options.StylizeOptions`:
             ``size``, ``iterations``, the weights, layers, ...).
         frames: ``"A:B"`` or ``(A, B)``: frames A..B-1 only (0-based). independent: no temporal terms.
-        temporal_weight: gamma (default :data:`DEFAULT_TEMPORAL_WEIGHT` of the weights mode).
+        temporal_weight: gamma (default: :data:`DEFAULT_TEMPORAL_WEIGHT` of the weights mode, times the
+            style weight with calibrated weights).
         flow: ``"dis"`` or ``"farneback"``. fps: frame rate of a folder input (default 25).
         overwrite: replace an existing video and frames of another configuration in the frames folder.
         model: a loaded :class:`~numpynst.vgg.VGG` (default: from ``weights``).
@@ -262,7 +271,9 @@ def stylize_video(source: str | os.PathLike, style: Any, output: str | os.PathLi
     from .io import open_source, parse_range
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     opts = resolve(options, len(styles) or None, **keywords)
-    gamma = check_temporal_weight(temporal_weight, opts.weights_mode)
+    if opts.scales is None:     # each frame starts from the last one's result, warped: at full size only
+        opts = dataclasses.replace(opts, scales=[1.0])
+    gamma = check_temporal_weight(temporal_weight, opts.weights_mode, opts.beta)
     if flow not in FLOW_METHODS:
         raise OptionError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow!r}")
     dask = client is not None or workers is not None or scheduler is not None

@@ -35,9 +35,8 @@ print("fast mode" if FAST else "full mode")
 # %% [markdown]
 # ## 1. The result first
 #
-# The bundled demo pair — a photo of a cat, and as the style a stained-tissue microscope image
-# (IHC; of the freely licensed images, the one with the most striking texture: brown cell walls
-# in rows against pale blue) — through `numpynst.stylize`, everything at its defaults except the
+# The bundled demo pair — a photo of a cat, and as the style Van Gogh's *The Starry Night* (a
+# crop; the painting is in the public domain) — through `numpynst.stylize`, everything at its defaults except the
 # size ({{size}} pixels on the long side) and the number of iterations ({{iterations}}). On the
 # machine that made the stored run (2 CPU cores, shared with other jobs, so take the time as an
 # order of magnitude) the call took {{seconds:.0f}} s, {{per_iteration:.2f}} s per iteration
@@ -59,7 +58,7 @@ print(f"{result.iterations} iterations in {seconds:.1f} s; J fell from {J[0]:.4g
 assert min(J) < J[0]
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-for ax, img, title in zip(axes, [content, style, result.image], ["content C (photo)", "style S (IHC microscope image)",
+for ax, img, title in zip(axes, [content, style, result.image], ["content C (photo)", "style S (The Starry Night)",
                                                                   f"generated X ({result.iterations} iterations)"]):
     ax.imshow(img)
     ax.set_title(title)

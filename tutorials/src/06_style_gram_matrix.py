@@ -115,7 +115,7 @@ assert np.array_equal(G_A, G_S)                            # position forgotten:
 # %%
 model = VGG.from_h5()
 style_size = 64 if FAST else 192
-style = load_image(sample_path("style"), size=style_size)        # the demo painting: "ihc"
+style = load_image(sample_path("ihc"), size=style_size)        # the demo painting: "ihc"
 style = style[: style.shape[0] // 32 * 32, : style.shape[1] // 32 * 32]
 h, w = style.shape[0] // 32, style.shape[1] // 32
 tiles = style.reshape(h, 32, w, 32, 3).transpose(0, 2, 1, 3, 4).reshape(h * w, 32, 32, 3)
@@ -262,7 +262,7 @@ def style_objective(model, targets, weights):
 
 
 model64 = VGG.from_h5(dtype=np.float64)
-xs = preprocess(load_image(sample_path("style"), size=32), dtype=np.float64)
+xs = preprocess(load_image(sample_path("ihc"), size=32), dtype=np.float64)
 check_layers = {"block1_conv1": 0.5, "block2_conv1": 0.5}
 targets64 = {k: gram_matrix(v) for k, v in model64.forward(xs, list(check_layers), keep_cache=False).items()}
 fun64 = style_objective(model64, targets64, check_layers)
@@ -398,7 +398,7 @@ plt.show()
 
 # %%
 size, iterations = (48, 5) if FAST else (96, 100)
-style_rgb = load_image(sample_path("style"), size=size)
+style_rgb = load_image(sample_path("ihc"), size=size)
 style_rgb = style_rgb[: style_rgb.shape[0] // 16 * 16, : style_rgb.shape[1] // 16 * 16]
 x_S = model.preprocess(style_rgb)
 all_layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]

@@ -135,7 +135,7 @@ side = 32
 model64 = VGG.from_h5(dtype=np.float64)
 content = load_image(sample_path("content"), size=side)
 content = content[: content.shape[0] // 16 * 16, : content.shape[1] // 16 * 16]
-style = load_image(sample_path("style"), size=side)
+style = load_image(sample_path("ihc"), size=side)
 nst64 = Objective(model64, model64.preprocess(content), model64.preprocess(style), weights_mode="calibrated")
 J_flat64 = nst64.flat()
 x_photo = model64.preprocess(content).reshape(-1)

@@ -136,7 +136,7 @@ assert float(J0) == 0.0 and not g0.any()
 # %%
 model64 = VGG.from_h5(dtype=np.float64)
 xc = preprocess(load_image(sample_path("content"), size=48), dtype=np.float64)[:, :32, :48]
-xs = preprocess(load_image(sample_path("style"), size=48), dtype=np.float64)
+xs = preprocess(load_image(sample_path("ihc"), size=48), dtype=np.float64)
 obj64 = Objective(model64, xc, xs)                       # raw weights, the Objective's default
 record("raw_alpha", RAW_ALPHA)
 record("raw_beta", RAW_BETA)
@@ -191,7 +191,7 @@ claim("dir_J", err, None, 3e-6)
 # %%
 size, iterations = (48, 4) if FAST else (96, 60)
 content = load_image(sample_path("content"), size=size)
-style = load_image(sample_path("style"), size=size)
+style = load_image(sample_path("ihc"), size=size)
 content16 = content[: content.shape[0] // 16 * 16, : content.shape[1] // 16 * 16]   # see notebook 3
 model = VGG.from_h5()                                                              # float32 for speed
 obj = Objective(model, model.preprocess(content16), model.preprocess(style))
@@ -310,7 +310,7 @@ plt.show()
 
 # %%
 short = max(2, iterations * 3 // 5)
-betas = [0.1, 1.0, 3.0, 10.0]     # calibrated style weights (range 0..10, default 1)
+betas = [0.1, 1.0, DEFAULT_BETA, 100.0]     # calibrated style weights (range 0..100, default 10)
 by_beta = {b: numpynst.stylize(content, style, model=model, iterations=short, beta=b, tol=None) for b in betas}
 
 
@@ -333,27 +333,34 @@ for ax, b in zip(axes, betas):
     ax.axis("off")
 plt.show()
 if not FAST:   # fast mode's few iterations hardly leave the photo
-    moved = [from_photo(by_beta[b].image) for b in betas]
-    assert all(m1 < m2 for m1, m2 in zip(moved, moved[1:]))
+    content_end = [by_beta[b].history["content"][-1] for b in betas]
+    style_end = [by_beta[b].history["style"][-1] for b in betas]
+    assert all(c1 < c2 for c1, c2 in zip(content_end, content_end[1:]))    # more style weight: less photo
+    assert all(s1 > s2 for s1, s2 in zip(style_end, style_end[1:]))        # ... and more painting
 
 # %% [markdown]
-# At $\beta = 0.1$ the result is the photo, softened, with a tint of the painting; by
-# $\beta = 1$ (the default) the painting's texture covers it; at 3 and 10 the style dominates and
-# the photo's edges and eyes are what is left. The distance from the photo grows with every step
-# up (asserted; {{moved_0_1:.1f}} to {{moved_10_0:.1f}} grey levels), the content term rises from
-# {{content_0_1:.3f}} to {{content_10_0:.2f}} and the style term falls from {{style_0_1:.2f}} to
-# {{style_10_0:.3f}}.
+# At $\beta = 0.1$ the result is the photo, softened, with a tint of the painting; at $\beta = 1$
+# the texture lies lightly over it; at $\beta = {{beta_default:g}}$ (the default) the painting's
+# texture covers the picture and the cat's eyes and outline are what is left of the photo; at 100
+# the outline starts to break up. (At 96 px the painting's cells are large beside the cat: the
+# default is chosen for pictures of 512 px, where the same weight keeps far more of the photo —
+# see the style-weight sweep in `docs/options.md`.) The content term rises with every step up,
+# from {{content_0_1:.3f}} to {{content_100_0:.2f}}, and the style term falls, from
+# {{style_0_1:.2f}} to {{style_100_0:.3f}} (both asserted). The distance from the photo in grey
+# levels grows from {{moved_0_1:.1f}} to {{moved_10_0:.1f}} at the default and no further
+# ({{moved_100_0:.1f}} at 100): once the texture covers everything, more style weight rearranges
+# the strokes rather than moving further from the photo's colours.
 #
 # ## 6. The smoothness weight $\gamma$
 #
 # Without $R$ the result keeps a fine, noisy grain; with the largest weight it turns flat and
 # blurry — the quadratic penalty smears edges (section 1). (Zoom in on the fur.) The middle panel
-# is the default, $\gamma = {{tv_default:g}}$: the $\beta = 1$ run above. Each title gives the
+# is the default, $\gamma = {{tv_default:g}}$: the $\beta = {{beta_default:g}}$ run above. Each title gives the
 # result's roughness relative to the photo's, $R(x)/R(\text{photo})$, the calibrated term:
 
 # %%
 tvs = [0.0, 0.1, 1.0]        # calibrated TV weights (range 0..1, default 0.1)
-by_tv = {w: by_beta[1.0] if w == 0.1 else
+by_tv = {w: by_beta[DEFAULT_BETA] if w == DEFAULT_TV_WEIGHT else
          numpynst.stylize(content, style, model=model, iterations=short, tv_weight=w, tol=None) for w in tvs}
 fig, axes = plt.subplots(1, len(tvs), figsize=(4 * len(tvs), 3.1))
 for ax, w in zip(axes, tvs):
@@ -430,12 +437,12 @@ plt.show()
 #
 # Notebook 5 reconstructed the photo from one layer's activations: shallow layers keep the
 # pixels, deep layers only the arrangement of parts. The content layer in $J$ does the same job.
-# Three choices, everything else at the defaults (the middle panel is the $\beta = 1$ run of
+# Three choices, everything else at the defaults (the middle panel is the $\beta = {{beta_default:g}}$ run of
 # section 5):
 
 # %%
 content_layers = ["block2_conv2", "block4_conv2", "block5_conv2"]
-by_layer = {layer: by_beta[1.0] if layer == "block4_conv2" else
+by_layer = {layer: by_beta[DEFAULT_BETA] if layer == "block4_conv2" else
             numpynst.stylize(content, style, model=model, iterations=short, content_layer=layer, tol=None)
             for layer in content_layers}
 fig, axes = plt.subplots(1, len(content_layers) + 1, figsize=(14, 3.1))
@@ -469,7 +476,8 @@ record("most_moved", max(moved, key=moved.get))
 # %% [markdown]
 # The three pictures differ (the pairwise distances are printed: at least {{layers_apart:.0f}}
 # grey levels). With `block2_conv2` the content term asks for the photo's local colours and fine
-# edges: the eyes keep their green, and the painting's fine grain is laid over the whole picture.
+# edges: the eyes and the nose keep more of their own edges, and the painting's fine grain is laid
+# over the whole picture.
 # With `block4_conv2` (the default, as in Gatys et al.) the outlines stay while colours and surface
 # become the painting's. With `block5_conv2` only the coarse arrangement is asked for. The style
 # term ends highest with `{{highest_style}}` ({{style_block2:.3f}}, {{style_block4:.3f}},

@@ -184,7 +184,7 @@ else:
 
 # %%
 content = load_image(sample_path("content"))
-style = load_image(sample_path("style"))
+style = load_image(sample_path("ihc"))
 step_sizes = [64] if FAST else [128, 256, 512]
 per_iter = {}
 for name in backends:
@@ -262,7 +262,8 @@ for name in backends:
 # %%
 side, iterations = (48, 3) if FAST else (256, 20)
 for name in backends:
-    r = numpynst.stylize(content, style, size=side, iterations=iterations, backend=name, tol=None)
+    r = numpynst.stylize(content, style, size=side, iterations=iterations, backend=name, tol=None,
+                         scales=[1.0], beta=1.0)     # full size only, style weight 1: as when measured
     print(f"{name:5s}: {r.iterations} L-BFGS iterations at {side} px in {r.seconds:.1f} s "
           f"({r.seconds / r.iterations:.2f} s each); J {r.history['J'][0]:.4g} -> {min(r.history['J']):.4g}; "
           f"result {type(r.image).__module__} {r.image.dtype} {r.image.shape}")

@@ -314,7 +314,7 @@ assert all(abs(v - 1.0) < 1e-5 for v in blank_at_zero.values())
 results, seconds = {}, {}
 for loss in ("gram", "mean-cov", "swd"):
     t0 = time.perf_counter()
-    r = stylize(content, style, model=model, style_loss=loss, iterations=iterations, tol=None)
+    r = stylize(content, style, model=model, style_loss=loss, iterations=iterations, tol=None, beta=1.0)
     seconds[loss] = (time.perf_counter() - t0) / max(r.iterations, 1)
     results[loss] = r
     print(f"{loss:9s} style part {r.history['style'][0]:.3f} -> {r.history['style'][-1]:.3f}, "

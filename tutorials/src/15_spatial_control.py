@@ -192,7 +192,7 @@ assert err < 1e-8
 
 # %%
 SIZE, ITERS = (48, 2) if FAST else (160, 50)
-BETA = 5.0            # a strong style weight (0..10, calibrated): the regions' styles visible in few iterations
+BETA = 5.0            # a style weight (0..100, calibrated; default 10): the regions' styles visible in few iterations
 model = VGG.from_h5()
 photo = load_image(sample_path("chelsea"), size=SIZE)
 styles = [sample_path("ihc"), sample_path("hubble")]
