@@ -67,7 +67,6 @@ def _options(size: int, evaluations: int) -> dict:
 
 
 def _pictures():
-    sys.path.insert(0, ROOT)
     from numpynst.image import sample_path
     return str(sample_path("content")), str(sample_path("style"))
 
@@ -103,8 +102,6 @@ class _Clock:
 
 # ------------------------------------------------------------------------------------------- workers
 def worker_numpynst(args) -> dict:
-    sys.path.insert(0, ROOT)
-    import numpy as np
 
     import numpynst.transfer as transfer
     from numpynst.objective import Objective
@@ -157,8 +154,6 @@ def worker_numpynst(args) -> dict:
 
 
 def worker_torch(args) -> dict:
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, HERE)
     import numpy as np
     import torch
 
@@ -218,8 +213,6 @@ def worker_torch(args) -> dict:
 
 def worker_allocations(args) -> dict:
     """Allocations per iteration (numpynst), inside and outside VGG's forward/backward."""
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, HERE)
     from alloc_count import AllocationCounter, self_check
 
     import numpynst.transfer as transfer
@@ -275,7 +268,6 @@ def _hw_pixels(size: int) -> int:
 
 def worker_memory(args) -> dict:
     """RSS after every iteration of one whole-image numpynst run."""
-    sys.path.insert(0, ROOT)
     import numpynst.transfer as transfer
     content, style = _pictures()
     page = os.sysconf("SC_PAGE_SIZE")
@@ -307,7 +299,7 @@ def _maxrss() -> int:
 
 
 # -------------------------------------------------------------------------------------------- parent
-def _spawn(kind: str, size: int, evaluations: int, args) -> dict:
+def _spawn(kind: str, size: int, evaluations: int, args, root: str | None = None) -> dict:
     env = dict(os.environ)
     # the allocation hook is per thread (a context variable): counted on one thread, so that every
     # buffer is made where it is seen
@@ -316,7 +308,7 @@ def _spawn(kind: str, size: int, evaluations: int, args) -> dict:
         env[v] = str(threads)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--sizes", str(size),
            "--evaluations", str(evaluations), "--threads", str(args.threads),
-           "--count-evaluations", str(args.count_evaluations)]
+           "--count-evaluations", str(args.count_evaluations)] + (["--numpynst", root] if root else [])
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} worker at {size} px failed (exit code {done.returncode})")
@@ -339,20 +331,32 @@ def _machine(threads: int) -> str:
     return machine(threads)
 
 
-def _summary(size: int, evaluations: int, ours: list, theirs: list, alloc: dict | None) -> dict:
-    out = {"size": size, "evaluations": evaluations, "numpynst": ours, "torch": theirs, "allocations": alloc}
-    med = {"numpynst": {}, "torch": {}}
+def _numpynst_medians(runs: list, evaluations: int) -> dict:
+    med = {}
     for kind in ("wall", "cpu"):
-        med["numpynst"][kind] = _median(ours, (kind,))
+        med[kind] = _median(runs, (kind,))
+        med[f"parts_{kind}"] = {k: _median(runs, (f"parts_{kind}", k)) for k in PARTS}
+    pw = med["parts_wall"]
+    med["per_eval_vgg"] = pw["vgg"] / evaluations
+    med["per_eval_losses"] = pw["losses"] / evaluations
+    med["beyond_vgg_share"] = (pw["losses"] + pw["optimiser"] + pw["other"]) / pw["vgg"]
+    med["per_eval_beyond_vgg_share"] = (pw["losses"] + pw["optimiser"]) / pw["vgg"]
+    return med
+
+
+def _summary(size: int, evaluations: int, ours: list, theirs: list, alloc: dict | None,
+             before: list = (), alloc_before: dict | None = None) -> dict:
+    out = {"size": size, "evaluations": evaluations, "numpynst": ours, "torch": theirs, "allocations": alloc}
+    med = {"numpynst": _numpynst_medians(ours, evaluations), "torch": {}}
+    if before:
+        out["numpynst_before"], out["allocations_before"] = list(before), alloc_before
+        med["numpynst_before"] = _numpynst_medians(before, evaluations)
+        med["ratio_before_wall"] = med["numpynst_before"]["wall"] / _median(theirs, ("wall",))
+    for kind in ("wall", "cpu"):
         med["torch"][kind] = _median(theirs, (kind,))
-        med["numpynst"][f"parts_{kind}"] = {k: _median(ours, (f"parts_{kind}", k)) for k in PARTS}
         med["torch"][f"parts_{kind}"] = {k: _median(theirs, (f"parts_{kind}", k)) for k in theirs[0][f"parts_{kind}"]}
     med["ratio_wall"] = med["numpynst"]["wall"] / med["torch"]["wall"]
     med["ratio_cpu"] = med["numpynst"]["cpu"] / med["torch"]["cpu"]
-    pw = med["numpynst"]["parts_wall"]
-    med["numpynst"]["per_eval_vgg"] = pw["vgg"] / evaluations
-    med["numpynst"]["per_eval_losses"] = pw["losses"] / evaluations
-    med["numpynst"]["beyond_vgg_share"] = (pw["losses"] + pw["optimiser"] + pw["other"]) / pw["vgg"]
     tw = med["torch"]["parts_wall"]
     med["torch"]["per_eval"] = (tw["vgg_forward"] + tw["loss_forward"] + tw["backward"]) / evaluations
     out["median"] = med
@@ -360,24 +364,35 @@ def _summary(size: int, evaluations: int, ours: list, theirs: list, alloc: dict 
 
 
 def _print(row: dict) -> None:
-    m, e = row["median"], row["evaluations"]
-    n, t = m["numpynst"], m["torch"]
-    print(f"== {row['size']} px, {e} evaluations each; medians of {len(row['numpynst'])} runs per side")
-    print(f"  whole run   numpynst {n['wall']:7.2f} s wall {n['cpu']:7.2f} s CPU | torch {t['wall']:7.2f} s wall "
-          f"{t['cpu']:7.2f} s CPU | ratio numpynst/torch wall {m['ratio_wall']:.2f}, CPU {m['ratio_cpu']:.2f}")
-    pw, tw = n["parts_wall"], t["parts_wall"]
-    print("  numpynst    " + "  ".join(f"{k} {pw[k]:.2f} s" for k in PARTS))
-    print(f"              per evaluation: VGG {n['per_eval_vgg'] * 1e3:.1f} ms, losses {n['per_eval_losses'] * 1e3:.1f} ms; "
-          f"everything beyond VGG (losses + optimiser + other) {100 * n['beyond_vgg_share']:.1f}% of VGG's time")
-    print("  torch       " + "  ".join(f"{k} {v:.2f} s" for k, v in tw.items()))
-    print(f"              per evaluation (closure: forward, losses, backward): {t['per_eval'] * 1e3:.1f} ms")
-    a = row.get("allocations")
-    if a:
-        s = a["steady_median"]
-        print(f"  allocations per iteration (numpynst, steady state): outside VGG {s['outside_calls']:.0f} buffers, "
-              f"{s['outside_bytes'] / 2**20:.1f} MiB; inside VGG {s['vgg_calls']:.0f} buffers, "
-              f"{s['vgg_bytes'] / 2**20:.1f} MiB; image-sized or larger, anywhere: {s['image_sized_anywhere']:.0f} "
-              f"(an image is {a['image_bytes'] / 2**20:.2f} MiB)")
+    e = row["evaluations"]
+    m = row.get("median")
+    if m:
+        t = m["torch"]
+        print(f"== {row['size']} px, {e} evaluations each; medians of {len(row['numpynst'])} runs per side")
+        for key, label in (("numpynst_before", "before"), ("numpynst", "numpynst")):
+            if key not in m:
+                continue
+            n = m[key]
+            ratio = n["wall"] / t["wall"]
+            print(f"  {label:11s} {n['wall']:7.2f} s wall {n['cpu']:7.2f} s CPU   = {ratio:.2f} x torch's wall, "
+                  f"{n['cpu'] / t['cpu']:.2f} x its CPU")
+            pw = n["parts_wall"]
+            print("              " + "  ".join(f"{k} {pw[k]:.2f} s" for k in PARTS))
+            print(f"              per evaluation: VGG {n['per_eval_vgg'] * 1e3:.1f} ms, losses {n['per_eval_losses'] * 1e3:.1f} ms "
+                  f"(losses + optimiser {100 * n['per_eval_beyond_vgg_share']:.1f}% of VGG; with everything else "
+                  f"{100 * n['beyond_vgg_share']:.1f}%)")
+        tw = t["parts_wall"]
+        print(f"  torch       {t['wall']:7.2f} s wall {t['cpu']:7.2f} s CPU")
+        print("              " + "  ".join(f"{k} {v:.2f} s" for k, v in tw.items()))
+        print(f"              per evaluation (closure: forward, losses, backward): {t['per_eval'] * 1e3:.1f} ms")
+    for key, label in (("allocations_before", "before"), ("allocations", "numpynst")):
+        a = row.get(key)
+        if a:
+            s = a["steady_median"]
+            print(f"  allocations per iteration ({label}, {row['size']} px, steady state, one thread): outside VGG "
+                  f"{s['outside_calls']:.0f} buffers, {s['outside_bytes'] / 2**20:.1f} MiB; inside VGG "
+                  f"{s['vgg_calls']:.0f} buffers, {s['vgg_bytes'] / 2**20:.1f} MiB; image-sized or larger, "
+                  f"anywhere: {s['image_sized_anywhere']:.0f} (an image is {a['image_bytes'] / 2**20:.2f} MiB)")
     print(flush=True)
 
 
@@ -392,11 +407,15 @@ def main(argv=None) -> int:
                     help="evaluations of the untimed run that counts allocations (0: none)")
     ap.add_argument("--label", default="", help="a name for this run, stored in the JSON (e.g. before/after)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--before", default=None, metavar="DIR",
+                    help="also time the numpynst in DIR (another checkout), interleaved as a third side")
+    ap.add_argument("--numpynst", default=None, help=argparse.SUPPRESS)      # a worker's checkout
     ap.add_argument("--memory", type=int, default=None, metavar="SIZE",
                     help="instead: RSS per iteration of one whole-image numpynst run at SIZE px")
     ap.add_argument("--worker", choices=("numpynst", "torch", "allocations", "memory"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        sys.path[:0] = [args.numpynst or ROOT, HERE]     # the numpynst to measure; torch_objective, alloc_count
         args.size, args.evaluations = args.sizes[0], args.evaluations[0]
         fn = {"numpynst": worker_numpynst, "torch": worker_torch, "allocations": worker_allocations,
               "memory": worker_memory}[args.worker]
@@ -423,12 +442,17 @@ def main(argv=None) -> int:
     print(f"threads {args.threads} on both sides; {args.repeat} interleaved runs per side and size, fresh processes")
     rows = []
     for size, e in zip(args.sizes, evals):
-        ours, theirs = [], []
+        ours, theirs, before = [], [], []
         for _ in range(args.repeat):
             ours.append(_spawn("numpynst", size, e, args))
             theirs.append(_spawn("torch", size, e, args))
+            if args.before:
+                before.append(_spawn("numpynst", size, e, args, args.before))
         alloc = _spawn("allocations", size, e, args) if args.count_evaluations else None
-        row = _summary(size, e, ours, theirs, alloc)
+        alloc_before = (_spawn("allocations", size, e, args, args.before)
+                        if args.count_evaluations and args.before else None)
+        row = _summary(size, e, ours, theirs, alloc, before, alloc_before) if args.repeat else \
+            {"size": size, "evaluations": e, "allocations": alloc, "allocations_before": alloc_before}
         rows.append(row)
         _print(row)
     if args.json:

@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Sequence
 
 from .backend import get_xp
+from .layers.fast.parallel import gram_rows, rows_product
 
 Array = Any
 
@@ -283,9 +284,12 @@ def style_layer_cost_weighted(G_S: Array, a_G: Array, weight: float = 1.0,
       ``M = weight (dG + dG^T)`` (``C x C``), one product written straight into ``out``.
 
     So the activation is read twice (the two products) and the gradient written once, where the
-    textbook path also reads and writes a ``P x C`` array to scale the gradient. Rounding differs
-    from ``weight * style_layer_cost(...)[1]`` only in the order of the products (tests compare them
-    in float64).
+    textbook path also reads and writes a ``P x C`` array to scale the gradient. Both products run
+    in bands of rows on the threads of the convolutions' pool with BLAS at one thread
+    (:func:`numpynst.layers.fast.parallel.gram_rows`, :func:`~numpynst.layers.fast.parallel.rows_product`):
+    a multi-threaded BLAS call here would leave BLAS's own threads spinning into the next layer's
+    pool. Rounding differs from ``weight * style_layer_cost(...)[1]`` only in the order of the
+    sums (tests compare them in float64).
 
     Args:
         G_S, a_G: as :func:`style_layer_cost`.
@@ -300,7 +304,7 @@ def style_layer_cost_weighted(G_S: Array, a_G: Array, weight: float = 1.0,
                          f"{tuple(a_G.shape)}; G_S must be ({nC}, {nC})")
     A = _as_matrix(a_G, nC)
     k = style_constant(nH * nW * nC)
-    E = A.T @ A                                  # G, symmetric rank-k (syrk), a new (C, C) array
+    E = gram_rows(A)                             # G, symmetric rank-k (syrk), a new (C, C) array
     E -= xp.asarray(G_S, dtype=E.dtype)
     E *= k                                       # E = k (G - G_S)
     J = xp.sum(E * E)
@@ -308,7 +312,7 @@ def style_layer_cost_weighted(G_S: Array, a_G: Array, weight: float = 1.0,
     M *= 2.0 * k * weight
     if out is None:
         out = xp.empty_like(a_G)
-    xp.matmul(A, M, out=_as_matrix(out, nC))
+    rows_product(A, M, _as_matrix(out, nC))
     return _scalar(xp, J, a_G.dtype), out
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from .backend import get_xp, to_host
 from .checks import integer, positive_number
 from .errors import ClusterLost, OptionError
+from .layers.fast.parallel import one_blas_thread
 
 Array = Any
 Objective = Callable[[Array], tuple[Array, Array]]
@@ -405,12 +406,14 @@ class LBFGS(Optimizer):
                              f"{self._S.dtype}, got {x.shape} {x.dtype}; call reset() first")
         # NumPy would warn about inf - inf etc. in a rejected trial's arithmetic; those values are
         # discarded by the where()s, so silence them (errstate does not affect CuPy).
-        with np.errstate(all="ignore"):
+        # one_blas_thread: the dot products stay on this thread, not waking BLAS's threads to spin
+        # beside the objective's (numpynst.layers.fast.parallel)
+        with np.errstate(all="ignore"), one_blas_thread(x):
             d, gd = self._direction(xp, g)
             x_t = xp.multiply(d, self.t)        # t d + x: the trial, the one new vector of a step
             x_t += x
         f_t, g_t = fun(x_t)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), one_blas_thread(x):
             return self._update(xp, x, f, g, gd, x_t, f_t, g_t)
 
     def _update(self, xp, x, f, g, gd, x_t, f_t, g_t):

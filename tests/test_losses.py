@@ -311,6 +311,20 @@ def test_weighted_style_cost_is_the_weight_times_the_textbook_one(xp, rng, shape
         style_layer_cost_weighted(G_S[:-1, :-1], a, w)
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_weighted_style_cost_in_bands_of_rows(xp, rng, monkeypatch, workers):
+    """On several threads the Gram matrix is a sum over bands of rows and the gradient is written band
+    by band: the same numbers as the one-product path to float64 rounding, whatever the count."""
+    from numpynst.layers.fast import parallel
+    a = _randn(xp, rng, (1, 7, 5, 4))
+    G_S = gram_matrix(_randn(xp, rng, (1, 6, 5, 4)))
+    J1, g1 = style_layer_cost_weighted(G_S, a, 0.5)
+    monkeypatch.setattr(parallel, "parallel_for", lambda ref: workers if type(ref).__module__ == "numpy" else 1)
+    J2, g2 = style_layer_cost_weighted(G_S, a, 0.5)
+    assert float(J2) == pytest.approx(float(J1), rel=1e-13)
+    assert rel_error(g2, g1) < 1e-13
+
+
 def test_weighted_style_cost_keeps_float32(xp, rng):
     a = _randn(xp, rng, (1, 4, 5, 3), np.float32)
     J, g = style_layer_cost_weighted(gram_matrix(_randn(xp, rng, (1, 4, 5, 3), np.float32)), a, 2.0)
