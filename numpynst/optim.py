@@ -101,15 +101,21 @@ class Optimizer:
         out.update({key: getattr(self, key) for key in self._numbers})
         return out
 
-    def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
-        """Continue from ``state`` (a :meth:`state_dict`, possibly through a file), its arrays
-        placed on ``xp`` (NumPy or CuPy) in their own dtype. An optimizer of another kind's state,
-        or a partial one, is refused (ValueError): half a state would silently change the run."""
+    def _arrays_in(self, state: dict[str, Any]) -> list[str]:
+        """The state's array names (all of :attr:`_arrays`, or none before a first step); ValueError
+        for another optimizer's state or a partial one: half a state would silently change the run."""
         if state.get("name") != self.name:
             raise ValueError(f"optimizer state of {state.get('name')!r} cannot continue {self.name!r}")
         present = [k for k in self._arrays if k in state]
         if present and len(present) != len(self._arrays):
             raise ValueError(f"{self.name} state is incomplete: has {present}, needs {list(self._arrays)}")
+        return present
+
+    def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`, possibly through a file), its arrays
+        placed on ``xp`` (NumPy or CuPy) in their own dtype. An optimizer of another kind's state,
+        or a partial one, is refused (ValueError): half a state would silently change the run."""
+        present = self._arrays_in(state)
         self.reset()
         for key in present:
             setattr(self, key, xp.asarray(state[key]))
@@ -327,27 +333,13 @@ class LBFGS(Optimizer):
         """``1 / (s_i . y_i)`` ``(m,)``, newest first, 0 for an empty row (a copy, as :attr:`S`)."""
         return self._rows(self._rho)
 
-    def state_dict(self) -> dict[str, Any]:
-        """As :meth:`Optimizer.state_dict`, in the layout of the history's rows (``S``, ``Y``,
-        ``rho`` newest first, ``(m, n)``), whatever slot of the ring holds which pair: checkpoints
-        keep one format, and a resumed run rebuilds the ring from it (:meth:`load_state`)."""
-        out: dict[str, Any] = {"name": self.name}
-        for key in self._arrays:
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = np.array(to_host(value), copy=True)
-        return out
-
     def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
-        """Continue from a :meth:`state_dict` (rows newest first): row ``k`` goes to ring slot
-        ``(0 - k) mod (m + 1)`` with ``head = 0``. The ring's order is the rows' order, so the
-        directions, and the run, continue bit for bit. A state with another number of rows than
-        ``history`` is refused (ValueError)."""
-        if state.get("name") != self.name:
-            raise ValueError(f"optimizer state of {state.get('name')!r} cannot continue {self.name!r}")
-        present = [k for k in self._arrays if k in state]
-        if present and len(present) != len(self._arrays):
-            raise ValueError(f"{self.name} state is incomplete: has {present}, needs {list(self._arrays)}")
+        """Continue from a :meth:`state_dict`. Its ``S``, ``Y``, ``rho`` are the history's rows,
+        newest first (:attr:`S`: the layout of every checkpoint, before the ring and since,
+        whatever slot holds which pair): row ``k`` goes to ring slot ``(0 - k) mod (m + 1)`` with
+        ``head = 0``. The ring's order is the rows' order, so the directions, and the run, continue
+        bit for bit. A state with another number of rows than ``history`` is refused (ValueError)."""
+        present = self._arrays_in(state)
         self.reset()
         if not present:
             return
