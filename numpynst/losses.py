@@ -88,7 +88,9 @@ def gram_matrix(a: Array) -> Array:
     """
     nC = _hwc(a, "a")[2]
     A = _as_matrix(a, nC)
-    return A.T @ A  # matmul on a transposed view: BLAS reads it transposed, nothing is copied
+    # A^T A on a transposed view (BLAS reads it transposed, nothing is copied; NumPy runs a product of
+    # a matrix with its own transpose as syrk), in bands of rows on the convolutions' threads
+    return gram_rows(A)
 
 
 def gram_backward(dG: Array, a: Array) -> Array:
@@ -116,7 +118,9 @@ def gram_backward(dG: Array, a: Array) -> Array:
         raise ValueError(f"dG must have shape ({nC}, {nC}) for activations of shape "
                          f"{tuple(a.shape)}, got {tuple(dG.shape)}")
     A = _as_matrix(a, nC)
-    return (A @ (dG + dG.T)).reshape(a.shape)
+    xp = get_xp(A, dG)
+    out = xp.empty(A.shape, dtype=xp.result_type(A, dG))
+    return rows_product(A, dG + dG.T, out).reshape(a.shape)       # A (dG + dG^T), bands of rows
 
 
 def content_cost(a_C: Array, a_G: Array) -> tuple[Array, Array]:
@@ -539,7 +543,7 @@ def moments(a: Array) -> tuple[Array, Array]:
     the sums that the mean and the covariance are made of (``s2`` is the Gram matrix)."""
     nC = a.shape[-1]
     A = a.reshape(-1, nC)
-    return A.sum(axis=0), A.T @ A
+    return A.sum(axis=0), gram_rows(A)
 
 
 def mean_cov_target(s1: Array, s2: Array, count: float) -> MeanCovTarget:
@@ -627,7 +631,9 @@ def moments_backward(ds1: Array, ds2: Array, a: Array) -> Array:
     nC = a.shape[-1]
     A = a.reshape(-1, nC)
     xp = get_xp(a)
-    return (A @ (ds2 + ds2.T) + xp.asarray(ds1, dtype=a.dtype)).reshape(a.shape)
+    out = rows_product(A, ds2 + ds2.T, xp.empty(A.shape, dtype=xp.result_type(A, ds2)))
+    out += xp.asarray(ds1, dtype=a.dtype)
+    return out.reshape(a.shape)
 
 
 def mean_cov_cost(a: Array, target: MeanCovTarget) -> tuple[Array, tuple]:
@@ -721,7 +727,7 @@ def swd_cost(a: Array, V: Array, Q: Array) -> tuple[Array, SwdCache]:
         raise ValueError(f"swd_cost: a has {P} positions x {nC} channels, V {tuple(V.shape)} and "
                          f"Q {tuple(Q.shape)}; V must be ({nC}, K) and Q ({P}, K)")
     xp = get_xp(a)
-    X = a.reshape(P, nC) @ V
+    X = rows_product(a.reshape(P, nC), V, xp.empty((P, K), dtype=xp.result_type(a, V)))
     order = xp.argsort(X, axis=0)
     diff = xp.take_along_axis(X, order, axis=0) - Q
     J = xp.sum(diff * diff) * (1.0 / (P * K))
@@ -740,7 +746,8 @@ def swd_backward(cache: SwdCache) -> Array:
     P, K = cache.diff.shape
     dX = xp.empty_like(cache.diff)
     dX[cache.order, xp.arange(K)[None, :]] = cache.diff * (2.0 / (P * K))
-    return (dX @ cache.V.T).reshape(cache.shape)
+    V = cache.V
+    return rows_product(dX, V.T, xp.empty((P, V.shape[0]), dtype=xp.result_type(dX, V))).reshape(cache.shape)
 
 
 def swd_at_blank(Q: Array) -> float:

@@ -64,6 +64,7 @@ import numpy as np
 
 from .backend import get_xp
 from .errors import OptionError
+from .layers.fast.parallel import rows_product
 from .losses import (gram_backward, gram_matrix, mean_cov_at_blank, mean_cov_from_sums,
                      mean_cov_sums_backward, mean_cov_target, moments, moments_backward, quantiles,
                      style_at_blank, style_from_gram, style_layer_cost, style_layer_cost_weighted,
@@ -232,7 +233,9 @@ class SwdStatistic(StyleStatistic):
                               f"style layers, or --style-loss mean-cov/gram")
 
     def measure(self, a, where=None):
-        return (a.reshape(-1, a.shape[-1]) @ self.V,)
+        A = a.reshape(-1, a.shape[-1])
+        xp = get_xp(A)
+        return (rows_product(A, self.V, xp.empty((A.shape[0], self.K), dtype=xp.result_type(A, self.V))),)
 
     def target(self, pieces, positions):
         Q = quantiles([X for (X,), _, _ in pieces], [w for _, _, w in pieces], positions)
