@@ -301,8 +301,12 @@ class LBFGS(Optimizer):
         next step overwrites it. So a push moves two vectors into place instead of rewriting the
         whole ``(m, n)`` history, and nothing depends on a value read on the host."""
         m, n = self.history, x.shape[0]
-        self._S = xp.zeros((m + 1, n), dtype=x.dtype)
-        self._Y = xp.zeros((m + 1, n), dtype=x.dtype)
+        # zeros written, not only mapped (np.zeros is calloc: its pages would become resident one
+        # pair per push, the process growing until the history is full): all the memory from step 1
+        self._S = xp.empty((m + 1, n), dtype=x.dtype)
+        self._Y = xp.empty((m + 1, n), dtype=x.dtype)
+        self._S.fill(0)
+        self._Y.fill(0)
         self._rho = xp.zeros((m + 1,), dtype=x.dtype)     # 0 marks an empty slot
         self._head = xp.zeros((), dtype=np.int64)
         self._q, self._r, self._w = (xp.empty((n,), dtype=x.dtype) for _ in range(3))

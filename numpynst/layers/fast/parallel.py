@@ -161,8 +161,11 @@ def run(ref: Array, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
     """
     n = parallel_for(ref)
     if n <= 1 or len(items) <= 1:
-        for item in items:
-            fn(item)
+        # one chunk where a pool would run: BLAS at one thread as in the pool (one_blas_thread), so
+        # that no BLAS thread wakes to spin beside the next layer's pool
+        with one_blas_thread(ref) if n > 1 else contextlib.nullcontext():
+            for item in items:
+                fn(item)
         return
     pool = _pool(n)
     _enter_single_blas()
