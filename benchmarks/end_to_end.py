@@ -7,7 +7,7 @@ VGG19 weights, the same pixels, its targets from its own forwards, the gradient 
 
     nice -n 10 python benchmarks/end_to_end.py --sizes 256 512 1024 --evaluations 100 100 20 \\
         --repeat 3 --threads 2 --json benchmarks/results/end_to_end_after.json
-    python benchmarks/end_to_end.py --memory 2048 --evaluations 5      # RSS per step of a 2048 px run
+    python benchmarks/end_to_end.py --memory 2048 --evaluations 5 [--before DIR]   # RSS per step, 2048 px
 
 How it measures:
 
@@ -425,10 +425,10 @@ def main(argv=None) -> int:
         return 0
     if args.memory is not None:
         print(f"machine: {_machine(args.threads)}")
-        r = _spawn("memory", args.memory, args.evaluations[0], args)
+        r = _spawn("memory", args.memory, args.evaluations[0], args, args.before)    # --before: that checkout's
         rss = [v / 2**30 for v in r["rss_per_iteration_bytes"]]
         print(f"== {args.memory} px whole image ({r['hw'][1]}x{r['hw'][0]}), {r['evaluations']} evaluations, "
-              f"{r['seconds']:.0f} s")
+              f"{r['seconds']:.0f} s, numpynst of {args.before or ROOT}")
         print("  RSS after each iteration (GiB): " + " ".join(f"{v:.2f}" for v in rss))
         print(f"  growth from iteration 2 to the last: {(rss[-1] - rss[1]) if len(rss) > 1 else 0.0:+.3f} GiB; "
               f"peak RSS {r['maxrss_bytes'] / 2**30:.2f} GiB")
