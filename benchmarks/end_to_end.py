@@ -448,6 +448,10 @@ def main(argv=None) -> int:
             theirs.append(_spawn("torch", size, e, args))
             if args.before:
                 before.append(_spawn("numpynst", size, e, args, args.before))
+            if args.json:           # what is done so far, in case the rest is cut short
+                _write(args.json, {"label": args.label, "machine": _machine(args.threads), "threads": args.threads,
+                                   "repeat": args.repeat, "partial": True,
+                                   "sizes": rows + [_summary(size, e, ours, theirs, None, before)]})
         alloc = _spawn("allocations", size, e, args) if args.count_evaluations else None
         alloc_before = (_spawn("allocations", size, e, args, args.before)
                         if args.count_evaluations and args.before else None)
