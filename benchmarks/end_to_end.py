@@ -412,8 +412,13 @@ def main(argv=None) -> int:
     ap.add_argument("--numpynst", default=None, help=argparse.SUPPRESS)      # a worker's checkout
     ap.add_argument("--memory", type=int, default=None, metavar="SIZE",
                     help="instead: RSS per iteration of one whole-image numpynst run at SIZE px")
+    ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                    help="instead: print the markdown tables of stored results (benchmarks/README.md)")
     ap.add_argument("--worker", choices=("numpynst", "torch", "allocations", "memory"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_tables(args.table))
+        return 0
     if args.worker:
         sys.path[:0] = [args.numpynst or ROOT, HERE]     # the numpynst to measure; torch_objective, alloc_count
         args.size, args.evaluations = args.sizes[0], args.evaluations[0]
@@ -463,6 +468,59 @@ def main(argv=None) -> int:
         _write(args.json, {"label": args.label, "machine": _machine(args.threads), "threads": args.threads,
                            "repeat": args.repeat, "sizes": rows})
     return 0
+
+
+def markdown_tables(paths: list) -> str:
+    """The README's tables from stored results: the whole run (before, after, PyTorch), its
+    breakdown, and the allocations per iteration."""
+    runs, allocs, memory = [], [], []
+    for path in paths:
+        with open(path) as fh:
+            data = json.load(fh)
+        if "memory" in data:
+            memory.append((data.get("label", ""), data["memory"]))
+        for row in data.get("sizes", []):
+            (runs if "median" in row else allocs).append(row)
+            if "median" in row and row.get("allocations"):
+                allocs.append(row)
+    out = ["| size | evaluations | runs | before: wall s (x PyTorch) | after: wall s (x PyTorch) | PyTorch wall s "
+           "| after: CPU s (x PyTorch) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in runs:
+        m = row["median"]
+        b, n, t = m.get("numpynst_before"), m["numpynst"], m["torch"]
+        before = f"{b['wall']:.1f} ({b['wall'] / t['wall']:.2f}x)" if b else "-"
+        out.append(f"| {row['size']} px | {row['evaluations']} | {len(row['numpynst'])} | {before} | "
+                   f"**{n['wall']:.1f} ({m['ratio_wall']:.2f}x)** | {t['wall']:.1f} | {n['cpu']:.1f} ({m['ratio_cpu']:.2f}x) |")
+    out += ["", "| size | side | set-up s | VGG ms/eval | losses ms/eval | optimiser s | other s "
+                "| (losses + optimiser) / VGG | PyTorch: set-up s, ms/eval |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in runs:
+        m, e = row["median"], row["evaluations"]
+        t = m["torch"]
+        for key, label in (("numpynst_before", "before"), ("numpynst", "after")):
+            if key not in m:
+                continue
+            n, pw = m[key], m[key]["parts_wall"]
+            torch_cell = f"{t['parts_wall']['setup']:.2f}, {1e3 * t['per_eval']:.0f}" if key == "numpynst" else ""
+            out.append(f"| {row['size']} px | {label} | {pw['setup']:.2f} | {1e3 * pw['vgg'] / e:.0f} | "
+                       f"{1e3 * pw['losses'] / e:.1f} | {pw['optimiser']:.2f} | {pw['other']:.2f} | "
+                       f"{100 * n['per_eval_beyond_vgg_share']:.1f}% | {torch_cell} |")
+    if allocs:
+        out += ["", "| size | side | buffers outside VGG | MiB outside VGG | buffers inside VGG | MiB inside VGG |",
+                "|---:|---|---:|---:|---:|---:|"]
+        for row in allocs:
+            for key, label in (("allocations_before", "before"), ("allocations", "after")):
+                a = row.get(key)
+                if a:
+                    s = a["steady_median"]
+                    out.append(f"| {row['size']} px | {label} | {s['outside_calls']:.0f} | {s['outside_bytes'] / 2**20:.1f} | "
+                               f"{s['vgg_calls']:.0f} | {s['vgg_bytes'] / 2**20:.1f} |")
+    if memory:
+        out += ["", "| run | size | evaluations | RSS after each iteration, GiB | peak RSS, GiB |", "|---|---|---:|---|---:|"]
+        for label, r in memory:
+            rss = " ".join(f"{v / 2**30:.2f}" for v in r["rss_per_iteration_bytes"])
+            out.append(f"| {label} | {r['hw'][1]}x{r['hw'][0]} | {r['evaluations']} | {rss} | {r['maxrss_bytes'] / 2**30:.2f} |")
+    return "\n".join(out)
 
 
 def _write(path: str, data: dict) -> None:
