@@ -483,17 +483,18 @@ def markdown_tables(paths: list) -> str:
             (runs if "median" in row else allocs).append(row)
             if "median" in row and row.get("allocations"):
                 allocs.append(row)
-    out = ["| size | evaluations | runs | before: wall s (x PyTorch) | after: wall s (x PyTorch) | PyTorch wall s "
-           "| after: CPU s (x PyTorch) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [] if not runs else [
+        "| size | evaluations | runs | before: wall s (x PyTorch) | after: wall s (x PyTorch) | PyTorch wall s "
+        "| after: CPU s (x PyTorch) |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in runs:
         m = row["median"]
         b, n, t = m.get("numpynst_before"), m["numpynst"], m["torch"]
         before = f"{b['wall']:.1f} ({b['wall'] / t['wall']:.2f}x)" if b else "-"
         out.append(f"| {row['size']} px | {row['evaluations']} | {len(row['numpynst'])} | {before} | "
                    f"**{n['wall']:.1f} ({m['ratio_wall']:.2f}x)** | {t['wall']:.1f} | {n['cpu']:.1f} ({m['ratio_cpu']:.2f}x) |")
-    out += ["", "| size | side | set-up s | VGG ms/eval | losses ms/eval | optimiser s | other s "
-                "| (losses + optimiser) / VGG | PyTorch: set-up s, ms/eval |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out += [] if not runs else [
+        "", "| size | side | set-up s | VGG ms/eval | losses ms/eval | optimiser s | other s "
+            "| (losses + optimiser) / VGG | PyTorch: set-up s, ms/eval |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in runs:
         m, e = row["median"], row["evaluations"]
         t = m["torch"]
@@ -506,7 +507,7 @@ def markdown_tables(paths: list) -> str:
                        f"{1e3 * pw['losses'] / e:.1f} | {pw['optimiser']:.2f} | {pw['other']:.2f} | "
                        f"{100 * n['per_eval_beyond_vgg_share']:.1f}% | {torch_cell} |")
     if allocs:
-        out += ["", "| size | side | buffers outside VGG | MiB outside VGG | buffers inside VGG | MiB inside VGG |",
+        out += ["" if out else None, "| size | side | buffers outside VGG | MiB outside VGG | buffers inside VGG | MiB inside VGG |",
                 "|---:|---|---:|---:|---:|---:|"]
         for row in allocs:
             for key, label in (("allocations_before", "before"), ("allocations", "after")):
@@ -516,11 +517,11 @@ def markdown_tables(paths: list) -> str:
                     out.append(f"| {row['size']} px | {label} | {s['outside_calls']:.0f} | {s['outside_bytes'] / 2**20:.1f} | "
                                f"{s['vgg_calls']:.0f} | {s['vgg_bytes'] / 2**20:.1f} |")
     if memory:
-        out += ["", "| run | size | evaluations | RSS after each iteration, GiB | peak RSS, GiB |", "|---|---|---:|---|---:|"]
+        out += ["" if out else None, "| run | size | evaluations | RSS after each iteration, GiB | peak RSS, GiB |", "|---|---|---:|---|---:|"]
         for label, r in memory:
             rss = " ".join(f"{v / 2**30:.2f}" for v in r["rss_per_iteration_bytes"])
             out.append(f"| {label} | {r['hw'][1]}x{r['hw'][0]} | {r['evaluations']} | {rss} | {r['maxrss_bytes'] / 2**30:.2f} |")
-    return "\n".join(out)
+    return "\n".join(line for line in out if line is not None)
 
 
 def _write(path: str, data: dict) -> None:
