@@ -238,17 +238,17 @@ class LBFGS(Optimizer):
        (J 3.3e5 -> 3.3e5 in 120 steps on tutorial 6's texture). Growing t by 4 per accepted step
        reaches a useful step size in a few steps (J 3.3e5 -> 1.0 on that texture, Adam 62); an
        overshoot costs one rejected trial, after which the quadratic fit shrinks t again.
-    6. **History**: an accepted pair (s, y) = (t d, g_t - g) is pushed into row 0 (rows shift
-       down, the oldest drops out) only if it satisfies the curvature condition
+    6. **History**: an accepted pair (s, y) = (t d, g_t - g) becomes row 0 (the others move one
+       row down, the oldest drops out) only if it satisfies the curvature condition
        s.y > eps |s| |y| — i.e. cos(s, y) > eps, which keeps H positive definite; a pair failing
-       it, or a rejected trial, leaves the history untouched. The trial pair is written into the
-       ring's spare slot every step and a push only advances the ring's head (a ``where`` on a 0-d
-       device integer), so the oldest pair drops out without any row being moved. (The test is on the cosine rather than s.y > eps |y|^2
-       because the cosine is invariant to rescaling f and x: pixel-scale images and losses of
-       1e10 would otherwise move the threshold by orders of magnitude.)
+       it, or a rejected trial, leaves the history untouched. (The test is on the cosine rather
+       than s.y > eps |y|^2 because the cosine is invariant to rescaling f and x: pixel-scale
+       images and losses of 1e10 would otherwise move the threshold by orders of magnitude.)
+       No row moves in memory: the trial pair is written into the ring's spare slot every step
+       and a push only advances the ring's head (a ``where`` on a 0-d device integer).
 
     Costs per step, beyond the evaluation: about 4m dot products and 4m axpys of length n for the
-    recursion and two vector copies into the ring, all in preallocated vectors: the only new
+    recursion and two vector copies into the ring, in two preallocated vectors: the only new
     vector of a step is the trial point handed to ``fun``. The new point is returned in the
     trial's vectors (``x_t`` and ``fun``'s gradient, the old values copied back into them where a
     trial is rejected), so ``fun`` must return a new gradient array at each call (as every
@@ -285,7 +285,7 @@ class LBFGS(Optimizer):
 
     def reset(self) -> None:
         self._S = self._Y = self._rho = self._head = None          # the ring (see _init_state)
-        self._q = self._r = self._w = self._finite = None           # scratch vectors
+        self._q = self._w = self._finite = None                     # scratch vectors
         self.gamma = self.t = self.accepted = None
 
     def _init_state(self, xp, x: Array) -> None:
@@ -309,7 +309,7 @@ class LBFGS(Optimizer):
         self._Y.fill(0)
         self._rho = xp.zeros((m + 1,), dtype=x.dtype)     # 0 marks an empty slot
         self._head = xp.zeros((), dtype=np.int64)
-        self._q, self._r, self._w = (xp.empty((n,), dtype=x.dtype) for _ in range(3))
+        self._q, self._w = (xp.empty((n,), dtype=x.dtype) for _ in range(2))
         self._finite = xp.empty((n,), dtype=bool)
         self.gamma = xp.zeros((), dtype=x.dtype)   # s.y / y.y of the newest pair (0: none yet)
         self.t = xp.ones((), dtype=x.dtype)
@@ -360,7 +360,7 @@ class LBFGS(Optimizer):
             setattr(self, key, xp.asarray(state[key]))
 
     def _direction(self, xp, g: Array) -> tuple[Array, Array]:
-        """Quasi-Newton direction d (in the scratch vector ``_r``) and its slope g.d (< 0).
+        """Quasi-Newton direction d (in the scratch vector ``_q``) and its slope g.d (< 0).
 
         The recursion of step 1, each ``a y_i`` and ``(a_i - b) s_i`` formed in the scratch vector
         ``_w`` and added in place: the same operations in the same order as
@@ -368,7 +368,7 @@ class LBFGS(Optimizer):
         S, Y, rho = self._S, self._Y, self._rho
         m = self.history
         slots = [self._slot(i) for i in range(m)]      # newest -> oldest, 0-d device integers
-        q, r, w = self._q, self._r, self._w
+        q, w = self._q, self._w
         xp.copyto(q, g)
         alphas = []
         for k in slots:                         # newest -> oldest
@@ -378,7 +378,7 @@ class LBFGS(Optimizer):
             alphas.append(a)
         gamma0 = 1.0 / xp.maximum(xp.sum(xp.abs(g, out=w)), 1.0)
         gamma = xp.where(rho[slots[0]] > 0, self.gamma, gamma0)
-        xp.multiply(q, gamma, out=r)
+        r = xp.multiply(q, gamma, out=q)        # q is spent: r takes its place
         for i in reversed(range(m)):            # oldest -> newest
             k = slots[i]
             b = rho[k] * (Y[k] @ r)
