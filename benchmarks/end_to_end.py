@@ -154,7 +154,6 @@ def worker_numpynst(args) -> dict:
 
 
 def worker_torch(args) -> dict:
-    import numpy as np
     import torch
 
     from numpynst.image import resize_to, scaled_shape
@@ -195,8 +194,8 @@ def worker_torch(args) -> dict:
     s0 = (time.perf_counter(), time.process_time())
     opt.step(closure)
     clock.add("step", time.perf_counter() - s0[0], time.process_time() - s0[1])
-    picture = x.detach().numpy().transpose(0, 2, 3, 1)      # the result, as a user would take it
-    np.clip(picture, -255.0, 255.0)
+    picture = x.detach().numpy().transpose(0, 2, 3, 1).copy()      # the result, as a user would take it
+    del picture
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     if len(values) != args.evaluations:
         raise RuntimeError(f"torch made {len(values)} evaluations, expected {args.evaluations}")
@@ -224,7 +223,6 @@ def worker_allocations(args) -> dict:
     counter = AllocationCounter()
     marks: list = []          # (calls, bytes, sizes index) at each step start
     inside = {"calls": 0, "bytes": 0, "depth": 0}
-    per_step_inside: list = []
 
     for attr in ("forward_tape", "backward_tape"):
         real = getattr(VGG, attr)
@@ -378,7 +376,8 @@ def _print(row: dict) -> None:
                   f"{n['cpu'] / t['cpu']:.2f} x its CPU")
             pw = n["parts_wall"]
             print("              " + "  ".join(f"{k} {pw[k]:.2f} s" for k in PARTS))
-            print(f"              per evaluation: VGG {n['per_eval_vgg'] * 1e3:.1f} ms, losses {n['per_eval_losses'] * 1e3:.1f} ms "
+            print(f"              per evaluation: VGG {n['per_eval_vgg'] * 1e3:.1f} ms, "
+                  f"losses {n['per_eval_losses'] * 1e3:.1f} ms "
                   f"(losses + optimiser {100 * n['per_eval_beyond_vgg_share']:.1f}% of VGG; with everything else "
                   f"{100 * n['beyond_vgg_share']:.1f}%)")
         tw = t["parts_wall"]
@@ -491,10 +490,12 @@ def markdown_tables(paths: list) -> str:
         b, n, t = m.get("numpynst_before"), m["numpynst"], m["torch"]
         before = f"{b['wall']:.1f} ({b['wall'] / t['wall']:.2f}x)" if b else "-"
         out.append(f"| {row['size']} px | {row['evaluations']} | {len(row['numpynst'])} | {before} | "
-                   f"**{n['wall']:.1f} ({m['ratio_wall']:.2f}x)** | {t['wall']:.1f} | {n['cpu']:.1f} ({m['ratio_cpu']:.2f}x) |")
+                   f"**{n['wall']:.1f} ({m['ratio_wall']:.2f}x)** | {t['wall']:.1f} | "
+                   f"{n['cpu']:.1f} ({m['ratio_cpu']:.2f}x) |")
     out += [] if not runs else [
         "", "| size | side | set-up s | VGG ms/eval | losses ms/eval | optimiser s | other s "
-            "| (losses + optimiser) / VGG | PyTorch: set-up s, ms/eval |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| (losses + optimiser) / VGG | PyTorch: set-up s, ms/eval |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in runs:
         m, e = row["median"], row["evaluations"]
         t = m["torch"]
@@ -507,20 +508,24 @@ def markdown_tables(paths: list) -> str:
                        f"{1e3 * pw['losses'] / e:.1f} | {pw['optimiser']:.2f} | {pw['other']:.2f} | "
                        f"{100 * n['per_eval_beyond_vgg_share']:.1f}% | {torch_cell} |")
     if allocs:
-        out += ["" if out else None, "| size | side | buffers outside VGG | MiB outside VGG | buffers inside VGG | MiB inside VGG |",
+        out += ["" if out else None,
+                "| size | side | buffers outside VGG | MiB outside VGG | buffers inside VGG | MiB inside VGG |",
                 "|---:|---|---:|---:|---:|---:|"]
         for row in allocs:
             for key, label in (("allocations_before", "before"), ("allocations", "after")):
                 a = row.get(key)
                 if a:
                     s = a["steady_median"]
-                    out.append(f"| {row['size']} px | {label} | {s['outside_calls']:.0f} | {s['outside_bytes'] / 2**20:.1f} | "
-                               f"{s['vgg_calls']:.0f} | {s['vgg_bytes'] / 2**20:.1f} |")
+                    out.append(f"| {row['size']} px | {label} | {s['outside_calls']:.0f} | "
+                               f"{s['outside_bytes'] / 2**20:.1f} | {s['vgg_calls']:.0f} | "
+                               f"{s['vgg_bytes'] / 2**20:.1f} |")
     if memory:
-        out += ["" if out else None, "| run | size | evaluations | RSS after each iteration, GiB | peak RSS, GiB |", "|---|---|---:|---|---:|"]
+        out += ["" if out else None, "| run | size | evaluations | RSS after each iteration, GiB | peak RSS, GiB |",
+                "|---|---|---:|---|---:|"]
         for label, r in memory:
             rss = " ".join(f"{v / 2**30:.2f}" for v in r["rss_per_iteration_bytes"])
-            out.append(f"| {label} | {r['hw'][1]}x{r['hw'][0]} | {r['evaluations']} | {rss} | {r['maxrss_bytes'] / 2**30:.2f} |")
+            out.append(f"| {label} | {r['hw'][1]}x{r['hw'][0]} | {r['evaluations']} | {rss} | "
+                       f"{r['maxrss_bytes'] / 2**30:.2f} |")
     return "\n".join(line for line in out if line is not None)
 
 

@@ -127,7 +127,8 @@ class StyleStatistic(abc.ABC):
         J, d = self.cost(self.measure(a), target, a.shape[-3] * a.shape[-2])
         return J, self.backward(d, a)
 
-    def weighted_layer_cost(self, target: Any, a: Array, weight: float, out: Array | None = None) -> tuple[Array, Array]:
+    def weighted_layer_cost(self, target: Any, a: Array, weight: float,
+                            out: Array | None = None) -> tuple[Array, Array]:
         """``(J, weight dJ/da)``, ``J`` unweighted: :meth:`layer_cost` with the gradient multiplied by
         ``weight`` (what the objective sends backwards). ``out``: a buffer like ``a`` that a statistic
         may write the gradient into (this default does not use it; the Gram statistic does)."""
