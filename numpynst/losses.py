@@ -298,8 +298,8 @@ def style_layer_cost_weighted(G_S: Array, a_G: Array, weight: float = 1.0,
     Args:
         G_S, a_G: as :func:`style_layer_cost`.
         weight: the factor of the gradient (an objective's ``beta lambda_l / s_l``).
-        out: a buffer shaped and typed like ``a_G`` for the gradient (``None``: a new one). It must
-            not be ``a_G``.
+        out: a C-contiguous buffer shaped like ``a_G`` for the gradient (``None``: a new one in
+            ``a_G``'s dtype). It must not be ``a_G``.
     """
     xp = get_xp(G_S, a_G)
     nH, nW, nC = _hwc(a_G, "a_G")
@@ -315,7 +315,10 @@ def style_layer_cost_weighted(G_S: Array, a_G: Array, weight: float = 1.0,
     M = E + E.T                                  # dG + dG^T = 2 k (E + E^T)
     M *= 2.0 * k * weight
     if out is None:
-        out = xp.empty_like(a_G)
+        out = xp.empty(a_G.shape, dtype=a_G.dtype)
+    elif tuple(out.shape) != tuple(a_G.shape) or not out.flags.c_contiguous:
+        raise ValueError(f"style_layer_cost_weighted: out must be a C-contiguous array of shape "
+                         f"{tuple(a_G.shape)}, got {tuple(out.shape)}")
     rows_product(A, M, _as_matrix(out, nC))
     return _scalar(xp, J, a_G.dtype), out
 

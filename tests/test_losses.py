@@ -309,6 +309,8 @@ def test_weighted_style_cost_is_the_weight_times_the_textbook_one(xp, rng, shape
     assert rel_error(style_layer_cost_weighted(G_S, a, w)[1], num) < GRAD_TOL
     with pytest.raises(ValueError, match="G_S must be"):
         style_layer_cost_weighted(G_S[:-1, :-1], a, w)
+    with pytest.raises(ValueError, match="out must be a C-contiguous"):
+        style_layer_cost_weighted(G_S, a, w, xp.zeros(a.shape[::-1]).T)
 
 
 @pytest.mark.parametrize("workers", [2, 3])
