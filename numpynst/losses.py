@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Sequence
 
 from .backend import get_xp
+from .layers.fast.parallel import gram_rows, rows_product
 
 Array = Any
 
@@ -87,7 +88,9 @@ def gram_matrix(a: Array) -> Array:
     """
     nC = _hwc(a, "a")[2]
     A = _as_matrix(a, nC)
-    return A.T @ A  # matmul on a transposed view: BLAS reads it transposed, nothing is copied
+    # A^T A on a transposed view (BLAS reads it transposed, nothing is copied; NumPy runs a product of
+    # a matrix with its own transpose as syrk), in bands of rows on the convolutions' threads
+    return gram_rows(A)
 
 
 def gram_backward(dG: Array, a: Array) -> Array:
@@ -115,7 +118,9 @@ def gram_backward(dG: Array, a: Array) -> Array:
         raise ValueError(f"dG must have shape ({nC}, {nC}) for activations of shape "
                          f"{tuple(a.shape)}, got {tuple(dG.shape)}")
     A = _as_matrix(a, nC)
-    return (A @ (dG + dG.T)).reshape(a.shape)
+    xp = get_xp(A, dG)
+    out = xp.empty(A.shape, dtype=xp.result_type(A, dG))
+    return rows_product(A, dG + dG.T, out).reshape(a.shape)       # A (dG + dG^T), bands of rows
 
 
 def content_cost(a_C: Array, a_G: Array) -> tuple[Array, Array]:
@@ -265,6 +270,57 @@ def style_layer_cost(G_S: Array, a_G: Array) -> tuple[Array, Array]:
                          f"{tuple(a_G.shape)}; G_S must be ({nC}, {nC})")
     J, dG = style_from_gram(gram_matrix(a_G), G_S, nH * nW * nC)
     return J, gram_backward(dG, a_G)
+
+
+def style_layer_cost_weighted(G_S: Array, a_G: Array, weight: float = 1.0,
+                              out: Array | None = None) -> tuple[Array, Array]:
+    """:func:`style_layer_cost` with its gradient multiplied by ``weight``, the lean way the
+    objective runs it: ``(J, weight dJ/da_G)``, ``J`` unweighted.
+
+    The same algebra in fewer passes over the activation (``P = nH nW`` positions, ``C`` channels):
+
+    * ``G = A^T A``: NumPy computes a product of a matrix with its own transpose as a symmetric
+      rank-k update (BLAS ``syrk``, half the products of a general ``A^T B``);
+    * ``E = k (G - G_S)`` in ``G``'s own buffer, ``J = sum E^2`` (:func:`style_from_gram`: the
+      ``(C, C)`` work);
+    * the weight goes into the small matrix, not the big gradient: ``dJ/dA = A (dG + dG^T)`` with
+      ``dG = 2 k E`` (:func:`gram_backward`), so ``weight dJ/dA = A M``,
+      ``M = weight (dG + dG^T)`` (``C x C``), one product written straight into ``out``.
+
+    So the activation is read twice (the two products) and the gradient written once, where the
+    textbook path also reads and writes a ``P x C`` array to scale the gradient. Both products run
+    in bands of rows on the threads of the convolutions' pool with BLAS at one thread
+    (:func:`numpynst.layers.fast.parallel.gram_rows`, :func:`~numpynst.layers.fast.parallel.rows_product`):
+    a multi-threaded BLAS call here would leave BLAS's own threads spinning into the next layer's
+    pool. Rounding differs from ``weight * style_layer_cost(...)[1]`` only in the order of the
+    sums (tests compare them in float64).
+
+    Args:
+        G_S, a_G: as :func:`style_layer_cost`.
+        weight: the factor of the gradient (an objective's ``beta lambda_l / s_l``).
+        out: a C-contiguous buffer shaped like ``a_G`` for the gradient (``None``: a new one in
+            ``a_G``'s dtype). It must not be ``a_G``.
+    """
+    xp = get_xp(G_S, a_G)
+    nH, nW, nC = _hwc(a_G, "a_G")
+    if tuple(G_S.shape) != (nC, nC):
+        raise ValueError(f"style_layer_cost: G_S has shape {tuple(G_S.shape)} but a_G has shape "
+                         f"{tuple(a_G.shape)}; G_S must be ({nC}, {nC})")
+    A = _as_matrix(a_G, nC)
+    k = style_constant(nH * nW * nC)
+    E = gram_rows(A)                             # G, symmetric rank-k (syrk), a new (C, C) array
+    E -= xp.asarray(G_S, dtype=E.dtype)
+    E *= k                                       # E = k (G - G_S)
+    J = xp.sum(E * E)
+    M = E + E.T                                  # dG + dG^T = 2 k (E + E^T)
+    M *= 2.0 * k * weight
+    if out is None:
+        out = xp.empty(a_G.shape, dtype=a_G.dtype)
+    elif tuple(out.shape) != tuple(a_G.shape) or not out.flags.c_contiguous:
+        raise ValueError(f"style_layer_cost_weighted: out must be a C-contiguous array of shape "
+                         f"{tuple(a_G.shape)}, got {tuple(out.shape)}")
+    rows_product(A, M, _as_matrix(out, nC))
+    return _scalar(xp, J, a_G.dtype), out
 
 
 def total_variation(x: Array) -> tuple[Array, Array]:
@@ -490,7 +546,7 @@ def moments(a: Array) -> tuple[Array, Array]:
     the sums that the mean and the covariance are made of (``s2`` is the Gram matrix)."""
     nC = a.shape[-1]
     A = a.reshape(-1, nC)
-    return A.sum(axis=0), A.T @ A
+    return A.sum(axis=0), gram_rows(A)
 
 
 def mean_cov_target(s1: Array, s2: Array, count: float) -> MeanCovTarget:
@@ -578,7 +634,9 @@ def moments_backward(ds1: Array, ds2: Array, a: Array) -> Array:
     nC = a.shape[-1]
     A = a.reshape(-1, nC)
     xp = get_xp(a)
-    return (A @ (ds2 + ds2.T) + xp.asarray(ds1, dtype=a.dtype)).reshape(a.shape)
+    out = rows_product(A, ds2 + ds2.T, xp.empty(A.shape, dtype=xp.result_type(A, ds2)))
+    out += xp.asarray(ds1, dtype=a.dtype)
+    return out.reshape(a.shape)
 
 
 def mean_cov_cost(a: Array, target: MeanCovTarget) -> tuple[Array, tuple]:
@@ -672,7 +730,7 @@ def swd_cost(a: Array, V: Array, Q: Array) -> tuple[Array, SwdCache]:
         raise ValueError(f"swd_cost: a has {P} positions x {nC} channels, V {tuple(V.shape)} and "
                          f"Q {tuple(Q.shape)}; V must be ({nC}, K) and Q ({P}, K)")
     xp = get_xp(a)
-    X = a.reshape(P, nC) @ V
+    X = rows_product(a.reshape(P, nC), V, xp.empty((P, K), dtype=xp.result_type(a, V)))
     order = xp.argsort(X, axis=0)
     diff = xp.take_along_axis(X, order, axis=0) - Q
     J = xp.sum(diff * diff) * (1.0 / (P * K))
@@ -691,7 +749,8 @@ def swd_backward(cache: SwdCache) -> Array:
     P, K = cache.diff.shape
     dX = xp.empty_like(cache.diff)
     dX[cache.order, xp.arange(K)[None, :]] = cache.diff * (2.0 / (P * K))
-    return (dX @ cache.V.T).reshape(cache.shape)
+    V = cache.V
+    return rows_product(dX, V.T, xp.empty((P, V.shape[0]), dtype=xp.result_type(dX, V))).reshape(cache.shape)
 
 
 def swd_at_blank(Q: Array) -> float:

@@ -378,12 +378,15 @@ class Objective:
         sc = self.scales            # raw mode: all 1, and the divisions are skipped (exact J)
         j_content, g = content_cost(self.content_target, acts[self.content_layer])
         j_content = j_content if sc.content == 1.0 else j_content / sc.content
-        grads[self.content_layer] = g * xp.asarray(self.alpha / sc.content, dtype=g.dtype)
+        g *= xp.asarray(self.alpha / sc.content, dtype=g.dtype)         # content_cost's own new array
+        grads[self.content_layer] = g
         j_style = xp.zeros((), dtype=x.dtype)
         for n, lam in self.style_layers.items():
-            j, g = self.statistics[n].layer_cost(self.style_targets[n], acts[n])
+            # the weighted gradient, written into a buffer kept across evaluations (the backward
+            # pass only reads it) unless the layer also carries the content's gradient
+            j, g = self.statistics[n].weighted_layer_cost(self.style_targets[n], acts[n], self.beta * lam / sc.style[n],
+                                                          None if n in grads else self._gradient_buffer(n, acts[n]))
             j_style = j_style + (lam if sc.style[n] == 1.0 else lam / sc.style[n]) * j
-            g = g * xp.asarray(self.beta * lam / sc.style[n], dtype=g.dtype)
             grads[n] = grads[n] + g if n in grads else g
         del acts, g                 # the backward pass frees each layer's activations behind it
         if self.loss_dtype == self.model.dtype:
@@ -397,9 +400,19 @@ class Objective:
         j_tv, g_tv = total_variation(x)
         j_tv = j_tv if sc.tv == 1.0 else j_tv / sc.tv
         if self.tv_weight:
-            dx += g_tv * xp.asarray(self.tv_weight / sc.tv, dtype=dx.dtype)
+            g_tv *= xp.asarray(self.tv_weight / sc.tv, dtype=dx.dtype)     # its own new array
+            dx += g_tv
         parts = {"content": j_content, "style": j_style, "tv": j_tv}
         return Evaluation(combine(parts, self.coefficients), dx, parts)
+
+    def _gradient_buffer(self, name: str, like: Array) -> Array:
+        """The buffer for the gradient at layer ``name``, shaped and typed like ``like``, allocated at
+        the first evaluation and reused by the next ones (the backward pass reads it, never writes)."""
+        buffers = self.__dict__.setdefault("_gradient_buffers", {})
+        buf = buffers.get(name)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = buffers[name] = self.xp.empty_like(like)
+        return buf
 
     def value_and_grad(self, x: Array) -> tuple[Array, Array]:
         """``(J, dJ/dx)`` at the preprocessed image ``x`` ``(1, H, W, 3)``; ``J`` a 0-d device array."""

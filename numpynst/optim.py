@@ -36,6 +36,7 @@ import numpy as np
 from .backend import get_xp, to_host
 from .checks import integer, positive_number
 from .errors import ClusterLost, OptionError
+from .layers.fast.parallel import one_blas_thread
 
 Array = Any
 Objective = Callable[[Array], tuple[Array, Array]]
@@ -100,15 +101,21 @@ class Optimizer:
         out.update({key: getattr(self, key) for key in self._numbers})
         return out
 
-    def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
-        """Continue from ``state`` (a :meth:`state_dict`, possibly through a file), its arrays
-        placed on ``xp`` (NumPy or CuPy) in their own dtype. An optimizer of another kind's state,
-        or a partial one, is refused (ValueError): half a state would silently change the run."""
+    def _arrays_in(self, state: dict[str, Any]) -> list[str]:
+        """The state's array names (all of :attr:`_arrays`, or none before a first step); ValueError
+        for another optimizer's state or a partial one: half a state would silently change the run."""
         if state.get("name") != self.name:
             raise ValueError(f"optimizer state of {state.get('name')!r} cannot continue {self.name!r}")
         present = [k for k in self._arrays if k in state]
         if present and len(present) != len(self._arrays):
             raise ValueError(f"{self.name} state is incomplete: has {present}, needs {list(self._arrays)}")
+        return present
+
+    def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`, possibly through a file), its arrays
+        placed on ``xp`` (NumPy or CuPy) in their own dtype. An optimizer of another kind's state,
+        or a partial one, is refused (ValueError): half a state would silently change the run."""
+        present = self._arrays_in(state)
         self.reset()
         for key in present:
             setattr(self, key, xp.asarray(state[key]))
@@ -212,9 +219,10 @@ class LBFGS(Optimizer):
        H0 = gamma I with gamma = s.y / y.y of the newest pair (the scale of the inverse Hessian
        along the last step). With no pair yet, gamma = 1 / max(1, |g|_1), so the first trial step
        moves x by at most 1 in the 1-norm: a safe, scale-free start.
-       The history is a preallocated (m, n) buffer per S and Y, **newest pair in row 0**; empty
-       rows have rho = 0, which makes a_i = b = 0: they contribute nothing, so the recursion
-       always runs over all m rows with no host-side test of how many are filled.
+       The history is a ring of m + 1 preallocated slots per S and Y (:meth:`_init_state`);
+       row i of the history (**newest first**) is slot (head - i) mod (m + 1). Empty rows have
+       rho = 0, which makes a_i = b = 0: they contribute nothing, so the recursion always runs
+       over all m rows with no host-side test of how many are filled.
     2. **Descent safeguard**: if g.d >= 0 (or is NaN), use d = -gamma g instead (``where``).
     3. **Trial**: x_t = x + t d, (f_t, g_t) = fun(x_t). t is a 0-d device array, 1 after an
        accepted step.
@@ -230,17 +238,21 @@ class LBFGS(Optimizer):
        (J 3.3e5 -> 3.3e5 in 120 steps on tutorial 6's texture). Growing t by 4 per accepted step
        reaches a useful step size in a few steps (J 3.3e5 -> 1.0 on that texture, Adam 62); an
        overshoot costs one rejected trial, after which the quadratic fit shrinks t again.
-    6. **History**: an accepted pair (s, y) = (t d, g_t - g) is pushed into row 0 (rows shift
-       down, the oldest drops out) only if it satisfies the curvature condition
+    6. **History**: an accepted pair (s, y) = (t d, g_t - g) becomes row 0 (the others move one
+       row down, the oldest drops out) only if it satisfies the curvature condition
        s.y > eps |s| |y| — i.e. cos(s, y) > eps, which keeps H positive definite; a pair failing
-       it, or a rejected trial, leaves the history untouched. The push is a ``where`` between the
-       shifted and the unshifted buffer. (The test is on the cosine rather than s.y > eps |y|^2
-       because the cosine is invariant to rescaling f and x: pixel-scale images and losses of
-       1e10 would otherwise move the threshold by orders of magnitude.)
+       it, or a rejected trial, leaves the history untouched. (The test is on the cosine rather
+       than s.y > eps |y|^2 because the cosine is invariant to rescaling f and x: pixel-scale
+       images and losses of 1e10 would otherwise move the threshold by orders of magnitude.)
+       No row moves in memory: the trial pair is written into the ring's spare slot every step
+       and a push only advances the ring's head (a ``where`` on a 0-d device integer).
 
     Costs per step, beyond the evaluation: about 4m dot products and 4m axpys of length n for the
-    recursion, plus rewriting the (m, n) buffers on a push — O(m n), negligible next to a VGG
-    forward/backward pass.
+    recursion and two vector copies into the ring, in two preallocated vectors: the only new
+    vector of a step is the trial point handed to ``fun``. The new point is returned in the
+    trial's vectors (``x_t`` and ``fun``'s gradient, the old values copied back into them where a
+    trial is rejected), so ``fun`` must return a new gradient array at each call (as every
+    objective here does; the caller keeps the previous one).
 
     Args:
         history: m, the number of curvature pairs kept (>= 1).
@@ -272,62 +284,137 @@ class LBFGS(Optimizer):
         self.reset()
 
     def reset(self) -> None:
-        self.S = self.Y = self.rho = self.gamma = self.t = self.accepted = None
+        self._S = self._Y = self._rho = self._head = None          # the ring (see _init_state)
+        self._q = self._w = self._finite = None                     # scratch vectors
+        self.gamma = self.t = self.accepted = None
 
     def _init_state(self, xp, x: Array) -> None:
+        """The ring of curvature pairs and the scratch vectors, allocated once: no step allocates
+        anything the size of the image but the trial point it hands to ``fun``.
+
+        **The ring.** ``m + 1`` slots of ``(s, y, rho)``; ``_head`` (a 0-d device integer) is the
+        slot of the newest pair, so the pair ``k`` places older (the history's row ``k``) is in slot
+        ``(head - k) mod (m + 1)`` and the slot ``head + 1`` is the spare. Each step writes its
+        trial pair into the spare unconditionally; a push only advances ``head`` (``where``, on the
+        device), which makes the spare the newest pair and the oldest pair the new spare. A pair
+        that is not pushed stays in the spare, outside the ``m`` slots the recursion reads, and the
+        next step overwrites it. So a push moves two vectors into place instead of rewriting the
+        whole ``(m, n)`` history, and nothing depends on a value read on the host."""
         m, n = self.history, x.shape[0]
-        self.S = xp.zeros((m, n), dtype=x.dtype)
-        self.Y = xp.zeros((m, n), dtype=x.dtype)
-        self.rho = xp.zeros((m,), dtype=x.dtype)   # 0 marks an empty row
+        # zeros written, not only mapped (np.zeros is calloc: its pages would become resident one
+        # pair per push, the process growing until the history is full): all the memory from step 1
+        self._S = xp.empty((m + 1, n), dtype=x.dtype)
+        self._Y = xp.empty((m + 1, n), dtype=x.dtype)
+        self._S.fill(0)
+        self._Y.fill(0)
+        self._rho = xp.zeros((m + 1,), dtype=x.dtype)     # 0 marks an empty slot
+        self._head = xp.zeros((), dtype=np.int64)
+        self._q, self._w = (xp.empty((n,), dtype=x.dtype) for _ in range(2))
+        self._finite = xp.empty((n,), dtype=bool)
         self.gamma = xp.zeros((), dtype=x.dtype)   # s.y / y.y of the newest pair (0: none yet)
         self.t = xp.ones((), dtype=x.dtype)
         self.accepted = xp.zeros((), dtype=bool)
 
-    def _direction(self, xp, g: Array) -> tuple[Array, Array]:
-        """Quasi-Newton direction d and its slope g.d (< 0)."""
-        S, Y, rho = self.S, self.Y, self.rho
+    def _slot(self, k: int) -> Array:
+        """The ring slot of the pair ``k`` places older than the newest (``k = -1``: the spare)."""
+        return (self._head - k) % (self.history + 1)
+
+    def _rows(self, ring: Array) -> Array | None:
+        return None if ring is None else ring[self._slot(get_xp(ring).arange(self.history))]
+
+    @property
+    def S(self) -> Array | None:
+        """The steps ``s_i`` ``(m, n)``, newest first (a copy gathered from the ring; None before the first step)."""
+        return self._rows(self._S)
+
+    @property
+    def Y(self) -> Array | None:
+        """The gradient changes ``y_i`` ``(m, n)``, newest first (a copy, as :attr:`S`)."""
+        return self._rows(self._Y)
+
+    @property
+    def rho(self) -> Array | None:
+        """``1 / (s_i . y_i)`` ``(m,)``, newest first, 0 for an empty row (a copy, as :attr:`S`)."""
+        return self._rows(self._rho)
+
+    def load_state(self, state: dict[str, Any], xp: Any = np) -> None:
+        """Continue from a :meth:`state_dict`. Its ``S``, ``Y``, ``rho`` are the history's rows,
+        newest first (:attr:`S`: the layout of every checkpoint, before the ring and since,
+        whatever slot holds which pair): row ``k`` goes to ring slot ``(0 - k) mod (m + 1)`` with
+        ``head = 0``. The ring's order is the rows' order, so the directions, and the run, continue
+        bit for bit. A state with another number of rows than ``history`` is refused (ValueError)."""
+        present = self._arrays_in(state)
+        self.reset()
+        if not present:
+            return
+        S, Y, rho = (np.asarray(state[k]) for k in ("S", "Y", "rho"))
         m = self.history
-        q = g.copy()
+        if S.ndim != 2 or S.shape[0] != m or Y.shape != S.shape or rho.shape != (m,):
+            raise ValueError(f"lbfgs state holds {S.shape[0] if S.ndim == 2 else '?'} pairs of shape "
+                             f"{S.shape}, this optimizer keeps history={m}")
+        slots = (-np.arange(m)) % (m + 1)
+        self._init_state(xp, xp.asarray(S[0]))
+        for ring, rows in ((self._S, S), (self._Y, Y), (self._rho, rho)):
+            ring[xp.asarray(slots)] = xp.asarray(rows)
+        for key in ("gamma", "t", "accepted"):
+            setattr(self, key, xp.asarray(state[key]))
+
+    def _direction(self, xp, g: Array) -> tuple[Array, Array]:
+        """Quasi-Newton direction d (in the scratch vector ``_q``) and its slope g.d (< 0).
+
+        The recursion of step 1, each ``a y_i`` and ``(a_i - b) s_i`` formed in the scratch vector
+        ``_w`` and added in place: the same operations in the same order as
+        ``q -= a * y_i``, ``r += (a_i - b) * s_i``, so the same numbers, without a temporary."""
+        S, Y, rho = self._S, self._Y, self._rho
+        m = self.history
+        slots = [self._slot(i) for i in range(m)]      # newest -> oldest, 0-d device integers
+        q, w = self._q, self._w
+        xp.copyto(q, g)
         alphas = []
-        for i in range(m):                      # newest -> oldest
-            a = rho[i] * (S[i] @ q)
-            q -= a * Y[i]
+        for k in slots:                         # newest -> oldest
+            a = rho[k] * (S[k] @ q)
+            xp.multiply(Y[k], a, out=w)
+            q -= w
             alphas.append(a)
-        gamma0 = 1.0 / xp.maximum(xp.sum(xp.abs(g)), 1.0)
-        gamma = xp.where(rho[0] > 0, self.gamma, gamma0)
-        r = gamma * q
+        gamma0 = 1.0 / xp.maximum(xp.sum(xp.abs(g, out=w)), 1.0)
+        gamma = xp.where(rho[slots[0]] > 0, self.gamma, gamma0)
+        r = xp.multiply(q, gamma, out=q)        # q is spent: r takes its place
         for i in reversed(range(m)):            # oldest -> newest
-            b = rho[i] * (Y[i] @ r)
-            r += (alphas[i] - b) * S[i]
-        d = -r
+            k = slots[i]
+            b = rho[k] * (Y[k] @ r)
+            xp.multiply(S[k], alphas[i] - b, out=w)
+            r += w
+        d = xp.negative(r, out=r)
         gd = g @ d
         # Descent safeguard: "gd < 0" is False for NaN too, so a broken direction falls back.
         descent = gd < 0
-        d = xp.where(descent, d, -gamma * g)
+        xp.copyto(d, xp.multiply(g, -gamma, out=w), where=~descent)
         gd = xp.where(descent, gd, -gamma * (g @ g))
         return d, gd
 
     def step(self, fun, x, f, g):
         _check_flat(x, g)
         xp = get_xp(x, g)
-        if self.S is None:
+        if self._S is None:
             self._init_state(xp, x)
-        elif self.S.shape[1] != x.shape[0] or self.S.dtype != x.dtype or get_xp(self.S) is not xp:
-            raise ValueError(f"L-BFGS state was built for x of shape ({self.S.shape[1]},) and dtype "
-                             f"{self.S.dtype}, got {x.shape} {x.dtype}; call reset() first")
+        elif self._S.shape[1] != x.shape[0] or self._S.dtype != x.dtype or get_xp(self._S) is not xp:
+            raise ValueError(f"L-BFGS state was built for x of shape ({self._S.shape[1]},) and dtype "
+                             f"{self._S.dtype}, got {x.shape} {x.dtype}; call reset() first")
         # NumPy would warn about inf - inf etc. in a rejected trial's arithmetic; those values are
         # discarded by the where()s, so silence them (errstate does not affect CuPy).
-        with np.errstate(all="ignore"):
+        # one_blas_thread: the dot products stay on this thread, not waking BLAS's threads to spin
+        # beside the objective's (numpynst.layers.fast.parallel)
+        with np.errstate(all="ignore"), one_blas_thread(x):
             d, gd = self._direction(xp, g)
-            t = self.t
-            x_t = x + t * d
+            x_t = xp.multiply(d, self.t)        # t d + x: the trial, the one new vector of a step
+            x_t += x
         f_t, g_t = fun(x_t)
-        with np.errstate(all="ignore"):
-            return self._update(xp, x, f, g, d, gd, x_t, f_t, g_t)
+        with np.errstate(all="ignore"), one_blas_thread(x):
+            return self._update(xp, x, f, g, gd, x_t, f_t, g_t)
 
-    def _update(self, xp, x, f, g, d, gd, x_t, f_t, g_t):
+    def _update(self, xp, x, f, g, gd, x_t, f_t, g_t):
         t = self.t
-        finite = xp.isfinite(f_t) & xp.all(xp.isfinite(g_t))
+        finite = xp.isfinite(f_t) & xp.all(xp.isfinite(g_t, out=self._finite))
         accepted = finite & (f_t <= f + self.c1 * t * gd)
 
         # Next step multiplier: minimizer of the quadratic q(s) with q(0) = f, q'(0) = gd,
@@ -337,9 +424,10 @@ class LBFGS(Optimizer):
         t_quad = -gd * t * t / (2.0 * (f_t - f - gd * t))
         t_quad = xp.where(finite & xp.isfinite(t_quad), xp.clip(t_quad, 0.1 * t, 0.5 * t), 0.1 * t)
 
-        # Curvature pair of the trial; pushed only if accepted and cos(s, y) > eps.
-        s = x_t - x
-        y = g_t - g
+        # Curvature pair of the trial (in the scratch vectors: the direction is spent); pushed
+        # only if accepted and cos(s, y) > eps.
+        s = xp.subtract(x_t, x, out=self._q)
+        y = xp.subtract(g_t, g, out=self._w)
         sy = s @ y
         yy = y @ y
         eps = self.curvature_eps
@@ -348,23 +436,26 @@ class LBFGS(Optimizer):
         push = accepted & (sy > eps * xp.sqrt(s @ s) * xp.sqrt(yy))
         safe_sy = xp.where(push, sy, 1.0)
         safe_yy = xp.where(push, yy, 1.0)
-        self.S = xp.where(push, xp.concatenate((s[None], self.S[:-1])), self.S)
-        self.Y = xp.where(push, xp.concatenate((y[None], self.Y[:-1])), self.Y)
-        self.rho = xp.where(push, xp.concatenate(((1.0 / safe_sy)[None], self.rho[:-1])),
-                            self.rho).astype(x.dtype)
+        spare = self._slot(-1)                  # written every step, made the newest by a push
+        self._S[spare] = s
+        self._Y[spare] = y
+        self._rho[spare] = 1.0 / safe_sy
+        self._head = xp.where(push, spare, self._head)
         self.gamma = xp.where(push, safe_sy / safe_yy, self.gamma).astype(x.dtype)
         self.accepted = accepted
 
         # While no curvature pair is stored (even after this step), an accepted step grows t
         # (extrapolation): gamma0 = 1/|g|_1 is only a safe first guess, and without a pair nothing
         # else corrects it. Once a pair exists, gamma carries the scale and t restarts at 1.
-        t_acc = xp.where(self.rho[0] == 0, t * self.growth, xp.ones_like(t))
+        t_acc = xp.where(self._rho[self._head] == 0, t * self.growth, xp.ones_like(t))
         self.t = xp.where(accepted, t_acc, t_quad).astype(x.dtype)
 
-        x_new = xp.where(accepted, x_t, x)
+        # the new point in the trial's own vectors (x_t is ours; g_t is fun's new array, see step)
+        rejected = ~accepted
+        xp.copyto(x_t, x, where=rejected)
+        xp.copyto(g_t, g, where=rejected)
         f_new = xp.where(accepted, f_t, f)
-        g_new = xp.where(accepted, g_t, g)
-        return x_new, f_new, g_new
+        return x_t, f_new, g_t
 
 
 class MinimizeResult(NamedTuple):
@@ -471,6 +562,7 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
         k = first = integer("resume.step", resume.step, minimum=0, maximum=iterations)
         first += 1
         x, f, g, best_x, best_f = (xp.asarray(a) for a in resume[1:6])
+        best_x = best_x.copy()              # updated in place below: not the caller's array
         done = np.asarray(resume.history, dtype=np.float64)
         hist = xp.empty((iterations + 1, done.shape[1]), dtype=xp.float64)
         hist[:k + 1] = xp.asarray(done)
@@ -516,7 +608,7 @@ def minimize(fun: Objective, x0: Array, optimizer: Optimizer, iterations: int,
             x, k = x_new, step
             improved = f < best_f               # False for NaN: a non-finite value is never best
             best_f = xp.where(improved, f, best_f)
-            best_x = xp.where(improved, x, best_x)
+            xp.copyto(best_x, x, where=improved)        # in place: best_x is this loop's own copy
             if callback is not None and callback(step, x, f, g):
                 stopped = "callback"
                 break

@@ -31,8 +31,11 @@ A **style statistic** is the per-layer object behind ``J_style^l`` (:mod:`numpyn
     ``d`` mapped back to the positions of ``a`` (a whole map or a tile's interior): for a sum over
     positions, ``dJ/da_p`` needs only ``a_p`` and the global ``d``, which is why tiles are exact.
 ``layer_cost(target, a) -> (J, dJ/da)``
-    the whole-map cost, unweighted (:class:`~numpynst.objective.Objective` uses it):
-    ``measure``, ``cost``, ``backward`` in a row unless a statistic has a shorter way.
+    the whole-map cost, unweighted: ``measure``, ``cost``, ``backward`` in a row unless a
+    statistic has a shorter way. ``weighted_layer_cost(target, a, weight, out=None)`` is the same
+    with the gradient times ``weight``, which :class:`~numpynst.objective.Objective` uses (the Gram
+    statistic folds the weight into its ``C x C`` matrix and writes into ``out``:
+    :func:`numpynst.losses.style_layer_cost_weighted`).
 
 A new statistic subclasses :class:`StyleStatistic`, sets ``name`` and ``sums``, implements the
 methods above, and is added to :data:`STATISTICS`; the objectives, the tiles (pass 1 sums the
@@ -61,10 +64,11 @@ import numpy as np
 
 from .backend import get_xp
 from .errors import OptionError
+from .layers.fast.parallel import rows_product
 from .losses import (gram_backward, gram_matrix, mean_cov_at_blank, mean_cov_from_sums,
                      mean_cov_sums_backward, mean_cov_target, moments, moments_backward, quantiles,
-                     style_at_blank, style_from_gram, style_layer_cost, style_target, swd_at_blank,
-                     swd_backward, swd_cost)
+                     style_at_blank, style_from_gram, style_layer_cost, style_layer_cost_weighted,
+                     style_target, swd_at_blank, swd_backward, swd_cost)
 
 Array = Any
 
@@ -123,6 +127,14 @@ class StyleStatistic(abc.ABC):
         J, d = self.cost(self.measure(a), target, a.shape[-3] * a.shape[-2])
         return J, self.backward(d, a)
 
+    def weighted_layer_cost(self, target: Any, a: Array, weight: float,
+                            out: Array | None = None) -> tuple[Array, Array]:
+        """``(J, weight dJ/da)``, ``J`` unweighted: :meth:`layer_cost` with the gradient multiplied by
+        ``weight`` (what the objective sends backwards). ``out``: a buffer like ``a`` that a statistic
+        may write the gradient into (this default does not use it; the Gram statistic does)."""
+        J, g = self.layer_cost(target, a)
+        return J, g * get_xp(g).asarray(weight, dtype=g.dtype)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -157,6 +169,9 @@ class GramStatistic(StyleStatistic):
 
     def layer_cost(self, target, a):
         return style_layer_cost(target, a)
+
+    def weighted_layer_cost(self, target, a, weight, out=None):
+        return style_layer_cost_weighted(target, a, weight, out)
 
 
 class MeanCovStatistic(StyleStatistic):
@@ -219,7 +234,9 @@ class SwdStatistic(StyleStatistic):
                               f"style layers, or --style-loss mean-cov/gram")
 
     def measure(self, a, where=None):
-        return (a.reshape(-1, a.shape[-1]) @ self.V,)
+        A = a.reshape(-1, a.shape[-1])
+        xp = get_xp(A)
+        return (rows_product(A, self.V, xp.empty((A.shape[0], self.K), dtype=xp.result_type(A, self.V))),)
 
     def target(self, pieces, positions):
         Q = quantiles([X for (X,), _, _ in pieces], [w for _, _, w in pieces], positions)

@@ -341,7 +341,10 @@ class VGG:
                 # asarray may hand back the caller's own array: never modify that in place
                 given = grads.pop(name) if release else grads[name]
                 gl = self.xp.asarray(given, dtype=self.dtype)
-                g, owned = (gl, gl is not given) if g is None else (g + gl, True)
+                if g is None:
+                    g, owned = gl, gl is not given
+                else:            # g is an intermediate of ours here (owned): add in place
+                    g += gl
                 del given, gl
             if kind == "conv":
                 conv_cache, relu_cache = cache

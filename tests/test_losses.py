@@ -8,7 +8,8 @@ from numpynst.backend import to_host
 from numpynst.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
 from numpynst.losses import (box_slices, content_at_blank, content_cost, gram_backward, gram_matrix,
                              smoothness, smoothness_box, style_at_blank, style_constant,
-                             style_from_gram, style_layer_cost, style_target, total_variation,
+                             style_from_gram, style_layer_cost, style_layer_cost_weighted, style_target,
+                             total_variation,
                              total_variation_value)
 
 GRAD_TOL = 1e-8   # float64 central differences of these polynomials land around 1e-10
@@ -287,6 +288,49 @@ def test_style_layer_cost_is_gram_then_style_from_gram_then_gram_backward(xp, rn
     J, grad = style_layer_cost(G_S, a)
     J1, dG = style_from_gram(gram_matrix(a), G_S, a.size)
     assert float(J) == float(J1) and bool(xp.all(grad == gram_backward(dG, a)))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_weighted_style_cost_is_the_weight_times_the_textbook_one(xp, rng, shape, symmetric):
+    """The lean path (syrk Gram, the weight folded into the C x C matrix, the product written into
+    a given buffer) against weight x the textbook composition, float64; and its own gradient
+    against central differences, for a Gram target and for a target that is not symmetric."""
+    a = _randn(xp, rng, shape)
+    G_S = gram_matrix(_randn(xp, rng, shape)) if symmetric else _randn(xp, rng, (shape[-1], shape[-1]))
+    w = 0.37
+    J, g = style_layer_cost(G_S, a)
+    out = xp.full(a.shape, np.nan)                     # whatever the buffer held is overwritten
+    Jw, gw = style_layer_cost_weighted(G_S, a, w, out)
+    assert gw is out and _is_0d(xp, Jw, np.float64)
+    assert float(Jw) == pytest.approx(float(J), rel=1e-14)
+    assert rel_error(gw, w * g) < 1e-13
+    num = numerical_gradient(lambda z: w * style_layer_cost_weighted(G_S, z, w)[0], a)
+    assert rel_error(style_layer_cost_weighted(G_S, a, w)[1], num) < GRAD_TOL
+    with pytest.raises(ValueError, match="G_S must be"):
+        style_layer_cost_weighted(G_S[:-1, :-1], a, w)
+    with pytest.raises(ValueError, match="out must be a C-contiguous"):
+        style_layer_cost_weighted(G_S, a, w, xp.zeros(a.shape[::-1]).T)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_weighted_style_cost_in_bands_of_rows(xp, rng, monkeypatch, workers):
+    """On several threads the Gram matrix is a sum over bands of rows and the gradient is written band
+    by band: the same numbers as the one-product path to float64 rounding, whatever the count."""
+    from numpynst.layers.fast import parallel
+    a = _randn(xp, rng, (1, 7, 5, 4))
+    G_S = gram_matrix(_randn(xp, rng, (1, 6, 5, 4)))
+    J1, g1 = style_layer_cost_weighted(G_S, a, 0.5)
+    monkeypatch.setattr(parallel, "parallel_for", lambda ref: workers if type(ref).__module__ == "numpy" else 1)
+    J2, g2 = style_layer_cost_weighted(G_S, a, 0.5)
+    assert float(J2) == pytest.approx(float(J1), rel=1e-13)
+    assert rel_error(g2, g1) < 1e-13
+
+
+def test_weighted_style_cost_keeps_float32(xp, rng):
+    a = _randn(xp, rng, (1, 4, 5, 3), np.float32)
+    J, g = style_layer_cost_weighted(gram_matrix(_randn(xp, rng, (1, 4, 5, 3), np.float32)), a, 2.0)
+    assert _is_0d(xp, J, np.float32) and g.dtype == np.float32
 
 
 def test_style_target_rescales_by_the_pixel_ratio(xp, rng):

@@ -437,3 +437,150 @@ def test_make_optimizer_defaults():
 def test_make_optimizer_errors(args, kw, pattern):
     with pytest.raises(OptionError, match=pattern):
         make_optimizer(*args, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ring of curvature pairs against the straightforward list of pairs
+
+class _ListLBFGS:
+    """L-BFGS as the textbook writes it, decisions on the host: the pairs in a Python list, newest
+    first, the oldest dropped by ``pop()``; the same step rules as :class:`LBFGS` (Armijo test,
+    quadratic backtracking, growth while no pair, cosine curvature test), NumPy float64 only."""
+
+    def __init__(self, history, c1=1e-4, growth=4.0):
+        self.m, self.c1, self.growth = history, c1, growth
+        self.pairs = []            # (s, y, rho), newest first
+        self.gamma, self.t = 0.0, 1.0
+
+    def direction(self, g):
+        q = g.copy()
+        alphas = []
+        for s, y, rho in self.pairs:
+            a = rho * (s @ q)
+            q -= a * y
+            alphas.append(a)
+        gamma = self.gamma if self.pairs else 1.0 / max(np.sum(np.abs(g)), 1.0)
+        r = gamma * q
+        for (s, y, rho), a in reversed(list(zip(self.pairs, alphas))):
+            b = rho * (y @ r)
+            r += (a - b) * s
+        d = -r
+        gd = g @ d
+        if not gd < 0:
+            d, gd = -gamma * g, -gamma * (g @ g)
+        return d, gd
+
+    def step(self, fun, x, f, g):
+        d, gd = self.direction(g)
+        t = self.t
+        x_t = x + t * d
+        f_t, g_t = fun(x_t)
+        finite = np.isfinite(f_t) and np.all(np.isfinite(g_t))
+        accepted = finite and f_t <= f + self.c1 * t * gd
+        with np.errstate(all="ignore"):
+            t_quad = -gd * t * t / (2.0 * (f_t - f - gd * t))
+        t_quad = min(max(t_quad, 0.1 * t), 0.5 * t) if finite and np.isfinite(t_quad) else 0.1 * t
+        if accepted:
+            s, y = x_t - x, g_t - g
+            sy = s @ y
+            if sy > math.sqrt(np.finfo(np.float64).eps) * math.sqrt(s @ s) * math.sqrt(y @ y):
+                self.pairs.insert(0, (s, y, 1.0 / sy))
+                if len(self.pairs) > self.m:
+                    self.pairs.pop()
+                self.gamma = sy / (y @ y)
+            self.t = t * self.growth if not self.pairs else 1.0
+            return x_t, f_t, g_t
+        self.t = t_quad
+        return x, f, g
+
+
+def _bumpy(x):
+    """A non-convex function with a curvature that changes sign (pairs get skipped) and an
+    overflow to inf for large steps (trials get rejected)."""
+    with np.errstate(over="ignore"):
+        e = np.exp(np.minimum(x, 800.0))
+    f = np.sum(np.cos(3.0 * x) + 0.05 * x * x) + 1e-300 * np.sum(e * e)
+    g = -3.0 * np.sin(3.0 * x) + 0.1 * x + 2e-300 * e * e
+    return np.asarray(f), g
+
+
+@pytest.mark.parametrize("problem", ["quadratic", "rosenbrock", "bumpy"])
+def test_ring_gives_the_iterates_of_the_list_of_pairs(problem):
+    """The ring (pairs written into a spare slot, the head advanced on the device) takes exactly the
+    steps of the textbook list of pairs, float64, through many wraps of a short history."""
+    if problem == "quadratic":
+        fun, _, _ = _quadratic(np, cond=100.0)
+        x = np.random.default_rng(11).standard_normal(N) * 3
+    elif problem == "rosenbrock":
+        fun, x = _rosenbrock(np), np.array([-1.2, 1.0])
+    else:
+        fun, x = _bumpy, np.random.default_rng(12).standard_normal(30) * 2
+    ring, ref = LBFGS(history=3), _ListLBFGS(3)
+    f, g = fun(x)
+    xr, fr, gr = x.copy(), f, g.copy()
+    pushes = rejections = 0
+    for _ in range(80):
+        before = len(ref.pairs), ref.pairs[0][2] if ref.pairs else None
+        x, f, g = ring.step(fun, x, f, g)
+        xr, fr, gr = ref.step(fun, xr, fr, gr)
+        np.testing.assert_array_equal(x, xr)
+        np.testing.assert_array_equal(g, gr)
+        assert float(f) == float(fr) and float(ring.t) == ref.t
+        pushes += (len(ref.pairs), ref.pairs[0][2] if ref.pairs else None) != before
+        rejections += not bool(ring.accepted)
+        rows = len(ref.pairs)
+        for row, (s, y, _) in enumerate(ref.pairs):
+            np.testing.assert_array_equal(ring.S[row], s)
+            np.testing.assert_array_equal(ring.Y[row], y)
+        np.testing.assert_array_equal(ring.rho[:rows], [p[2] for p in ref.pairs])
+        assert not np.any(ring.rho[rows:])
+    assert pushes > 3, "the ring never wrapped"
+    if problem != "quadratic":
+        assert rejections > 0, "no trial was rejected: the test misses that path"
+
+
+def test_ring_state_round_trips_and_continues_bit_for_bit():
+    """state_dict() after the ring wrapped holds the rows newest first (the checkpoint format of the
+    shifted buffers), and a fresh optimizer loaded from it continues with the very same steps."""
+    fun, _, _ = _quadratic(np, cond=100.0)
+    x = np.random.default_rng(13).standard_normal(N)
+    f, g = fun(x)
+    opt = LBFGS(history=4)
+    for _ in range(9):
+        x, f, g = opt.step(fun, x, f, g)
+    state = opt.state_dict()
+    assert state["S"].shape == (4, N) and state["rho"].shape == (4,)
+    np.testing.assert_array_equal(state["S"], opt.S)
+    assert int(opt._head) != 0, "the ring has not moved: the test would not see a slot mix-up"
+    twin = LBFGS(history=4)
+    twin.load_state(state)
+    xa, fa, ga = x.copy(), f, g.copy()
+    for _ in range(6):
+        x, f, g = opt.step(fun, x, f, g)
+        xa, fa, ga = twin.step(fun, xa, fa, ga)
+        np.testing.assert_array_equal(x, xa)
+        np.testing.assert_array_equal(g, ga)
+
+
+def test_ring_loads_a_state_of_rows_written_by_hand_and_refuses_another_history():
+    """A state in the format of the shifted (m, n) buffers (as checkpoints written before the ring
+    hold) gives the direction of the same pairs; one with another number of rows is refused."""
+    rng = np.random.default_rng(14)
+    S, Y = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
+    Y = S + 0.1 * Y                       # positive s.y
+    rho = 1.0 / np.einsum("ij,ij->i", S, Y)
+    rho[2] = 0.0                          # an empty row, as in a history not yet full
+    state = {"name": "lbfgs", "S": S, "Y": Y, "rho": rho, "gamma": np.asarray(0.5),
+             "t": np.asarray(1.0), "accepted": np.asarray(True)}
+    opt = LBFGS(history=3)
+    opt.load_state(state)
+    np.testing.assert_array_equal(opt.S, S)
+    ref = _ListLBFGS(3)
+    ref.pairs, ref.gamma = [(S[i], Y[i], rho[i]) for i in range(2)], 0.5
+    v = rng.standard_normal(6)
+    d, gd = opt._direction(np, v)
+    d_ref, gd_ref = ref.direction(v)
+    np.testing.assert_array_equal(d, d_ref)
+    assert float(gd) == float(gd_ref)
+    with pytest.raises(ValueError, match="history=5"):
+        LBFGS(history=5).load_state(state)

@@ -157,3 +157,35 @@ def test_pooling_in_many_bands_matches_the_naive_twins(rng, monkeypatch, shape, 
     g = rng.standard_normal(x.shape)
     assert np.array_equal(layers.relu_backward(g, layers.relu_forward(x)[1]),
                           layers.relu_backward_naive(g, layers.relu_forward(x)[1]))
+
+
+@pytest.mark.skipif(not BLAS, reason="BLAS is not an OpenBLAS this module can steer")
+def test_one_blas_thread_and_a_single_chunk_hold_blas_at_one_thread():
+    """Between and instead of parallel regions (a lone chunk, an optimiser's dot products) BLAS runs
+    on one thread too, so that its own threads are never woken to spin beside the pool's; the count
+    is given back afterwards."""
+    set_, get = parallel._blas()
+    saved = get()
+    set_(2)
+    try:
+        seen = []
+        with parallel.one_blas_thread(np.zeros(1)):
+            seen.append(get())
+        assert get() == 2
+        parallel.run(np.zeros(1), lambda item: seen.append(get()), ["one chunk"])
+        assert seen == [1, 1] and get() == 2
+        with parallel.one_blas_thread([0.0]):          # not a NumPy array: nothing changes
+            assert get() == 2
+    finally:
+        set_(saved)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_products_in_bands_of_rows_equal_the_whole_products(rng, monkeypatch, workers):
+    monkeypatch.setattr(parallel, "parallel_for", lambda ref: workers)
+    A, B = rng.standard_normal((37, 6)), rng.standard_normal((6, 4))
+    out = np.full((37, 4), np.nan)
+    assert parallel.rows_product(A, B, out) is out
+    assert rel_error(out, A @ B) < 1e-14
+    G = parallel.gram_rows(A)
+    assert rel_error(G, A.T @ A) < 1e-14 and np.array_equal(G, G.T)

@@ -167,8 +167,9 @@ def dx_col2im(dout: Array, w: Array, x_shape: tuple[int, ...], stride: int, pad:
     spans = parallel.split(ho, rows, dout)
     if min(b - a for a, b in spans) * stride < kh:
         spans = [(a, min(ho, a + rows)) for a in range(0, ho, rows)]
-        for span in spans:
-            chunk(span)
+        with parallel.one_blas_thread(dout):      # as in the pool: no BLAS thread left spinning
+            for span in spans:
+                chunk(span)
         return dx
     parallel.run(dout, chunk, spans[0::2])
     parallel.run(dout, chunk, spans[1::2])

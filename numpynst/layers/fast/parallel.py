@@ -37,11 +37,14 @@ at one thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
+
+from ...backend import get_xp
 
 Array = Any
 
@@ -158,8 +161,11 @@ def run(ref: Array, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
     """
     n = parallel_for(ref)
     if n <= 1 or len(items) <= 1:
-        for item in items:
-            fn(item)
+        # one chunk where a pool would run: BLAS at one thread as in the pool (one_blas_thread), so
+        # that no BLAS thread wakes to spin beside the next layer's pool
+        with one_blas_thread(ref) if n > 1 else contextlib.nullcontext():
+            for item in items:
+                fn(item)
         return
     pool = _pool(n)
     _enter_single_blas()
@@ -180,6 +186,55 @@ def run(ref: Array, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
             raise
     finally:
         _exit_single_blas()
+
+
+@contextlib.contextmanager
+def one_blas_thread(ref: Array):
+    """BLAS at one thread inside the block, as inside a parallel region (NumPy arrays, an OpenBLAS
+    this module can steer; otherwise nothing changes). For the short BLAS calls *between* parallel
+    regions (an optimiser's dot products): run multi-threaded, each wakes BLAS's own threads, which
+    then spin for a while beside the pool's threads of the next layer, two threads per core."""
+    if type(ref).__module__.split(".")[0] != "numpy" or _blas()[0] is None:
+        yield
+        return
+    _enter_single_blas()
+    try:
+        yield
+    finally:
+        _exit_single_blas()
+
+
+def rows_product(A: Array, B: Array, out: Array) -> Array:
+    """``out = A @ B`` (``A`` ``(P, C)``, ``out`` ``(P, K)``), its bands of rows on the pool's threads
+    (BLAS at one thread, see :func:`run`); one product where the work is serial (CuPy, one worker)."""
+    xp = get_xp(A, B)
+    n = min(parallel_for(A), A.shape[0])
+    if n <= 1:
+        return xp.matmul(A, B, out=out)
+    bands = split(A.shape[0], -(-A.shape[0] // n), A)
+    run(A, lambda band: xp.matmul(A[band[0]:band[1]], B, out=out[band[0]:band[1]]), bands)
+    return out
+
+
+def gram_rows(A: Array) -> Array:
+    """``A^T A`` (``A`` ``(P, C)``) as the sum of its bands' ``A_b^T A_b`` (each a symmetric rank-k
+    product: NumPy's ``syrk`` path), the bands on the pool's threads; one product where the work is
+    serial. The order of the sum depends only on the shapes and the worker count (deterministic)."""
+    n = min(parallel_for(A), A.shape[0])
+    if n <= 1:
+        return A.T @ A
+    bands = split(A.shape[0], -(-A.shape[0] // n), A)
+    parts: list = [None] * len(bands)
+
+    def band(i: int) -> None:
+        part = A[bands[i][0]:bands[i][1]]
+        parts[i] = part.T @ part
+
+    run(A, band, range(len(bands)))
+    G = parts[0]
+    for part in parts[1:]:
+        G += part
+    return G
 
 
 def split(total: int, per_chunk: int, ref: Array) -> list[tuple[int, int]]:
