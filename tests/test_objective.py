@@ -185,10 +185,10 @@ def test_calibrated_terms_do_not_depend_on_the_pictures_contrast(model, rng):
 
 
 @pytest.mark.parametrize("kw, pattern", [
-    (dict(beta=-1.0), r"beta \(--style-weight\) must be in \[0, 10\] \(calibrated weights\), got -1.0"),
-    (dict(beta=float("nan")), r"beta \(--style-weight\) must be in \[0, 10\].*got nan"),
+    (dict(beta=-1.0), r"beta \(--style-weight\) must be in \[0, 100\] \(calibrated weights\), got -1.0"),
+    (dict(beta=float("nan")), r"beta \(--style-weight\) must be in \[0, 100\].*got nan"),
     (dict(alpha=float("inf")), r"alpha \(--content-weight\) must be in.*got inf"),
-    (dict(beta=10.5), r"beta \(--style-weight\) must be in \[0, 10\]"),
+    (dict(beta=100.5), r"beta \(--style-weight\) must be in \[0, 100\]"),
     (dict(tv_weight=2.0), r"tv_weight \(--tv-weight\) must be in \[0, 1\]"),
     (dict(beta="1"), r"^beta must be a number, got '1'$"),             # the schema's type check, first
     (dict(weights_mode="log"), r"^weights_mode must be one of calibrated, raw, got 'log'$"),

@@ -57,7 +57,8 @@ def test_the_cli_default_caps_a_big_photo_at_512_and_says_so(files, capsys):
     assert Image.open(out).size == (DEFAULT_SIZE, DEFAULT_SIZE * 900 // 1200)
     text = capsys.readouterr().out
     first = text.splitlines()[0]
-    assert first.startswith("plan: 512x384 px, whole image (the default size: longest side 512 px; "
+    assert first.startswith("plan: 128x96 px -> 256x192 px -> 512x384 px, whole image (the default size: "
+                            "longest side 512 px; "
                             "the content is 1200x900, --size N or --size original for more)"), first
     assert "plan corrected: an iteration takes" in text
 
@@ -128,7 +129,7 @@ def test_the_estimate_counts_targets_and_one_evaluation_per_iteration(tiny):
 
 def test_the_line_says_what_would_be_faster_only_when_slow(tiny, monkeypatch):
     c = np.zeros((240, 320, 3), np.uint8)
-    fast = _prepare(c, tiny, iterations=5)
+    fast = _prepare(c, tiny, iterations=5, scales=[1.0])     # full size only: the coarse-to-fine tip applies
     line = fast.plan_line()
     assert sum(fast.scale_seconds()) < plan.SLOW_SECONDS
     assert re.fullmatch(r"plan: 320x240 px, whole image \(the content's own size: the default caps the longest "
@@ -136,7 +137,7 @@ def test_the_line_says_what_would_be_faster_only_when_slow(tiny, monkeypatch):
                         r"project's 2-core CPU; corrected after the first iteration\)", line), line
     assert "faster" not in line
     monkeypatch.setitem(plan.THROUGHPUT, "numpy", 1e6)      # a machine 150 000 times slower
-    slow = _prepare(c, tiny, iterations=200)
+    slow = _prepare(c, tiny, iterations=200, scales=[1.0])
     line = slow.plan_line()
     total = sum(slow.scale_seconds())
     assert total > plan.SLOW_SECONDS and f"about {plan.format_duration(total)} at" in line
